@@ -1,0 +1,220 @@
+//! Access tokens: HS256 JWTs carrying the user id and role, checked on every /api
+//! request by the [`AuthUser`] extractor. Keys come from the environment or, in
+//! development, are generated once into the data directory.
+
+use std::path::Path;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::http::error_response;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Student,
+    Owner,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "student" => Some(Role::Student),
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+const ISSUER: &str = "lectern";
+const ACCESS_AUDIENCE: &str = "lectern-api";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    sub: String,
+    role: Role,
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs and checks access tokens with one secret.
+#[derive(Clone)]
+pub struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl_secs: i64,
+}
+
+impl AccessTokens {
+    pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            ttl_secs,
+        }
+    }
+
+    pub fn issue(&self, user_id: &str, role: Role) -> String {
+        let now = crate::now_unix();
+        let claims = AccessClaims {
+            sub: user_id.to_string(),
+            role,
+            iss: ISSUER.into(),
+            aud: ACCESS_AUDIENCE.into(),
+            iat: now,
+            exp: now + self.ttl_secs,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// The user a token speaks for, or None when it is forged, expired, for another
+    /// audience or signed with another algorithm.
+    pub fn verify(&self, token: &str) -> Option<AuthUser> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[ACCESS_AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation).ok()?;
+        Some(AuthUser { id: data.claims.sub, role: data.claims.role })
+    }
+}
+
+/// The signed-in user of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: String,
+    pub role: Role,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Why a request carries no usable access token.
+pub struct Unauthenticated;
+
+impl IntoResponse for Unauthenticated {
+    fn into_response(self) -> Response {
+        let mut res = error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid access token is required (Authorization: Bearer <token>)",
+        );
+        res.headers_mut().insert("www-authenticate", "Bearer".parse().expect("static header"));
+        res
+    }
+}
+
+/// The bearer token of a request: the Authorization header, or a `token` query
+/// parameter (browsers cannot set headers on WebSocket upgrades).
+pub fn bearer_token(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
+    }
+    let query = parts.uri.query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    AccessTokens: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Unauthenticated;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let tokens = AccessTokens::from_ref(state);
+        bearer_token(parts).and_then(|t| tokens.verify(&t)).ok_or(Unauthenticated)
+    }
+}
+
+/// A signing secret: the given value, or one generated once and kept (mode 0600)
+/// in `path` so tokens survive restarts of a development server.
+pub fn load_or_create_secret(given: Option<&str>, path: &Path) -> std::io::Result<Vec<u8>> {
+    if let Some(secret) = given.filter(|s| !s.is_empty()) {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    if let Ok(existing) = std::fs::read(path) {
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let secret: [u8; 32] = rand::random();
+    let encoded = hex_encode(&secret);
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(encoded.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(encoded.into_bytes())
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_token_verifies_with_role() {
+        let tokens = AccessTokens::new(b"0123456789abcdef0123456789abcdef", 60);
+        let user = tokens.verify(&tokens.issue("u1", Role::Owner)).unwrap();
+        assert_eq!(user.id, "u1");
+        assert_eq!(user.role, Role::Owner);
+    }
+
+    #[test]
+    fn other_key_expired_and_none_alg_are_refused() {
+        let tokens = AccessTokens::new(b"0123456789abcdef0123456789abcdef", 60);
+        let other = AccessTokens::new(b"another-secret-another-secret-xx", 60);
+        assert!(tokens.verify(&other.issue("u1", Role::Admin)).is_none());
+        let expired = AccessTokens::new(b"0123456789abcdef0123456789abcdef", -10);
+        assert!(tokens.verify(&expired.issue("u1", Role::Admin)).is_none());
+        // {"alg":"none"} with the same claims and no signature.
+        let good = tokens.issue("u1", Role::Admin);
+        let payload = good.split('.').nth(1).unwrap();
+        assert!(tokens.verify(&format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.")).is_none());
+        assert!(tokens.verify("garbage").is_none());
+    }
+
+    #[test]
+    fn secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/access.key");
+        let a = load_or_create_secret(None, &path).unwrap();
+        let b = load_or_create_secret(None, &path).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(load_or_create_secret(Some("given"), &path).unwrap(), b"given");
+    }
+}

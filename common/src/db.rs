@@ -1,0 +1,72 @@
+//! The database seam: a sqlx `Any` pool chosen by URL (`sqlite://FILE` embedded), with
+//! the schema migrated at connect time. Queries are written once in the SQL both
+//! backends speak: `$N` parameters, integer flags and Unix-second times.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+pub type Db = sqlx::AnyPool;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL {0:?}")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("creating the database folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects to the database a URL names and brings its schema up to date.
+pub async fn connect(url: &str) -> Result<Db, DbError> {
+    install_default_drivers();
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return Err(DbError::UnsupportedUrl(url.to_string()));
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let url = if query.contains("mode=") { url.to_string() } else if query.is_empty() {
+        format!("{url}?mode=rwc")
+    } else {
+        format!("{url}&mode=rwc")
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets readers go on while a writer commits; the wait covers
+                // writers from the other roles sharing the file.
+                sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    SQLITE_MIGRATIONS.run(&pool).await?;
+    Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn connects_migrates_and_reconnects() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/lectern.db", dir.path().display());
+        let db = super::connect(&url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&db).await.unwrap();
+        assert_eq!(n, 0);
+        db.close().await;
+        super::connect(&url).await.unwrap();
+        assert!(super::connect("mysql://x").await.is_err());
+    }
+}

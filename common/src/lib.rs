@@ -1,0 +1,34 @@
+//! lectern-common: the plumbing every Lectern role shares and nothing more.
+//!
+//! It owns the three seams chosen by URL (database, object storage, queue) with their
+//! embedded backends, the messages that travel on the queue (transcode jobs and job
+//! events), access tokens and the request extractor that checks them, and the one JSON
+//! error shape every HTTP error uses. Domain logic lives in the service crates.
+
+pub mod auth;
+pub mod db;
+pub mod http;
+pub mod messages;
+pub mod queue;
+pub mod storage;
+
+/// Seconds since the Unix epoch, the one time format Lectern stores.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, for queue scheduling.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new random identifier (UUID v4, hyphenated).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

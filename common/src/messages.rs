@@ -1,0 +1,96 @@
+//! The messages that travel on the queue: transcode jobs (ingest → workers) and job
+//! events (workers → catalog). Both are JSON so any backend can carry them and an
+//! operator can read a dead-lettered one.
+
+use serde::{Deserialize, Serialize};
+
+/// What probing the uploaded source found, in display terms: `width`/`height` are after
+/// rotation and pixel aspect ratio, as a viewer sees the picture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFacts {
+    pub duration_secs: f64,
+    pub has_video: bool,
+    pub has_audio: bool,
+    pub width: u32,
+    pub height: u32,
+    /// Output frame rate as a fraction (VFR sources get their average, capped at 60).
+    pub fps_num: u32,
+    pub fps_den: u32,
+    pub audio_channels: u32,
+    pub container: String,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+}
+
+/// One H.264 rendition of the ladder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rung {
+    /// Folder name of the rendition, e.g. `v720`.
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub video_kbps: u32,
+}
+
+/// A time range of the source on its own timeline, in seconds; `end_secs` None means
+/// to the end. Chunk edges fall on segment boundaries of the global grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeRange {
+    pub start_secs: f64,
+    pub end_secs: Option<f64>,
+    /// Absolute index of the first segment this range produces.
+    pub first_segment: u64,
+}
+
+/// One unit of transcoding work. Workers need nothing but this, the queue and storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscodeJob {
+    pub job_id: String,
+    pub lecture_id: String,
+    pub asset_id: String,
+    /// Storage key of the uploaded source.
+    pub source_key: String,
+    /// Storage prefix the outputs go under (`assets/{asset_id}`).
+    pub output_prefix: String,
+    pub source: SourceFacts,
+    pub range: TimeRange,
+    pub ladder: Vec<Rung>,
+    pub audio_kbps: u32,
+    pub segment_secs: u32,
+    pub keyframe_secs: u32,
+}
+
+/// What a worker reports about a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobEvent {
+    Progress { job_id: String, lecture_id: String, asset_id: String, percent: u8 },
+    Ready {
+        job_id: String,
+        lecture_id: String,
+        asset_id: String,
+        duration_secs: f64,
+        /// Rendition folder names, highest first (`audio` for an audio-only lecture).
+        renditions: Vec<String>,
+        has_poster: bool,
+    },
+    Failed { job_id: String, lecture_id: String, asset_id: String, reason: String },
+}
+
+impl JobEvent {
+    pub fn lecture_id(&self) -> &str {
+        match self {
+            JobEvent::Progress { lecture_id, .. }
+            | JobEvent::Ready { lecture_id, .. }
+            | JobEvent::Failed { lecture_id, .. } => lecture_id,
+        }
+    }
+
+    pub fn asset_id(&self) -> &str {
+        match self {
+            JobEvent::Progress { asset_id, .. }
+            | JobEvent::Ready { asset_id, .. }
+            | JobEvent::Failed { asset_id, .. } => asset_id,
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The queue seam: one trait, chosen by URL. `sqlite://FILE` is the embedded durable
+//! queue: messages live in a SQLite file, so a job queued or running when the process
+//! dies is delivered again after a restart. A delivery is leased; the holder renews the
+//! lease while it works, so a crashed holder's message comes back when its lease lapses.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Transcode jobs, ingest → workers.
+    Jobs,
+    /// Job events, workers → catalog.
+    Events,
+}
+
+impl Topic {
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Jobs => "lectern.jobs",
+            Topic::Events => "lectern.events",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("unsupported queue URL {0:?}")]
+    UnsupportedUrl(String),
+    #[error("queue backend: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(e: sqlx::Error) -> Self {
+        QueueError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, QueueError>;
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Stores a message durably; once this returns, the message survives a crash.
+    async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()>;
+    /// Waits for the next message of a topic and leases it to the caller.
+    async fn receive(&self, topic: Topic) -> Result<Delivery>;
+    /// Whether the backend answers (for /readyz).
+    async fn check(&self) -> Result<()>;
+}
+
+pub type SharedQueue = Arc<dyn Queue>;
+
+#[async_trait]
+trait Lease: Send + Sync {
+    async fn ack(&self) -> Result<()>;
+    async fn retry_after(&self, delay: Duration) -> Result<()>;
+}
+
+/// A leased message. Ack it when its work is done for good, or hand it back with
+/// `retry_after`; dropping it unacked returns it once the lease lapses.
+pub struct Delivery {
+    pub payload: Vec<u8>,
+    /// 1 for the first delivery, counting every delivery (crashes included).
+    pub attempt: u32,
+    lease: Box<dyn Lease>,
+}
+
+impl Delivery {
+    pub async fn ack(self) -> Result<()> {
+        self.lease.ack().await
+    }
+
+    pub async fn retry_after(self, delay: Duration) -> Result<()> {
+        self.lease.retry_after(delay).await
+    }
+}
+
+/// Opens the queue a URL names.
+pub async fn open_queue(url: &str) -> Result<SharedQueue> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(EmbeddedQueue::open(url, EmbeddedQueue::LEASE).await?));
+    }
+    Err(QueueError::UnsupportedUrl(url.to_string()))
+}
+
+pub struct EmbeddedQueue {
+    pool: SqlitePool,
+    lease: Duration,
+    wakeup: Arc<Notify>,
+}
+
+impl EmbeddedQueue {
+    pub const LEASE: Duration = Duration::from_secs(30);
+    const POLL: Duration = Duration::from_millis(500);
+
+    pub async fn open(url: &str, lease: Duration) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = options.get_filename().parent() {
+            std::fs::create_dir_all(dir).map_err(|e| QueueError::Backend(e.to_string()))?;
+        }
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                topic TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                visible_at INTEGER NOT NULL,
+                leased_until INTEGER NOT NULL DEFAULT 0,
+                lease_token TEXT
+            )",
+        )
+        .execute(&pool)
+        .await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, visible_at)")
+            .execute(&pool)
+            .await?;
+        Ok(Self { pool, lease, wakeup: Arc::new(Notify::new()) })
+    }
+
+    async fn try_lease(&self, topic: Topic) -> Result<Option<Delivery>> {
+        let now = crate::now_millis();
+        let token = crate::new_id();
+        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "UPDATE messages SET attempts = attempts + 1, leased_until = $1, lease_token = $2
+             WHERE id = (SELECT id FROM messages WHERE topic = $3 AND visible_at <= $4 AND leased_until <= $5
+                         ORDER BY visible_at, id LIMIT 1)
+             RETURNING id, payload, attempts",
+        )
+        .bind(now + self.lease.as_millis() as i64)
+        .bind(&token)
+        .bind(topic.name())
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, payload, attempts)) = row else { return Ok(None) };
+        let lease = EmbeddedLease { pool: self.pool.clone(), id, token, wakeup: self.wakeup.clone() };
+        let renewer = lease.renew_every(self.lease);
+        Ok(Some(Delivery {
+            payload,
+            attempt: attempts as u32,
+            lease: Box::new(RenewedLease { inner: lease, renewer }),
+        }))
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()> {
+        sqlx::query("INSERT INTO messages (topic, payload, visible_at) VALUES ($1, $2, $3)")
+            .bind(topic.name())
+            .bind(payload)
+            .bind(crate::now_millis())
+            .execute(&self.pool)
+            .await?;
+        self.wakeup.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(&self, topic: Topic) -> Result<Delivery> {
+        loop {
+            let notified = self.wakeup.notified();
+            if let Some(d) = self.try_lease(topic).await? {
+                return Ok(d);
+            }
+            // Other processes may share the file and delayed retries come due: poll too.
+            let _ = tokio::time::timeout(Self::POLL, notified).await;
+        }
+    }
+
+    async fn check(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+struct EmbeddedLease {
+    pool: SqlitePool,
+    id: i64,
+    token: String,
+    wakeup: Arc<Notify>,
+}
+
+impl EmbeddedLease {
+    /// Keeps the lease alive while the delivery is held.
+    fn renew_every(&self, lease: Duration) -> tokio::task::JoinHandle<()> {
+        let (pool, id, token) = (self.pool.clone(), self.id, self.token.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = crate::now_millis() + lease.as_millis() as i64;
+                let renewed = sqlx::query("UPDATE messages SET leased_until = $1 WHERE id = $2 AND lease_token = $3")
+                    .bind(until)
+                    .bind(id)
+                    .bind(&token)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = renewed {
+                    tracing::warn!(error = %e, "could not renew a queue lease");
+                }
+            }
+        })
+    }
+}
+
+struct RenewedLease {
+    inner: EmbeddedLease,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RenewedLease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+#[async_trait]
+impl Lease for RenewedLease {
+    async fn ack(&self) -> Result<()> {
+        self.renewer.abort();
+        sqlx::query("DELETE FROM messages WHERE id = $1 AND lease_token = $2")
+            .bind(self.inner.id)
+            .bind(&self.inner.token)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_after(&self, delay: Duration) -> Result<()> {
+        self.renewer.abort();
+        sqlx::query("UPDATE messages SET leased_until = 0, lease_token = NULL, visible_at = $1 WHERE id = $2 AND lease_token = $3")
+            .bind(crate::now_millis() + delay.as_millis() as i64)
+            .bind(self.inner.id)
+            .bind(&self.inner.token)
+            .execute(&self.inner.pool)
+            .await?;
+        self.inner.wakeup.notify_waiters();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn queue(dir: &tempfile::TempDir, lease: Duration) -> EmbeddedQueue {
+        EmbeddedQueue::open(&format!("sqlite://{}/q.db", dir.path().display()), lease).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_come_in_order_and_ack_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, EmbeddedQueue::LEASE).await;
+        q.publish(Topic::Jobs, b"one".to_vec()).await.unwrap();
+        q.publish(Topic::Jobs, b"two".to_vec()).await.unwrap();
+        q.publish(Topic::Events, b"ev".to_vec()).await.unwrap();
+        let a = q.receive(Topic::Jobs).await.unwrap();
+        let b = q.receive(Topic::Jobs).await.unwrap();
+        assert_eq!((a.payload.as_slice(), a.attempt), (&b"one"[..], 1));
+        assert_eq!(b.payload, b"two");
+        a.ack().await.unwrap();
+        b.ack().await.unwrap();
+        assert!(q.try_lease(Topic::Jobs).await.unwrap().is_none());
+        assert_eq!(q.receive(Topic::Events).await.unwrap().payload, b"ev");
+    }
+
+    #[tokio::test]
+    async fn retry_redelivers_after_the_delay_with_the_attempt_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, EmbeddedQueue::LEASE).await;
+        q.publish(Topic::Jobs, b"job".to_vec()).await.unwrap();
+        q.receive(Topic::Jobs).await.unwrap().retry_after(Duration::from_millis(300)).await.unwrap();
+        assert!(q.try_lease(Topic::Jobs).await.unwrap().is_none());
+        let again = tokio::time::timeout(Duration::from_secs(5), q.receive(Topic::Jobs)).await.unwrap().unwrap();
+        assert_eq!(again.attempt, 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_held_by_a_dead_process_comes_back_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = queue(&dir, Duration::from_millis(600)).await;
+            q.publish(Topic::Jobs, b"job".to_vec()).await.unwrap();
+            // The holder dies: no ack, and its lease is no longer renewed.
+            drop(q.receive(Topic::Jobs).await.unwrap());
+        }
+        let q = queue(&dir, Duration::from_millis(600)).await;
+        let again = tokio::time::timeout(Duration::from_secs(5), q.receive(Topic::Jobs)).await.unwrap().unwrap();
+        assert_eq!(again.payload, b"job");
+        assert_eq!(again.attempt, 2);
+    }
+
+    #[tokio::test]
+    async fn a_held_lease_is_renewed_while_work_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, Duration::from_millis(600)).await;
+        q.publish(Topic::Jobs, b"job".to_vec()).await.unwrap();
+        let held = q.receive(Topic::Jobs).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(q.try_lease(Topic::Jobs).await.unwrap().is_none(), "lease lapsed while held");
+        held.ack().await.unwrap();
+    }
+}

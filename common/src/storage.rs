@@ -1,0 +1,335 @@
+//! The object storage seam: one trait, chosen by URL. `file://DIR` keeps objects as
+//! files under DIR (the embedded default). Objects are written whole and then renamed
+//! into place, so a reader never sees a partial object.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object {0} not found")]
+    NotFound(String),
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+    #[error("resumable object {key} holds {actual} bytes, not the expected {expected}")]
+    OffsetMismatch { key: String, expected: u64, actual: u64 },
+    #[error("unsupported storage URL {0:?}")]
+    UnsupportedUrl(String),
+    #[error("storage I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub modified_unix: i64,
+    /// A strong validator that changes whenever the bytes do.
+    pub etag: String,
+}
+
+/// An inclusive byte range, already checked against the object's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+pub struct ObjectRead {
+    pub meta: ObjectMeta,
+    pub body: ByteStream,
+}
+
+/// What an append did: the object's new length, and the error that cut the incoming
+/// stream short, if one did (the bytes before it are kept).
+pub struct AppendOutcome {
+    pub new_len: u64,
+    pub interrupted: Option<io::Error>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    async fn put_bytes(&self, key: &str, data: Bytes) -> Result<()>;
+    async fn put_file(&self, key: &str, path: &Path) -> Result<()>;
+    async fn head(&self, key: &str) -> Result<ObjectMeta>;
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectRead>;
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes every object whose key starts with `prefix/`.
+    async fn delete_prefix(&self, prefix: &str) -> Result<()>;
+    /// Copies an object to a local file (workers and probing read local files).
+    async fn download_to(&self, key: &str, dest: &Path) -> Result<()>;
+    /// A local path to read the object from in place, where the backend has one.
+    fn local_path(&self, key: &str) -> Option<PathBuf>;
+    /// Appends a stream to a resumable object that must hold exactly `offset` bytes;
+    /// bytes beyond `offset` (left by a crash before they were acknowledged) are cut.
+    async fn append(&self, key: &str, offset: u64, body: ByteStream) -> Result<AppendOutcome>;
+    /// Cuts a resumable object back to `len` bytes (a chunk that failed its checksum).
+    async fn truncate(&self, key: &str, len: u64) -> Result<()>;
+    /// Whether the backend answers (for /readyz).
+    async fn check(&self) -> Result<()>;
+}
+
+pub type SharedStore = Arc<dyn ObjectStore>;
+
+/// Opens the store a URL names: `file://DIR` (relative or absolute).
+pub fn open_storage(url: &str) -> Result<SharedStore> {
+    if let Some(dir) = url.strip_prefix("file://") {
+        let root = PathBuf::from(if dir.is_empty() { "." } else { dir });
+        std::fs::create_dir_all(&root)?;
+        return Ok(Arc::new(FileStore { root }));
+    }
+    Err(StorageError::UnsupportedUrl(url.to_string()))
+}
+
+/// Keys are relative paths of safe characters with no `.` or `..` segment.
+pub fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && !key.starts_with('/')
+        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+    if ok { Ok(()) } else { Err(StorageError::InvalidKey(key.to_string())) }
+}
+
+pub struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn not_found(key: &str, e: io::Error) -> StorageError {
+        if e.kind() == io::ErrorKind::NotFound {
+            StorageError::NotFound(key.to_string())
+        } else {
+            StorageError::Io(e)
+        }
+    }
+
+    async fn meta_of(key: &str, path: &Path) -> Result<ObjectMeta> {
+        let m = tokio::fs::metadata(path).await.map_err(|e| Self::not_found(key, e))?;
+        if !m.is_file() {
+            return Err(StorageError::NotFound(key.to_string()));
+        }
+        let modified = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        Ok(ObjectMeta {
+            size: m.len(),
+            modified_unix: modified.as_secs() as i64,
+            etag: format!("\"{:x}-{:x}\"", m.len(), modified.as_nanos()),
+        })
+    }
+
+    /// A temporary name beside the target, renamed over it once complete.
+    fn temp_path(path: &Path) -> PathBuf {
+        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!(".{}.tmp", crate::new_id()));
+        path.with_file_name(name)
+    }
+
+    async fn ensure_parent(path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FileStore {
+    async fn put_bytes(&self, key: &str, data: Bytes) -> Result<()> {
+        let path = self.path(key)?;
+        Self::ensure_parent(&path).await?;
+        let tmp = Self::temp_path(&path);
+        tokio::fs::write(&tmp, &data).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        Ok(())
+    }
+
+    async fn put_file(&self, key: &str, source: &Path) -> Result<()> {
+        let path = self.path(key)?;
+        Self::ensure_parent(&path).await?;
+        let tmp = Self::temp_path(&path);
+        tokio::fs::copy(source, &tmp).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let path = self.path(key)?;
+        Self::meta_of(key, &path).await
+    }
+
+    async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectRead> {
+        let path = self.path(key)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| Self::not_found(key, e))?;
+        let meta = Self::meta_of(key, &path).await?;
+        let body: ByteStream = match range {
+            Some(r) => {
+                file.seek(io::SeekFrom::Start(r.start)).await?;
+                use tokio::io::AsyncReadExt;
+                tokio_util::io::ReaderStream::with_capacity(file.take(r.len()), 64 * 1024).boxed()
+            }
+            None => tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).boxed(),
+        };
+        Ok(ObjectRead { meta, body })
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        let path = self.path(prefix)?;
+        match tokio::fs::remove_dir_all(&path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn download_to(&self, key: &str, dest: &Path) -> Result<()> {
+        let path = self.path(key)?;
+        tokio::fs::copy(&path, dest).await.map_err(|e| Self::not_found(key, e))?;
+        Ok(())
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+
+    async fn append(&self, key: &str, offset: u64, mut body: ByteStream) -> Result<AppendOutcome> {
+        let path = self.path(key)?;
+        Self::ensure_parent(&path).await?;
+        let mut file = tokio::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).await?;
+        let actual = file.metadata().await?.len();
+        if actual < offset {
+            return Err(StorageError::OffsetMismatch { key: key.to_string(), expected: offset, actual });
+        }
+        if actual > offset {
+            file.set_len(offset).await?;
+        }
+        file.seek(io::SeekFrom::Start(offset)).await?;
+        let mut written = offset;
+        let mut interrupted = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    file.write_all(&bytes).await?;
+                    written += bytes.len() as u64;
+                }
+                Err(e) => {
+                    interrupted = Some(e);
+                    break;
+                }
+            }
+        }
+        file.flush().await?;
+        // The offset we report is the client's resume point: it must survive a crash.
+        file.sync_data().await?;
+        Ok(AppendOutcome { new_len: written, interrupted })
+    }
+
+    async fn truncate(&self, key: &str, len: u64) -> Result<()> {
+        let path = self.path(key)?;
+        let file = tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|e| Self::not_found(key, e))?;
+        file.set_len(len).await?;
+        file.sync_data().await?;
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<()> {
+        tokio::fs::metadata(&self.root).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(parts: Vec<io::Result<&'static [u8]>>) -> ByteStream {
+        futures::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from_static))).boxed()
+    }
+
+    async fn read_all(store: &SharedStore, key: &str, range: Option<ByteRange>) -> Vec<u8> {
+        let mut read = store.read(key, range).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(c) = read.body.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn put_read_range_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display())).unwrap();
+        store.put_bytes("a/b/c.ts", Bytes::from_static(b"0123456789")).await.unwrap();
+        assert_eq!(read_all(&store, "a/b/c.ts", None).await, b"0123456789");
+        assert_eq!(read_all(&store, "a/b/c.ts", Some(ByteRange { start: 2, end: 4 })).await, b"234");
+        assert_eq!(store.head("a/b/c.ts").await.unwrap().size, 10);
+        store.delete_prefix("a").await.unwrap();
+        assert!(matches!(store.head("a/b/c.ts").await, Err(StorageError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn keys_cannot_escape_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display())).unwrap();
+        for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "", "a/%2e%2e/b"] {
+            assert!(matches!(store.head(key).await, Err(StorageError::InvalidKey(_))), "{key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn append_keeps_bytes_before_an_interruption_and_cuts_unacknowledged_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display())).unwrap();
+        let out = store.append("up/1", 0, stream(vec![Ok(b"abc"), Ok(b"def")])).await.unwrap();
+        assert_eq!(out.new_len, 6);
+        let broken = stream(vec![Ok(b"gh"), Err(io::Error::other("client went away"))]);
+        let out = store.append("up/1", 6, broken).await.unwrap();
+        assert_eq!(out.new_len, 8);
+        assert!(out.interrupted.is_some());
+        // The database said 6: the two unacknowledged bytes are cut and replaced.
+        let out = store.append("up/1", 6, stream(vec![Ok(b"GH")])).await.unwrap();
+        assert_eq!(out.new_len, 8);
+        assert_eq!(read_all(&store, "up/1", None).await, b"abcdefGH");
+        assert!(matches!(
+            store.append("up/1", 20, stream(vec![])).await,
+            Err(StorageError::OffsetMismatch { actual: 8, .. })
+        ));
+        store.truncate("up/1", 3).await.unwrap();
+        assert_eq!(read_all(&store, "up/1", None).await, b"abc");
+    }
+}
