@@ -1,1 +1,123 @@
-// placeholder
+//! lectern-ingest: how lectures get in.
+//!
+//! It owns the tus 1.0 upload API at `/api/uploads` (core, creation,
+//! creation-with-upload, checksum, termination, expiration), streaming chunks into
+//! object storage; probing complete files with GStreamer's Discoverer; choosing the
+//! ladder; and recording each transcode job in the database before publishing it (an
+//! outbox), so a queue outage loses nothing.
+
+mod error;
+pub mod ladder;
+pub mod probe;
+mod routes;
+pub mod tus;
+pub mod uploads;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use lectern_common::auth::AccessTokens;
+use lectern_common::db::Db;
+use lectern_common::queue::SharedQueue;
+use lectern_common::storage::SharedStore;
+use tokio::sync::Notify;
+
+pub use error::IngestError;
+pub use routes::router;
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The largest upload accepted, in bytes (advertised as Tus-Max-Size).
+    pub max_upload_bytes: u64,
+    /// How long an incomplete upload is kept after its last chunk.
+    pub upload_ttl_secs: i64,
+    /// How long probing one file may take.
+    pub probe_timeout_secs: u64,
+    /// Local scratch space for probing files from remote storage.
+    pub scratch_dir: PathBuf,
+}
+
+#[derive(Clone)]
+pub struct IngestState {
+    pub db: Db,
+    pub store: SharedStore,
+    pub queue: SharedQueue,
+    pub tokens: AccessTokens,
+    pub config: Arc<IngestConfig>,
+    upload_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    outbox_wakeup: Arc<Notify>,
+}
+
+impl FromRef<IngestState> for AccessTokens {
+    fn from_ref(state: &IngestState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl IngestState {
+    pub fn new(db: Db, store: SharedStore, queue: SharedQueue, tokens: AccessTokens, config: IngestConfig) -> Self {
+        Self {
+            db,
+            store,
+            queue,
+            tokens,
+            config: Arc::new(config),
+            upload_locks: Default::default(),
+            outbox_wakeup: Arc::new(Notify::new()),
+        }
+    }
+
+    /// One lock per upload, so two PATCHes to the same upload cannot interleave.
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.upload_locks.lock().expect("upload lock map");
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(id.to_string()).or_default().clone()
+    }
+}
+
+/// Background duties: finishing uploads a crash interrupted, relaying the job outbox
+/// and sweeping expired uploads.
+pub fn spawn_background(state: IngestState) -> Vec<tokio::task::JoinHandle<()>> {
+    let resume = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            match uploads::unfinished(&state).await {
+                Ok(ids) => {
+                    for id in ids {
+                        if let Err(e) = uploads::finish(&state, &id).await {
+                            tracing::error!(upload = %id, error = %e, "could not finish an upload left by a restart");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not list unfinished uploads"),
+            }
+        })
+    };
+    let relay = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                match uploads::relay_outbox(&state).await {
+                    Ok(n) if n > 0 => tracing::info!(jobs = n, "published transcode jobs"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "job outbox not relayed yet; retrying"),
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(2), state.outbox_wakeup.notified()).await;
+            }
+        })
+    };
+    let sweeper = tokio::spawn(async move {
+        loop {
+            match uploads::sweep_expired(&state).await {
+                Ok(n) if n > 0 => tracing::info!(uploads = n, "removed expired uploads"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping expired uploads failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    });
+    vec![resume, relay, sweeper]
+}

@@ -1,0 +1,139 @@
+//! The tus HTTP surface: thin handlers that read headers and call `uploads`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::TryStreamExt;
+use lectern_common::auth::AuthUser;
+
+use crate::IngestState;
+use crate::error::IngestError;
+use crate::tus;
+use crate::uploads::{self, NewUpload, Upload};
+
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/api/uploads", post(create).options(options))
+        .route("/api/uploads/{id}", axum::routing::head(head).patch(patch).delete(terminate).options(options))
+        .layer(middleware::from_fn(tus_headers))
+        .with_state(state)
+}
+
+/// Every tus response carries Tus-Resumable; every request but OPTIONS must too.
+async fn tus_headers(req: Request, next: Next) -> Response {
+    let wrong_version = req.method() != Method::OPTIONS
+        && req.headers().get("tus-resumable").map(|v| v.as_bytes()) != Some(tus::VERSION.as_bytes());
+    let mut res = if wrong_version { IngestError::TusVersion.into_response() } else { next.run(req).await };
+    res.headers_mut().insert("tus-resumable", HeaderValue::from_static(tus::VERSION));
+    res
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn expires_header(upload: &Upload) -> HeaderValue {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(upload.expires_at.max(0) as u64);
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).expect("HTTP dates are ASCII")
+}
+
+fn offset_headers(upload: &Upload) -> [(&'static str, HeaderValue); 2] {
+    [("upload-offset", HeaderValue::from(upload.received)), ("upload-expires", expires_header(upload))]
+}
+
+async fn options(State(state): State<IngestState>) -> impl IntoResponse {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            ("tus-version", HeaderValue::from_static(tus::VERSION)),
+            ("tus-extension", HeaderValue::from_static(tus::EXTENSIONS)),
+            ("tus-checksum-algorithm", HeaderValue::from_static(tus::CHECKSUM_ALGORITHMS)),
+            ("tus-max-size", HeaderValue::from(state.config.max_upload_bytes)),
+        ],
+    )
+}
+
+fn is_offset_stream(headers: &HeaderMap) -> bool {
+    header_str(headers, header::CONTENT_TYPE.as_str())
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(tus::OFFSET_CONTENT_TYPE))
+        .unwrap_or(false)
+}
+
+fn body_stream(body: Body) -> lectern_common::storage::ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+fn checksum_of(headers: &HeaderMap) -> Result<Option<tus::Checksum>, IngestError> {
+    header_str(headers, "upload-checksum").map(tus::parse_checksum).transpose().map_err(Into::into)
+}
+
+async fn create(State(state): State<IngestState>, user: AuthUser, headers: HeaderMap, body: Body) -> Result<Response, IngestError> {
+    if headers.contains_key("upload-defer-length") {
+        return Err(IngestError::BadRequest("Upload-Defer-Length is not supported; send Upload-Length".into()));
+    }
+    let length = tus::parse_u64(
+        header_str(&headers, "upload-length").ok_or_else(|| IngestError::BadRequest("Upload-Length is required".into()))?,
+        "Upload-Length",
+    )?;
+    let metadata_header = header_str(&headers, "upload-metadata").unwrap_or("").to_string();
+    let metadata = tus::parse_metadata(&metadata_header)?;
+    let mut upload = uploads::create(&state, &user, NewUpload { length, metadata_header, metadata }).await?;
+    // creation-with-upload: the first chunk may ride on the POST.
+    if is_offset_stream(&headers) {
+        let checksum = checksum_of(&headers)?;
+        upload = uploads::append(&state, &upload, 0, checksum, body_stream(body)).await?;
+    }
+    let location = format!("/api/uploads/{}", upload.id);
+    let mut res = (StatusCode::CREATED, offset_headers(&upload)).into_response();
+    res.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ids are ASCII"));
+    Ok(res)
+}
+
+async fn head(State(state): State<IngestState>, user: AuthUser, Path(id): Path<String>) -> Result<Response, IngestError> {
+    let upload = uploads::load_for(&state, &user, &id).await?;
+    let mut res = (StatusCode::OK, offset_headers(&upload)).into_response();
+    let h = res.headers_mut();
+    h.insert("upload-length", HeaderValue::from(upload.length));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !upload.metadata.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&upload.metadata) {
+            h.insert("upload-metadata", v);
+        }
+    }
+    Ok(res)
+}
+
+async fn patch(
+    State(state): State<IngestState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    if !is_offset_stream(&headers) {
+        return Err(IngestError::UnsupportedMediaType);
+    }
+    let offset = tus::parse_u64(
+        header_str(&headers, "upload-offset").ok_or_else(|| IngestError::BadRequest("Upload-Offset is required".into()))?,
+        "Upload-Offset",
+    )?;
+    let checksum = checksum_of(&headers)?;
+    let upload = uploads::load_for(&state, &user, &id).await?;
+    if let Some(len) = header_str(&headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok()) {
+        if offset.saturating_add(len) > upload.length {
+            return Err(IngestError::TooLarge("the chunk runs past Upload-Length".into()));
+        }
+    }
+    let upload = uploads::append(&state, &upload, offset, checksum, body_stream(body)).await?;
+    Ok((StatusCode::NO_CONTENT, offset_headers(&upload)).into_response())
+}
+
+async fn terminate(State(state): State<IngestState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, IngestError> {
+    let upload = uploads::load_for(&state, &user, &id).await?;
+    uploads::terminate(&state, &upload).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,416 @@
+//! The upload domain: creating resumable uploads, appending chunks, terminating, and
+//! turning a complete upload into an asset and a transcode job (or a failed lecture
+//! with the reason).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use lectern_common::auth::{AuthUser, Role};
+use lectern_common::messages::{JobEvent, TimeRange, TranscodeJob};
+use lectern_common::queue::Topic;
+use lectern_common::storage::ByteStream;
+use lectern_common::{new_id, now_unix};
+
+use crate::IngestState;
+use crate::error::IngestError;
+use crate::tus::{Checksum, Hasher};
+
+/// Segment and keyframe spacing of every ladder: 6 s segments of three 2 s GOPs.
+pub const SEGMENT_SECS: u32 = 6;
+pub const KEYFRAME_SECS: u32 = 2;
+pub const AUDIO_KBPS: u32 = 128;
+
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: String,
+    pub lecture_id: String,
+    pub owner_id: String,
+    pub metadata: String,
+    pub length: u64,
+    pub received: u64,
+    pub storage_key: String,
+    pub state: String,
+    pub expires_at: i64,
+}
+
+type UploadRow = (String, String, String, String, i64, i64, String, String, i64);
+
+impl Upload {
+    fn from_row(r: UploadRow) -> Self {
+        Upload {
+            id: r.0,
+            lecture_id: r.1,
+            owner_id: r.2,
+            metadata: r.3,
+            length: r.4 as u64,
+            received: r.5 as u64,
+            storage_key: r.6,
+            state: r.7,
+            expires_at: r.8,
+        }
+    }
+}
+
+async fn load(state: &IngestState, id: &str) -> Result<Option<Upload>, IngestError> {
+    let row: Option<UploadRow> = sqlx::query_as(
+        "SELECT id, lecture_id, owner_id, metadata, length, received, storage_key, state, expires_at
+         FROM uploads WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?;
+    Ok(row.map(Upload::from_row))
+}
+
+/// The upload, if it exists, belongs to `user` and has not expired.
+pub async fn load_for(state: &IngestState, user: &AuthUser, id: &str) -> Result<Upload, IngestError> {
+    let upload = load(state, id)
+        .await?
+        .filter(|u| u.owner_id == user.id || user.is_admin())
+        .ok_or_else(|| IngestError::NotFound("no such upload".into()))?;
+    if upload.state == "receiving" && upload.expires_at < now_unix() {
+        return Err(IngestError::Gone);
+    }
+    Ok(upload)
+}
+
+pub struct NewUpload {
+    pub length: u64,
+    pub metadata_header: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Checks that `user` may upload to the lecture the metadata names and records a new
+/// upload for it.
+pub async fn create(state: &IngestState, user: &AuthUser, new: NewUpload) -> Result<Upload, IngestError> {
+    if user.role == Role::Student {
+        return Err(IngestError::Forbidden("students cannot upload lectures".into()));
+    }
+    if new.length > state.config.max_upload_bytes {
+        return Err(IngestError::TooLarge(format!(
+            "Upload-Length {} exceeds the maximum of {} bytes",
+            new.length, state.config.max_upload_bytes
+        )));
+    }
+    if new.length == 0 {
+        return Err(IngestError::BadRequest("an empty file is not a video".into()));
+    }
+    let lecture_id = new
+        .metadata
+        .get("lecture_id")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| IngestError::BadRequest("Upload-Metadata must name a lecture_id".into()))?;
+    let filename = new
+        .metadata
+        .get("filename")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| IngestError::BadRequest("Upload-Metadata must name a filename".into()))?;
+    let lecture: Option<(String, String)> = sqlx::query_as(
+        "SELECT l.status, c.owner_id FROM lectures l JOIN courses c ON c.id = l.course_id WHERE l.id = $1",
+    )
+    .bind(lecture_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (status, owner_id) = lecture.ok_or_else(|| IngestError::NotFound("no such lecture".into()))?;
+    if owner_id != user.id && !user.is_admin() {
+        return Err(IngestError::Forbidden("only the lecture's owner may upload to it".into()));
+    }
+    if status == "processing" {
+        return Err(IngestError::Conflict("the lecture's last upload is still being processed".into()));
+    }
+    let id = new_id().replace('-', "");
+    let now = now_unix();
+    let upload = Upload {
+        storage_key: format!("uploads/{id}"),
+        id,
+        lecture_id: lecture_id.clone(),
+        owner_id,
+        metadata: new.metadata_header,
+        length: new.length,
+        received: 0,
+        state: "receiving".into(),
+        expires_at: now + state.config.upload_ttl_secs,
+    };
+    sqlx::query(
+        "INSERT INTO uploads (id, lecture_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'receiving', $8, $9)",
+    )
+    .bind(&upload.id)
+    .bind(&upload.lecture_id)
+    .bind(&upload.owner_id)
+    .bind(filename)
+    .bind(&upload.metadata)
+    .bind(upload.length as i64)
+    .bind(&upload.storage_key)
+    .bind(upload.expires_at)
+    .bind(now)
+    .execute(&state.db)
+    .await?;
+    Ok(upload)
+}
+
+struct Tally {
+    hasher: Option<Hasher>,
+    over_limit: bool,
+}
+
+/// Appends one PATCH (or creation-with-upload) body at `offset`. The bytes stream
+/// straight to storage; memory holds one network chunk at a time.
+pub async fn append(
+    state: &IngestState,
+    upload: &Upload,
+    offset: u64,
+    checksum: Option<Checksum>,
+    body: ByteStream,
+) -> Result<Upload, IngestError> {
+    let lock = state.lock_for(&upload.id);
+    let _guard = lock.lock().await;
+    // Re-read under the lock: a concurrent PATCH may have moved the offset.
+    let current = load(state, &upload.id).await?.ok_or_else(|| IngestError::NotFound("no such upload".into()))?;
+    if current.state != "receiving" {
+        return Err(IngestError::Conflict("the upload is already complete".into()));
+    }
+    if offset != current.received {
+        return Err(IngestError::OffsetConflict { given: offset, actual: current.received });
+    }
+    let remaining = current.length - current.received;
+    let tally = Arc::new(Mutex::new(Tally { hasher: checksum.as_ref().map(|c| Hasher::new(c.algorithm)), over_limit: false }));
+    let counted = {
+        let tally = tally.clone();
+        let mut seen = 0u64;
+        body.map(move |chunk| {
+            let chunk: Bytes = chunk?;
+            seen += chunk.len() as u64;
+            let mut t = tally.lock().expect("tally lock");
+            if seen > remaining {
+                t.over_limit = true;
+                return Err(std::io::Error::other("body is longer than the upload's remaining length"));
+            }
+            if let Some(h) = t.hasher.as_mut() {
+                h.update(&chunk);
+            }
+            Ok(chunk)
+        })
+        .boxed()
+    };
+    let outcome = state.store.append(&current.storage_key, offset, counted).await?;
+    let (over_limit, digest) = {
+        let mut t = tally.lock().expect("tally lock");
+        (t.over_limit, t.hasher.take().map(Hasher::finish))
+    };
+    if over_limit {
+        state.store.truncate(&current.storage_key, offset).await?;
+        return Err(IngestError::TooLarge("the body runs past Upload-Length; the chunk was discarded".into()));
+    }
+    if let Some(expected) = &checksum {
+        // A chunk with a checksum is all or nothing.
+        if outcome.interrupted.is_some() || digest.as_deref() != Some(expected.digest.as_slice()) {
+            state.store.truncate(&current.storage_key, offset).await?;
+            if let Some(e) = outcome.interrupted {
+                return Err(IngestError::BadRequest(format!("the body was cut short: {e}")));
+            }
+            return Err(IngestError::ChecksumMismatch);
+        }
+    }
+    let received = outcome.new_len;
+    let complete = received == current.length;
+    let expires_at = now_unix() + state.config.upload_ttl_secs;
+    sqlx::query("UPDATE uploads SET received = $1, state = $2, expires_at = $3 WHERE id = $4")
+        .bind(received as i64)
+        .bind(if complete { "complete" } else { "receiving" })
+        .bind(expires_at)
+        .bind(&current.id)
+        .execute(&state.db)
+        .await?;
+    if let Some(e) = outcome.interrupted {
+        // The client went away; what arrived is kept and HEAD reports it.
+        tracing::info!(upload = %current.id, received, error = %e, "upload body interrupted");
+        return Err(IngestError::BadRequest(format!("the body was cut short after {received} bytes: {e}")));
+    }
+    if complete {
+        let state = state.clone();
+        let id = current.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = finish(&state, &id).await {
+                tracing::error!(upload = %id, error = %e, "processing a complete upload failed; it is retried at the next start");
+            }
+        });
+    }
+    Ok(Upload { received, expires_at, state: if complete { "complete".into() } else { "receiving".into() }, ..current })
+}
+
+/// tus termination: the upload and its bytes are removed.
+pub async fn terminate(state: &IngestState, upload: &Upload) -> Result<(), IngestError> {
+    let lock = state.lock_for(&upload.id);
+    let _guard = lock.lock().await;
+    if upload.state != "receiving" {
+        return Err(IngestError::Conflict("a complete upload cannot be terminated".into()));
+    }
+    state.store.delete(&upload.storage_key).await?;
+    sqlx::query("DELETE FROM uploads WHERE id = $1").bind(&upload.id).execute(&state.db).await?;
+    Ok(())
+}
+
+/// Turns a complete upload into an asset and a queued transcode job, or fails the
+/// lecture with the reason the file is unusable. Safe to run again after a crash.
+pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestError> {
+    let Some(upload) = load(state, upload_id).await? else { return Ok(()) };
+    if upload.state != "complete" {
+        return Ok(());
+    }
+    let local = match state.store.local_path(&upload.storage_key) {
+        Some(p) => (p, None),
+        None => {
+            let tmp = tempfile_in(&state.config.scratch_dir)?;
+            state.store.download_to(&upload.storage_key, tmp.path()).await?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    let timeout = state.config.probe_timeout_secs;
+    let path = local.0.clone();
+    let probed = tokio::task::spawn_blocking(move || crate::probe::probe_file(&path, timeout))
+        .await
+        .unwrap_or_else(|e| Err(crate::probe::Unusable(format!("probing crashed: {e}"))));
+    drop(local);
+    let now = now_unix();
+    match probed {
+        Err(unusable) => {
+            tracing::info!(upload = %upload.id, reason = %unusable, "upload is not a usable lecture");
+            let mut tx = state.db.begin().await?;
+            sqlx::query(
+                "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2 WHERE id = $3",
+            )
+            .bind(format!("The uploaded file cannot be used: {unusable}."))
+            .bind(now)
+            .bind(&upload.lecture_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1").bind(&upload.id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            state.store.delete(&upload.storage_key).await?;
+            let event = JobEvent::Failed {
+                job_id: upload.id.clone(),
+                lecture_id: upload.lecture_id.clone(),
+                asset_id: String::new(),
+                reason: format!("The uploaded file cannot be used: {unusable}."),
+            };
+            publish_event(state, &event).await;
+        }
+        Ok(source) => {
+            let asset_id = new_id();
+            let ladder = if source.has_video { crate::ladder::ladder_for(&source) } else { Vec::new() };
+            let job = TranscodeJob {
+                job_id: new_id(),
+                lecture_id: upload.lecture_id.clone(),
+                asset_id: asset_id.clone(),
+                source_key: upload.storage_key.clone(),
+                output_prefix: format!("assets/{asset_id}"),
+                source: source.clone(),
+                range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
+                ladder,
+                audio_kbps: AUDIO_KBPS,
+                segment_secs: SEGMENT_SECS,
+                keyframe_secs: KEYFRAME_SECS,
+            };
+            let payload = serde_json::to_string(&job).expect("jobs serialize");
+            let mut tx = state.db.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE lectures SET status = 'processing', progress_percent = 0, failure_reason = NULL,
+                        asset_id = $1, media_kind = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(&asset_id)
+            .bind(if source.has_video { "video" } else { "audio" })
+            .bind(now)
+            .bind(&upload.lecture_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1").bind(&upload.id).execute(&mut *tx).await?;
+            if updated.rows_affected() == 0 {
+                // The lecture was deleted while its file was uploading.
+                tx.commit().await?;
+                state.store.delete(&upload.storage_key).await?;
+                return Ok(());
+            }
+            sqlx::query(
+                "INSERT INTO assets (id, lecture_id, upload_id, source_key, probe, ladder, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&asset_id)
+            .bind(&upload.lecture_id)
+            .bind(&upload.id)
+            .bind(&upload.storage_key)
+            .bind(serde_json::to_string(&source).expect("facts serialize"))
+            .bind(serde_json::to_string(&job.ladder).expect("ladder serializes"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO jobs (id, lecture_id, asset_id, payload, published_at, created_at) VALUES ($1, $2, $3, $4, NULL, $5)")
+                .bind(&job.job_id)
+                .bind(&job.lecture_id)
+                .bind(&asset_id)
+                .bind(&payload)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(lecture = %job.lecture_id, asset = %asset_id, rungs = job.ladder.len(), "transcode job recorded");
+            publish_event(
+                state,
+                &JobEvent::Progress { job_id: job.job_id.clone(), lecture_id: job.lecture_id.clone(), asset_id, percent: 0 },
+            )
+            .await;
+            state.outbox_wakeup.notify_one();
+        }
+    }
+    Ok(())
+}
+
+async fn publish_event(state: &IngestState, event: &JobEvent) {
+    let payload = serde_json::to_vec(event).expect("events serialize");
+    if let Err(e) = state.queue.publish(Topic::Events, payload).await {
+        tracing::warn!(error = %e, "could not publish a live event; the database already holds the state");
+    }
+}
+
+fn tempfile_in(dir: &std::path::Path) -> Result<tempfile::NamedTempFile, IngestError> {
+    std::fs::create_dir_all(dir).map_err(|e| IngestError::Storage(e.into()))?;
+    tempfile::NamedTempFile::new_in(dir).map_err(|e| IngestError::Storage(e.into()))
+}
+
+/// Publishes every recorded job the queue does not have yet. A job published twice
+/// (a crash between publish and the update) is harmless: outputs are keyed by asset.
+pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
+    let pending: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, payload FROM jobs WHERE published_at IS NULL ORDER BY created_at LIMIT 100")
+            .fetch_all(&state.db)
+            .await?;
+    let mut published = 0;
+    for (id, payload) in pending {
+        state.queue.publish(Topic::Jobs, payload.into_bytes()).await?;
+        sqlx::query("UPDATE jobs SET published_at = $1 WHERE id = $2").bind(now_unix()).bind(&id).execute(&state.db).await?;
+        published += 1;
+    }
+    Ok(published)
+}
+
+/// Removes uploads that expired before they were complete, with their bytes.
+pub async fn sweep_expired(state: &IngestState) -> Result<usize, IngestError> {
+    let expired: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, storage_key FROM uploads WHERE state = 'receiving' AND expires_at < $1")
+            .bind(now_unix())
+            .fetch_all(&state.db)
+            .await?;
+    for (id, key) in &expired {
+        state.store.delete(key).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1 AND state = 'receiving'").bind(id).execute(&state.db).await?;
+    }
+    Ok(expired.len())
+}
+
+/// Uploads that completed before a crash but were never turned into a job.
+pub async fn unfinished(state: &IngestState) -> Result<Vec<String>, IngestError> {
+    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM uploads WHERE state = 'complete'").fetch_all(&state.db).await?;
+    Ok(ids.into_iter().map(|(id,)| id).collect())
+}
