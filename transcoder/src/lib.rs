@@ -1,1 +1,281 @@
-// placeholder
+//! lectern-transcoder: the worker role.
+//!
+//! It owns turning one `TranscodeJob` into stored HLS output: it takes jobs from the
+//! queue one at a time, runs one GStreamer pipeline per job (decode once, encode the
+//! whole ladder and one AAC rendition, grab a poster and storyboard), has packager
+//! write the playlists, uploads everything with the master playlist last, and reports
+//! progress, ready and failed events. It holds no database: queue and storage only.
+//! A job is acked only once every output is stored; failures are retried with
+//! back-off and reported failed after the last attempt.
+
+pub mod pipeline;
+pub mod storyboard;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lectern_common::messages::{JobEvent, TranscodeJob};
+use lectern_common::queue::{Delivery, SharedQueue, Topic};
+use lectern_common::storage::SharedStore;
+use lectern_packager::{AudioRendition, MASTER_PLAYLIST, MEDIA_PLAYLIST, PlaylistKind, VideoVariant};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub scratch_dir: PathBuf,
+    /// Deliveries of one job before it is given up and reported failed.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each further one twice as long.
+    pub retry_base: Duration,
+    /// A pipeline that makes no progress for this long is stopped.
+    pub stall_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Media(String),
+    #[error("storage: {0}")]
+    Storage(#[from] lectern_common::storage::StorageError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Written beside the master playlist: what a repeated delivery of a finished job
+/// needs to report it ready again without redoing it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    duration_secs: f64,
+    renditions: Vec<String>,
+    has_poster: bool,
+}
+
+const MANIFEST: &str = "manifest.json";
+
+pub struct Worker {
+    pub store: SharedStore,
+    pub queue: SharedQueue,
+    pub config: WorkerConfig,
+}
+
+impl Worker {
+    /// Takes and processes jobs until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            match self.queue.receive(Topic::Jobs).await {
+                Ok(delivery) => self.handle(delivery).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue unavailable; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let job: TranscodeJob = match serde_json::from_slice(&delivery.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!(error = %e, "dropping a message that is not a transcode job");
+                let _ = delivery.ack().await;
+                return;
+            }
+        };
+        let attempt = delivery.attempt;
+        tracing::info!(job = %job.job_id, lecture = %job.lecture_id, attempt, "transcode job started");
+        let started = Instant::now();
+        match self.process(&job).await {
+            Ok(ready) => {
+                tracing::info!(job = %job.job_id, secs = started.elapsed().as_secs_f64(), "transcode job done");
+                self.publish(&ready).await;
+                let _ = delivery.ack().await;
+            }
+            Err(e) if attempt >= self.config.max_attempts => {
+                tracing::error!(job = %job.job_id, attempt, error = %e, "transcode job failed for good");
+                let _ = self.store.delete_prefix(&job.output_prefix).await;
+                let reason = match &e {
+                    JobError::Media(m) => format!("Transcoding failed: {m}."),
+                    _ => format!("Transcoding failed after {attempt} attempts: {e}."),
+                };
+                self.publish(&JobEvent::Failed {
+                    job_id: job.job_id.clone(),
+                    lecture_id: job.lecture_id.clone(),
+                    asset_id: job.asset_id.clone(),
+                    reason,
+                })
+                .await;
+                let _ = delivery.ack().await;
+            }
+            Err(e) => {
+                let delay = self.config.retry_base * 2u32.saturating_pow(attempt.saturating_sub(1));
+                tracing::warn!(job = %job.job_id, attempt, error = %e, ?delay, "transcode job failed; retrying");
+                let _ = delivery.retry_after(delay).await;
+            }
+        }
+    }
+
+    async fn publish(&self, event: &JobEvent) {
+        let payload = serde_json::to_vec(event).expect("events serialize");
+        // Events matter (ready/failed): keep trying while the queue is down.
+        for wait in [0u64, 1, 2, 4, 8, 16] {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            match self.queue.publish(Topic::Events, payload.clone()).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "could not publish a job event"),
+            }
+        }
+    }
+
+    async fn process(&self, job: &TranscodeJob) -> Result<JobEvent, JobError> {
+        let prefix = &job.output_prefix;
+        if let Some(done) = self.already_done(job).await {
+            tracing::info!(job = %job.job_id, "outputs already stored; reporting ready again");
+            return Ok(done);
+        }
+        tokio::fs::create_dir_all(&self.config.scratch_dir).await.map_err(|e| JobError::Internal(e.to_string()))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("job-")
+            .tempdir_in(&self.config.scratch_dir)
+            .map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
+        let source = match self.store.local_path(&job.source_key).filter(|p| p.exists()) {
+            Some(p) => p,
+            None => {
+                let p = scratch.path().join("source");
+                self.store.download_to(&job.source_key, &p).await?;
+                p
+            }
+        };
+        let out_dir = scratch.path().join("out");
+
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
+        let reporter = {
+            let queue = self.queue.clone();
+            let (job_id, lecture_id, asset_id) = (job.job_id.clone(), job.lecture_id.clone(), job.asset_id.clone());
+            tokio::spawn(async move {
+                let mut last = 0u8;
+                while let Some(percent) = rx.recv().await {
+                    if percent > last {
+                        last = percent;
+                        let event = JobEvent::Progress {
+                            job_id: job_id.clone(),
+                            lecture_id: lecture_id.clone(),
+                            asset_id: asset_id.clone(),
+                            percent,
+                        };
+                        let _ = queue.publish(Topic::Events, serde_json::to_vec(&event).expect("events serialize")).await;
+                    }
+                }
+            })
+        };
+        let output = {
+            let job = job.clone();
+            let out_dir = out_dir.clone();
+            let stall = self.config.stall_timeout;
+            let progress_tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                pipeline::transcode(&job, &source, &out_dir, stall, |p| {
+                    let _ = progress_tx.send((p.fraction * 90.0) as u8);
+                })
+            })
+            .await
+            .map_err(|e| JobError::Internal(format!("the pipeline thread crashed: {e}")))?
+        };
+        let output = output.map_err(|e| match e {
+            pipeline::PipelineError::Setup(m) => JobError::Internal(m),
+            other => JobError::Media(other.to_string()),
+        })?;
+        let _ = tx.send(92);
+        let event = self.store_outputs(job, &output, &out_dir).await?;
+        drop(tx);
+        let _ = reporter.await;
+        tracing::debug!(prefix, "outputs stored");
+        Ok(event)
+    }
+
+    async fn already_done(&self, job: &TranscodeJob) -> Option<JobEvent> {
+        let prefix = &job.output_prefix;
+        self.store.head(&format!("{prefix}/{MASTER_PLAYLIST}")).await.ok()?;
+        let mut read = self.store.read(&format!("{prefix}/{MANIFEST}"), None).await.ok()?;
+        let mut bytes = Vec::new();
+        use futures::StreamExt;
+        while let Some(chunk) = read.body.next().await {
+            bytes.extend_from_slice(&chunk.ok()?);
+        }
+        let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+        Some(ready_event(job, m))
+    }
+
+    /// Writes playlists, poster and storyboard beside the segments, uploads all of it,
+    /// then the manifest and, last, the master playlist.
+    async fn store_outputs(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput, out_dir: &Path) -> Result<JobEvent, JobError> {
+        let prefix = &job.output_prefix;
+        let internal = |e: lectern_packager::PackagerError| JobError::Internal(format!("packaging: {e}"));
+        let mut videos = Vec::new();
+        for r in &out.video {
+            let rung = r.rung.as_ref().expect("video renditions have a rung");
+            let codec = r
+                .codec
+                .clone()
+                .ok_or_else(|| JobError::Internal(format!("no H.264 parameter sets found in rendition {}", r.name)))?;
+            videos.push(VideoVariant {
+                uri: format!("{}/{MEDIA_PLAYLIST}", r.name),
+                width: rung.width,
+                height: rung.height,
+                frame_rate: job.source.fps_num as f64 / job.source.fps_den.max(1) as f64,
+                codec,
+                segments: r.segments.clone(),
+            });
+        }
+        let audio = out.audio.as_ref().map(|a| AudioRendition {
+            uri: format!("{}/{MEDIA_PLAYLIST}", a.name),
+            codec: lectern_packager::AAC_LC.into(),
+            channels: 2,
+            segments: a.segments.clone(),
+        });
+        let master = lectern_packager::master_playlist(&videos, audio.as_ref()).map_err(internal)?;
+
+        let renditions: Vec<&pipeline::RenditionOutput> = out.video.iter().chain(out.audio.iter()).collect();
+        for r in &renditions {
+            let playlist = lectern_packager::media_playlist(&r.segments, PlaylistKind::Vod).map_err(internal)?;
+            for s in &r.segments {
+                let name = lectern_packager::segment_name(s.index);
+                self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
+            }
+            self.store.put_bytes(&format!("{prefix}/{}/{MEDIA_PLAYLIST}", r.name), playlist.into()).await?;
+        }
+        let mut has_poster = false;
+        if let Some(poster) = &out.poster {
+            let bytes = storyboard::jpeg(poster, 85).map_err(JobError::Internal)?;
+            self.store.put_bytes(&format!("{prefix}/poster.jpg"), bytes.into()).await?;
+            has_poster = true;
+        }
+        if let Some(sprite) = storyboard::sprite(&out.thumbnails) {
+            let bytes = storyboard::jpeg(&sprite, 70).map_err(JobError::Internal)?;
+            self.store.put_bytes(&format!("{prefix}/{}", storyboard::SPRITE_NAME), bytes.into()).await?;
+            let vtt = storyboard::vtt(&out.thumbnails, out.thumb_interval_secs, out.duration_secs);
+            self.store.put_bytes(&format!("{prefix}/storyboard.vtt"), vtt.into()).await?;
+        }
+        let manifest = Manifest {
+            duration_secs: out.duration_secs,
+            renditions: renditions.iter().map(|r| r.name.clone()).collect(),
+            has_poster,
+        };
+        self.store
+            .put_bytes(&format!("{prefix}/{MANIFEST}"), serde_json::to_vec(&manifest).expect("manifest serializes").into())
+            .await?;
+        self.store.put_bytes(&format!("{prefix}/{MASTER_PLAYLIST}"), master.into()).await?;
+        let _ = out_dir;
+        Ok(ready_event(job, manifest))
+    }
+}
+
+fn ready_event(job: &TranscodeJob, m: Manifest) -> JobEvent {
+    JobEvent::Ready {
+        job_id: job.job_id.clone(),
+        lecture_id: job.lecture_id.clone(),
+        asset_id: job.asset_id.clone(),
+        duration_secs: m.duration_secs,
+        renditions: m.renditions,
+        has_poster: m.has_poster,
+    }
+}

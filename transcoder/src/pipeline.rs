@@ -1,0 +1,566 @@
+//! One GStreamer pipeline per job: decode the source once, then tee raw video to every
+//! H.264 rung and to the poster and storyboard grabbers, and raw audio to one AAC
+//! encode. Each rendition is cut into MPEG-TS segments by splitmuxsink at keyframes
+//! that x264 places on the same frame numbers in every rung.
+//!
+//! This module runs on a blocking thread; it reports progress through a callback and
+//! returns what it wrote, measured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use lectern_common::messages::{Rung, TranscodeJob};
+use lectern_packager::SegmentFacts;
+
+/// Thumbnail width of the storyboard sprite.
+pub const THUMB_WIDTH: u32 = 160;
+/// Storyboards have at most this many thumbnails.
+pub const MAX_THUMBS: u32 = 200;
+/// The poster is at most this wide.
+pub const POSTER_MAX_WIDTH: u32 = 1280;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The source cannot be transcoded: a decoding or stream problem, in words for the
+    /// lecture's owner.
+    #[error("{0}")]
+    Media(String),
+    /// No progress for too long.
+    #[error("the transcode made no progress for {0} s and was stopped")]
+    Stalled(u64),
+    #[error("building the pipeline: {0}")]
+    Setup(String),
+}
+
+impl From<gst::glib::BoolError> for PipelineError {
+    fn from(e: gst::glib::BoolError) -> Self {
+        PipelineError::Setup(e.to_string())
+    }
+}
+
+/// A raw RGB picture grabbed from the decoded video.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub pts_secs: f64,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct RenditionOutput {
+    pub name: String,
+    pub dir: PathBuf,
+    pub segments: Vec<SegmentFacts>,
+    /// RFC 6381 codec string read from the encoded stream.
+    pub codec: Option<String>,
+    pub rung: Option<Rung>,
+}
+
+#[derive(Debug)]
+pub struct TranscodeOutput {
+    pub video: Vec<RenditionOutput>,
+    pub audio: Option<RenditionOutput>,
+    pub poster: Option<Frame>,
+    pub thumbnails: Vec<Frame>,
+    pub thumb_interval_secs: f64,
+    pub duration_secs: f64,
+}
+
+/// What a rendition's segment sink reported: where each fragment opened (running
+/// time, ns) and how far the stream ran.
+#[derive(Default, Debug)]
+struct SinkTally {
+    opened: BTreeMap<String, u64>,
+    end_ns: u64,
+    first_keyframe: Option<Vec<u8>>,
+}
+
+type Tallies = Arc<Mutex<BTreeMap<String, SinkTally>>>;
+
+fn make(factory: &str) -> Result<gst::Element, PipelineError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| PipelineError::Setup(format!("GStreamer element {factory} is not installed")))
+}
+
+fn queue(max_buffers: u32) -> Result<gst::Element, PipelineError> {
+    let q = make("queue")?;
+    q.set_property("max-size-buffers", max_buffers);
+    q.set_property("max-size-bytes", 0u32);
+    q.set_property("max-size-time", 0u64);
+    Ok(q)
+}
+
+fn capsfilter(caps: gst::Caps) -> Result<gst::Element, PipelineError> {
+    let f = make("capsfilter")?;
+    f.set_property("caps", caps);
+    Ok(f)
+}
+
+fn even(x: f64) -> u32 {
+    ((x / 2.0).round() as u32 * 2).max(2)
+}
+
+/// A splitmuxsink writing `dir/seg_NNNNN.ts` MPEG-TS fragments from `start_index`.
+fn segment_sink(dir: &Path, max_time: gst::ClockTime, start_index: u64) -> Result<gst::Element, PipelineError> {
+    std::fs::create_dir_all(dir).map_err(|e| PipelineError::Setup(format!("creating {}: {e}", dir.display())))?;
+    let sink = make("splitmuxsink")?;
+    let mux = make("mpegtsmux")?;
+    let file = make("filesink")?;
+    file.set_property("sync", false);
+    file.set_property("async", false);
+    sink.set_property("muxer", &mux);
+    sink.set_property("sink", &file);
+    sink.set_property("location", dir.join("seg_%05d.ts").to_string_lossy().to_string());
+    sink.set_property("max-size-time", max_time.nseconds());
+    sink.set_property("start-index", start_index as i32);
+    sink.set_property("send-keyframe-requests", false);
+    Ok(sink)
+}
+
+/// Records, on a pad, the end of the stream (running time) and the first keyframe.
+fn tally_pad(pad: &gst::Pad, name: String, tallies: Tallies) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        let Some(pts) = buffer.pts() else { return gst::PadProbeReturn::Ok };
+        let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+        let running_end = pad
+            .sticky_event::<gst::event::Segment>(0)
+            .and_then(|ev| ev.segment().downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(end)))
+            .unwrap_or(end);
+        let mut t = tallies.lock().expect("tally lock");
+        let tally = t.entry(name.clone()).or_default();
+        tally.end_ns = tally.end_ns.max(running_end.nseconds());
+        if tally.first_keyframe.is_none() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            if let Ok(map) = buffer.map_readable() {
+                tally.first_keyframe = Some(map.as_slice().to_vec());
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Which grabbed frames a grabber keeps.
+#[derive(Clone, Copy)]
+enum Keep {
+    All,
+    /// Only the frame closest to this time (seconds).
+    NearestTo(f64),
+}
+
+/// An appsink branch that takes one frame every `interval_secs` (videorate drops the
+/// rest before they are scaled) and hands them over as `width`x`height` RGB.
+fn frame_grabber(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    width: u32,
+    height: u32,
+    interval_secs: u32,
+    keep: Keep,
+    frames: Arc<Mutex<Vec<Frame>>>,
+) -> Result<(), PipelineError> {
+    let rate = make("videorate")?;
+    rate.set_property("drop-only", true);
+    let slow = capsfilter(
+        gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(1, interval_secs.max(1) as i32)).build(),
+    )?;
+    let scale = make("videoscale")?;
+    let convert = make("videoconvert")?;
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build();
+    let filter = capsfilter(caps.clone())?;
+    // The queue sits after the rate limiter and the scaler, so it holds only small
+    // wanted frames: a grabber that waits for preroll cannot starve the encoders
+    // (x264 needs a GOP and its lookahead before splitmuxsink can preroll).
+    let q = queue(MAX_THUMBS + 8)?;
+    let sink = gst_app::AppSink::builder().caps(&caps).sync(false).build();
+    sink.set_property("async", false);
+    let sink_el: &gst::Element = sink.upcast_ref();
+    pipeline.add_many([&rate, &slow, &scale, &convert, &filter, &q, sink_el])?;
+    gst::Element::link_many([tee, &rate, &slow, &scale, &convert, &filter, &q, sink_el])?;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                // RGB rows are padded to 4 bytes; keep the tight picture.
+                let stride = ((width * 3 + 3) / 4 * 4) as usize;
+                let row = (width * 3) as usize;
+                let mut rgb = Vec::with_capacity(row * height as usize);
+                for y in 0..height as usize {
+                    let start = y * stride;
+                    if let Some(line) = map.as_slice().get(start..start + row) {
+                        rgb.extend_from_slice(line);
+                    }
+                }
+                if rgb.len() == row * height as usize {
+                    let pts_secs = buffer.pts().map(|p| p.nseconds() as f64 / 1e9).unwrap_or(0.0);
+                    let frame = Frame { pts_secs, width, height, rgb };
+                    let mut frames = frames.lock().expect("frames lock");
+                    match keep {
+                        Keep::All => frames.push(frame),
+                        Keep::NearestTo(t) => {
+                            let closer = frames.last().is_none_or(|f| (f.pts_secs - t).abs() > (pts_secs - t).abs());
+                            if closer {
+                                frames.clear();
+                                frames.push(frame);
+                            }
+                        }
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(())
+}
+
+fn link_tee_branch(tee: &gst::Element, first: &gst::Element) -> Result<(), PipelineError> {
+    tee.link(first).map_err(|e| PipelineError::Setup(format!("linking a tee branch: {e}")))
+}
+
+pub struct Progress {
+    pub fraction: f64,
+}
+
+/// Runs the whole ladder for a job over a local source file, writing renditions under
+/// `out_dir`. `on_progress` is called about once a second.
+pub fn transcode(
+    job: &TranscodeJob,
+    source: &Path,
+    out_dir: &Path,
+    stall_timeout: Duration,
+    mut on_progress: impl FnMut(Progress),
+) -> Result<TranscodeOutput, PipelineError> {
+    gst::init().map_err(|e| PipelineError::Setup(e.to_string()))?;
+    let facts = &job.source;
+    let pipeline = gst::Pipeline::new();
+    // Files, not a live source: run as fast as the encoders go.
+    pipeline.use_clock(None::<&gst::Clock>);
+    let src = make("filesrc")?;
+    src.set_property("location", source.to_string_lossy().to_string());
+    let decode = make("decodebin")?;
+    pipeline.add_many([&src, &decode])?;
+    src.link(&decode)?;
+
+    let tallies: Tallies = Default::default();
+    let fps_num = facts.fps_num.max(1) as i32;
+    let fps_den = facts.fps_den.max(1) as i32;
+    let fps = fps_num as f64 / fps_den as f64;
+    let gop_frames = ((job.keyframe_secs as f64) * fps).round().max(1.0) as u32;
+    let gop = gst::ClockTime::from_nseconds((gop_frames as f64 / fps * 1e9) as u64);
+    let segment_gops = (job.segment_secs / job.keyframe_secs.max(1)).max(1) as u64;
+    // Split once a fragment would pass its GOP count; half a GOP of slack absorbs
+    // rounding in frame timestamps so no segment is cut one GOP early.
+    let video_max = gop * segment_gops + gop / 2;
+    let start_index = job.range.first_segment;
+
+    let mut video_head: Option<gst::Element> = None;
+    let mut video_outputs = Vec::new();
+    let poster_frames: Arc<Mutex<Vec<Frame>>> = Default::default();
+    let thumb_frames: Arc<Mutex<Vec<Frame>>> = Default::default();
+    let duration = facts.duration_secs;
+    let thumb_interval = if duration > 0.0 { (duration / MAX_THUMBS as f64).ceil().max(1.0) as u32 } else { 5 };
+
+    if facts.has_video && !job.ladder.is_empty() {
+        let head = queue(8)?;
+        let deinterlace = make("deinterlace")?;
+        let flip = make("videoflip")?;
+        flip.set_property_from_str("video-direction", "auto");
+        let convert = make("videoconvert")?;
+        let rate = make("videorate")?;
+        let caps = capsfilter(
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("framerate", gst::Fraction::new(fps_num, fps_den))
+                .build(),
+        )?;
+        let tee = make("tee")?;
+        pipeline.add_many([&head, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
+        gst::Element::link_many([&head, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
+
+        for rung in &job.ladder {
+            let dir = out_dir.join(&rung.name);
+            let q = queue(4)?;
+            let scale = make("videoscale")?;
+            let size = capsfilter(
+                gst::Caps::builder("video/x-raw")
+                    .field("width", rung.width as i32)
+                    .field("height", rung.height as i32)
+                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                    .build(),
+            )?;
+            let enc = make("x264enc")?;
+            enc.set_property("bitrate", rung.video_kbps);
+            enc.set_property("key-int-max", gop_frames);
+            enc.set_property_from_str("speed-preset", "veryfast");
+            enc.set_property("vbv-buf-capacity", 2000u32);
+            // Keyframes only on the grid, closed GOPs: every segment starts clean.
+            enc.set_property("option-string", "scenecut=0:open-gop=0:min-keyint=1");
+            let profile = capsfilter(gst::Caps::builder("video/x-h264").field("profile", "high").build())?;
+            let parse = make("h264parse")?;
+            parse.set_property("config-interval", -1i32);
+            let sink = segment_sink(&dir, video_max, start_index)?;
+            pipeline.add_many([&q, &scale, &size, &enc, &profile, &parse, &sink])?;
+            gst::Element::link_many([&q, &scale, &size, &enc, &profile, &parse])?;
+            link_tee_branch(&tee, &q)?;
+            let video_pad = sink.request_pad_simple("video").ok_or_else(|| PipelineError::Setup("splitmuxsink video pad".into()))?;
+            parse.static_pad("src").expect("parse src").link(&video_pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
+            tally_pad(&parse.static_pad("src").expect("parse src"), rung.name.clone(), tallies.clone());
+            video_outputs.push((rung.clone(), dir));
+        }
+
+        // Poster: the frame nearest a tenth of the lecture (at most 10 s in).
+        let (pw, ph) = {
+            let w = facts.width.min(POSTER_MAX_WIDTH);
+            (even(w as f64), even(w as f64 * facts.height as f64 / facts.width.max(1) as f64))
+        };
+        let poster_at = (duration * 0.1).min(10.0);
+        frame_grabber(&pipeline, &tee, pw, ph, thumb_interval, Keep::NearestTo(poster_at), poster_frames.clone())?;
+        let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
+        frame_grabber(&pipeline, &tee, THUMB_WIDTH, th, thumb_interval, Keep::All, thumb_frames.clone())?;
+        video_head = Some(head);
+    }
+
+    let mut audio_head: Option<gst::Element> = None;
+    let audio_dir = out_dir.join("audio");
+    if facts.has_audio {
+        let head = queue(64)?;
+        let convert = make("audioconvert")?;
+        let resample = make("audioresample")?;
+        let caps = capsfilter(
+            gst::Caps::builder("audio/x-raw").field("rate", 48000i32).field("channels", 2i32).build(),
+        )?;
+        let rate = make("audiorate")?;
+        let enc = make("avenc_aac")?;
+        enc.set_property_from_str("bitrate", &(job.audio_kbps * 1000).to_string());
+        let parse = make("aacparse")?;
+        let sink = segment_sink(&audio_dir, gst::ClockTime::from_seconds(job.segment_secs as u64), start_index)?;
+        pipeline.add_many([&head, &convert, &resample, &caps, &rate, &enc, &parse, &sink])?;
+        gst::Element::link_many([&head, &convert, &resample, &caps, &rate, &enc, &parse])?;
+        let pad = sink.request_pad_simple("audio_%u").ok_or_else(|| PipelineError::Setup("splitmuxsink audio pad".into()))?;
+        parse.static_pad("src").expect("parse src").link(&pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
+        tally_pad(&parse.static_pad("src").expect("parse src"), "audio".into(), tallies.clone());
+        audio_head = Some(head);
+    }
+
+    // decodebin exposes one pad per decoded stream: the first video and the first
+    // audio go to their branches, anything else (a second audio track, subtitles)
+    // to a fakesink so it cannot block the pipeline.
+    let linked = Arc::new(Mutex::new((false, false)));
+    {
+        let video_head = video_head.clone();
+        let audio_head = audio_head.clone();
+        let linked = linked.clone();
+        let pipeline_weak = pipeline.downgrade();
+        decode.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = pipeline_weak.upgrade() else { return };
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let kind = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+            let mut l = linked.lock().expect("linked lock");
+            let target = if kind.starts_with("video/") && !l.0 {
+                l.0 = true;
+                video_head.clone()
+            } else if kind.starts_with("audio/") && !l.1 {
+                l.1 = true;
+                audio_head.clone()
+            } else {
+                None
+            };
+            let target = match target {
+                Some(t) => t,
+                None => {
+                    let Ok(fake) = gst::ElementFactory::make("fakesink").property("sync", false).property("async", false).build()
+                    else {
+                        return;
+                    };
+                    if pipeline.add(&fake).is_err() {
+                        return;
+                    }
+                    let _ = fake.sync_state_with_parent();
+                    fake
+                }
+            };
+            if let Some(sinkpad) = target.static_pad("sink") {
+                if let Err(e) = pad.link(&sinkpad) {
+                    tracing::warn!(?e, kind, "could not link a decoded stream");
+                }
+            }
+        });
+    }
+    {
+        // A branch whose stream never appears gets EOS, or the pipeline would wait
+        // for it forever.
+        let video_head = video_head.clone();
+        let audio_head = audio_head.clone();
+        let linked = linked.clone();
+        decode.connect_no_more_pads(move |_| {
+            let l = linked.lock().expect("linked lock");
+            for (head, was_linked) in [(&video_head, l.0), (&audio_head, l.1)] {
+                if let (Some(h), false) = (head, was_linked) {
+                    if let Some(pad) = h.static_pad("sink") {
+                        pad.send_event(gst::event::Eos::new());
+                    }
+                }
+            }
+        });
+    }
+
+    let result = run_to_eos(&pipeline, &src, duration, stall_timeout, &tallies, &mut on_progress);
+    let _ = pipeline.set_state(gst::State::Null);
+    result?;
+
+    let tallies = std::mem::take(&mut *tallies.lock().expect("tally lock"));
+    let mut video = Vec::new();
+    for (rung, dir) in video_outputs {
+        let tally = tallies.get(&rung.name);
+        let segments = measure_segments(&dir, tally, start_index)?;
+        if segments.is_empty() {
+            return Err(PipelineError::Media("no video frames could be decoded from the file".into()));
+        }
+        let codec = tally.and_then(|t| t.first_keyframe.as_deref()).and_then(lectern_packager::avc1_codec_string);
+        video.push(RenditionOutput { name: rung.name.clone(), dir, segments, codec, rung: Some(rung) });
+    }
+    let audio = if facts.has_audio {
+        let segments = measure_segments(&audio_dir, tallies.get("audio"), start_index)?;
+        (!segments.is_empty()).then(|| RenditionOutput {
+            name: "audio".into(),
+            dir: audio_dir.clone(),
+            segments,
+            codec: Some(lectern_packager::AAC_LC.into()),
+            rung: None,
+        })
+    } else {
+        None
+    };
+    if video.is_empty() && audio.is_none() {
+        return Err(PipelineError::Media("nothing could be decoded from the file".into()));
+    }
+    let measured = video
+        .first()
+        .or(audio.as_ref())
+        .map(|r| r.segments.iter().map(|s| s.duration).sum::<f64>())
+        .unwrap_or(0.0);
+    let poster = poster_frames.lock().expect("poster lock").pop();
+    let thumbnails = std::mem::take(&mut *thumb_frames.lock().expect("thumbs lock"));
+    Ok(TranscodeOutput { video, audio, poster, thumbnails, thumb_interval_secs: thumb_interval as f64, duration_secs: measured })
+}
+
+/// Segment facts for the files in `dir`: durations from where splitmuxsink opened each
+/// fragment (keyframe running times) and where the stream ended.
+fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> Result<Vec<SegmentFacts>, PipelineError> {
+    let Some(tally) = tally else { return Ok(Vec::new()) };
+    let mut opened: Vec<(u64, u64)> = Vec::new();
+    for (location, running_ns) in &tally.opened {
+        let name = Path::new(location).file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(index) = name.strip_prefix("seg_").and_then(|n| n.strip_suffix(".ts")).and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        opened.push((index, *running_ns));
+    }
+    opened.sort();
+    let mut segments = Vec::new();
+    for (i, (index, start)) in opened.iter().enumerate() {
+        let end = opened.get(i + 1).map(|(_, s)| *s).unwrap_or(tally.end_ns);
+        let path = dir.join(lectern_packager::segment_name(*index));
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| PipelineError::Setup(format!("segment {} missing: {e}", path.display())))?
+            .len();
+        if end <= *start {
+            // An empty trailing fragment (a stream that ended at a cut) carries nothing.
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        segments.push(SegmentFacts { index: *index, duration: (end - start) as f64 / 1e9, bytes });
+    }
+    if segments.first().is_some_and(|s| s.index != start_index) {
+        return Err(PipelineError::Setup("segment numbering does not start at the job's first segment".into()));
+    }
+    Ok(segments)
+}
+
+fn run_to_eos(
+    pipeline: &gst::Pipeline,
+    src: &gst::Element,
+    duration_secs: f64,
+    stall_timeout: Duration,
+    tallies: &Tallies,
+    on_progress: &mut impl FnMut(Progress),
+) -> Result<(), PipelineError> {
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // The reason is on the bus, not in the return value.
+        let reason = bus
+            .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+            .and_then(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(e.error().to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "the pipeline would not start".into());
+        return Err(PipelineError::Media(format!("the file could not be decoded: {reason}")));
+    }
+    let file_size = src
+        .property::<Option<String>>("location")
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut last_position = 0u64;
+    let mut last_advance = Instant::now();
+    loop {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(1000)) {
+            match msg.view() {
+                gst::MessageView::Eos(_) => return Ok(()),
+                gst::MessageView::Error(e) => {
+                    let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
+                    tracing::warn!(error = %e.error(), %details, "pipeline error");
+                    return Err(PipelineError::Media(format!("the file could not be decoded: {}", e.error())));
+                }
+                gst::MessageView::Element(el) => {
+                    if let Some(s) = el.structure() {
+                        if s.name() == "splitmuxsink-fragment-opened" {
+                            record_fragment(s, tallies);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let position = pipeline.query_position::<gst::ClockTime>().map(|p| p.nseconds()).unwrap_or(0);
+        let bytes = src.query_position::<gst::format::Bytes>().map(|b| *b).unwrap_or(0);
+        let progress_key = position.max(bytes);
+        if progress_key > last_position {
+            last_position = progress_key;
+            last_advance = Instant::now();
+        } else if last_advance.elapsed() > stall_timeout {
+            return Err(PipelineError::Stalled(stall_timeout.as_secs()));
+        }
+        let fraction = if duration_secs > 0.0 {
+            position as f64 / 1e9 / duration_secs
+        } else if file_size > 0 {
+            bytes as f64 / file_size as f64
+        } else {
+            0.0
+        };
+        on_progress(Progress { fraction: fraction.clamp(0.0, 1.0) });
+    }
+}
+
+/// Notes where splitmuxsink opened a fragment, under the rendition its folder names.
+fn record_fragment(s: &gst::StructureRef, tallies: &Tallies) {
+    let (Ok(location), Ok(running)) = (s.get::<String>("location"), s.get::<u64>("running-time")) else { return };
+    let Some(rendition) = Path::new(&location).parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) else { return };
+    let mut t = tallies.lock().expect("tally lock");
+    t.entry(rendition.to_string()).or_default().opened.insert(location.clone(), running);
+}

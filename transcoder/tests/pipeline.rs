@@ -1,0 +1,111 @@
+//! The real GStreamer pipeline over synthetic sources made with gst-launch-1.0.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use lectern_common::messages::{Rung, SourceFacts, TimeRange, TranscodeJob};
+use lectern_transcoder::pipeline::transcode;
+
+fn make_source(path: &Path, video: Option<(u32, u32, &str)>, audio: bool, secs: u32, mux: &str) {
+    let mut desc = format!("{mux} name=mux ! filesink location={} ", path.display());
+    if let Some((w, h, rate)) = video {
+        let frames = secs * rate.split('/').next().unwrap().parse::<u32>().unwrap() / rate.split('/').nth(1).unwrap_or("1").parse::<u32>().unwrap();
+        desc += &format!(
+            "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={w},height={h},framerate={rate} ! x264enc speed-preset=ultrafast ! h264parse ! queue ! mux. "
+        );
+    }
+    if audio {
+        let buffers = secs * 48000 / 1024;
+        desc += &format!(
+            "audiotestsrc num-buffers={buffers} samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! queue ! mux. "
+        );
+    }
+    let status = Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().expect("gst-launch-1.0 runs");
+    assert!(status.success(), "making a test source failed: {desc}");
+}
+
+fn job(facts: SourceFacts, ladder: Vec<Rung>) -> TranscodeJob {
+    TranscodeJob {
+        job_id: "j".into(),
+        lecture_id: "l".into(),
+        asset_id: "a".into(),
+        source_key: "s".into(),
+        output_prefix: "assets/a".into(),
+        source: facts,
+        range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
+        ladder,
+        audio_kbps: 128,
+        segment_secs: 6,
+        keyframe_secs: 2,
+    }
+}
+
+fn facts(w: u32, h: u32, fps: (u32, u32), secs: f64, video: bool, audio: bool) -> SourceFacts {
+    SourceFacts {
+        duration_secs: secs,
+        has_video: video,
+        has_audio: audio,
+        width: w,
+        height: h,
+        fps_num: fps.0,
+        fps_den: fps.1,
+        audio_channels: if audio { 2 } else { 0 },
+        container: "video/quicktime".into(),
+        video_codec: None,
+        audio_codec: None,
+    }
+}
+
+fn rung(name: &str, w: u32, h: u32, kbps: u32) -> Rung {
+    Rung { name: name.into(), width: w, height: h, video_kbps: kbps }
+}
+
+#[test]
+fn ladder_segments_are_aligned_and_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    make_source(&src, Some((640, 360, "25/1")), true, 15, "mp4mux");
+    let job = job(facts(640, 360, (25, 1), 15.0, true, true), vec![rung("v360", 640, 360, 800), rung("v240", 426, 240, 400)]);
+    let mut progress = Vec::new();
+    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(15), |p| progress.push(p.fraction)).unwrap();
+    assert_eq!(out.video.len(), 2);
+    for r in &out.video {
+        let durations: Vec<f64> = r.segments.iter().map(|s| s.duration).collect();
+        // 15 s at 6 s segments of 2 s GOPs: 6, 6, 3.
+        assert_eq!(durations.len(), 3, "{}: {durations:?}", r.name);
+        assert!((durations[0] - 6.0).abs() < 1e-6 && (durations[1] - 6.0).abs() < 1e-6, "{durations:?}");
+        assert!((durations[2] - 3.0).abs() < 0.05, "{durations:?}");
+        assert!(r.codec.as_deref().unwrap().starts_with("avc1.64"), "{:?}", r.codec);
+        assert!(r.segments.iter().all(|s| s.bytes > 0));
+    }
+    let a = out.audio.as_ref().expect("audio rendition");
+    let total: f64 = a.segments.iter().map(|s| s.duration).sum();
+    assert!((total - 15.0).abs() < 0.2, "audio {total}");
+    assert!(out.poster.is_some());
+    assert!(out.thumbnails.len() >= 14, "{} thumbnails", out.thumbnails.len());
+    assert!((out.duration_secs - 15.0).abs() < 0.05);
+    assert!(progress.last().copied().unwrap_or(0.0) > 0.3, "{progress:?}");
+}
+
+#[test]
+fn audio_only_source_gives_one_audio_rendition() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.m4a");
+    make_source(&src, None, true, 4, "mp4mux");
+    let job = job(facts(0, 0, (0, 1), 4.0, false, true), vec![]);
+    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(60), |_| {}).unwrap();
+    assert!(out.video.is_empty());
+    assert!(out.poster.is_none());
+    assert!(!out.audio.unwrap().segments.is_empty());
+}
+
+#[test]
+fn garbage_fails_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("x.mp4");
+    std::fs::write(&src, vec![7u8; 100_000]).unwrap();
+    let job = job(facts(640, 360, (25, 1), 4.0, true, true), vec![rung("v360", 640, 360, 800)]);
+    let err = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(30), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("could not be decoded"), "{err}");
+}
