@@ -1,1 +1,67 @@
-// placeholder
+//! lectern-catalog: the API students and owners talk to.
+//!
+//! It owns accounts (argon2 passwords, JWT access tokens with roles), courses and
+//! lectures with their status, enrollment (subscriptions and recorded purchases),
+//! search, playback tokens and the `/play/{token}/…` streaming endpoint, and live
+//! events: it consumes the workers' job events, applies them to lecture state and
+//! pushes them to WebSocket clients.
+
+pub mod accounts;
+pub mod courses;
+mod error;
+pub mod events;
+pub mod playback;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use lectern_common::auth::AccessTokens;
+use lectern_common::db::Db;
+use lectern_common::queue::SharedQueue;
+use lectern_common::storage::SharedStore;
+
+pub use error::CatalogError;
+pub use routes::router;
+
+#[derive(Debug, Clone, Default)]
+pub struct CatalogConfig {
+    /// Public origin (e.g. https://videos.example.edu) put in front of playback URLs
+    /// so they work when embedded on another site; relative URLs when unset.
+    pub public_url: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct CatalogState {
+    pub db: Db,
+    pub store: SharedStore,
+    pub queue: SharedQueue,
+    pub tokens: AccessTokens,
+    pub playback: playback::PlaybackTokens,
+    pub hub: events::Hub,
+    pub config: Arc<CatalogConfig>,
+}
+
+impl FromRef<CatalogState> for AccessTokens {
+    fn from_ref(state: &CatalogState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl CatalogState {
+    pub fn new(
+        db: Db,
+        store: SharedStore,
+        queue: SharedQueue,
+        tokens: AccessTokens,
+        playback: playback::PlaybackTokens,
+        config: CatalogConfig,
+    ) -> Self {
+        Self { db, store, queue, tokens, playback, hub: events::hub(), config: Arc::new(config) }
+    }
+}
+
+/// Background duties: consuming job events.
+pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![tokio::spawn(events::consume(state.db.clone(), state.queue.clone(), state.hub.clone()))]
+}

@@ -1,0 +1,513 @@
+//! Courses, lectures and enrollment: who may see, edit and play what.
+
+use lectern_common::auth::{AuthUser, Role};
+use lectern_common::db::Db;
+use lectern_common::{new_id, now_unix};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CatalogError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Course {
+    pub id: String,
+    pub owner_id: String,
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub published: bool,
+    pub lecture_count: i64,
+    /// A poster for the course card: the first ready video lecture's.
+    pub poster_url: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+type CourseRow = (String, String, String, String, String, i64, i64, i64, i64, i64, Option<String>);
+
+const COURSE_COLUMNS: &str = "c.id, c.owner_id, c.title, c.description, c.category, c.price_cents, c.published, c.created_at, c.updated_at,
+    (SELECT COUNT(*) FROM lectures l WHERE l.course_id = c.id),
+    (SELECT l.id FROM lectures l WHERE l.course_id = c.id AND l.ready_asset_id IS NOT NULL AND l.media_kind = 'video'
+        ORDER BY l.position, l.created_at LIMIT 1)";
+
+impl Course {
+    fn from_row(r: CourseRow) -> Self {
+        Course {
+            id: r.0,
+            owner_id: r.1,
+            title: r.2,
+            description: r.3,
+            category: r.4,
+            price_cents: r.5,
+            published: r.6 != 0,
+            created_at: r.7,
+            updated_at: r.8,
+            lecture_count: r.9,
+            poster_url: r.10.map(|lecture| format!("/media/posters/{lecture}.jpg")),
+        }
+    }
+
+    pub fn editable_by(&self, user: &AuthUser) -> bool {
+        user.role == Role::Admin || self.owner_id == user.id
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lecture {
+    pub id: String,
+    pub course_id: String,
+    pub title: String,
+    pub position: i64,
+    /// awaiting_upload | processing | ready | failed
+    pub status: String,
+    pub progress_percent: i64,
+    pub failure_reason: Option<String>,
+    pub duration_secs: Option<f64>,
+    /// video | audio, once a file was accepted
+    pub media_kind: Option<String>,
+    pub playable: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+type LectureRow = (String, String, String, i64, String, i64, Option<String>, Option<f64>, Option<String>, Option<String>, i64, i64);
+
+const LECTURE_COLUMNS: &str = "id, course_id, title, position, status, progress_percent, failure_reason, duration_secs, media_kind, ready_asset_id, created_at, updated_at";
+
+impl Lecture {
+    fn from_row(r: LectureRow) -> Self {
+        Lecture {
+            id: r.0,
+            course_id: r.1,
+            title: r.2,
+            position: r.3,
+            status: r.4,
+            progress_percent: r.5,
+            failure_reason: r.6,
+            duration_secs: r.7,
+            media_kind: r.8,
+            playable: r.9.is_some(),
+            created_at: r.10,
+            updated_at: r.11,
+        }
+    }
+}
+
+fn check_title(title: &str) -> Result<String, CatalogError> {
+    let t = title.trim();
+    if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
+        return Err(CatalogError::Invalid("title must be 1 to 200 printable characters".into()));
+    }
+    Ok(t.to_string())
+}
+
+fn check_description(d: &str) -> Result<String, CatalogError> {
+    if d.chars().count() > 20_000 {
+        return Err(CatalogError::Invalid("description must be at most 20000 characters".into()));
+    }
+    Ok(d.trim().to_string())
+}
+
+fn check_category(c: &str) -> Result<String, CatalogError> {
+    let c = c.trim();
+    if c.chars().count() > 60 || c.chars().any(char::is_control) {
+        return Err(CatalogError::Invalid("category must be at most 60 printable characters".into()));
+    }
+    Ok(c.to_string())
+}
+
+fn check_price(p: i64) -> Result<i64, CatalogError> {
+    if !(0..=100_000_000).contains(&p) {
+        return Err(CatalogError::Invalid("price_cents must be between 0 and 100000000".into()));
+    }
+    Ok(p)
+}
+
+pub async fn get_course(db: &Db, id: &str) -> Result<Course, CatalogError> {
+    let row: Option<CourseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COURSE_COLUMNS} FROM courses c WHERE c.id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    row.map(Course::from_row).ok_or(CatalogError::NotFound("course"))
+}
+
+/// A course the user may see: published ones for everyone, the rest for its owner
+/// and admins (others get 404, not a hint that it exists).
+pub async fn visible_course(db: &Db, user: &AuthUser, id: &str) -> Result<Course, CatalogError> {
+    let course = get_course(db, id).await?;
+    if course.published || course.editable_by(user) {
+        Ok(course)
+    } else {
+        Err(CatalogError::NotFound("course"))
+    }
+}
+
+pub async fn editable_course(db: &Db, user: &AuthUser, id: &str) -> Result<Course, CatalogError> {
+    let course = visible_course(db, user, id).await?;
+    if course.editable_by(user) {
+        Ok(course)
+    } else {
+        Err(CatalogError::Forbidden("only the course's owner may change it".into()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewCourse {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub category: String,
+    #[serde(default)]
+    pub price_cents: i64,
+    #[serde(default)]
+    pub published: bool,
+}
+
+pub async fn create_course(db: &Db, user: &AuthUser, new: NewCourse) -> Result<Course, CatalogError> {
+    if user.role == Role::Student {
+        return Err(CatalogError::Forbidden("students cannot create courses".into()));
+    }
+    let id = new_id();
+    let now = now_unix();
+    sqlx::query(
+        "INSERT INTO courses (id, owner_id, title, description, category, price_cents, published, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&id)
+    .bind(&user.id)
+    .bind(check_title(&new.title)?)
+    .bind(check_description(&new.description)?)
+    .bind(check_category(&new.category)?)
+    .bind(check_price(new.price_cents)?)
+    .bind(new.published as i64)
+    .bind(now)
+    .bind(now)
+    .execute(db)
+    .await?;
+    get_course(db, &id).await
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CoursePatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub price_cents: Option<i64>,
+    pub published: Option<bool>,
+}
+
+pub async fn update_course(db: &Db, user: &AuthUser, id: &str, patch: CoursePatch) -> Result<Course, CatalogError> {
+    let c = editable_course(db, user, id).await?;
+    let title = match patch.title { Some(t) => check_title(&t)?, None => c.title };
+    let description = match patch.description { Some(d) => check_description(&d)?, None => c.description };
+    let category = match patch.category { Some(x) => check_category(&x)?, None => c.category };
+    let price = match patch.price_cents { Some(p) => check_price(p)?, None => c.price_cents };
+    let published = patch.published.unwrap_or(c.published);
+    sqlx::query(
+        "UPDATE courses SET title = $1, description = $2, category = $3, price_cents = $4, published = $5, updated_at = $6 WHERE id = $7",
+    )
+    .bind(title)
+    .bind(description)
+    .bind(category)
+    .bind(price)
+    .bind(published as i64)
+    .bind(now_unix())
+    .bind(id)
+    .execute(db)
+    .await?;
+    get_course(db, id).await
+}
+
+/// Storage prefixes and keys left unreferenced by a deletion.
+#[derive(Debug, Default)]
+pub struct Orphans {
+    pub asset_prefixes: Vec<String>,
+    pub source_keys: Vec<String>,
+}
+
+fn orphans(rows: Vec<(String, String)>) -> Orphans {
+    let mut o = Orphans::default();
+    for (asset, source) in rows {
+        o.asset_prefixes.push(format!("assets/{asset}"));
+        o.source_keys.push(source);
+    }
+    o
+}
+
+/// Deletes a course with its lectures and enrollments; returns the stored files that
+/// are now unreferenced.
+pub async fn delete_course(db: &Db, user: &AuthUser, id: &str) -> Result<Orphans, CatalogError> {
+    editable_course(db, user, id).await?;
+    let assets: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.id, a.source_key FROM assets a JOIN lectures l ON l.id = a.lecture_id WHERE l.course_id = $1",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM enrollments WHERE course_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM lectures WHERE course_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM courses WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(orphans(assets))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CourseQuery {
+    pub q: Option<String>,
+    pub category: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+    /// Owners: list their own courses, published or not.
+    pub mine: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}
+
+fn like_pattern(q: &str) -> String {
+    let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Result<Page<Course>, CatalogError> {
+    let per_page = query.per_page.unwrap_or(20).clamp(1, 100);
+    let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(|q| q.chars().take(200).collect::<String>());
+    let category = query.category.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
+    let mine = query.mine.unwrap_or(false);
+    // One WHERE clause, its optional parts switched by NULL parameters.
+    let filter = "WHERE (($1 = 1 AND c.owner_id = $2) OR ($1 = 0 AND c.published = 1))
+          AND ($3 IS NULL OR c.category = $3)
+          AND ($4 IS NULL OR c.title LIKE $4 ESCAPE '\\' OR c.description LIKE $4 ESCAPE '\\' OR c.category LIKE $4 ESCAPE '\\')";
+    let pattern = q.as_deref().map(like_pattern);
+    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM courses c {filter}")))
+        .bind(mine as i64)
+        .bind(&user.id)
+        .bind(category.clone())
+        .bind(pattern.clone())
+        .fetch_one(db)
+        .await?;
+    let rows: Vec<CourseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COURSE_COLUMNS} FROM courses c {filter} ORDER BY c.created_at DESC, c.id LIMIT $5 OFFSET $6"
+    )))
+    .bind(mine as i64)
+    .bind(&user.id)
+    .bind(category)
+    .bind(pattern)
+    .bind(per_page)
+    .bind((page - 1) * per_page)
+    .fetch_all(db)
+    .await?;
+    Ok(Page { items: rows.into_iter().map(Course::from_row).collect(), page, per_page, total })
+}
+
+pub async fn lectures_of(db: &Db, course_id: &str) -> Result<Vec<Lecture>, CatalogError> {
+    let rows: Vec<LectureRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {LECTURE_COLUMNS} FROM lectures WHERE course_id = $1 ORDER BY position, created_at")))
+            .bind(course_id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(Lecture::from_row).collect())
+}
+
+pub async fn get_lecture(db: &Db, id: &str) -> Result<Lecture, CatalogError> {
+    let row: Option<LectureRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {LECTURE_COLUMNS} FROM lectures WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    row.map(Lecture::from_row).ok_or(CatalogError::NotFound("lecture"))
+}
+
+/// A lecture and its course, if the user may see the course.
+pub async fn visible_lecture(db: &Db, user: &AuthUser, id: &str) -> Result<(Lecture, Course), CatalogError> {
+    let lecture = get_lecture(db, id).await?;
+    let course = visible_course(db, user, &lecture.course_id).await.map_err(|_| CatalogError::NotFound("lecture"))?;
+    Ok((lecture, course))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewLecture {
+    pub title: String,
+    pub position: Option<i64>,
+}
+
+pub async fn create_lecture(db: &Db, user: &AuthUser, course_id: &str, new: NewLecture) -> Result<Lecture, CatalogError> {
+    editable_course(db, user, course_id).await?;
+    let title = check_title(&new.title)?;
+    let position = match new.position {
+        Some(p) if (0..=100_000).contains(&p) => p,
+        Some(_) => return Err(CatalogError::Invalid("position must be between 0 and 100000".into())),
+        None => {
+            let (next,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) + 1 FROM lectures WHERE course_id = $1")
+                .bind(course_id)
+                .fetch_one(db)
+                .await?;
+            next
+        }
+    };
+    let id = new_id();
+    let now = now_unix();
+    sqlx::query(
+        "INSERT INTO lectures (id, course_id, title, position, status, progress_percent, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'awaiting_upload', 0, $5, $6)",
+    )
+    .bind(&id)
+    .bind(course_id)
+    .bind(title)
+    .bind(position)
+    .bind(now)
+    .bind(now)
+    .execute(db)
+    .await?;
+    sqlx::query("UPDATE courses SET updated_at = $1 WHERE id = $2").bind(now).bind(course_id).execute(db).await?;
+    get_lecture(db, &id).await
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct LecturePatch {
+    pub title: Option<String>,
+    pub position: Option<i64>,
+}
+
+pub async fn update_lecture(db: &Db, user: &AuthUser, id: &str, patch: LecturePatch) -> Result<Lecture, CatalogError> {
+    let (lecture, course) = visible_lecture(db, user, id).await?;
+    if !course.editable_by(user) {
+        return Err(CatalogError::Forbidden("only the course's owner may change its lectures".into()));
+    }
+    let title = match patch.title { Some(t) => check_title(&t)?, None => lecture.title };
+    let position = match patch.position {
+        Some(p) if (0..=100_000).contains(&p) => p,
+        Some(_) => return Err(CatalogError::Invalid("position must be between 0 and 100000".into())),
+        None => lecture.position,
+    };
+    sqlx::query("UPDATE lectures SET title = $1, position = $2, updated_at = $3 WHERE id = $4")
+        .bind(title)
+        .bind(position)
+        .bind(now_unix())
+        .bind(id)
+        .execute(db)
+        .await?;
+    get_lecture(db, id).await
+}
+
+/// Deletes a lecture; returns the stored files that are now unreferenced.
+pub async fn delete_lecture(db: &Db, user: &AuthUser, id: &str) -> Result<Orphans, CatalogError> {
+    let (_, course) = visible_lecture(db, user, id).await?;
+    if !course.editable_by(user) {
+        return Err(CatalogError::Forbidden("only the course's owner may delete its lectures".into()));
+    }
+    let assets: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, source_key FROM assets WHERE lecture_id = $1").bind(id).fetch_all(db).await?;
+    sqlx::query("DELETE FROM lectures WHERE id = $1").bind(id).execute(db).await?;
+    Ok(orphans(assets))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct EnrollRequest {
+    #[serde(default)]
+    pub purchase: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Enrollment {
+    pub course_id: String,
+    pub user_id: String,
+    /// subscription (free course) | purchase (recorded entitlement)
+    pub kind: String,
+    pub price_cents: i64,
+    pub created_at: i64,
+}
+
+/// Subscribes to a free course, or records the purchase of a priced one (no payment
+/// provider: the entitlement is what is recorded). Enrolling twice is harmless.
+pub async fn enroll(db: &Db, user: &AuthUser, course_id: &str, req: EnrollRequest) -> Result<(Enrollment, bool), CatalogError> {
+    let course = get_course(db, course_id).await?;
+    if !course.published && !course.editable_by(user) {
+        return Err(CatalogError::NotFound("course"));
+    }
+    if let Some(existing) = enrollment(db, &user.id, course_id).await? {
+        return Ok((existing, false));
+    }
+    let kind = if course.price_cents == 0 {
+        "subscription"
+    } else if req.purchase {
+        "purchase"
+    } else {
+        return Err(CatalogError::PaymentRequired(format!(
+            "this course costs {} cents; enroll with {{\"purchase\": true}} to buy it",
+            course.price_cents
+        )));
+    };
+    sqlx::query(
+        "INSERT INTO enrollments (user_id, course_id, kind, price_cents, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id, course_id) DO NOTHING",
+    )
+    .bind(&user.id)
+    .bind(course_id)
+    .bind(kind)
+    .bind(course.price_cents)
+    .bind(now_unix())
+    .execute(db)
+    .await?;
+    let e = enrollment(db, &user.id, course_id).await?.ok_or_else(|| CatalogError::Internal("enrollment vanished".into()))?;
+    Ok((e, true))
+}
+
+pub async fn enrollment(db: &Db, user_id: &str, course_id: &str) -> Result<Option<Enrollment>, CatalogError> {
+    let row: Option<(String, i64, i64)> =
+        sqlx::query_as("SELECT kind, price_cents, created_at FROM enrollments WHERE user_id = $1 AND course_id = $2")
+            .bind(user_id)
+            .bind(course_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(kind, price_cents, created_at)| Enrollment {
+        course_id: course_id.to_string(),
+        user_id: user_id.to_string(),
+        kind,
+        price_cents,
+        created_at,
+    }))
+}
+
+pub async fn my_courses(db: &Db, user: &AuthUser) -> Result<Vec<Course>, CatalogError> {
+    let rows: Vec<CourseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COURSE_COLUMNS} FROM courses c JOIN enrollments e ON e.course_id = c.id WHERE e.user_id = $1 ORDER BY e.created_at DESC"
+    )))
+    .bind(&user.id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Course::from_row).collect())
+}
+
+/// Whether the user may play the course's lectures: its owner, an admin, or enrolled.
+pub async fn may_play(db: &Db, user: &AuthUser, course: &Course) -> Result<bool, CatalogError> {
+    Ok(course.editable_by(user) || enrollment(db, &user.id, &course.id).await?.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_off"), "%50\\%\\_off%");
+        assert_eq!(like_pattern("rust"), "%rust%");
+    }
+
+    #[test]
+    fn field_checks() {
+        assert!(check_title("").is_err());
+        assert!(check_title(&"x".repeat(201)).is_err());
+        assert_eq!(check_title("  Intro ").unwrap(), "Intro");
+        assert!(check_price(-1).is_err());
+        assert!(check_price(1999).is_ok());
+        assert!(check_category("a\u{7}").is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! Catalog's one error type and its HTTP mapping.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lectern_common::http::{error_response, internal_error};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("email or password is wrong")]
+    BadCredentials,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PaymentRequired(String),
+    #[error("the playback link is invalid or has expired")]
+    BadPlaybackToken,
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("storage: {0}")]
+    Storage(lectern_common::storage::StorageError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<lectern_common::storage::StorageError> for CatalogError {
+    fn from(e: lectern_common::storage::StorageError) -> Self {
+        match e {
+            lectern_common::storage::StorageError::NotFound(_) | lectern_common::storage::StorageError::InvalidKey(_) => {
+                CatalogError::NotFound("file")
+            }
+            other => CatalogError::Storage(other),
+        }
+    }
+}
+
+impl IntoResponse for CatalogError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let (status, code) = match &self {
+            CatalogError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            CatalogError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            CatalogError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            CatalogError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            CatalogError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            CatalogError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "purchase_required"),
+            CatalogError::BadPlaybackToken => (StatusCode::FORBIDDEN, "bad_playback_token"),
+            CatalogError::RangeNotSatisfiable { size } => {
+                let mut res = error_response(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", &message);
+                if let Ok(v) = format!("bytes */{size}").parse() {
+                    res.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
+                }
+                return res;
+            }
+            CatalogError::Db(_) | CatalogError::Storage(_) | CatalogError::Internal(_) => {
+                return internal_error("catalog request failed", &self);
+            }
+        };
+        error_response(status, code, &message)
+    }
+}

@@ -1,0 +1,211 @@
+//! Job events from the workers: applied to lecture state (idempotently, keyed by
+//! asset, so redelivered or stale events are harmless) and pushed live to the
+//! WebSocket clients who may see them.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use lectern_common::auth::{AuthUser, Role};
+use lectern_common::db::Db;
+use lectern_common::messages::JobEvent;
+use lectern_common::now_unix;
+use lectern_common::queue::{SharedQueue, Topic};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::error::CatalogError;
+
+/// What a live client is told. Owners get every kind for their lectures; enrolled
+/// students get `lecture_ready`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    Progress { lecture_id: String, course_id: String, percent: u8 },
+    Ready { lecture_id: String, course_id: String, duration_secs: f64 },
+    Failed { lecture_id: String, course_id: String, reason: String },
+    LectureReady { lecture_id: String, course_id: String, title: String },
+}
+
+/// A live event and who may receive it.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub owner_id: String,
+    pub course_id: String,
+    pub event: LiveEvent,
+    /// The student-facing form, for ready events.
+    pub for_students: Option<LiveEvent>,
+}
+
+pub type Hub = broadcast::Sender<Routed>;
+
+pub fn hub() -> Hub {
+    broadcast::channel(1024).0
+}
+
+/// Applies one job event to the database and returns what to push live, if the
+/// event still concerns the lecture's current asset.
+pub async fn apply(db: &Db, event: &JobEvent) -> Result<Option<Routed>, CatalogError> {
+    let now = now_unix();
+    let changed = match event {
+        JobEvent::Progress { lecture_id, asset_id, percent, .. } => sqlx::query(
+            "UPDATE lectures SET progress_percent = $1, updated_at = $2
+             WHERE id = $3 AND asset_id = $4 AND status = 'processing' AND progress_percent <= $5",
+        )
+        .bind(*percent as i64)
+        .bind(now)
+        .bind(lecture_id)
+        .bind(asset_id)
+        .bind(*percent as i64)
+        .execute(db)
+        .await?
+        .rows_affected(),
+        JobEvent::Ready { lecture_id, asset_id, duration_secs, .. } => sqlx::query(
+            "UPDATE lectures SET status = 'ready', progress_percent = 100, failure_reason = NULL,
+                    ready_asset_id = $1, duration_secs = $2, updated_at = $3
+             WHERE id = $4 AND asset_id = $5",
+        )
+        .bind(asset_id)
+        .bind(*duration_secs)
+        .bind(now)
+        .bind(lecture_id)
+        .bind(asset_id)
+        .execute(db)
+        .await?
+        .rows_affected(),
+        JobEvent::Failed { lecture_id, asset_id, reason, .. } => {
+            if asset_id.is_empty() {
+                // Ingest refused the file and already recorded why.
+                1
+            } else {
+                sqlx::query(
+                    "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2
+                     WHERE id = $3 AND asset_id = $4 AND status = 'processing'",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(lecture_id)
+                .bind(asset_id)
+                .execute(db)
+                .await?
+                .rows_affected()
+            }
+        }
+    };
+    if changed == 0 {
+        return Ok(None);
+    }
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT c.id, c.owner_id, l.title FROM lectures l JOIN courses c ON c.id = l.course_id WHERE l.id = $1",
+    )
+    .bind(event.lecture_id())
+    .fetch_optional(db)
+    .await?;
+    let Some((course_id, owner_id, title)) = row else { return Ok(None) };
+    let lecture_id = event.lecture_id().to_string();
+    let (live, for_students) = match event {
+        JobEvent::Progress { percent, .. } => {
+            (LiveEvent::Progress { lecture_id, course_id: course_id.clone(), percent: *percent }, None)
+        }
+        JobEvent::Ready { duration_secs, .. } => (
+            LiveEvent::Ready { lecture_id: lecture_id.clone(), course_id: course_id.clone(), duration_secs: *duration_secs },
+            Some(LiveEvent::LectureReady { lecture_id, course_id: course_id.clone(), title }),
+        ),
+        JobEvent::Failed { reason, .. } => {
+            (LiveEvent::Failed { lecture_id, course_id: course_id.clone(), reason: reason.clone() }, None)
+        }
+    };
+    Ok(Some(Routed { owner_id, course_id, event: live, for_students }))
+}
+
+/// Consumes job events until the task is dropped. An event is acked once applied.
+pub async fn consume(db: Db, queue: SharedQueue, hub: Hub) {
+    loop {
+        let delivery = match queue.receive(Topic::Events).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "event queue unavailable; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let event: JobEvent = match serde_json::from_slice(&delivery.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "dropping a message that is not a job event");
+                let _ = delivery.ack().await;
+                continue;
+            }
+        };
+        match apply(&db, &event).await {
+            Ok(routed) => {
+                if let Some(r) = routed {
+                    let _ = hub.send(r);
+                }
+                let _ = delivery.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not apply a job event; it will be redelivered");
+                let _ = delivery.retry_after(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn enrolled(db: &Db, user_id: &str, course_id: &str) -> bool {
+    sqlx::query_as::<_, (i64,)>("SELECT 1 FROM enrollments WHERE user_id = $1 AND course_id = $2")
+        .bind(user_id)
+        .bind(course_id)
+        .fetch_optional(db)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// Serves one WebSocket client: the events it may see, until it goes away.
+pub async fn serve_socket(mut socket: WebSocket, user: AuthUser, db: Db, hub: Hub) {
+    let mut events = hub.subscribe();
+    let hello = serde_json::json!({"type": "hello", "user_id": user.id, "role": user.role});
+    if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+        return;
+    }
+    let mut ping = tokio::time::interval(Duration::from_secs(25));
+    loop {
+        tokio::select! {
+            received = events.recv() => {
+                let routed = match received {
+                    Ok(r) => r,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "a live client fell behind");
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let event = if user.role == Role::Admin || routed.owner_id == user.id {
+                    Some(routed.event)
+                } else if routed.for_students.is_some() && enrolled(&db, &user.id, &routed.course_id).await {
+                    routed.for_students
+                } else {
+                    None
+                };
+                if let Some(e) = event {
+                    let text = serde_json::to_string(&e).expect("live events serialize");
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            incoming = socket.recv() => {
+                match incoming {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    _ => {}
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

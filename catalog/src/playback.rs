@@ -1,0 +1,200 @@
+//! Playback: short-lived signed tokens that sit in the path (`/play/{token}/…`), so
+//! every relative URI in the playlists inherits them and a CDN can cache by path; and
+//! the streaming of an asset's files from storage with Range, ETag and CORS.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CatalogError;
+use lectern_common::storage::ByteRange;
+
+const ISSUER: &str = "lectern";
+const AUDIENCE: &str = "lectern-play";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PlayClaims {
+    /// The lecture this token plays.
+    sub: String,
+    /// The asset (transcode output) it plays.
+    asset: String,
+    /// Who it was issued to, for the logs.
+    uid: String,
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Signs and checks playback tokens with their own key (not the access-token key).
+#[derive(Clone)]
+pub struct PlaybackTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub ttl_secs: i64,
+}
+
+/// What a valid playback token grants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayGrant {
+    pub lecture_id: String,
+    pub asset_id: String,
+    pub expires_at: i64,
+}
+
+impl PlaybackTokens {
+    pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
+        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), ttl_secs }
+    }
+
+    pub fn issue(&self, lecture_id: &str, asset_id: &str, user_id: &str) -> (String, i64) {
+        let now = lectern_common::now_unix();
+        let exp = now + self.ttl_secs;
+        let claims = PlayClaims {
+            sub: lecture_id.into(),
+            asset: asset_id.into(),
+            uid: user_id.into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail");
+        (token, exp)
+    }
+
+    /// The grant of a token, or None if it is forged, tampered, expired, unsigned
+    /// (alg none) or signed with another key or algorithm.
+    pub fn verify(&self, token: &str) -> Option<PlayGrant> {
+        if token.len() > 4096 {
+            return None;
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<PlayClaims>(token, &self.decoding, &validation).ok()?;
+        Some(PlayGrant { lecture_id: data.claims.sub, asset_id: data.claims.asset, expires_at: data.claims.exp })
+    }
+}
+
+/// The files of an asset a player may fetch, and their content types. Anything else
+/// (internal files, traversal, odd characters) is refused before storage is asked.
+pub fn playable_file(path: &str) -> Option<&'static str> {
+    if path.is_empty() || path.len() > 200 {
+        return None;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.len() > 2 {
+        return None;
+    }
+    for part in &parts {
+        let ok_chars = part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if part.is_empty() || !ok_chars || part.starts_with('.') || part.contains("..") {
+            return None;
+        }
+    }
+    let name = parts[parts.len() - 1];
+    let content_type = match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        Some("jpg") => "image/jpeg",
+        Some("vtt") => "text/vtt; charset=utf-8",
+        _ => return None,
+    };
+    if parts.len() == 1 {
+        // Top level: the master playlist, poster and storyboard only.
+        let known = ["master.m3u8", "poster.jpg", "storyboard.jpg", "storyboard.vtt"];
+        return known.contains(&name).then_some(content_type);
+    }
+    (name == "index.m3u8" || name.ends_with(".ts")).then_some(content_type)
+}
+
+/// Parses a Range header against an object's size. `Ok(None)` means serve it whole
+/// (no header, or a form we do not serve partially such as several ranges).
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, CatalogError> {
+    let Some(value) = header else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or(CatalogError::RangeNotSatisfiable { size })?;
+    let (start, end) = (start.trim(), end.trim());
+    let parse = |s: &str| s.parse::<u64>().map_err(|_| CatalogError::RangeNotSatisfiable { size });
+    let range = if start.is_empty() {
+        let suffix = parse(end)?;
+        if suffix == 0 || size == 0 {
+            return Err(CatalogError::RangeNotSatisfiable { size });
+        }
+        ByteRange { start: size.saturating_sub(suffix), end: size - 1 }
+    } else {
+        let start = parse(start)?;
+        let end = if end.is_empty() { size.saturating_sub(1) } else { parse(end)?.min(size.saturating_sub(1)) };
+        if start >= size || end < start {
+            return Err(CatalogError::RangeNotSatisfiable { size });
+        }
+        ByteRange { start, end }
+    };
+    Ok(Some(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_and_carry_their_grant() {
+        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
+        let (token, exp) = t.issue("lec", "asset", "user");
+        let grant = t.verify(&token).unwrap();
+        assert_eq!(grant, PlayGrant { lecture_id: "lec".into(), asset_id: "asset".into(), expires_at: exp });
+    }
+
+    #[test]
+    fn forged_expired_tampered_and_unsigned_tokens_fail() {
+        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
+        let other = PlaybackTokens::new(b"another-secret-another-secret-xx", 60);
+        assert!(t.verify(&other.issue("lec", "a", "u").0).is_none());
+        let expired = PlaybackTokens::new(b"playback-secret-playback-secret-", -5);
+        assert!(t.verify(&expired.issue("lec", "a", "u").0).is_none());
+        let (token, _) = t.issue("lec", "a", "u");
+        let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+        parts[2] = format!("{}A", &parts[2][..parts[2].len() - 1]);
+        let tampered = parts.join(".");
+        if tampered != token {
+            assert!(t.verify(&tampered).is_none());
+        }
+        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", token.split('.').nth(1).unwrap());
+        assert!(t.verify(&none).is_none());
+        assert!(t.verify("").is_none());
+    }
+
+    #[test]
+    fn only_playable_files_are_served() {
+        assert_eq!(playable_file("master.m3u8"), Some("application/vnd.apple.mpegurl"));
+        assert_eq!(playable_file("v720/index.m3u8"), Some("application/vnd.apple.mpegurl"));
+        assert_eq!(playable_file("v720/seg_00001.ts"), Some("video/mp2t"));
+        assert_eq!(playable_file("poster.jpg"), Some("image/jpeg"));
+        assert!(playable_file("storyboard.vtt").unwrap().starts_with("text/vtt"));
+        for bad in [
+            "manifest.json", "../x/master.m3u8", "v720/../../etc/passwd", "a/b/c.ts", "", "/master.m3u8", ".hidden.ts",
+            "v720/seg.ts/..", "v720\\seg.ts", "v720/%2e%2e", "v720/index.m3u8.bak", "random.m3u8",
+        ] {
+            assert_eq!(playable_file(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100).unwrap(), None);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100).unwrap(), Some(ByteRange { start: 0, end: 9 }));
+        assert_eq!(parse_range(Some("bytes=90-"), 100).unwrap(), Some(ByteRange { start: 90, end: 99 }));
+        assert_eq!(parse_range(Some("bytes=-10"), 100).unwrap(), Some(ByteRange { start: 90, end: 99 }));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100).unwrap(), Some(ByteRange { start: 50, end: 99 }));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100).unwrap(), None);
+        assert!(parse_range(Some("bytes=100-"), 100).is_err());
+        assert!(parse_range(Some("bytes=5-2"), 100).is_err());
+        assert!(parse_range(Some("bytes=x-2"), 100).is_err());
+        assert!(parse_range(Some("bytes=-0"), 100).is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! Catalog's HTTP surface: thin handlers that unpack requests and call the domain
+//! modules.
+
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lectern_common::auth::AuthUser;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::CatalogState;
+use crate::accounts::{self, User};
+use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
+use crate::error::CatalogError;
+use crate::events;
+use crate::playback::{parse_range, playable_file};
+
+pub fn router(state: CatalogState) -> Router {
+    let api = Router::new()
+        .route("/api/auth/signup", post(signup))
+        .route("/api/auth/login", post(login))
+        .route("/api/me", get(me))
+        .route("/api/me/courses", get(my_courses))
+        .route("/api/courses", get(list_courses).post(create_course))
+        .route("/api/courses/{id}", get(course_detail).patch(update_course).delete(delete_course))
+        .route("/api/courses/{id}/lectures", post(create_lecture))
+        .route("/api/courses/{id}/enroll", post(enroll))
+        .route("/api/lectures/{id}", get(lecture_detail).patch(update_lecture).delete(delete_lecture))
+        .route("/api/lectures/{id}/playback", post(playback))
+        .route("/api/events", get(live_events))
+        .route("/media/posters/{file}", get(public_poster));
+    let play = Router::new()
+        .route("/play/{token}/{*path}", get(play).head(play).options(play_preflight))
+        .layer(middleware::from_fn(open_cors));
+    api.merge(play).with_state(state)
+}
+
+/// A JSON body whose rejections use the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = CatalogError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(CatalogError::Invalid(match rejection {
+                JsonRejection::MissingJsonContentType(_) => "send the body as application/json".to_string(),
+                other => other.body_text(),
+            })),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Session {
+    token: String,
+    user: User,
+}
+
+async fn signup(State(s): State<CatalogState>, ApiJson(req): ApiJson<accounts::Signup>) -> Result<(StatusCode, Json<Session>), CatalogError> {
+    let user = accounts::signup(&s.db, req).await?;
+    let token = s.tokens.issue(&user.id, user.role);
+    Ok((StatusCode::CREATED, Json(Session { token, user })))
+}
+
+async fn login(State(s): State<CatalogState>, ApiJson(req): ApiJson<accounts::Login>) -> Result<Json<Session>, CatalogError> {
+    let user = accounts::login(&s.db, req).await?;
+    let token = s.tokens.issue(&user.id, user.role);
+    Ok(Json(Session { token, user }))
+}
+
+async fn me(State(s): State<CatalogState>, user: AuthUser) -> Result<Json<User>, CatalogError> {
+    Ok(Json(accounts::get_user(&s.db, &user.id).await?))
+}
+
+async fn my_courses(State(s): State<CatalogState>, user: AuthUser) -> Result<Json<serde_json::Value>, CatalogError> {
+    let items = courses::my_courses(&s.db, &user).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+async fn list_courses(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    query: Result<Query<CourseQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<courses::Page<Course>>, CatalogError> {
+    let Query(query) = query.map_err(|e| CatalogError::Invalid(e.body_text()))?;
+    Ok(Json(courses::list_courses(&s.db, &user, query).await?))
+}
+
+async fn create_course(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    ApiJson(new): ApiJson<courses::NewCourse>,
+) -> Result<(StatusCode, Json<Course>), CatalogError> {
+    Ok((StatusCode::CREATED, Json(courses::create_course(&s.db, &user, new).await?)))
+}
+
+#[derive(Serialize)]
+struct CourseDetail {
+    #[serde(flatten)]
+    course: Course,
+    lectures: Vec<Lecture>,
+    enrolled: bool,
+    can_edit: bool,
+}
+
+async fn course_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<CourseDetail>, CatalogError> {
+    let course = courses::visible_course(&s.db, &user, &id).await?;
+    let lectures = courses::lectures_of(&s.db, &id).await?;
+    let enrolled = courses::enrollment(&s.db, &user.id, &id).await?.is_some();
+    let can_edit = course.editable_by(&user);
+    Ok(Json(CourseDetail { course, lectures, enrolled, can_edit }))
+}
+
+async fn update_course(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<courses::CoursePatch>,
+) -> Result<Json<Course>, CatalogError> {
+    Ok(Json(courses::update_course(&s.db, &user, &id, patch).await?))
+}
+
+/// Removes a deletion's stored files in the background; a failure only leaves
+/// unreferenced bytes behind.
+fn clean_up(s: &CatalogState, orphans: Orphans) {
+    let store = s.store.clone();
+    tokio::spawn(async move {
+        for prefix in orphans.asset_prefixes {
+            if let Err(e) = store.delete_prefix(&prefix).await {
+                tracing::warn!(prefix, error = %e, "could not delete an asset's files");
+            }
+        }
+        for key in orphans.source_keys {
+            let _ = store.delete(&key).await;
+        }
+    });
+}
+
+async fn delete_course(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, CatalogError> {
+    let orphans = courses::delete_course(&s.db, &user, &id).await?;
+    clean_up(&s, orphans);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_lecture(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(new): ApiJson<courses::NewLecture>,
+) -> Result<(StatusCode, Json<Lecture>), CatalogError> {
+    Ok((StatusCode::CREATED, Json(courses::create_lecture(&s.db, &user, &id, new).await?)))
+}
+
+async fn enroll(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<courses::Enrollment>), CatalogError> {
+    // The body is optional: an empty one subscribes to a free course.
+    let req: courses::EnrollRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))?
+    };
+    let (enrollment, created) = courses::enroll(&s.db, &user, &id, req).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(enrollment)))
+}
+
+async fn lecture_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Lecture>, CatalogError> {
+    Ok(Json(courses::visible_lecture(&s.db, &user, &id).await?.0))
+}
+
+async fn update_lecture(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<courses::LecturePatch>,
+) -> Result<Json<Lecture>, CatalogError> {
+    Ok(Json(courses::update_lecture(&s.db, &user, &id, patch).await?))
+}
+
+async fn delete_lecture(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, CatalogError> {
+    let orphans = courses::delete_lecture(&s.db, &user, &id).await?;
+    clean_up(&s, orphans);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct PlaybackGrant {
+    url: String,
+    expires_at: i64,
+    media_kind: Option<String>,
+    poster_url: Option<String>,
+    storyboard_url: Option<String>,
+}
+
+async fn playback(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<PlaybackGrant>, CatalogError> {
+    let (lecture, course) = courses::visible_lecture(&s.db, &user, &id).await?;
+    if !courses::may_play(&s.db, &user, &course).await? {
+        return Err(CatalogError::Forbidden("enroll in this course to watch its lectures".into()));
+    }
+    let (asset,): (Option<String>,) =
+        sqlx::query_as("SELECT ready_asset_id FROM lectures WHERE id = $1").bind(&lecture.id).fetch_one(&s.db).await?;
+    let asset = asset.ok_or_else(|| CatalogError::Conflict(format!("the lecture is not ready to play (status: {})", lecture.status)))?;
+    let (token, expires_at) = s.playback.issue(&lecture.id, &asset, &user.id);
+    let base = format!("{}/play/{token}", s.config.public_url.as_deref().unwrap_or("").trim_end_matches('/'));
+    let video = lecture.media_kind.as_deref() == Some("video");
+    Ok(Json(PlaybackGrant {
+        url: format!("{base}/master.m3u8"),
+        expires_at,
+        poster_url: video.then(|| format!("{base}/poster.jpg")),
+        storyboard_url: video.then(|| format!("{base}/storyboard.vtt")),
+        media_kind: lecture.media_kind,
+    }))
+}
+
+async fn live_events(State(s): State<CatalogState>, user: AuthUser, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| events::serve_socket(socket, user, s.db.clone(), s.hub.clone()))
+}
+
+/// Playback is meant to be embedded anywhere the signed URL goes (an LMS page), so
+/// every /play response, errors included, is readable cross-origin.
+async fn open_cors(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges, ETag"),
+    );
+    res
+}
+
+async fn play_preflight() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "Range"),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
+        .into_response()
+}
+
+async fn play(
+    State(s): State<CatalogState>,
+    Path((token, path)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, CatalogError> {
+    let grant = s.playback.verify(&token).ok_or(CatalogError::BadPlaybackToken)?;
+    // Our file names never need escaping; an escaped path is an attempt at something.
+    if req.uri().path().contains('%') {
+        return Err(CatalogError::Invalid("escaped characters are not allowed in playback paths".into()));
+    }
+    let content_type = playable_file(&path).ok_or(CatalogError::NotFound("file"))?;
+    let key = format!("assets/{}/{path}", grant.asset_id);
+    let remaining = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400);
+    let cache = format!("public, max-age={remaining}");
+    serve_object(&s, &key, content_type, &cache, &method, &headers).await
+}
+
+/// Streams a stored object with Range, ETag and conditional GET support.
+async fn serve_object(
+    s: &CatalogState,
+    key: &str,
+    content_type: &str,
+    cache_control: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, CatalogError> {
+    let meta = s.store.head(key).await?;
+    let etag = HeaderValue::from_str(&meta.etag).map_err(|e| CatalogError::Internal(e.to_string()))?;
+    let mut common = HeaderMap::new();
+    common.insert(header::ETAG, etag);
+    common.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control).map_err(|e| CatalogError::Internal(e.to_string()))?);
+    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.modified_unix.max(0) as u64);
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+        common.insert(header::LAST_MODIFIED, v);
+    }
+    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == meta.etag || t.trim() == "*")) {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    // If-Range with a stale validator means: send the whole new object.
+    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == meta.etag);
+    let range = if if_range_ok { parse_range(range_header, meta.size)? } else { None };
+    let (status, length) = match range {
+        Some(r) => {
+            let v = format!("bytes {}-{}/{}", r.start, r.end, meta.size);
+            common.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).map_err(|e| CatalogError::Internal(e.to_string()))?);
+            (StatusCode::PARTIAL_CONTENT, r.len())
+        }
+        None => (StatusCode::OK, meta.size),
+    };
+    common.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).map_err(|e| CatalogError::Internal(e.to_string()))?);
+    common.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if method == Method::HEAD {
+        return Ok((status, common).into_response());
+    }
+    let read = s.store.read(key, range).await?;
+    Ok((status, common, Body::from_stream(read.body)).into_response())
+}
+
+/// Course-card posters: public for published courses, like a thumbnail on a
+/// catalog page (the lecture itself still needs a playback token).
+async fn public_poster(
+    State(s): State<CatalogState>,
+    Path(file): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, CatalogError> {
+    let lecture_id = file.strip_suffix(".jpg").ok_or(CatalogError::NotFound("poster"))?;
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT l.ready_asset_id FROM lectures l JOIN courses c ON c.id = l.course_id
+         WHERE l.id = $1 AND c.published = 1 AND l.media_kind = 'video'",
+    )
+    .bind(lecture_id)
+    .fetch_optional(&s.db)
+    .await?;
+    let asset = row.and_then(|(a,)| a).ok_or(CatalogError::NotFound("poster"))?;
+    serve_object(&s, &format!("assets/{asset}/poster.jpg"), "image/jpeg", "public, max-age=300", &method, &headers).await
+}
