@@ -1,1 +1,315 @@
-fn main() {}
+//! The `lectern` binary: command line and wiring only. `lectern serve` runs every role
+//! in one process; `lectern ingest | catalog | worker` run one role each. Backends are
+//! chosen by URL (see the README's configuration table).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use clap::{Args, Parser, Subcommand};
+use lectern_catalog::playback::PlaybackTokens;
+use lectern_catalog::{CatalogConfig, CatalogState};
+use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
+use lectern_common::db::Db;
+use lectern_common::http::error_response;
+use lectern_common::queue::SharedQueue;
+use lectern_common::storage::SharedStore;
+use lectern_ingest::{IngestConfig, IngestState};
+use lectern_transcoder::{Worker, WorkerConfig};
+
+#[derive(Parser)]
+#[command(name = "lectern", version, about = "Course videos: upload, transcode to adaptive HLS, stream")]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every role in one process (the embedded default).
+    Serve,
+    /// The tus upload API only.
+    Ingest,
+    /// The catalog API, playback and live events only.
+    Catalog,
+    /// Transcoding workers only.
+    Worker,
+    /// Account administration.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates an account, e.g. the first admin: `lectern user create --role admin …`.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The password; read from LECTERN_NEW_PASSWORD when not given.
+        #[arg(long, env = "LECTERN_NEW_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "admin", value_parser = ["student", "owner", "admin"])]
+        role: String,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "LECTERN_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    listen: SocketAddr,
+    /// Folder for the embedded database, objects, queue, keys and scratch space.
+    #[arg(long, env = "LECTERN_DATA_DIR", default_value = "data", global = true)]
+    data_dir: PathBuf,
+    /// Database URL [default: sqlite://DATA_DIR/lectern.db].
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Object storage URL [default: file://DATA_DIR/objects].
+    #[arg(long, env = "STORAGE_URL", global = true)]
+    storage_url: Option<String>,
+    /// Queue URL [default: sqlite://DATA_DIR/queue.db, the embedded durable queue].
+    #[arg(long, env = "QUEUE_URL", global = true)]
+    queue_url: Option<String>,
+    /// Secret for access tokens [default: generated once into DATA_DIR/keys].
+    #[arg(long, env = "LECTERN_JWT_SECRET", hide_env_values = true, global = true)]
+    jwt_secret: Option<String>,
+    /// Secret for playback tokens, distinct from the access-token one [default: generated].
+    #[arg(long, env = "LECTERN_PLAYBACK_SECRET", hide_env_values = true, global = true)]
+    playback_secret: Option<String>,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "LECTERN_ACCESS_TOKEN_TTL", default_value_t = 43_200, global = true)]
+    access_token_ttl: i64,
+    /// Lifetime of playback tokens, in seconds.
+    #[arg(long, env = "LECTERN_PLAYBACK_TOKEN_TTL", default_value_t = 3_600, global = true)]
+    playback_token_ttl: i64,
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "LECTERN_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024 * 1024, global = true)]
+    max_upload_bytes: u64,
+    /// How long an unfinished upload is kept after its last chunk, in seconds.
+    #[arg(long, env = "LECTERN_UPLOAD_TTL", default_value_t = 86_400, global = true)]
+    upload_ttl: i64,
+    /// Transcode jobs run at once by this process.
+    #[arg(long, env = "LECTERN_WORKERS", default_value_t = 1, global = true)]
+    workers: usize,
+    /// Deliveries of a transcode job before it is reported failed.
+    #[arg(long, env = "LECTERN_MAX_ATTEMPTS", default_value_t = 3, global = true)]
+    max_attempts: u32,
+    /// First retry delay of a failed job, in seconds (doubling after each attempt).
+    #[arg(long, env = "LECTERN_RETRY_BASE_SECS", default_value_t = 5, global = true)]
+    retry_base_secs: u64,
+    /// A transcode that makes no progress for this long is stopped, in seconds.
+    #[arg(long, env = "LECTERN_STALL_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    stall_timeout_secs: u64,
+    /// Public origin put in front of playback URLs (for players on other sites).
+    #[arg(long, env = "LECTERN_PUBLIC_URL", global = true)]
+    public_url: Option<String>,
+}
+
+impl Config {
+    fn data(&self, name: &str) -> String {
+        self.data_dir.join(name).to_string_lossy().into_owned()
+    }
+    fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data("lectern.db")))
+    }
+    fn storage_url(&self) -> String {
+        self.storage_url.clone().unwrap_or_else(|| format!("file://{}", self.data("objects")))
+    }
+    fn queue_url(&self) -> String {
+        self.queue_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data("queue.db")))
+    }
+    fn access_tokens(&self) -> anyhow::Result<AccessTokens> {
+        let secret = load_or_create_secret(self.jwt_secret.as_deref(), &self.data_dir.join("keys/access.key"))
+            .context("loading the access-token secret")?;
+        Ok(AccessTokens::new(&secret, self.access_token_ttl))
+    }
+    fn playback_tokens(&self) -> anyhow::Result<PlaybackTokens> {
+        let secret = load_or_create_secret(self.playback_secret.as_deref(), &self.data_dir.join("keys/playback.key"))
+            .context("loading the playback-token secret")?;
+        Ok(PlaybackTokens::new(&secret, self.playback_token_ttl))
+    }
+}
+
+/// The backends a role uses, for /readyz.
+#[derive(Clone, Default)]
+struct Backends {
+    db: Option<Db>,
+    store: Option<SharedStore>,
+    queue: Option<SharedQueue>,
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(b): State<Backends>) -> Response {
+    let mut report = serde_json::Map::new();
+    let mut ready = true;
+    if let Some(db) = &b.db {
+        let ok = sqlx::query("SELECT 1").execute(db).await.is_ok();
+        ready &= ok;
+        report.insert("database".into(), (if ok { "ok" } else { "unavailable" }).into());
+    }
+    if let Some(store) = &b.store {
+        let ok = store.check().await.is_ok();
+        ready &= ok;
+        report.insert("storage".into(), (if ok { "ok" } else { "unavailable" }).into());
+    }
+    if let Some(queue) = &b.queue {
+        let ok = queue.check().await.is_ok();
+        ready &= ok;
+        report.insert("queue".into(), (if ok { "ok" } else { "unavailable" }).into());
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(serde_json::json!({"status": if ready { "ready" } else { "not_ready" }, "backends": report}))).into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}
+
+fn with_health(app: Router, backends: Backends) -> Router {
+    let health = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(backends);
+    app.merge(health)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn serve_http(listen: SocketAddr, app: Router) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "lectern is listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> anyhow::Result<IngestState> {
+    Ok(IngestState::new(
+        db,
+        store,
+        queue,
+        c.access_tokens()?,
+        IngestConfig {
+            max_upload_bytes: c.max_upload_bytes,
+            upload_ttl_secs: c.upload_ttl,
+            probe_timeout_secs: 30,
+            scratch_dir: c.data_dir.join("scratch"),
+        },
+    ))
+}
+
+fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> anyhow::Result<CatalogState> {
+    Ok(CatalogState::new(
+        db,
+        store,
+        queue,
+        c.access_tokens()?,
+        c.playback_tokens()?,
+        CatalogConfig { public_url: c.public_url.clone() },
+    ))
+}
+
+fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue) {
+    for _ in 0..c.workers.max(1) {
+        let worker = Worker {
+            store: store.clone(),
+            queue: queue.clone(),
+            config: WorkerConfig {
+                scratch_dir: c.data_dir.join("scratch"),
+                max_attempts: c.max_attempts.max(1),
+                retry_base: Duration::from_secs(c.retry_base_secs),
+                stall_timeout: Duration::from_secs(c.stall_timeout_secs.max(5)),
+            },
+        };
+        tokio::spawn(worker.run());
+    }
+}
+
+async fn open(c: &Config) -> anyhow::Result<(Db, SharedStore, SharedQueue)> {
+    std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
+    let db = lectern_common::db::connect(&c.database_url()).await.context("opening the database")?;
+    let store = lectern_common::storage::open_storage(&c.storage_url()).context("opening object storage")?;
+    let queue = lectern_common::queue::open_queue(&c.queue_url()).await.context("opening the queue")?;
+    Ok((db, store, queue))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let c = cli.config;
+    match cli.command {
+        Command::Serve => {
+            let (db, store, queue) = open(&c).await?;
+            let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone())?;
+            let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone())?;
+            lectern_ingest::spawn_background(ingest.clone());
+            lectern_catalog::spawn_background(catalog.clone());
+            spawn_workers(&c, store.clone(), queue.clone());
+            let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
+            serve_http(c.listen, with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) })).await
+        }
+        Command::Ingest => {
+            let (db, store, queue) = open(&c).await?;
+            let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone())?;
+            lectern_ingest::spawn_background(ingest.clone());
+            let app = lectern_ingest::router(ingest);
+            serve_http(c.listen, with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) })).await
+        }
+        Command::Catalog => {
+            let (db, store, queue) = open(&c).await?;
+            let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone())?;
+            lectern_catalog::spawn_background(catalog.clone());
+            let app = lectern_catalog::router(catalog);
+            serve_http(c.listen, with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) })).await
+        }
+        Command::Worker => {
+            // Workers hold no database: queue and storage only.
+            std::fs::create_dir_all(&c.data_dir)?;
+            let store = lectern_common::storage::open_storage(&c.storage_url())?;
+            let queue = lectern_common::queue::open_queue(&c.queue_url()).await?;
+            spawn_workers(&c, store.clone(), queue.clone());
+            serve_http(c.listen, with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) })).await
+        }
+        Command::User { command: UserCommand::Create { email, password, name, role } } => {
+            std::fs::create_dir_all(&c.data_dir)?;
+            let db = lectern_common::db::connect(&c.database_url()).await.context("opening the database")?;
+            let role = Role::parse(&role).expect("clap checked the role");
+            let user = lectern_catalog::accounts::create_user(&db, &email, &password, &name, role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", serde_json::json!({"id": user.id, "email": user.email, "role": user.role}));
+            Ok(())
+        }
+    }
+}

@@ -96,7 +96,7 @@ pub struct EmbeddedQueue {
 }
 
 impl EmbeddedQueue {
-    pub const LEASE: Duration = Duration::from_secs(30);
+    pub const LEASE: Duration = Duration::from_secs(15);
     const POLL: Duration = Duration::from_millis(500);
 
     pub async fn open(url: &str, lease: Duration) -> Result<Self> {
