@@ -25,16 +25,18 @@ pub fn ladder_for(source: &SourceFacts) -> Vec<Rung> {
     let top_standard = STANDARD_RUNGS[0].0;
     let own_side = short.min(top_standard) / 2 * 2;
     if rungs.first().map(|(side, _)| *side) != Some(own_side) {
-        // Between rungs (or below the lowest): a rung at the source's own size, its
-        // bit rate scaled by pixel count from the next standard rung up.
-        let (above_side, above_kbps) = STANDARD_RUNGS
-            .iter()
-            .rev()
-            .copied()
-            .find(|(side, _)| *side > own_side)
-            .unwrap_or(STANDARD_RUNGS[0]);
-        let ratio = (own_side as f64 / above_side as f64).powi(2);
-        let kbps = ((above_kbps as f64 * ratio).round() as u32).max(100);
+        // Between rungs: the bit rate of the rung below scaled by pixel count, never
+        // above the rung above it. Below the lowest rung: the lowest one scaled down.
+        let below = STANDARD_RUNGS.iter().copied().find(|(side, _)| *side < own_side);
+        let above = STANDARD_RUNGS.iter().rev().copied().find(|(side, _)| *side > own_side);
+        let scaled = |(side, kbps): (u32, u32)| kbps as f64 * (own_side as f64 / side as f64).powi(2);
+        let kbps = match (below, above) {
+            (Some(b), Some((_, above_kbps))) => scaled(b).min(above_kbps as f64),
+            (Some(b), None) => scaled(b),
+            (None, Some(a)) => scaled(a),
+            (None, None) => STANDARD_RUNGS[0].1 as f64,
+        };
+        let kbps = (kbps.round() as u32).max(100);
         rungs.insert(0, (own_side.max(2), kbps));
     }
     rungs
@@ -91,8 +93,16 @@ mod tests {
         let l = ladder_for(&source(1024, 768));
         assert_eq!(l[0].height, 768);
         assert_eq!(l[0].width, 1024);
-        assert!(l[0].video_kbps > 1400 && l[0].video_kbps < 5000);
+        assert!(l[0].video_kbps > l[1].video_kbps && l[0].video_kbps < 5000, "{l:?}");
         assert_eq!(l.iter().map(|r| r.height).collect::<Vec<_>>(), vec![768, 720, 480, 360, 240]);
+    }
+
+    #[test]
+    fn bit_rates_fall_with_every_rung() {
+        for short in [250, 300, 400, 500, 600, 700, 719, 721, 800, 900, 1000, 1079] {
+            let l = ladder_for(&source(short * 16 / 9, short));
+            assert!(l.windows(2).all(|w| w[0].video_kbps > w[1].video_kbps), "{short}: {l:?}");
+        }
     }
 
     #[test]

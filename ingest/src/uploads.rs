@@ -230,6 +230,14 @@ pub async fn append(
         return Err(IngestError::BadRequest(format!("the body was cut short after {received} bytes: {e}")));
     }
     if complete {
+        // The file is in: the lecture is processing from now on (probing comes next).
+        sqlx::query(
+            "UPDATE lectures SET status = 'processing', progress_percent = 0, failure_reason = NULL, updated_at = $1 WHERE id = $2",
+        )
+        .bind(now_unix())
+        .bind(&current.lecture_id)
+        .execute(&state.db)
+        .await?;
         let state = state.clone();
         let id = current.id.clone();
         tokio::spawn(async move {

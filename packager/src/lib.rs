@@ -204,7 +204,8 @@ pub fn master_playlist(
             .iter()
             .map(|v| measure_bandwidth(&v.segments).map(|bw| (v, bw)))
             .collect::<Result<_, _>>()?;
-        ordered.sort_by(|a, b| b.1.peak.cmp(&a.1.peak));
+        // Largest picture first (then highest rate): the order players and people expect.
+        ordered.sort_by(|a, b| (b.0.width * b.0.height, b.1.peak).cmp(&(a.0.width * a.0.height, a.1.peak)));
         for (v, bw) in ordered {
             let (peak, average, codecs) = match (audio, audio_bw) {
                 (Some(a), Some(abw)) => (
