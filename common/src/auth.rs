@@ -165,7 +165,7 @@ pub fn load_or_create_secret(given: Option<&str>, path: &Path) -> std::io::Resul
     }
     let secret: [u8; 32] = rand::random();
     let encoded = hex_encode(&secret);
-    let tmp = path.with_extension("tmp");
+    let tmp = path.with_extension(format!("{}.tmp", crate::new_id()));
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -173,8 +173,15 @@ pub fn load_or_create_secret(given: Option<&str>, path: &Path) -> std::io::Resul
         f.write_all(encoded.as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
-    Ok(encoded.into_bytes())
+    // Publish with a hard link, which fails if another process got there first: then
+    // every process uses the one secret that won.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(encoded.into_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path),
+        Err(e) => Err(e),
+    }
 }
 
 fn hex_encode(bytes: &[u8]) -> String {

@@ -1,0 +1,153 @@
+"""Signed playback: who may get a token, what a token opens, and every way of
+faking one. Also the HTTP semantics of /play (Range, ETag, Cache-Control, CORS)."""
+import http.client
+import json
+import time
+
+import pytest
+import requests
+
+from conftest import Api, Server, b64url, jwt_claims, sign_jwt
+
+
+@pytest.fixture(scope="module")
+def world(shared_server, samples):
+    owner = Api.signup(shared_server.url, "owner")
+    course = owner.course(title="Playback course")
+    lectures = []
+    for name in ["good/rocket_launch_vp8_vorbis_640x360.webm", "audio_only/chime_opus_2s.webm"]:
+        lec = owner.lecture(course["id"], name)
+        owner.upload(lec["id"], samples / name)
+        lectures.append(lec)
+    for lec in lectures:
+        done, _ = owner.wait_lecture(lec["id"])
+        assert done["status"] == "ready", done
+    return shared_server, owner, course, lectures
+
+
+def test_only_enrolled_students_owner_and_admin_get_tokens(world):
+    server, owner, course, (video, audio) = world
+    student = Api.signup(server.url, "student")
+    r = student.post(f"/api/lectures/{video['id']}/playback")
+    assert r.status_code == 403 and "enroll" in r.json()["error"]["message"]
+    student.ok(student.post(f"/api/courses/{course['id']}/enroll"), 201)
+    grant = student.playback(video["id"])
+    assert grant["url"].startswith("/play/") and grant["url"].endswith("/master.m3u8")
+    assert 3500 <= grant["expires_at"] - time.time() <= 3700
+    assert owner.playback(video["id"])["url"]
+    pending = owner.lecture(course["id"], "Not uploaded yet")
+    assert owner.post(f"/api/lectures/{pending['id']}/playback").status_code == 409
+
+
+def get(server, path, **headers):
+    return requests.get(server.url + path, headers=headers)
+
+
+def assert_refused(r):
+    assert r.status_code == 403, (r.status_code, r.text[:200])
+    assert r.json()["error"]["code"] == "bad_playback_token"
+    assert b"#EXTM3U" not in r.content
+
+
+def test_token_attacks_are_refused_without_bytes(world):
+    server, owner, course, (video, audio) = world
+    grant = owner.playback(video["id"])
+    token = grant["url"].split("/")[2]
+    assert get(server, f"/play/{token}/master.m3u8").status_code == 200
+    claims = jwt_claims(token)
+    key = server.playback_key()
+    head = {"alg": "HS256", "typ": "JWT"}
+    forged_key = sign_jwt(head, claims, b"not the real key at all, sorry!!")
+    expired = sign_jwt(head, {**claims, "iat": claims["iat"] - 7200, "exp": int(time.time()) - 1}, key)
+    other_lecture = sign_jwt(head, {**claims, "sub": audio["id"]}, b"guess")
+    unsigned = f"{b64url(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{token.split('.')[1]}."
+    tampered_payload = token.split(".")
+    tampered_payload[1] = b64url(json.dumps({**claims, "asset": "../../uploads"}).encode())
+    access_token_as_playback = owner.token
+    wrong_audience = sign_jwt(head, {**claims, "aud": "lectern-api"}, key)
+    hs512 = "{}.{}.{}".format(b64url(json.dumps({"alg": "HS512", "typ": "JWT"}).encode()), token.split(".")[1], token.split(".")[2])
+    for bad in [forged_key, expired, other_lecture, unsigned, ".".join(tampered_payload), access_token_as_playback,
+                wrong_audience, hs512, "garbage", token[:-3] + "abc"]:
+        for path in ["master.m3u8", "poster.jpg", "storyboard.vtt"]:
+            assert_refused(get(server, f"/play/{bad}/{path}"))
+
+
+def test_a_token_opens_only_its_own_lecture(world):
+    server, owner, course, (video, audio) = world
+    video_token = owner.playback(video["id"])["url"].split("/")[2]
+    audio_grant = owner.playback(audio["id"])
+    audio_asset = jwt_claims(audio_grant["url"].split("/")[2])["asset"]
+    # The asset comes from the signed token, never from the path.
+    for path in [
+        f"../{audio_asset}/master.m3u8", f"..%2F{audio_asset}%2Fmaster.m3u8", f"%2e%2e/{audio_asset}/master.m3u8",
+        "..%2f..%2fkeys%2fplayback.key", "manifest.json", "v360/../../x", "%2e%2e%2f%2e%2e%2fdata",
+        "....//....//etc/passwd", "v360/index.m3u8%00.ts",
+    ]:
+        # http.client sends the path as written (requests would normalise the dots).
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", f"/play/{video_token}/{path}")
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        assert r.status in (400, 404), (path, r.status)
+        assert b"#EXTM3U" not in body and b"/var/" not in body and b"data/" not in body, body
+    # A valid token for the video cannot be combined with the audio lecture's files.
+    text = get(server, f"/play/{video_token}/master.m3u8").text
+    assert "v360" in text and "mp4a.40.2" in text
+
+
+def test_http_semantics_of_play(world):
+    server, owner, course, (video, audio) = world
+    base = server.url + owner.playback(video["id"])["url"].rsplit("/", 1)[0]
+    master = requests.get(base + "/master.m3u8")
+    assert master.headers["Access-Control-Allow-Origin"] == "*"
+    assert master.headers["Cache-Control"].startswith("public, max-age=")
+    uri = [l for l in master.text.splitlines() if l and not l.startswith("#")][0]
+    playlist = requests.get(f"{base}/{uri}")
+    seg = [l for l in playlist.text.splitlines() if l.endswith(".ts")][0]
+    seg_url = f"{base}/{uri.rsplit('/', 1)[0]}/{seg}"
+    full = requests.get(seg_url)
+    assert full.status_code == 200 and full.headers["Content-Type"] == "video/mp2t"
+    assert full.content[0] == 0x47  # MPEG-TS sync byte
+    size = len(full.content)
+    assert int(full.headers["Content-Length"]) == size and full.headers["Accept-Ranges"] == "bytes"
+    part = requests.get(seg_url, headers={"Range": "bytes=188-375"})
+    assert part.status_code == 206 and part.content == full.content[188:376]
+    assert part.headers["Content-Range"] == f"bytes 188-375/{size}"
+    tail = requests.get(seg_url, headers={"Range": "bytes=-188"})
+    assert tail.status_code == 206 and tail.content == full.content[-188:]
+    bad = requests.get(seg_url, headers={"Range": f"bytes={size}-"})
+    assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{size}"
+    etag = full.headers["ETag"]
+    assert requests.get(seg_url, headers={"If-None-Match": etag}).status_code == 304
+    head = requests.head(seg_url)
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["Content-Length"]) == size
+    pre = requests.options(seg_url, headers={"Origin": "https://lms.example.edu", "Access-Control-Request-Method": "GET"})
+    assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "*"
+    missing = requests.get(f"{base}/v360/seg_99999.ts")
+    assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_public_poster_for_course_cards(world):
+    server, owner, course, (video, audio) = world
+    listed = Api.signup(server.url, "student").ok(Api(server.url, owner.token).get(f"/api/courses/{course['id']}"))
+    assert listed["poster_url"] == f"/media/posters/{video['id']}.jpg"
+    r = requests.get(server.url + listed["poster_url"])
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
+    assert requests.get(server.url + f"/media/posters/{audio['id']}.jpg").status_code == 404
+
+
+def test_tokens_expire(tmp_path, lectern_bin, samples):
+    server = Server(tmp_path / "data", env={"LECTERN_PLAYBACK_TOKEN_TTL": "2"}).start()
+    try:
+        owner = Api.signup(server.url, "owner")
+        course = owner.course()
+        lec = owner.lecture(course["id"])
+        owner.upload(lec["id"], samples / "audio_only/chime_opus_2s.webm")
+        owner.wait_lecture(lec["id"])
+        url = server.url + owner.playback(lec["id"])["url"]
+        assert requests.get(url).status_code == 200
+        time.sleep(3.2)
+        assert_refused(requests.get(url))
+    finally:
+        server.stop()
