@@ -258,6 +258,14 @@ def synth(tmp_path_factory):
                 "! vp8enc deadline=1 ! webmmux ! filesink",
             )
 
+        def variable_frame_rate(self):
+            # Frames 40-70 and 100-115 are missing: timestamps jump, as in screen recordings.
+            return ffmpeg(
+                "vfr.mp4", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-t", "6",
+                "-vf", r"select='not(between(n\,40\,70))*not(between(n\,100\,115))'", "-fps_mode", "vfr",
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+            )
+
         def not_video(self):
             path = d / "notes.mp4"
             path.write_bytes(b"These are my lecture notes, not a video.\n" * 2000)

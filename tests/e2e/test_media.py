@@ -216,3 +216,16 @@ def test_tiny_odd_sized_source_gets_one_even_rung(owner_of, synth):
     url, vs = check_ladder(owner_of, lec["id"], 177, 99)
     assert len(vs) == 1
     decode_all(url)
+
+
+def test_variable_frame_rate_becomes_constant_and_keeps_its_length(owner_of, synth):
+    lec, _ = transcode(owner_of, synth.variable_frame_rate(), "vfr")
+    assert lec["status"] == "ready", lec
+    assert abs(lec["duration_secs"] - 6.0) < 0.2, lec
+    url, vs = check_ladder(owner_of, lec["id"], 640, 360)
+    seg_url = url.rsplit("/", 1)[0] + "/" + vs[0][1].rsplit("/", 1)[0] + "/seg_00000.ts"
+    frames = ffprobe_json(seg_url, "-select_streams", "v", "-show_entries", "packet=pts_time")["packets"]
+    pts = sorted(float(p["pts_time"]) for p in frames)
+    gaps = {round(b - a, 4) for a, b in zip(pts, pts[1:])}
+    assert gaps == {round(1 / 30, 4)}, gaps  # one frame every 1/30 s, the holes filled
+    decode_all(url)

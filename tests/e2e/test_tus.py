@@ -199,3 +199,46 @@ def test_tus_js_client_uploads_unmodified(server, samples):
     assert out.returncode == 0, out.stderr
     lec, _ = owner.wait_lecture(lecture["id"])
     assert lec["status"] == "ready", lec
+
+
+def test_expired_uploads_are_gone(tmp_path, lectern_bin):
+    server = Server(tmp_path / "data", env={"LECTERN_UPLOAD_TTL": "1"}).start()
+    try:
+        owner, lecture = setup(server)
+        r = create(owner, lecture["id"], 1000)
+        expires = r.headers["Upload-Expires"]
+        assert expires.endswith("GMT")
+        path = location(r)
+        time.sleep(2.2)
+        assert requests.head(server.url + path, headers={**TUS, **owner.headers()}).status_code == 410
+        r = patch(owner, path, 0, b"x" * 10)
+        assert r.status_code == 410 and r.json()["error"]["code"] == "upload_expired"
+    finally:
+        server.stop()
+
+
+def peak_rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_server_memory_stays_flat_for_a_large_upload(server):
+    """256 MiB in one streamed PATCH: the server's peak RSS grows by far less."""
+    owner, lecture = setup(server)
+    size = 256 * 1024 * 1024
+    path = location(create(owner, lecture["id"], size))
+    before = peak_rss_kib(server.proc.pid)
+    block = os.urandom(1024 * 1024)
+
+    def body():
+        for _ in range(size // len(block)):
+            yield block
+
+    # A generator body goes out with chunked transfer encoding.
+    r = owner.patch(path, headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}, data=body())
+    assert r.status_code == 204, r.text
+    assert int(r.headers["Upload-Offset"]) == size
+    growth_mib = (peak_rss_kib(server.proc.pid) - before) / 1024
+    assert growth_mib < 64, f"peak RSS grew by {growth_mib:.0f} MiB for a 256 MiB upload"
