@@ -254,7 +254,7 @@ fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue) {
 async fn open(c: &Config) -> anyhow::Result<(Db, SharedStore, SharedQueue)> {
     std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
     let db = lectern_common::db::connect(&c.database_url()).await.context("opening the database")?;
-    let store = lectern_common::storage::open_storage(&c.storage_url()).context("opening object storage")?;
+    let store = lectern_common::storage::open_storage(&c.storage_url()).await.context("opening object storage")?;
     let queue = lectern_common::queue::open_queue(&c.queue_url()).await.context("opening the queue")?;
     Ok((db, store, queue))
 }
@@ -298,7 +298,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker => {
             // Workers hold no database: queue and storage only.
             std::fs::create_dir_all(&c.data_dir)?;
-            let store = lectern_common::storage::open_storage(&c.storage_url())?;
+            let store = lectern_common::storage::open_storage(&c.storage_url()).await?;
             let queue = lectern_common::queue::open_queue(&c.queue_url()).await?;
             spawn_workers(&c, store.clone(), queue.clone());
             serve_http(c.listen, with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) })).await

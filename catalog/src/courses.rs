@@ -1,7 +1,7 @@
 //! Courses, lectures and enrollment: who may see, edit and play what.
 
 use lectern_common::auth::{AuthUser, Role};
-use lectern_common::db::Db;
+use lectern_common::db::{Backend, Db};
 use lectern_common::{new_id, now_unix};
 use serde::{Deserialize, Serialize};
 
@@ -271,6 +271,18 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+/// A PostgreSQL tsquery matching every word of `q` as a prefix (`thermo` finds
+/// "Thermodynamics"); words are reduced to letters and digits, so the query cannot be
+/// malformed.
+fn prefix_tsquery(q: &str) -> String {
+    q.split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("{w}:*"))
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
 fn like_pattern(q: &str) -> String {
     let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
@@ -282,11 +294,29 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(|q| q.chars().take(200).collect::<String>());
     let category = query.category.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
     let mine = query.mine.unwrap_or(false);
-    // One WHERE clause, its optional parts switched by NULL parameters.
-    let filter = "WHERE (($1 = 1 AND c.owner_id = $2) OR ($1 = 0 AND c.published = 1))
-          AND ($3 IS NULL OR c.category = $3)
-          AND ($4 IS NULL OR c.title LIKE $4 ESCAPE '\\' OR c.description LIKE $4 ESCAPE '\\' OR c.category LIKE $4 ESCAPE '\\')";
-    let pattern = q.as_deref().map(like_pattern);
+    // One WHERE clause, its optional parts switched by NULL parameters. Text search is
+    // PostgreSQL full-text search (prefix matching per word) or a LIKE on SQLite.
+    let backend = lectern_common::db::backend(db);
+    let (search, pattern, order) = match backend {
+        Backend::Postgres => (
+            "($4 IS NULL OR c.search @@ to_tsquery('simple', $4))",
+            q.as_deref().map(prefix_tsquery),
+            "CASE WHEN $4 IS NULL THEN 0 ELSE ts_rank(c.search, to_tsquery('simple', $4)) END DESC, c.created_at DESC, c.id",
+        ),
+        Backend::Sqlite => (
+            "($4 IS NULL OR c.title LIKE $4 ESCAPE '\\' OR c.description LIKE $4 ESCAPE '\\' OR c.category LIKE $4 ESCAPE '\\')",
+            q.as_deref().map(like_pattern),
+            "c.created_at DESC, c.id",
+        ),
+    };
+    if pattern.as_deref() == Some("") {
+        // Nothing searchable in the query (only punctuation): nothing matches.
+        return Ok(Page { items: Vec::new(), page, per_page, total: 0 });
+    }
+    let filter = format!(
+        "WHERE (($1 = 1 AND c.owner_id = $2) OR ($1 = 0 AND c.published = 1))
+          AND ($3 IS NULL OR c.category = $3) AND {search}"
+    );
     let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM courses c {filter}")))
         .bind(mine as i64)
         .bind(&user.id)
@@ -295,7 +325,7 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
         .fetch_one(db)
         .await?;
     let rows: Vec<CourseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COURSE_COLUMNS} FROM courses c {filter} ORDER BY c.created_at DESC, c.id LIMIT $5 OFFSET $6"
+        "SELECT {COURSE_COLUMNS} FROM courses c {filter} ORDER BY {order} LIMIT $5 OFFSET $6"
     )))
     .bind(mine as i64)
     .bind(&user.id)
@@ -499,6 +529,13 @@ mod tests {
     fn like_patterns_escape_wildcards() {
         assert_eq!(like_pattern("50%_off"), "%50\\%\\_off%");
         assert_eq!(like_pattern("rust"), "%rust%");
+    }
+
+    #[test]
+    fn tsqueries_are_prefix_words_and_never_malformed() {
+        assert_eq!(prefix_tsquery("Thermo dynamics"), "thermo:* & dynamics:*");
+        assert_eq!(prefix_tsquery("a&b | !c) ("), "ab:* & c:*");
+        assert_eq!(prefix_tsquery("%"), "");
     }
 
     #[test]

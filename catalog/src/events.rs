@@ -152,7 +152,7 @@ pub async fn consume(db: Db, queue: SharedQueue, hub: Hub) {
 }
 
 async fn enrolled(db: &Db, user_id: &str, course_id: &str) -> bool {
-    sqlx::query_as::<_, (i64,)>("SELECT 1 FROM enrollments WHERE user_id = $1 AND course_id = $2")
+    sqlx::query_as::<_, (i64,)>("SELECT CAST(1 AS BIGINT) FROM enrollments WHERE user_id = $1 AND course_id = $2")
         .bind(user_id)
         .bind(course_id)
         .fetch_optional(db)

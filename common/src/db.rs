@@ -1,5 +1,5 @@
-//! The database seam: a sqlx `Any` pool chosen by URL (`sqlite://FILE` embedded), with
-//! the schema migrated at connect time. Queries are written once in the SQL both
+//! The database seam: a sqlx `Any` pool chosen by URL (`sqlite://FILE` embedded,
+//! `postgres://…` distributed), with the schema migrated at connect time. Queries are written once in the SQL both
 //! backends speak: `$N` parameters, integer flags and Unix-second times.
 
 use std::time::Duration;
@@ -9,6 +9,47 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub type Db = sqlx::AnyPool;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a pool talks to, for the few queries that differ (text search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn backend(db: &Db) -> Backend {
+    match db.connect_options().database_url.scheme() {
+        "postgres" | "postgresql" => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Connects without migrating (for roles that must not race migrations).
+pub async fn connect_only(url: &str) -> Result<Db, DbError> {
+    install_default_drivers();
+    if is_postgres(url) {
+        return Ok(AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?);
+    }
+    connect_sqlite(url).await
+}
+
+/// Applies pending migrations (`lectern migrate`, and every start of the embedded world).
+pub async fn migrate(db: &Db) -> Result<(), DbError> {
+    match backend(db) {
+        Backend::Postgres => POSTGRES_MIGRATIONS.run(db).await?,
+        Backend::Sqlite => SQLITE_MIGRATIONS.run(db).await?,
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -24,7 +65,12 @@ pub enum DbError {
 
 /// Connects to the database a URL names and brings its schema up to date.
 pub async fn connect(url: &str) -> Result<Db, DbError> {
-    install_default_drivers();
+    let db = connect_only(url).await?;
+    migrate(&db).await?;
+    Ok(db)
+}
+
+async fn connect_sqlite(url: &str) -> Result<Db, DbError> {
     let Some(rest) = url.strip_prefix("sqlite://") else {
         return Err(DbError::UnsupportedUrl(url.to_string()));
     };
@@ -52,7 +98,6 @@ pub async fn connect(url: &str) -> Result<Db, DbError> {
         })
         .connect(&url)
         .await?;
-    SQLITE_MIGRATIONS.run(&pool).await?;
     Ok(pool)
 }
 

@@ -268,6 +268,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
     if upload.state != "complete" {
         return Ok(());
     }
+    state.store.finish_append(&upload.storage_key).await?;
     let local = match state.store.local_path(&upload.storage_key) {
         Some(p) => (p, None),
         None => {

@@ -1,6 +1,9 @@
 //! The object storage seam: one trait, chosen by URL. `file://DIR` keeps objects as
-//! files under DIR (the embedded default). Objects are written whole and then renamed
-//! into place, so a reader never sees a partial object.
+//! files under DIR (the embedded default); `s3://BUCKET?…` uses an S3-compatible
+//! service. Objects are written whole and then put in place, so a reader never sees a
+//! partial object.
+
+pub mod s3;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -85,14 +88,22 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn append(&self, key: &str, offset: u64, body: ByteStream) -> Result<AppendOutcome>;
     /// Cuts a resumable object back to `len` bytes (a chunk that failed its checksum).
     async fn truncate(&self, key: &str, len: u64) -> Result<()>;
+    /// Turns a complete resumable object into an ordinary object. Idempotent.
+    async fn finish_append(&self, _key: &str) -> Result<()> {
+        Ok(())
+    }
     /// Whether the backend answers (for /readyz).
     async fn check(&self) -> Result<()>;
 }
 
 pub type SharedStore = Arc<dyn ObjectStore>;
 
-/// Opens the store a URL names: `file://DIR` (relative or absolute).
-pub fn open_storage(url: &str) -> Result<SharedStore> {
+/// Opens the store a URL names: `file://DIR` (relative or absolute) or
+/// `s3://BUCKET?endpoint=…&region=…&path_style=true`.
+pub async fn open_storage(url: &str) -> Result<SharedStore> {
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(s3::S3Store::open(url).await?));
+    }
     if let Some(dir) = url.strip_prefix("file://") {
         let root = PathBuf::from(if dir.is_empty() { "." } else { dir });
         std::fs::create_dir_all(&root)?;
@@ -293,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn put_read_range_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_storage(&format!("file://{}", dir.path().display())).unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
         store.put_bytes("a/b/c.ts", Bytes::from_static(b"0123456789")).await.unwrap();
         assert_eq!(read_all(&store, "a/b/c.ts", None).await, b"0123456789");
         assert_eq!(read_all(&store, "a/b/c.ts", Some(ByteRange { start: 2, end: 4 })).await, b"234");
@@ -305,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn keys_cannot_escape_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_storage(&format!("file://{}", dir.path().display())).unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
         for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "", "a/%2e%2e/b"] {
             assert!(matches!(store.head(key).await, Err(StorageError::InvalidKey(_))), "{key}");
         }
@@ -314,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn append_keeps_bytes_before_an_interruption_and_cuts_unacknowledged_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_storage(&format!("file://{}", dir.path().display())).unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
         let out = store.append("up/1", 0, stream(vec![Ok(b"abc"), Ok(b"def")])).await.unwrap();
         assert_eq!(out.new_len, 6);
         let broken = stream(vec![Ok(b"gh"), Err(io::Error::other("client went away"))]);

