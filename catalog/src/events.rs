@@ -119,12 +119,25 @@ pub async fn apply(db: &Db, event: &JobEvent) -> Result<Option<Routed>, CatalogE
 
 /// Consumes job events until the task is dropped. An event is acked once applied.
 pub async fn consume(db: Db, queue: SharedQueue, hub: Hub) {
+    let mut consumer: Option<Box<dyn lectern_common::queue::Consumer>> = None;
     loop {
-        let delivery = match queue.receive(Topic::Events).await {
+        let c = match consumer.as_mut() {
+            Some(c) => c,
+            None => match queue.consumer(Topic::Events).await {
+                Ok(c) => consumer.insert(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "event queue unavailable; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            },
+        };
+        let delivery = match c.next().await {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "event queue unavailable; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tracing::warn!(error = %e, "lost the event consumer; reconnecting");
+                consumer = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };

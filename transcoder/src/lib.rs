@@ -59,14 +59,26 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Takes and processes jobs until the task is dropped.
+    /// Takes and processes jobs until the task is dropped. A lost queue connection is
+    /// re-established; the job in hand when it broke is redelivered by the queue.
     pub async fn run(self) {
         loop {
-            match self.queue.receive(Topic::Jobs).await {
-                Ok(delivery) => self.handle(delivery).await,
+            let mut consumer = match self.queue.consumer(Topic::Jobs).await {
+                Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "queue unavailable; retrying");
                     tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            loop {
+                match consumer.next().await {
+                    Ok(delivery) => self.handle(delivery).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the job consumer; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
                 }
             }
         }
@@ -101,10 +113,13 @@ impl Worker {
                     job_id: job.job_id.clone(),
                     lecture_id: job.lecture_id.clone(),
                     asset_id: job.asset_id.clone(),
-                    reason,
+                    reason: reason.clone(),
                 })
                 .await;
-                let _ = delivery.ack().await;
+                // Kept for an operator, with the reason, in the dead-letter queue.
+                if let Err(e) = delivery.dead_letter(&reason).await {
+                    tracing::error!(error = %e, "could not dead-letter a failed job");
+                }
             }
             Err(e) => {
                 let delay = self.config.retry_base * 2u32.saturating_pow(attempt.saturating_sub(1));

@@ -2,6 +2,9 @@
 //! queue: messages live in a SQLite file, so a job queued or running when the process
 //! dies is delivered again after a restart. A delivery is leased; the holder renews the
 //! lease while it works, so a crashed holder's message comes back when its lease lapses.
+//! `amqp://…` is RabbitMQ (see `amqp.rs`).
+
+pub mod amqp;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -48,10 +51,18 @@ pub type Result<T> = std::result::Result<T, QueueError>;
 pub trait Queue: Send + Sync + 'static {
     /// Stores a message durably; once this returns, the message survives a crash.
     async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()>;
-    /// Waits for the next message of a topic and leases it to the caller.
-    async fn receive(&self, topic: Topic) -> Result<Delivery>;
+    /// A consumer of a topic that holds at most one unacknowledged message.
+    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>>;
+    /// Messages of a topic waiting or in hand (ready + unacknowledged).
+    async fn depth(&self, topic: Topic) -> Result<u64>;
     /// Whether the backend answers (for /readyz).
     async fn check(&self) -> Result<()>;
+}
+
+#[async_trait]
+pub trait Consumer: Send {
+    /// Waits for the next message and leases it to the caller.
+    async fn next(&mut self) -> Result<Delivery>;
 }
 
 pub type SharedQueue = Arc<dyn Queue>;
@@ -60,6 +71,7 @@ pub type SharedQueue = Arc<dyn Queue>;
 trait Lease: Send + Sync {
     async fn ack(&self) -> Result<()>;
     async fn retry_after(&self, delay: Duration) -> Result<()>;
+    async fn dead_letter(&self, reason: &str) -> Result<()>;
 }
 
 /// A leased message. Ack it when its work is done for good, or hand it back with
@@ -79,6 +91,12 @@ impl Delivery {
     pub async fn retry_after(self, delay: Duration) -> Result<()> {
         self.lease.retry_after(delay).await
     }
+
+    /// Gives the message up: it moves to the topic's dead-letter queue with the reason,
+    /// for an operator to look at.
+    pub async fn dead_letter(self, reason: &str) -> Result<()> {
+        self.lease.dead_letter(reason).await
+    }
 }
 
 /// Opens the queue a URL names.
@@ -86,9 +104,13 @@ pub async fn open_queue(url: &str) -> Result<SharedQueue> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(EmbeddedQueue::open(url, EmbeddedQueue::LEASE).await?));
     }
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        return Ok(Arc::new(amqp::AmqpQueue::open(url).await?));
+    }
     Err(QueueError::UnsupportedUrl(url.to_string()))
 }
 
+#[derive(Clone)]
 pub struct EmbeddedQueue {
     pool: SqlitePool,
     lease: Duration,
@@ -116,11 +138,14 @@ impl EmbeddedQueue {
                 attempts INTEGER NOT NULL DEFAULT 0,
                 visible_at INTEGER NOT NULL,
                 leased_until INTEGER NOT NULL DEFAULT 0,
-                lease_token TEXT
+                lease_token TEXT,
+                reason TEXT
             )",
         )
         .execute(&pool)
         .await?;
+        // Files made before dead-lettering existed lack the reason column.
+        let _ = sqlx::query("ALTER TABLE messages ADD COLUMN reason TEXT").execute(&pool).await;
         sqlx::query("CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, visible_at)")
             .execute(&pool)
             .await?;
@@ -167,7 +192,39 @@ impl Queue for EmbeddedQueue {
         Ok(())
     }
 
-    async fn receive(&self, topic: Topic) -> Result<Delivery> {
+    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>> {
+        Ok(Box::new(EmbeddedConsumer { queue: self.clone(), topic }))
+    }
+
+    async fn depth(&self, topic: Topic) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages WHERE topic = $1")
+            .bind(topic.name())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn check(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+struct EmbeddedConsumer {
+    queue: EmbeddedQueue,
+    topic: Topic,
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn next(&mut self) -> Result<Delivery> {
+        self.queue.receive(self.topic).await
+    }
+}
+
+impl EmbeddedQueue {
+    /// Waits for the next message of a topic and leases it to the caller.
+    pub async fn receive(&self, topic: Topic) -> Result<Delivery> {
         loop {
             let notified = self.wakeup.notified();
             if let Some(d) = self.try_lease(topic).await? {
@@ -176,11 +233,6 @@ impl Queue for EmbeddedQueue {
             // Other processes may share the file and delayed retries come due: poll too.
             let _ = tokio::time::timeout(Self::POLL, notified).await;
         }
-    }
-
-    async fn check(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 }
 
@@ -247,6 +299,21 @@ impl Lease for RenewedLease {
         self.inner.wakeup.notify_waiters();
         Ok(())
     }
+
+    async fn dead_letter(&self, reason: &str) -> Result<()> {
+        self.renewer.abort();
+        // Same row, parked under the dead-letter topic: nothing consumes it.
+        sqlx::query(
+            "UPDATE messages SET topic = topic || '.dead', reason = $1, leased_until = 0, lease_token = NULL
+             WHERE id = $2 AND lease_token = $3",
+        )
+        .bind(reason)
+        .bind(self.inner.id)
+        .bind(&self.inner.token)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -271,7 +338,22 @@ mod tests {
         a.ack().await.unwrap();
         b.ack().await.unwrap();
         assert!(q.try_lease(Topic::Jobs).await.unwrap().is_none());
-        assert_eq!(q.receive(Topic::Events).await.unwrap().payload, b"ev");
+        assert_eq!(q.consumer(Topic::Events).await.unwrap().next().await.unwrap().payload, b"ev");
+        assert_eq!(q.depth(Topic::Events).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_leave_the_topic_with_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, EmbeddedQueue::LEASE).await;
+        q.publish(Topic::Jobs, b"poison".to_vec()).await.unwrap();
+        q.receive(Topic::Jobs).await.unwrap().dead_letter("decoder crashed").await.unwrap();
+        assert_eq!(q.depth(Topic::Jobs).await.unwrap(), 0);
+        let (reason,): (String,) = sqlx::query_as("SELECT reason FROM messages WHERE topic = 'lectern.jobs.dead'")
+            .fetch_one(&q.pool)
+            .await
+            .unwrap();
+        assert_eq!(reason, "decoder crashed");
     }
 
     #[tokio::test]

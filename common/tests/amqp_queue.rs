@@ -1,0 +1,71 @@
+//! The RabbitMQ queue against a real broker (started by scripts/services.sh; its URL
+//! comes from LECTERN_TEST_QUEUE_URL). Each test uses its own name prefix.
+
+use std::time::Duration;
+
+use lectern_common::queue::{SharedQueue, Topic, open_queue};
+
+async fn queue(prefix: &str) -> Option<(SharedQueue, String)> {
+    let Ok(url) = std::env::var("LECTERN_TEST_QUEUE_URL") else {
+        if std::env::var("LECTERN_REQUIRE_SERVICES").is_ok() {
+            panic!("LECTERN_TEST_QUEUE_URL is not set: start scripts/services.sh");
+        }
+        eprintln!("skipped: no RabbitMQ (scripts/services.sh start)");
+        return None;
+    };
+    let prefix = format!("{prefix}{}", &lectern_common::new_id()[..8]);
+    let full = format!("{url}?prefix={prefix}");
+    Some((open_queue(&full).await.unwrap(), full))
+}
+
+async fn next(q: &SharedQueue, topic: Topic) -> lectern_common::queue::Delivery {
+    let mut c = q.consumer(topic).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), c.next()).await.expect("a message in time").unwrap()
+}
+
+#[tokio::test]
+async fn publish_consume_ack_and_depth() {
+    let Some((q, _)) = queue("t-basic-").await else { return };
+    q.publish(Topic::Jobs, b"one".to_vec()).await.unwrap();
+    q.publish(Topic::Events, b"ev".to_vec()).await.unwrap();
+    let mut c = q.consumer(Topic::Jobs).await.unwrap();
+    let d = c.next().await.unwrap();
+    assert_eq!((d.payload.as_slice(), d.attempt), (&b"one"[..], 1));
+    d.ack().await.unwrap();
+    assert_eq!(next(&q, Topic::Events).await.payload, b"ev");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(q.depth(Topic::Jobs).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn retries_come_back_after_their_delay_with_the_attempt_counted() {
+    let Some((q, _)) = queue("t-retry-").await else { return };
+    q.publish(Topic::Jobs, b"job".to_vec()).await.unwrap();
+    let mut c = q.consumer(Topic::Jobs).await.unwrap();
+    let started = std::time::Instant::now();
+    c.next().await.unwrap().retry_after(Duration::from_millis(1500)).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(20), c.next()).await.unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+    assert_eq!((again.payload.as_slice(), again.attempt), (&b"job"[..], 2));
+    again.dead_letter("always fails").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(q.depth(Topic::Jobs).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_message_held_by_a_dead_consumer_is_redelivered_as_a_new_attempt() {
+    let Some((q, url)) = queue("t-crash-").await else { return };
+    q.publish(Topic::Jobs, b"job".to_vec()).await.unwrap();
+    {
+        // Another process takes the job and dies with it (its connection closes).
+        let holder = open_queue(&url).await.unwrap();
+        let d = next(&holder, Topic::Jobs).await;
+        assert_eq!(d.attempt, 1);
+        std::mem::forget(d);
+        drop(holder);
+    }
+    let again = next(&q, Topic::Jobs).await;
+    assert_eq!(again.payload, b"job");
+    assert_eq!(again.attempt, 2);
+    again.ack().await.unwrap();
+}
