@@ -18,7 +18,7 @@ use lectern_catalog::{CatalogConfig, CatalogState};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
 use lectern_common::db::Db;
 use lectern_common::http::error_response;
-use lectern_common::queue::SharedQueue;
+use lectern_common::queue::{SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
 use lectern_ingest::{IngestConfig, IngestState};
 use lectern_transcoder::{Worker, WorkerConfig};
@@ -42,6 +42,8 @@ enum Command {
     Catalog,
     /// Transcoding workers only.
     Worker,
+    /// Applies database migrations and exits (every role also migrates at start).
+    Migrate,
     /// Account administration.
     User {
         #[command(subcommand)]
@@ -184,11 +186,45 @@ async fn method_not_allowed() -> Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 
+async fn metrics(State(b): State<Backends>) -> Response {
+    if let Some(queue) = &b.queue {
+        for topic in [Topic::Jobs, Topic::Events] {
+            if let Ok(depth) = queue.depth(topic).await {
+                lectern_common::metrics::metrics().queue_depth.with_label_values(&[topic.name()]).set(depth as i64);
+            }
+        }
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], lectern_common::metrics::render()).into_response()
+}
+
+/// Records the latency of every request under its route template (not the raw path,
+/// which would carry ids and tokens).
+async fn track_latency(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    lectern_common::metrics::metrics()
+        .http_latency
+        .with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
 fn with_health(app: Router, backends: Backends) -> Router {
-    let health = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(backends);
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(backends);
     app.merge(health)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn(track_latency))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
@@ -302,6 +338,13 @@ async fn main() -> anyhow::Result<()> {
             let queue = lectern_common::queue::open_queue(&c.queue_url()).await?;
             spawn_workers(&c, store.clone(), queue.clone());
             serve_http(c.listen, with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) })).await
+        }
+        Command::Migrate => {
+            std::fs::create_dir_all(&c.data_dir)?;
+            let db = lectern_common::db::connect_only(&c.database_url()).await.context("opening the database")?;
+            lectern_common::db::migrate(&db).await.context("migrating the database")?;
+            println!("database is up to date");
+            Ok(())
         }
         Command::User { command: UserCommand::Create { email, password, name, role } } => {
             std::fs::create_dir_all(&c.data_dir)?;

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod db;
 pub mod http;
 pub mod messages;
+pub mod metrics;
 pub mod queue;
 pub mod storage;
 

@@ -215,6 +215,7 @@ pub async fn append(
         }
     }
     let received = outcome.new_len;
+    lectern_common::metrics::metrics().upload_bytes.inc_by(received.saturating_sub(offset));
     let complete = received == current.length;
     let expires_at = now_unix() + state.config.upload_ttl_secs;
     sqlx::query("UPDATE uploads SET received = $1, state = $2, expires_at = $3 WHERE id = $4")

@@ -18,6 +18,29 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 BIN = Path(os.environ.get("LECTERN_BIN", TARGET / "debug" / "lectern"))
 MEDIA = Path(os.environ.get("LECTERN_MEDIA_DIR", "/var/tmp/lectern-media"))
 ARTIFACTS = ROOT / "tests" / ".artifacts"
+# Which world the suite runs against: "embedded" (SQLite, files, the in-process queue)
+# or "distributed" (PostgreSQL, S3, RabbitMQ from scripts/services.sh).
+WORLD = os.environ.get("LECTERN_WORLD", "embedded")
+_worlds = {}
+
+
+def world_env(data_dir):
+    """Backends of one Lectern installation: a fresh database, bucket and queue prefix
+    in the distributed world, shared by every process started on the same data dir."""
+    if WORLD != "distributed":
+        return {}
+    key = str(data_dir)
+    if key not in _worlds:
+        name = "l" + os.urandom(6).hex()
+        admin = os.environ["LECTERN_TEST_DATABASE_URL"]
+        subprocess.run(["psql", f"{admin}/postgres", "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        _worlds[key] = {
+            "DATABASE_URL": f"{admin}/{name}",
+            "STORAGE_URL": f"s3://{name}?endpoint={os.environ['LECTERN_TEST_S3_ENDPOINT']}&region=us-east-1&path_style=true",
+            "QUEUE_URL": f"{os.environ['LECTERN_TEST_QUEUE_URL']}?prefix={name}",
+            "_BUCKET": name,
+        }
+    return dict(_worlds[key])
 
 
 def free_port():
@@ -35,6 +58,8 @@ class Server:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ)
+        self.world = world_env(self.data_dir)
+        self.env.update({k: v for k, v in self.world.items() if not k.startswith("_")})
         self.env.update({
             "LECTERN_DATA_DIR": str(self.data_dir),
             "LECTERN_LISTEN": f"127.0.0.1:{self.port}",
@@ -79,6 +104,22 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stored(self, key):
+        """The bytes of a stored object, read from the backend itself."""
+        if WORLD != "distributed":
+            return (self.data_dir / "objects" / key).read_bytes()
+        import boto3
+        s3 = boto3.client("s3", endpoint_url=os.environ["LECTERN_TEST_S3_ENDPOINT"], region_name="us-east-1")
+        return s3.get_object(Bucket=self.world["_BUCKET"], Key=key)["Body"].read()
+
+    def delete_stored(self, key):
+        if WORLD != "distributed":
+            (self.data_dir / "objects" / key).unlink()
+            return
+        import boto3
+        s3 = boto3.client("s3", endpoint_url=os.environ["LECTERN_TEST_S3_ENDPOINT"], region_name="us-east-1")
+        s3.delete_object(Bucket=self.world["_BUCKET"], Key=key)
 
     def playback_key(self):
         return (self.data_dir / "keys" / "playback.key").read_bytes()

@@ -96,9 +96,18 @@ impl Worker {
         let attempt = delivery.attempt;
         tracing::info!(job = %job.job_id, lecture = %job.lecture_id, attempt, "transcode job started");
         let started = Instant::now();
-        match self.process(&job).await {
+        let metrics = lectern_common::metrics::metrics();
+        metrics.jobs_in_flight.inc();
+        let outcome = self.process(&job).await;
+        metrics.jobs_in_flight.dec();
+        match outcome {
             Ok(ready) => {
-                tracing::info!(job = %job.job_id, secs = started.elapsed().as_secs_f64(), "transcode job done");
+                let wall = started.elapsed().as_secs_f64();
+                tracing::info!(job = %job.job_id, secs = wall, "transcode job done");
+                metrics.job_duration.observe(wall);
+                if let JobEvent::Ready { duration_secs, .. } = &ready {
+                    metrics.transcode_speed.observe(duration_secs / wall.max(1e-3));
+                }
                 self.publish(&ready).await;
                 let _ = delivery.ack().await;
             }

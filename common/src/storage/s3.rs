@@ -4,9 +4,9 @@
 //! Resumable objects (tus uploads) become one S3 multipart upload: full parts of
 //! `PART_SIZE` are uploaded as they fill, the tail shorter than a part is kept as a
 //! small object, and a manifest object records the parts and the tail. The manifest is
-//! written last, so an append that is cut short commits nothing and the upload resumes
-//! from the last committed offset into the same multipart upload. Memory holds at most
-//! one part.
+//! written last and keeps the state before the last append, so the last append can be
+//! taken back (a chunk that failed its checksum) and an upload resumes into the same
+//! multipart upload. Memory holds at most one part.
 
 use std::path::{Path, PathBuf};
 
@@ -355,11 +355,16 @@ impl ObjectStore for S3Store {
         next.prev = None;
         let mut next_number = base.parts.last().map(|p| p.number + 1).unwrap_or(1);
         let mut received = 0u64;
+        let mut interrupted = None;
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
-                // Nothing of this append is committed: resume from `offset`.
-                Err(e) => return Ok(AppendOutcome { new_len: offset, interrupted: Some(e) }),
+                // What arrived before the break is kept, as with files; a caller that
+                // wants all or nothing (a checksummed chunk) truncates back.
+                Err(e) => {
+                    interrupted = Some(e);
+                    break;
+                }
             };
             received += chunk.len() as u64;
             buffer.extend_from_slice(&chunk);
@@ -382,7 +387,7 @@ impl ObjectStore for S3Store {
             }
         }
         if received == 0 {
-            return Ok(AppendOutcome { new_len: offset, interrupted: None });
+            return Ok(AppendOutcome { new_len: offset, interrupted });
         }
         next.tail_gen = base.tail_gen + 1;
         next.tail_size = buffer.len() as u64;
@@ -394,7 +399,7 @@ impl ObjectStore for S3Store {
         next.prev = Some(Box::new(prev));
         self.save_manifest(key, &next).await?;
         let new_len = next.total();
-        Ok(AppendOutcome { new_len, interrupted: None })
+        Ok(AppendOutcome { new_len, interrupted })
     }
 
     async fn truncate(&self, key: &str, len: u64) -> Result<()> {
