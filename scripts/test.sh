@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit and integration tests (real GStreamer, real SQLite), then
-# the end-to-end suite against the real `lectern` binary with real clients (tuspy,
-# tus-js-client, ffmpeg/ffprobe, WebSockets). Installs what it needs first.
+# Runs every test: Rust unit and integration tests (real GStreamer, SQLite, PostgreSQL,
+# RabbitMQ and S3), then the end-to-end suite against the real `lectern` binary with
+# real clients (tuspy, tus-js-client, ffmpeg/ffprobe, WebSockets), once in the embedded
+# world and once in the distributed one. Installs and starts what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/lectern-target}"
@@ -9,6 +10,10 @@ export LECTERN_MEDIA_DIR="${LECTERN_MEDIA_DIR:-/var/tmp/lectern-media}"
 TOOLS="${LECTERN_TOOLS_DIR:-/var/tmp/lectern-tools}"
 
 scripts/setup.sh test
+echo "==> starting PostgreSQL, RabbitMQ and SeaweedFS"
+eval "$(scripts/services.sh start)"
+trap 'scripts/services.sh stop' EXIT
+export LECTERN_REQUIRE_SERVICES=1
 
 echo "==> building"
 cargo build --workspace --all-targets --locked
@@ -20,7 +25,12 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
-echo "==> end-to-end tests"
 export LECTERN_BIN="$CARGO_TARGET_DIR/debug/lectern"
 mkdir -p tests/.artifacts
-"$TOOLS/venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider --junitxml=tests/.artifacts/e2e.xml "$@"
+status=0
+for world in embedded distributed; do
+  echo "==> end-to-end tests, $world world"
+  LECTERN_WORLD=$world "$TOOLS/venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider \
+    --junitxml="tests/.artifacts/e2e-$world.xml" "$@" || status=1
+done
+exit $status

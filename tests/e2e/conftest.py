@@ -113,6 +113,15 @@ class Server:
         s3 = boto3.client("s3", endpoint_url=os.environ["LECTERN_TEST_S3_ENDPOINT"], region_name="us-east-1")
         return s3.get_object(Bucket=self.world["_BUCKET"], Key=key)["Body"].read()
 
+    def list_stored(self, prefix):
+        if WORLD != "distributed":
+            base = self.data_dir / "objects"
+            return sorted(str(p.relative_to(base)) for p in (base / prefix).rglob("*") if p.is_file())
+        import boto3
+        s3 = boto3.client("s3", endpoint_url=os.environ["LECTERN_TEST_S3_ENDPOINT"], region_name="us-east-1")
+        out = s3.list_objects_v2(Bucket=self.world["_BUCKET"], Prefix=prefix)
+        return sorted(o["Key"] for o in out.get("Contents", []))
+
     def delete_stored(self, key):
         if WORLD != "distributed":
             (self.data_dir / "objects" / key).unlink()

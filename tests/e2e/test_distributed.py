@@ -1,0 +1,160 @@
+"""The distributed world's own promises, against real PostgreSQL, RabbitMQ and S3:
+separate worker processes share the queue, a killed worker loses nothing, a broker
+outage loses nothing, and a job that always fails ends dead-lettered with its reason."""
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from conftest import WORLD, Api, Server, ROOT
+
+pytestmark = pytest.mark.skipif(WORLD != "distributed", reason="needs the distributed world's services")
+
+
+def cluster(tmp_path, workers=1, env=None):
+    data = tmp_path / "data"
+    catalog = Server(data, role="catalog", env=env).start()
+    ingest = Server(data, role="ingest", env=env).start()
+    ws = [Server(data, role="worker", env=env).start() for _ in range(workers)]
+    return catalog, ingest, ws
+
+
+def stop(*servers):
+    for s in servers:
+        s.stop()
+
+
+def upload_lectures(catalog, ingest, path, n):
+    owner = Api.signup(catalog.url, "owner")
+    course = owner.course()
+    uploader = Api(ingest.url, owner.token)
+    lectures = []
+    for i in range(n):
+        lec = owner.lecture(course["id"], f"Lecture {i}")
+        uploader.upload(lec["id"], path)
+        lectures.append(lec)
+    return owner, lectures
+
+
+def jobs_done(server):
+    return re.findall(r"transcode job done job=(\S+)", server.log_path.read_text())
+
+
+def rabbit_queue(catalog, suffix):
+    prefix = catalog.world["QUEUE_URL"].split("prefix=")[1]
+    admin = os.environ["LECTERN_TEST_RABBIT_ADMIN"]
+    r = requests.get(f"{admin}/api/queues/%2f/{quote(prefix + '.' + suffix, safe='')}")
+    r.raise_for_status()
+    return r.json()
+
+
+def test_two_workers_share_four_jobs_each_done_once(tmp_path, lectern_bin, synth):
+    catalog, ingest, workers = cluster(tmp_path, workers=2)
+    try:
+        owner, lectures = upload_lectures(catalog, ingest, synth.long_720p(12), 4)
+        for lec in lectures:
+            done, _ = owner.wait_lecture(lec["id"])
+            assert done["status"] == "ready", done
+        per_worker = [jobs_done(w) for w in workers]
+        all_jobs = [j for js in per_worker for j in js]
+        assert len(all_jobs) == 4 and len(set(all_jobs)) == 4, per_worker
+        assert all(per_worker), f"one worker did nothing: {per_worker}"
+        metrics = requests.get(workers[0].url + "/metrics").text
+        assert re.search(r"lectern_job_duration_seconds_count \d+", metrics)
+        assert "lectern_transcode_speed_ratio_bucket" in metrics
+        assert requests.get(workers[0].url + "/readyz").json()["backends"] == {"storage": "ok", "queue": "ok"}
+        catalog_metrics = requests.get(catalog.url + "/metrics").text
+        assert 'lectern_http_request_duration_seconds_count{method="POST",route="/api/courses",status="201"}' in catalog_metrics
+        assert 'lectern_queue_depth{topic="lectern.jobs"} 0' in catalog_metrics
+        assert re.search(r"lectern_upload_bytes_total [1-9]", requests.get(ingest.url + "/metrics").text)
+    finally:
+        stop(*workers, ingest, catalog)
+
+
+def test_killed_worker_loses_only_time(tmp_path, lectern_bin, synth):
+    catalog, ingest, (first,) = cluster(tmp_path, workers=1)
+    second = None
+    try:
+        owner, (lec,) = upload_lectures(catalog, ingest, synth.long_720p(40), 1)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            now = owner.ok(owner.get(f"/api/lectures/{lec['id']}"))
+            if now["status"] == "processing" and now["progress_percent"] >= 5:
+                break
+            time.sleep(0.2)
+        assert owner.post(f"/api/lectures/{lec['id']}/playback").status_code == 409
+        first.kill()
+        second = Server(tmp_path / "data", role="worker").start()
+        done, _ = owner.wait_lecture(lec["id"], timeout=300)
+        assert done["status"] == "ready", done
+        assert "attempt=2" in second.log_path.read_text()
+        assert jobs_done(first) == [] and len(jobs_done(second)) == 1
+        url = catalog.url + owner.playback(lec["id"])["url"]
+        out = subprocess.run(["ffmpeg", "-v", "error", "-i", url, "-map", "0", "-f", "null", "-"], capture_output=True, text=True)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr[-1000:]
+    finally:
+        stop(*(s for s in (second, first, ingest, catalog) if s))
+
+
+def services(*args):
+    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), *args], check=True, capture_output=True)
+
+
+def test_broker_outage_loses_no_job(tmp_path, lectern_bin, samples):
+    catalog, ingest, workers = cluster(tmp_path, workers=1)
+    try:
+        owner = Api.signup(catalog.url, "owner")
+        course = owner.course()
+        lectures = [owner.lecture(course["id"], f"During the outage {i}") for i in range(2)]
+        services("stop-rabbitmq")
+        try:
+            deadline = time.time() + 20
+            while requests.get(catalog.url + "/readyz").status_code == 200 and time.time() < deadline:
+                time.sleep(0.2)
+            ready = requests.get(catalog.url + "/readyz")
+            assert ready.status_code == 503 and ready.json()["backends"]["queue"] == "unavailable", ready.text
+            uploader = Api(ingest.url, owner.token)
+            for lec in lectures:
+                uploader.upload(lec["id"], samples / "good/rocket_launch_vp8_vorbis_640x360.webm")
+            time.sleep(2)
+            for lec in lectures:
+                assert owner.ok(owner.get(f"/api/lectures/{lec['id']}"))["status"] == "processing"
+        finally:
+            services("start-rabbitmq")
+        for lec in lectures:
+            done, _ = owner.wait_lecture(lec["id"], timeout=180)
+            assert done["status"] == "ready", done
+        assert requests.get(catalog.url + "/readyz").status_code == 200
+    finally:
+        stop(*workers, ingest, catalog)
+
+
+def test_a_job_that_always_fails_is_dead_lettered_with_its_reason(tmp_path, lectern_bin, samples):
+    env = {"LECTERN_MAX_ATTEMPTS": "3", "LECTERN_RETRY_BASE_SECS": "1"}
+    catalog, ingest, _ = cluster(tmp_path, workers=0, env=env)
+    worker = None
+    try:
+        owner, (lec,) = upload_lectures(catalog, ingest, samples / "good/rocket_launch_vp8_vorbis_640x360.webm", 1)
+        owner.wait_lecture(lec["id"], statuses=("processing",))
+        time.sleep(1)
+        (upload_key,) = [k for k in catalog.list_stored("uploads/") if re.fullmatch(r"uploads/[0-9a-f]{32}", k)]
+        catalog.delete_stored(upload_key)  # the source is gone: every attempt fails
+        worker = Server(tmp_path / "data", role="worker", env=env).start()
+        done, _ = owner.wait_lecture(lec["id"], timeout=120)
+        assert done["status"] == "failed", done
+        assert "after 3 attempts" in done["failure_reason"] and "not found" in done["failure_reason"], done
+        log = worker.log_path.read_text()
+        assert "attempt=1" in log and "attempt=2" in log and "attempt=3" in log
+        deadline = time.time() + 10
+        while rabbit_queue(catalog, "lectern.jobs.dead")["messages"] != 1 and time.time() < deadline:
+            time.sleep(0.5)
+        assert rabbit_queue(catalog, "lectern.jobs.dead")["messages"] == 1
+        assert rabbit_queue(catalog, "lectern.jobs")["messages"] == 0
+    finally:
+        stop(*(s for s in (worker, ingest, catalog) if s))
+
