@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use clap::{Args, Parser, Subcommand};
 use lectern_catalog::playback::PlaybackTokens;
-use lectern_catalog::{CatalogConfig, CatalogState};
+use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
 use lectern_common::db::Db;
 use lectern_common::http::error_response;
@@ -117,6 +117,9 @@ struct Config {
     /// Public origin put in front of playback URLs (for players on other sites).
     #[arg(long, env = "LECTERN_PUBLIC_URL", global = true)]
     public_url: Option<String>,
+    /// How segments reach players: `proxy` (through /play) or `direct` (presigned S3 URLs).
+    #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "direct"], global = true)]
+    playback_delivery: String,
 }
 
 impl Config {
@@ -267,7 +270,10 @@ fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> 
         queue,
         c.access_tokens()?,
         c.playback_tokens()?,
-        CatalogConfig { public_url: c.public_url.clone() },
+        CatalogConfig {
+            public_url: c.public_url.clone(),
+            delivery: if c.playback_delivery == "direct" { Delivery::Direct } else { Delivery::Proxy },
+        },
     ))
 }
 
@@ -289,6 +295,9 @@ fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue) {
 
 async fn open(c: &Config) -> anyhow::Result<(Db, SharedStore, SharedQueue)> {
     std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
+    if c.playback_delivery == "direct" && !c.storage_url().starts_with("s3://") {
+        anyhow::bail!("PLAYBACK_DELIVERY=direct needs S3 storage (STORAGE_URL=s3://…) to presign segment URLs");
+    }
     let db = lectern_common::db::connect(&c.database_url()).await.context("opening the database")?;
     let store = lectern_common::storage::open_storage(&c.storage_url()).await.context("opening object storage")?;
     let queue = lectern_common::queue::open_queue(&c.queue_url()).await.context("opening the queue")?;

@@ -29,6 +29,18 @@ pub struct CatalogConfig {
     /// Public origin (e.g. https://videos.example.edu) put in front of playback URLs
     /// so they work when embedded on another site; relative URLs when unset.
     pub public_url: Option<String>,
+    pub delivery: Delivery,
+}
+
+/// How segment bytes reach players.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// Through `/play/{token}/…` (token checked on every request).
+    #[default]
+    Proxy,
+    /// Media playlists point at presigned storage URLs that expire with the token, so
+    /// segment bytes never pass through Lectern.
+    Direct,
 }
 
 #[derive(Clone)]

@@ -270,8 +270,45 @@ async fn play(
     let content_type = playable_file(&path).ok_or(CatalogError::NotFound("file"))?;
     let key = format!("assets/{}/{path}", grant.asset_id);
     let remaining = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400);
+    if s.config.delivery == crate::Delivery::Direct && path.ends_with("/index.m3u8") {
+        return direct_media_playlist(&s, &key, remaining as u64, &method).await;
+    }
     let cache = format!("public, max-age={remaining}");
     serve_object(&s, &key, content_type, &cache, &method, &headers).await
+}
+
+/// A media playlist whose segments point at presigned storage URLs expiring with the
+/// playback token. Each response is signed anew, so it is not cacheable.
+async fn direct_media_playlist(s: &CatalogState, key: &str, expires_in: u64, method: &Method) -> Result<Response, CatalogError> {
+    use futures::StreamExt;
+    let mut read = s.store.read(key, None).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = read.body.next().await {
+        bytes.extend_from_slice(&chunk.map_err(|e| CatalogError::Internal(e.to_string()))?);
+    }
+    let text = String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
+    let folder = key.rsplit_once('/').map(|(f, _)| f).unwrap_or_default();
+    let ttl = std::time::Duration::from_secs(expires_in.max(1));
+    let mut signed = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let url = s
+            .store
+            .presign_get(&format!("{folder}/{line}"), ttl)
+            .await?
+            .ok_or_else(|| CatalogError::Internal("direct delivery needs storage that can presign URLs".into()))?;
+        signed.push(url);
+    }
+    let mut urls = signed.into_iter();
+    let body = lectern_packager::rewrite_segment_uris(&text, |uri| urls.next().unwrap_or_else(|| uri.to_string()));
+    let headers = [
+        (header::CONTENT_TYPE, "application/vnd.apple.mpegurl".to_string()),
+        (header::CACHE_CONTROL, "private, no-store".to_string()),
+        (header::CONTENT_LENGTH, body.len().to_string()),
+    ];
+    if method == Method::HEAD {
+        return Ok((StatusCode::OK, headers).into_response());
+    }
+    Ok((StatusCode::OK, headers, body).into_response())
 }
 
 /// Streams a stored object with Range, ETag and conditional GET support.

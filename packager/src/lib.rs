@@ -239,6 +239,22 @@ pub fn master_playlist(
     Ok(String::from_utf8(out).expect("m3u8-rs writes UTF-8"))
 }
 
+/// Rewrites every segment URI of a media playlist (the non-tag lines), keeping tags
+/// as they are: used to point segments at presigned storage URLs.
+pub fn rewrite_segment_uris(playlist: &str, mut rewrite: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(playlist.len() * 2);
+    for line in playlist.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            out.push_str(line);
+        } else {
+            out.push_str(&rewrite(trimmed));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Joins the segment lists of chunks (in any order) into one list for a rendition.
 /// Chunks were cut on the source's global grid, so their segment indexes must tile
 /// the range without gaps or overlaps; timestamps are continuous, so no discontinuity
@@ -386,6 +402,16 @@ mod tests {
         let text = media_playlist(&joined, PlaylistKind::Vod).unwrap();
         assert!(!text.contains("DISCONTINUITY"));
         assert!(validate_media(&text).is_empty());
+    }
+
+    #[test]
+    fn rewriting_touches_only_segment_uris() {
+        let text = media_playlist(&segs(&[6.0, 2.0], 0), PlaylistKind::Vod).unwrap();
+        let out = rewrite_segment_uris(&text, |uri| format!("https://s3.example/v/{uri}?sig=1"));
+        assert!(out.contains("#EXTINF:6,\nhttps://s3.example/v/seg_00000.ts?sig=1\n"));
+        assert!(out.contains("https://s3.example/v/seg_00001.ts?sig=1"));
+        assert_eq!(out.lines().filter(|l| l.starts_with('#')).count(), text.lines().filter(|l| l.starts_with('#')).count());
+        assert!(validate_media(&out).is_empty());
     }
 
     #[test]

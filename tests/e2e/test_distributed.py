@@ -158,3 +158,36 @@ def test_a_job_that_always_fails_is_dead_lettered_with_its_reason(tmp_path, lect
     finally:
         stop(*(s for s in (worker, ingest, catalog) if s))
 
+
+
+def test_direct_delivery_serves_segments_from_presigned_storage_urls(tmp_path, lectern_bin, samples):
+    server = Server(tmp_path / "data", env={"PLAYBACK_DELIVERY": "direct"}).start()
+    try:
+        owner = Api.signup(server.url, "owner")
+        course = owner.course()
+        lec = owner.lecture(course["id"])
+        owner.upload(lec["id"], samples / "good/rocket_launch_vp8_vorbis_640x360.webm")
+        assert owner.wait_lecture(lec["id"])[0]["status"] == "ready"
+        master_url = server.url + owner.playback(lec["id"])["url"]
+        master = requests.get(master_url).text
+        rendition = [l for l in master.splitlines() if l and not l.startswith("#")][0]
+        playlist = requests.get(master_url.rsplit("/", 1)[0] + "/" + rendition)
+        assert playlist.headers["Cache-Control"] == "private, no-store"
+        segments = [l for l in playlist.text.splitlines() if l and not l.startswith("#")]
+        endpoint = os.environ["LECTERN_TEST_S3_ENDPOINT"]
+        assert segments and all(u.startswith(endpoint) and "X-Amz-Signature=" in u for u in segments), segments
+        first = requests.get(segments[0])
+        assert first.status_code == 200 and first.content[0] == 0x47
+        forged = re.sub(r"X-Amz-Signature=[0-9a-f]+", "X-Amz-Signature=" + "0" * 64, segments[0])
+        assert requests.get(forged).status_code == 403
+        out = subprocess.run(["ffmpeg", "-v", "error", "-i", master_url, "-map", "0", "-f", "null", "-"], capture_output=True, text=True)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr[-1000:]
+    finally:
+        server.stop()
+
+
+def test_direct_delivery_needs_s3(tmp_path, lectern_bin):
+    env = {k: v for k, v in os.environ.items()}
+    env.update({"PLAYBACK_DELIVERY": "direct", "STORAGE_URL": f"file://{tmp_path}/objects", "LECTERN_DATA_DIR": str(tmp_path)})
+    out = subprocess.run([str(lectern_bin), "catalog"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "needs S3 storage" in out.stderr

@@ -94,6 +94,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
     /// Whether the backend answers (for /readyz).
     async fn check(&self) -> Result<()>;
+    /// A URL from which anyone may GET the object until it expires, where the backend
+    /// can sign one (S3); None otherwise.
+    async fn presign_get(&self, _key: &str, _expires_in: std::time::Duration) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 pub type SharedStore = Arc<dyn ObjectStore>;

@@ -449,6 +449,13 @@ impl ObjectStore for S3Store {
         self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)]).await
     }
 
+    async fn presign_get(&self, key: &str, expires_in: std::time::Duration) -> Result<Option<String>> {
+        check_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(backend)?;
+        let signed = self.client.get_object().bucket(&self.bucket).key(key).presigned(config).await.map_err(|e| sdk_error(key, e))?;
+        Ok(Some(signed.uri().to_string()))
+    }
+
     async fn check(&self) -> Result<()> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| sdk_error(&self.bucket, e))?;
         Ok(())
