@@ -30,9 +30,12 @@ mkdir -p "$TOOLS"
 if [ ! -x "$TOOLS/venv/bin/python" ]; then
   python3 -m venv "$TOOLS/venv"
 fi
-if ! "$TOOLS/venv/bin/python" -c "import requests, tusclient, pytest, websockets" 2>/dev/null; then
+# Reinstall whenever the requirements change (a stamp holds the hash of the file).
+want="$(sha256sum tests/e2e/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$TOOLS/venv/.requirements" 2>/dev/null)" != "$want" ]; then
   echo "==> installing Python packages"
   "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+  echo "$want" > "$TOOLS/venv/.requirements"
 fi
 
 if [ "$what" = "test" ]; then
