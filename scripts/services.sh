@@ -47,6 +47,8 @@ install() {
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_postgres() {
+  # runuser keeps our working directory, which the postgres user may not enter.
+  cd /
   local data="$DIR/pg/data" sock="$DIR/pg/run"
   mkdir -p "$DIR/pg" "$sock"
   chown -R postgres:postgres "$DIR/pg"
@@ -120,6 +122,7 @@ stop_all() {
   if alive "$DIR/seaweedfs/pid"; then kill "$(cat "$DIR/seaweedfs/pid")" || true; fi
   rm -f "$DIR/seaweedfs/pid"
   if [ -f "$DIR/pg/data/PG_VERSION" ]; then
+    cd /
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m fast stop >/dev/null 2>&1 || true
   fi
 }

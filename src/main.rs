@@ -117,6 +117,9 @@ struct Config {
     /// Public origin put in front of playback URLs (for players on other sites).
     #[arg(long, env = "LECTERN_PUBLIC_URL", global = true)]
     public_url: Option<String>,
+    /// Folder of the built web app (player-web/dist), served by `serve` and `catalog`.
+    #[arg(long, env = "LECTERN_WEB_DIR", default_value = "player-web/dist", global = true)]
+    web_dir: PathBuf,
     /// How segments reach players: `proxy` (through /play) or `direct` (presigned S3 URLs).
     #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "direct"], global = true)]
     playback_delivery: String,
@@ -216,6 +219,31 @@ async fn track_latency(req: axum::extract::Request, next: axum::middleware::Next
         .with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
     res
+}
+
+/// The web app's static files, where they were built; the API alone otherwise.
+/// Unknown API paths keep their JSON 404.
+fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
+    if !web_dir.join("index.html").is_file() {
+        tracing::info!(dir = %web_dir.display(), "no web app built there; serving the API only");
+        return app;
+    }
+    let files = tower_http::services::ServeDir::new(web_dir)
+        .fallback(tower_http::services::ServeFile::new(web_dir.join("index.html")));
+    app.fallback(move |req: axum::extract::Request| {
+        let files = files.clone();
+        async move {
+            let path = req.uri().path();
+            if ["/api/", "/play/", "/media/"].iter().any(|p| path.starts_with(p)) {
+                return not_found().await;
+            }
+            use tower::ServiceExt;
+            match files.oneshot(req).await {
+                Ok(res) => res.into_response(),
+                Err(e) => lectern_common::http::internal_error("serving the web app", &e),
+            }
+        }
+    })
 }
 
 fn with_health(app: Router, backends: Backends) -> Router {
@@ -324,7 +352,8 @@ async fn main() -> anyhow::Result<()> {
             lectern_catalog::spawn_background(catalog.clone());
             spawn_workers(&c, store.clone(), queue.clone());
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
-            serve_http(c.listen, with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) })).await
+            let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
+            serve_http(c.listen, with_web(app, &c.web_dir)).await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
@@ -338,7 +367,8 @@ async fn main() -> anyhow::Result<()> {
             let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone())?;
             lectern_catalog::spawn_background(catalog.clone());
             let app = lectern_catalog::router(catalog);
-            serve_http(c.listen, with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) })).await
+            let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
+            serve_http(c.listen, with_web(app, &c.web_dir)).await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.

@@ -521,6 +521,59 @@ pub async fn may_play(db: &Db, user: &AuthUser, course: &Course) -> Result<bool,
     Ok(course.editable_by(user) || enrollment(db, &user.id, &course.id).await?.is_some())
 }
 
+/// Where a user stopped in a lecture.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchProgress {
+    pub lecture_id: String,
+    pub position_secs: f64,
+    pub completed: bool,
+    pub updated_at: i64,
+}
+
+/// Records where the user is in a lecture they may play. Positions are clamped to the
+/// lecture; the last seconds count as finished.
+pub async fn save_progress(db: &Db, user: &AuthUser, lecture_id: &str, position_secs: f64) -> Result<WatchProgress, CatalogError> {
+    if !position_secs.is_finite() || position_secs < 0.0 {
+        return Err(CatalogError::Invalid("position_secs must be a non-negative number".into()));
+    }
+    let (lecture, course) = visible_lecture(db, user, lecture_id).await?;
+    if !may_play(db, user, &course).await? {
+        return Err(CatalogError::Forbidden("enroll in this course to watch its lectures".into()));
+    }
+    let duration = lecture.duration_secs.unwrap_or(f64::MAX);
+    let position = position_secs.min(duration);
+    let completed = duration != f64::MAX && position >= (duration - 5.0).max(duration * 0.95);
+    let now = now_unix();
+    sqlx::query(
+        "INSERT INTO watch_progress (user_id, lecture_id, position_secs, completed, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id, lecture_id) DO UPDATE SET position_secs = $3, completed = $4, updated_at = $5",
+    )
+    .bind(&user.id)
+    .bind(lecture_id)
+    .bind(position)
+    .bind(completed as i64)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(WatchProgress { lecture_id: lecture_id.to_string(), position_secs: position, completed, updated_at: now })
+}
+
+/// The user's progress in every lecture of a course, most recent first.
+pub async fn course_progress(db: &Db, user_id: &str, course_id: &str) -> Result<Vec<WatchProgress>, CatalogError> {
+    let rows: Vec<(String, f64, i64, i64)> = sqlx::query_as(
+        "SELECT p.lecture_id, p.position_secs, p.completed, p.updated_at FROM watch_progress p
+         JOIN lectures l ON l.id = p.lecture_id WHERE p.user_id = $1 AND l.course_id = $2 ORDER BY p.updated_at DESC",
+    )
+    .bind(user_id)
+    .bind(course_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(lecture_id, position_secs, completed, updated_at)| WatchProgress { lecture_id, position_secs, completed: completed != 0, updated_at })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

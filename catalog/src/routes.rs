@@ -32,6 +32,7 @@ pub fn router(state: CatalogState) -> Router {
         .route("/api/courses/{id}/enroll", post(enroll))
         .route("/api/lectures/{id}", get(lecture_detail).patch(update_lecture).delete(delete_lecture))
         .route("/api/lectures/{id}/playback", post(playback))
+        .route("/api/lectures/{id}/progress", get(get_progress).put(put_progress))
         .route("/api/events", get(live_events))
         .route("/media/posters/{file}", get(public_poster));
     let play = Router::new()
@@ -112,6 +113,8 @@ struct CourseDetail {
     lectures: Vec<Lecture>,
     enrolled: bool,
     can_edit: bool,
+    /// The user's progress per lecture, most recent first ("continue where you left off").
+    progress: Vec<courses::WatchProgress>,
 }
 
 async fn course_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<CourseDetail>, CatalogError> {
@@ -119,7 +122,8 @@ async fn course_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): 
     let lectures = courses::lectures_of(&s.db, &id).await?;
     let enrolled = courses::enrollment(&s.db, &user.id, &id).await?.is_some();
     let can_edit = course.editable_by(&user);
-    Ok(Json(CourseDetail { course, lectures, enrolled, can_edit }))
+    let progress = courses::course_progress(&s.db, &user.id, &id).await?;
+    Ok(Json(CourseDetail { course, lectures, enrolled, can_edit, progress }))
 }
 
 async fn update_course(
@@ -197,6 +201,31 @@ async fn delete_lecture(State(s): State<CatalogState>, user: AuthUser, Path(id):
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(serde::Deserialize)]
+struct ProgressBody {
+    position_secs: f64,
+}
+
+async fn put_progress(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ProgressBody>,
+) -> Result<Json<courses::WatchProgress>, CatalogError> {
+    Ok(Json(courses::save_progress(&s.db, &user, &id, body.position_secs).await?))
+}
+
+async fn get_progress(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<serde_json::Value>, CatalogError> {
+    let (lecture, _) = courses::visible_lecture(&s.db, &user, &id).await?;
+    let all = courses::course_progress(&s.db, &user.id, &lecture.course_id).await?;
+    let mine = all.into_iter().find(|p| p.lecture_id == id);
+    Ok(Json(serde_json::json!({
+        "lecture_id": id,
+        "position_secs": mine.as_ref().map(|p| p.position_secs).unwrap_or(0.0),
+        "completed": mine.as_ref().is_some_and(|p| p.completed),
+    })))
+}
+
 #[derive(Serialize)]
 struct PlaybackGrant {
     url: String,
@@ -227,7 +256,8 @@ async fn playback(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<
 }
 
 async fn live_events(State(s): State<CatalogState>, user: AuthUser, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| events::serve_socket(socket, user, s.db.clone(), s.hub.clone()))
+    ws.protocols([lectern_common::auth::WS_BEARER_PROTOCOL])
+        .on_upgrade(move |socket| events::serve_socket(socket, user, s.db.clone(), s.hub.clone()))
 }
 
 /// Playback is meant to be embedded anywhere the signed URL goes (an LMS page), so

@@ -124,13 +124,24 @@ impl IntoResponse for Unauthenticated {
     }
 }
 
-/// The bearer token of a request: the Authorization header, or a `token` query
-/// parameter (browsers cannot set headers on WebSocket upgrades).
+/// The WebSocket subprotocol a browser names to carry its token:
+/// `new WebSocket(url, ["bearer", token])` (browsers cannot set headers there, and a
+/// token in the URL would end up in logs).
+pub const WS_BEARER_PROTOCOL: &str = "bearer";
+
+/// The bearer token of a request: the Authorization header, the WebSocket subprotocol
+/// pair `bearer, <token>`, or a `token` query parameter (for non-browser clients).
 pub fn bearer_token(parts: &Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
+    }
+    if let Some(value) = parts.headers.get(axum::http::header::SEC_WEBSOCKET_PROTOCOL) {
+        let mut protocols = value.to_str().ok()?.split(',').map(str::trim);
+        if protocols.next() == Some(WS_BEARER_PROTOCOL) {
+            return protocols.next().map(str::to_string);
+        }
     }
     let query = parts.uri.query()?;
     query.split('&').find_map(|pair| pair.strip_prefix("token=").map(str::to_string))

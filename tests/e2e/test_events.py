@@ -29,14 +29,16 @@ def test_owner_and_enrolled_student_get_live_events(server, samples):
     stop = threading.Event()
     threads = [
         threading.Thread(target=listen, args=(f"{ws}?token={owner.token}", streams["owner"], stop)),
-        threading.Thread(target=listen, args=(ws, streams["enrolled"], stop), kwargs={"additional_headers": {"Authorization": f"Bearer {enrolled.token}"}}),
-        threading.Thread(target=listen, args=(f"{ws}?token={outsider.token}", streams["outsider"], stop)),
+        # A browser carries its token as the WebSocket subprotocol pair "bearer, <token>".
+        threading.Thread(target=listen, args=(ws, streams["enrolled"], stop), kwargs={"subprotocols": ["bearer", enrolled.token]}),
+        threading.Thread(target=listen, args=(ws, streams["outsider"], stop), kwargs={"additional_headers": {"Authorization": f"Bearer {outsider.token}"}}),
     ]
     for t in threads:
         t.start()
     deadline = time.time() + 10
     while not all(any(m["type"] == "hello" for m in s) for s in streams.values()) and time.time() < deadline:
         time.sleep(0.05)
+    assert all(any(m["type"] == "hello" for m in s) for s in streams.values()), streams
     good = owner.lecture(course["id"], "Good")
     bad = owner.lecture(course["id"], "Broken")
     owner.upload(good["id"], samples / "good/screencast_webcam_h264_aac_720p.mp4")

@@ -1,0 +1,10 @@
+-- Where each student stopped in each lecture, for "continue where you left off".
+CREATE TABLE watch_progress (
+    user_id TEXT NOT NULL,
+    lecture_id TEXT NOT NULL REFERENCES lectures(id) ON DELETE CASCADE,
+    position_secs DOUBLE PRECISION NOT NULL,
+    completed BIGINT NOT NULL DEFAULT 0,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, lecture_id)
+);
+CREATE INDEX watch_progress_recent ON watch_progress (user_id, updated_at);
