@@ -13,6 +13,7 @@ TOOLS="${LECTERN_TOOLS_DIR:-/var/tmp/lectern-tools}"
 scripts/setup.sh runtime
 echo "==> building"
 cargo build --locked --bin lectern
+(cd player-web && npm run --silent build)
 
 "$CARGO_TARGET_DIR/debug/lectern" serve &
 server=$!

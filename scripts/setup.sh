@@ -38,10 +38,24 @@ if [ "$(cat "$TOOLS/venv/.requirements" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$TOOLS/venv/.requirements"
 fi
 
+# The web app (player-web): its npm packages, reinstalled when the lock file changes.
+npm_ci() {
+  local dir="$1" want
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$dir/node_modules/.lectern-lock" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing npm packages in $dir"
+    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    echo "$want" > "$dir/node_modules/.lectern-lock"
+  fi
+}
+npm_ci player-web
+
 if [ "$what" = "test" ]; then
-  if [ ! -d tests/e2e/node_modules/tus-js-client ]; then
-    echo "==> installing npm packages"
-    (cd tests/e2e && npm ci --silent --no-audit --no-fund)
+  npm_ci tests/e2e
+  if ! command -v chromium >/dev/null; then
+    echo "==> installing Chromium (browser tests)"
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
   fi
   if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
     echo "==> installing cargo-nextest"

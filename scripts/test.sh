@@ -17,6 +17,10 @@ export LECTERN_REQUIRE_SERVICES=1
 
 echo "==> building"
 cargo build --workspace --all-targets --locked
+(cd player-web && npm run --silent build)
+
+echo "==> web app unit tests"
+(cd player-web && npx --no-install vitest run)
 
 echo "==> Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -295,46 +295,60 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
     let category = query.category.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
     let mine = query.mine.unwrap_or(false);
     // One WHERE clause, its optional parts switched by NULL parameters. Text search is
-    // PostgreSQL full-text search (prefix matching per word) or a LIKE on SQLite.
+    // PostgreSQL full-text search (prefix matching per word) or, on SQLite, every word
+    // of the query found in the title, description or category.
     let backend = lectern_common::db::backend(db);
+    let words: Vec<String> = q
+        .as_deref()
+        .map(|q| q.split_whitespace().take(8).map(like_pattern).collect())
+        .unwrap_or_default();
     let (search, pattern, order) = match backend {
         Backend::Postgres => (
-            "($4 IS NULL OR c.search @@ to_tsquery('simple', $4))",
+            "($4 IS NULL OR c.search @@ to_tsquery('simple', $4))".to_string(),
             q.as_deref().map(prefix_tsquery),
             "CASE WHEN $4 IS NULL THEN 0 ELSE ts_rank(c.search, to_tsquery('simple', $4)) END DESC, c.created_at DESC, c.id",
         ),
-        Backend::Sqlite => (
-            "($4 IS NULL OR c.title LIKE $4 ESCAPE '\\' OR c.description LIKE $4 ESCAPE '\\' OR c.category LIKE $4 ESCAPE '\\')",
-            q.as_deref().map(like_pattern),
-            "c.created_at DESC, c.id",
-        ),
+        Backend::Sqlite => {
+            let per_word: Vec<String> = (0..words.len())
+                .map(|i| {
+                    let n = 5 + i;
+                    format!("(c.title LIKE ${n} ESCAPE '\\' OR c.description LIKE ${n} ESCAPE '\\' OR c.category LIKE ${n} ESCAPE '\\')")
+                })
+                .collect();
+            let clause = if per_word.is_empty() { "1 = 1".to_string() } else { per_word.join(" AND ") };
+            (format!("($4 IS NULL OR ({clause}))"), q.clone(), "c.created_at DESC, c.id")
+        }
     };
-    if pattern.as_deref() == Some("") {
+    if backend == Backend::Postgres && pattern.as_deref() == Some("") {
         // Nothing searchable in the query (only punctuation): nothing matches.
         return Ok(Page { items: Vec::new(), page, per_page, total: 0 });
     }
+    let word_binds = if backend == Backend::Sqlite { words.clone() } else { Vec::new() };
+    let (limit_n, offset_n) = (5 + word_binds.len(), 6 + word_binds.len());
     let filter = format!(
         "WHERE (($1 = 1 AND c.owner_id = $2) OR ($1 = 0 AND c.published = 1))
           AND ($3 IS NULL OR c.category = $3) AND {search}"
     );
-    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM courses c {filter}")))
+    let mut count = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM courses c {filter}")))
         .bind(mine as i64)
         .bind(&user.id)
         .bind(category.clone())
-        .bind(pattern.clone())
-        .fetch_one(db)
-        .await?;
-    let rows: Vec<CourseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COURSE_COLUMNS} FROM courses c {filter} ORDER BY {order} LIMIT $5 OFFSET $6"
+        .bind(pattern.clone());
+    for w in &word_binds {
+        count = count.bind(w.clone());
+    }
+    let (total,) = count.fetch_one(db).await?;
+    let mut list = sqlx::query_as::<_, CourseRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COURSE_COLUMNS} FROM courses c {filter} ORDER BY {order} LIMIT ${limit_n} OFFSET ${offset_n}"
     )))
     .bind(mine as i64)
     .bind(&user.id)
     .bind(category)
-    .bind(pattern)
-    .bind(per_page)
-    .bind((page - 1) * per_page)
-    .fetch_all(db)
-    .await?;
+    .bind(pattern);
+    for w in &word_binds {
+        list = list.bind(w.clone());
+    }
+    let rows = list.bind(per_page).bind((page - 1) * per_page).fetch_all(db).await?;
     Ok(Page { items: rows.into_iter().map(Course::from_row).collect(), page, per_page, total })
 }
 

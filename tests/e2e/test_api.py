@@ -132,6 +132,8 @@ def test_search_filters_and_paginates_published_courses(server, owner, student):
     assert all("draft" not in c["title"] for c in page["items"] + last["items"])
     chem = student.ok(student.get("/api/courses", params={"category": "chemistry"}))
     assert [c["title"] for c in chem["items"]] == ["Organic chemistry"]
+    two_words = student.ok(student.get("/api/courses", params={"q": "chem organic"}))
+    assert [c["title"] for c in two_words["items"]] == ["Organic chemistry"]
     by_description = student.ok(student.get("/api/courses", params={"q": "CARBON"}))
     assert by_description["total"] == 1
     wildcard = student.ok(student.get("/api/courses", params={"q": "%"}))

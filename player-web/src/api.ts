@@ -1,0 +1,122 @@
+// The public API, from the browser. The access token lives in localStorage and goes
+// only into Authorization headers (and the WebSocket subprotocol), never into URLs.
+
+export interface User { id: string; email: string; name: string; role: 'student' | 'owner' | 'admin' }
+export interface Session { token: string; user: User }
+export interface Course {
+  id: string; owner_id: string; title: string; description: string; category: string;
+  price_cents: number; published: boolean; lecture_count: number; poster_url: string | null;
+  created_at: number; updated_at: number;
+}
+export interface Lecture {
+  id: string; course_id: string; title: string; position: number;
+  status: 'awaiting_upload' | 'processing' | 'ready' | 'failed';
+  progress_percent: number; failure_reason: string | null; duration_secs: number | null;
+  media_kind: 'video' | 'audio' | null; playable: boolean;
+}
+export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
+export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; progress: WatchProgress[] }
+export interface Page<T> { items: T[]; page: number; per_page: number; total: number }
+export interface PlaybackGrant { url: string; expires_at: number; media_kind: string | null; poster_url: string | null; storyboard_url: string | null }
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+const KEY = 'lectern.session';
+
+export function session(): Session | null {
+  try {
+    const raw = localStorage.getItem(KEY);
+    return raw ? (JSON.parse(raw) as Session) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function setSession(s: Session | null): void {
+  if (s) localStorage.setItem(KEY, JSON.stringify(s));
+  else localStorage.removeItem(KEY);
+}
+
+export function authHeaders(): Record<string, string> {
+  const s = session();
+  return s ? { Authorization: `Bearer ${s.token}` } : {};
+}
+
+export async function api<T>(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<T> {
+  const headers: Record<string, string> = { ...authHeaders() };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), ...init });
+  if (res.status === 401 && session()) {
+    setSession(null);
+    location.hash = '#/login';
+  }
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    const err = data?.error ?? { code: 'http', message: res.statusText };
+    throw new ApiError(res.status, err.code, err.message);
+  }
+  return data as T;
+}
+
+export const Api = {
+  signup: (email: string, password: string, name: string, role: string) =>
+    api<Session>('POST', '/api/auth/signup', { email, password, name, role }),
+  login: (email: string, password: string) => api<Session>('POST', '/api/auth/login', { email, password }),
+  courses: (q: { q?: string; category?: string; page?: number; mine?: boolean }) => {
+    const p = new URLSearchParams();
+    if (q.q) p.set('q', q.q);
+    if (q.category) p.set('category', q.category);
+    if (q.page) p.set('page', String(q.page));
+    if (q.mine) p.set('mine', 'true');
+    p.set('per_page', '12');
+    return api<Page<Course>>('GET', `/api/courses?${p}`);
+  },
+  course: (id: string) => api<CourseDetail>('GET', `/api/courses/${encodeURIComponent(id)}`),
+  createCourse: (c: Partial<Course>) => api<Course>('POST', '/api/courses', c),
+  updateCourse: (id: string, c: Partial<Course>) => api<Course>('PATCH', `/api/courses/${encodeURIComponent(id)}`, c),
+  deleteCourse: (id: string) => api<null>('DELETE', `/api/courses/${encodeURIComponent(id)}`),
+  myCourses: () => api<{ items: Course[] }>('GET', '/api/me/courses'),
+  enroll: (id: string, purchase: boolean) => api<unknown>('POST', `/api/courses/${encodeURIComponent(id)}/enroll`, { purchase }),
+  lecture: (id: string) => api<Lecture>('GET', `/api/lectures/${encodeURIComponent(id)}`),
+  createLecture: (courseId: string, title: string) => api<Lecture>('POST', `/api/courses/${encodeURIComponent(courseId)}/lectures`, { title }),
+  updateLecture: (id: string, l: { title?: string; position?: number }) => api<Lecture>('PATCH', `/api/lectures/${encodeURIComponent(id)}`, l),
+  deleteLecture: (id: string) => api<null>('DELETE', `/api/lectures/${encodeURIComponent(id)}`),
+  playback: (id: string) => api<PlaybackGrant>('POST', `/api/lectures/${encodeURIComponent(id)}/playback`),
+  progress: (id: string) => api<{ position_secs: number; completed: boolean }>('GET', `/api/lectures/${encodeURIComponent(id)}/progress`),
+  saveProgress: (id: string, position_secs: number, keepalive = false) =>
+    api<WatchProgress>('PUT', `/api/lectures/${encodeURIComponent(id)}/progress`, { position_secs }, { keepalive }),
+};
+
+/** Live events (progress, ready, failed; lecture_ready for students). Reconnects. */
+export function liveEvents(onEvent: (e: Record<string, unknown>) => void): () => void {
+  let ws: WebSocket | null = null;
+  let closed = false;
+  let delay = 1000;
+  const connect = () => {
+    const s = session();
+    if (!s || closed) return;
+    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/events`;
+    ws = new WebSocket(url, ['bearer', s.token]);
+    ws.onmessage = (m) => {
+      delay = 1000;
+      try {
+        onEvent(JSON.parse(m.data));
+      } catch {
+        /* not ours */
+      }
+    };
+    ws.onclose = () => {
+      if (!closed) setTimeout(connect, (delay = Math.min(delay * 2, 15000)));
+    };
+  };
+  connect();
+  return () => {
+    closed = true;
+    ws?.close();
+  };
+}

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { RateMeter, cueAt, formatBytes, formatDuration, formatEta, formatPrice, levelLabel, parseStoryboard, resumePosition } from './format';
+
+describe('formatting', () => {
+  it('formats durations', () => {
+    expect(formatDuration(0)).toBe('0:00');
+    expect(formatDuration(65.9)).toBe('1:05');
+    expect(formatDuration(3723)).toBe('1:02:03');
+    expect(formatDuration(null)).toBe('–');
+    expect(formatDuration(NaN)).toBe('–');
+  });
+  it('formats prices', () => {
+    expect(formatPrice(0)).toBe('Free');
+    expect(formatPrice(4900)).toBe('$49.00');
+  });
+  it('formats sizes and time left', () => {
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(1536)).toBe('1.5 KB');
+    expect(formatBytes(300 * 1024 * 1024)).toBe('300 MB');
+    expect(formatEta(10_000_000, 1_000_000)).toBe('10 s left');
+    expect(formatEta(600_000_000, 1_000_000)).toBe('10 min left');
+    expect(formatEta(100, 0)).toBe('');
+  });
+  it('labels levels by the short side', () => {
+    expect(levelLabel(1280, 720)).toBe('720p');
+    expect(levelLabel(720, 1280)).toBe('720p');
+  });
+});
+
+describe('rate meter', () => {
+  it('smooths the transfer rate', () => {
+    const m = new RateMeter(0.5);
+    m.update(0, 0);
+    expect(m.update(1000, 1000)).toBe(1000);
+    expect(m.update(4000, 2000)).toBe(2000);
+  });
+});
+
+describe('storyboard', () => {
+  const vtt = 'WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nstoryboard.jpg#xywh=0,0,160,90\n\n00:00:02.000 --> 00:00:04.500\nstoryboard.jpg#xywh=160,0,160,90\n';
+  const cues = parseStoryboard(vtt, 'http://h/play/tok/storyboard.vtt');
+  it('parses cues with absolute sprite URLs', () => {
+    expect(cues).toHaveLength(2);
+    expect(cues[1]).toEqual({ start: 2, end: 4.5, url: 'http://h/play/tok/storyboard.jpg', x: 160, y: 0, w: 160, h: 90 });
+  });
+  it('finds the cue at a time', () => {
+    expect(cueAt(cues, 0.5)?.x).toBe(0);
+    expect(cueAt(cues, 2)?.x).toBe(160);
+    expect(cueAt(cues, 99)?.x).toBe(160);
+    expect(cueAt([], 1)).toBeNull();
+  });
+});
+
+describe('resume', () => {
+  it('resumes unfinished lectures only', () => {
+    expect(resumePosition({ position_secs: 42, completed: false }, 600)).toBe(42);
+    expect(resumePosition({ position_secs: 598, completed: false }, 600)).toBe(0);
+    expect(resumePosition({ position_secs: 300, completed: true }, 600)).toBe(0);
+    expect(resumePosition({ position_secs: 1, completed: false }, 600)).toBe(0);
+    expect(resumePosition(null, 600)).toBe(0);
+  });
+});

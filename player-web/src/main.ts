@@ -1,0 +1,538 @@
+// Lectern in the browser: a hash router over a handful of pages that talk only to the
+// public API.
+import './style.css';
+import { Api, ApiError, liveEvents, session, setSession, type CourseDetail, type Lecture } from './api';
+import { errorText, h, statusBadge, toast } from './dom';
+import { formatBytes, formatDuration, formatEta, formatPrice, resumePosition } from './format';
+import { createPlayer, type Player } from './player';
+import { LectureUpload, type UploadState } from './upload';
+
+const main = document.getElementById('main')!;
+const nav = document.getElementById('nav')!;
+let cleanup: (() => void)[] = [];
+
+function onLeave(fn: () => void) {
+  cleanup.push(fn);
+}
+
+function renderNav() {
+  const s = session();
+  nav.replaceChildren(
+    ...[
+    h('a', { href: '#/' }, 'Catalog'),
+    s ? h('a', { href: '#/me' }, 'My courses') : null,
+    s && s.user.role !== 'student' ? h('a', { href: '#/studio' }, 'Studio') : null,
+    s
+      ? h('button', { type: 'button', class: 'link', onclick: () => { setSession(null); location.hash = '#/login'; } }, `Sign out (${s.user.name})`)
+      : h('a', { href: '#/login' }, 'Sign in'),
+    ].filter((n): n is NonNullable<typeof n> => !!n),
+  );
+}
+
+function page(title: string, ...children: (Node | null | false)[]) {
+  document.title = `${title} · Lectern`;
+  main.replaceChildren(...children.filter((c): c is Node => !!c));
+  main.focus({ preventScroll: true });
+}
+
+function requireSession(): boolean {
+  if (session()) return true;
+  sessionStorage.setItem('lectern.after-login', location.hash);
+  location.hash = '#/login';
+  return false;
+}
+
+// --- sign in / up ------------------------------------------------------------------
+
+function authPage(mode: 'login' | 'signup') {
+  const email = h('input', { id: 'email', type: 'email', required: true, autocomplete: 'email' });
+  const password = h('input', { id: 'password', type: 'password', required: true, minlength: 8, autocomplete: mode === 'login' ? 'current-password' : 'new-password' });
+  const name = h('input', { id: 'name', required: true, autocomplete: 'name' });
+  const role = h('select', { id: 'role' }, h('option', { value: 'student' }, 'Student'), h('option', { value: 'owner' }, 'Teacher (course owner)'));
+  const error = h('p', { class: 'error', role: 'alert' });
+  const form = h(
+    'form',
+    { class: 'card narrow', novalidate: false },
+    h('h1', {}, mode === 'login' ? 'Sign in' : 'Create an account'),
+    mode === 'signup' ? [h('label', { for: 'name' }, 'Name'), name] : null,
+    h('label', { for: 'email' }, 'Email'),
+    email,
+    h('label', { for: 'password' }, 'Password'),
+    password,
+    mode === 'signup' ? [h('label', { for: 'role' }, 'I am a'), role] : null,
+    error,
+    h('button', { type: 'submit', class: 'primary' }, mode === 'login' ? 'Sign in' : 'Sign up'),
+    h('p', {}, mode === 'login' ? h('a', { href: '#/signup' }, 'New here? Create an account') : h('a', { href: '#/login' }, 'Already have an account? Sign in')),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    error.textContent = '';
+    try {
+      const s = mode === 'login' ? await Api.login(email.value, password.value) : await Api.signup(email.value, password.value, name.value, role.value);
+      setSession(s);
+      renderNav();
+      const next = sessionStorage.getItem('lectern.after-login');
+      sessionStorage.removeItem('lectern.after-login');
+      location.hash = next || (s.user.role === 'student' ? '#/' : '#/studio');
+    } catch (err) {
+      error.textContent = errorText(err);
+    }
+  });
+  page(mode === 'login' ? 'Sign in' : 'Sign up', form);
+  email.focus();
+}
+
+// --- catalog -----------------------------------------------------------------------
+
+function courseCard(c: { id: string; title: string; category: string; price_cents: number; lecture_count: number; poster_url: string | null; published?: boolean }, href: string) {
+  return h(
+    'a',
+    { class: 'course-card', href },
+    c.poster_url ? h('img', { src: c.poster_url, alt: '', loading: 'lazy' }) : h('div', { class: 'poster-placeholder', 'aria-hidden': 'true' }, c.title.slice(0, 1)),
+    h('div', { class: 'card-body' },
+      h('h3', {}, c.title),
+      h('p', { class: 'meta' }, [c.category || 'General', `${c.lecture_count} lecture${c.lecture_count === 1 ? '' : 's'}`].join(' · ')),
+      h('p', { class: 'price' }, formatPrice(c.price_cents)),
+      c.published === false ? h('span', { class: 'badge draft' }, 'Draft') : null,
+    ),
+  );
+}
+
+async function catalogPage(params: URLSearchParams) {
+  if (!requireSession()) return;
+  const q = params.get('q') ?? '';
+  const category = params.get('category') ?? '';
+  const pageNo = Math.max(1, Number(params.get('page') ?? 1));
+  const search = h('input', { id: 'q', type: 'search', value: q, placeholder: 'Search courses', 'aria-label': 'Search courses' });
+  const cat = h('input', { id: 'category', value: category, placeholder: 'Category', 'aria-label': 'Category' });
+  const form = h('form', { class: 'search', role: 'search' }, search, cat, h('button', { type: 'submit' }, 'Search'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const p = new URLSearchParams();
+    if (search.value.trim()) p.set('q', search.value.trim());
+    if (cat.value.trim()) p.set('category', cat.value.trim());
+    location.hash = `#/?${p}`;
+  });
+  const grid = h('div', { class: 'grid', 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  page('Catalog', h('h1', {}, 'Courses'), form, grid, pager);
+  try {
+    const res = await Api.courses({ q, category, page: pageNo });
+    grid.replaceChildren(...(res.items.length ? res.items.map((c) => courseCard(c, `#/courses/${c.id}`)) : [h('p', {}, q ? `No course matches “${q}”.` : 'No courses yet.')]));
+    const pages = Math.max(1, Math.ceil(res.total / res.per_page));
+    const link = (n: number, label: string) => {
+      const p = new URLSearchParams(params);
+      p.set('page', String(n));
+      return h('a', { href: `#/?${p}`, 'aria-current': n === pageNo ? 'page' : null }, label);
+    };
+    pager.replaceChildren(
+      ...[
+        pageNo > 1 ? link(pageNo - 1, '← Previous') : null,
+        h('span', {}, `Page ${pageNo} of ${pages} · ${res.total} course${res.total === 1 ? '' : 's'}`),
+        pageNo < pages ? link(pageNo + 1, 'Next →') : null,
+      ].filter((n): n is NonNullable<typeof n> => !!n),
+    );
+  } catch (e) {
+    grid.replaceChildren(h('p', { class: 'error' }, errorText(e)));
+  }
+}
+
+async function myCoursesPage() {
+  if (!requireSession()) return;
+  const grid = h('div', { class: 'grid' });
+  page('My courses', h('h1', {}, 'My courses'), grid);
+  const res = await Api.myCourses();
+  grid.replaceChildren(...(res.items.length ? res.items.map((c) => courseCard(c, `#/courses/${c.id}`)) : [h('p', {}, 'You have not enrolled in a course yet. ', h('a', { href: '#/' }, 'Browse the catalog'))]));
+}
+
+// --- course page -------------------------------------------------------------------
+
+function enrollButton(course: CourseDetail, after: () => void) {
+  const priced = course.price_cents > 0;
+  const btn = h('button', { type: 'button', class: 'primary' }, priced ? `Buy for ${formatPrice(course.price_cents)}` : 'Enroll for free');
+  btn.addEventListener('click', async () => {
+    btn.disabled = true;
+    try {
+      await Api.enroll(course.id, priced);
+      toast(priced ? 'Purchased. Enjoy the course!' : 'Enrolled.');
+      after();
+    } catch (e) {
+      toast(errorText(e));
+      btn.disabled = false;
+    }
+  });
+  return btn;
+}
+
+async function coursePage(id: string) {
+  if (!requireSession()) return;
+  let course: CourseDetail;
+  try {
+    course = await Api.course(id);
+  } catch (e) {
+    page('Not found', h('p', { class: 'error' }, errorText(e)));
+    return;
+  }
+  const mayWatch = course.enrolled || course.can_edit;
+  const last = course.progress[0];
+  const lastLecture = last && course.lectures.find((l) => l.id === last.lecture_id);
+  const firstReady = course.lectures.find((l) => l.playable);
+  const progressOf = new Map(course.progress.map((p) => [p.lecture_id, p]));
+  const cta = mayWatch
+    ? lastLecture
+      ? h('a', { class: 'button primary', href: `#/watch/${lastLecture.id}` }, `Continue “${lastLecture.title}” at ${formatDuration(last.position_secs)}`)
+      : firstReady
+        ? h('a', { class: 'button primary', href: `#/watch/${firstReady.id}` }, 'Start the course')
+        : null
+    : enrollButton(course, () => coursePage(id));
+  page(
+    course.title,
+    h('article', { class: 'course' },
+      h('h1', {}, course.title),
+      h('p', { class: 'meta' }, [course.category || 'General', formatPrice(course.price_cents), `${course.lectures.length} lectures`].join(' · ')),
+      h('p', { class: 'description' }, course.description),
+      cta,
+      course.can_edit ? h('a', { class: 'button', href: `#/studio/courses/${course.id}` }, 'Edit in studio') : null,
+      h('h2', {}, 'Lectures'),
+      h('ol', { class: 'lectures' },
+        ...course.lectures.map((l) => {
+          const p = progressOf.get(l.id);
+          return h('li', {},
+            l.playable && mayWatch ? h('a', { href: `#/watch/${l.id}` }, l.title) : h('span', {}, l.title),
+            h('span', { class: 'meta' }, formatDuration(l.duration_secs)),
+            l.status !== 'ready' ? statusBadge(l.status, l.progress_percent) : null,
+            p?.completed ? h('span', { class: 'badge ready' }, 'Watched') : p ? h('span', { class: 'meta' }, `at ${formatDuration(p.position_secs)}`) : null,
+          );
+        }),
+      ),
+    ),
+  );
+}
+
+// --- watch page ----------------------------------------------------------------------
+
+async function watchPage(lectureId: string) {
+  if (!requireSession()) return;
+  let lecture: Lecture;
+  let course: CourseDetail;
+  try {
+    lecture = await Api.lecture(lectureId);
+    course = await Api.course(lecture.course_id);
+  } catch (e) {
+    page('Not found', h('p', { class: 'error' }, errorText(e)));
+    return;
+  }
+  const index = course.lectures.findIndex((l) => l.id === lecture.id);
+  const next = course.lectures.slice(index + 1).find((l) => l.playable);
+  const header = h('div', { class: 'watch-head' },
+    h('a', { href: `#/courses/${course.id}` }, `← ${course.title}`),
+    h('h1', {}, lecture.title),
+  );
+  if (!course.enrolled && !course.can_edit) {
+    page(lecture.title, header,
+      h('div', { class: 'card notice', role: 'alert' },
+        h('h2', {}, 'Enroll to watch'),
+        h('p', {}, `This lecture is part of “${course.title}”. ${course.price_cents > 0 ? `Buy the course for ${formatPrice(course.price_cents)}` : 'Enroll for free'} to watch it.`),
+        enrollButton(course, () => watchPage(lectureId)),
+      ));
+    return;
+  }
+  if (!lecture.playable) {
+    page(lecture.title, header, h('div', { class: 'card notice' }, h('p', {}, 'This lecture is not ready yet. '), statusBadge(lecture.status, lecture.progress_percent)));
+    return;
+  }
+  let grant;
+  let saved;
+  try {
+    [grant, saved] = await Promise.all([Api.playback(lecture.id), Api.progress(lecture.id)]);
+  } catch (e) {
+    page(lecture.title, header, h('p', { class: 'error' }, errorText(e)));
+    return;
+  }
+  let lastSaved = -1;
+  let position = 0;
+  const save = (keepalive = false) => {
+    if (Math.abs(position - lastSaved) < 1) return;
+    lastSaved = position;
+    Api.saveProgress(lecture.id, position, keepalive).catch(() => {});
+  };
+  const player: Player = createPlayer(grant, {
+    startAt: resumePosition(saved, lecture.duration_secs),
+    onTime: (t) => (position = t),
+    onPause: () => save(),
+    onEnded: () => {
+      save();
+      if (next) toast(`Up next: ${next.title}`);
+    },
+  });
+  const timer = window.setInterval(() => save(), 5000);
+  const leave = () => save(true);
+  window.addEventListener('pagehide', leave);
+  onLeave(() => {
+    window.clearInterval(timer);
+    window.removeEventListener('pagehide', leave);
+    save(true);
+    player.destroy();
+  });
+  (window as unknown as { lecternPlayer: Player }).lecternPlayer = player;
+  page(lecture.title, header, player.element,
+    h('div', { class: 'watch-foot' },
+      h('span', { class: 'meta' }, formatDuration(lecture.duration_secs)),
+      next ? h('a', { class: 'button', href: `#/watch/${next.id}` }, `Next: ${next.title} →`) : null,
+    ));
+  player.element.focus();
+}
+
+// --- studio --------------------------------------------------------------------------
+
+async function studioPage() {
+  if (!requireSession()) return;
+  const title = h('input', { id: 'new-title', required: true, placeholder: 'Course title' });
+  const form = h('form', { class: 'inline' }, h('label', { for: 'new-title' }, 'New course'), title, h('button', { type: 'submit', class: 'primary' }, 'Create'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const c = await Api.createCourse({ title: title.value });
+      location.hash = `#/studio/courses/${c.id}`;
+    } catch (err) {
+      toast(errorText(err));
+    }
+  });
+  const grid = h('div', { class: 'grid' });
+  page('Studio', h('h1', {}, 'Studio'), form, h('h2', {}, 'Your courses'), grid);
+  const res = await Api.courses({ mine: true });
+  grid.replaceChildren(...(res.items.length ? res.items.map((c) => courseCard(c, `#/studio/courses/${c.id}`)) : [h('p', {}, 'Create your first course above.')]));
+}
+
+const uploads = new Map<string, LectureUpload>();
+
+function uploadView(state: UploadState): HTMLElement {
+  const pct = state.total ? Math.floor((state.sent / state.total) * 100) : 0;
+  const upload = uploads.get(state.lectureId);
+  const action =
+    state.status === 'uploading'
+      ? h('button', { type: 'button', onclick: () => upload?.pause() }, 'Pause')
+      : state.status === 'paused'
+        ? h('button', { type: 'button', onclick: () => upload?.resume() }, 'Resume')
+        : null;
+  return h('div', { class: 'upload', 'data-status': state.status },
+    h('progress', { max: 100, value: pct, 'aria-label': `Upload of ${state.file.name}` }),
+    h('span', { class: 'pct' }, `${pct}%`),
+    h('span', { class: 'meta' },
+      state.status === 'done'
+        ? `Uploaded ${formatBytes(state.total)}`
+        : state.status === 'error'
+          ? `Upload failed: ${state.error}`
+          : `${formatBytes(state.sent)} of ${formatBytes(state.total)}${state.rate ? ` · ${formatBytes(state.rate)}/s · ${formatEta(state.total - state.sent, state.rate)}` : ''}${state.status === 'paused' ? ' · paused' : ''}${state.resumedFrom ? ' · resumed' : ''}`),
+    action,
+  );
+}
+
+async function studioCoursePage(id: string) {
+  if (!requireSession()) return;
+  let course: CourseDetail;
+  try {
+    course = await Api.course(id);
+  } catch (e) {
+    page('Not found', h('p', { class: 'error' }, errorText(e)));
+    return;
+  }
+  const f = {
+    title: h('input', { id: 'title', value: course.title, required: true }),
+    description: h('textarea', { id: 'description', rows: 4 }, course.description),
+    category: h('input', { id: 'category-edit', value: course.category }),
+    price: h('input', { id: 'price', type: 'number', min: 0, step: 0.01, value: (course.price_cents / 100).toFixed(2) }),
+    published: h('input', { id: 'published', type: 'checkbox', checked: course.published }),
+  };
+  const form = h('form', { class: 'card' },
+    h('label', { for: 'title' }, 'Title'), f.title,
+    h('label', { for: 'description' }, 'Description'), f.description,
+    h('label', { for: 'category-edit' }, 'Category'), f.category,
+    h('label', { for: 'price' }, 'Price (USD, 0 for free)'), f.price,
+    h('label', { class: 'check' }, f.published, ' Published (visible in the catalog)'),
+    h('div', { class: 'row' },
+      h('button', { type: 'submit', class: 'primary' }, 'Save'),
+      h('button', { type: 'button', class: 'danger', onclick: async () => {
+        if (!confirm(`Delete “${course.title}” and all its lectures? This cannot be undone.`)) return;
+        await Api.deleteCourse(course.id);
+        toast('Course deleted.');
+        location.hash = '#/studio';
+      } }, 'Delete course'),
+      h('a', { class: 'button', href: `#/courses/${course.id}` }, 'View as student'),
+    ),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      course = { ...course, ...(await Api.updateCourse(course.id, {
+        title: f.title.value,
+        description: f.description.value,
+        category: f.category.value,
+        price_cents: Math.round(Number(f.price.value || 0) * 100),
+        published: f.published.checked,
+      })) };
+      toast('Saved.');
+    } catch (err) {
+      toast(errorText(err));
+    }
+  });
+
+  const list = h('ol', { class: 'studio-lectures' });
+  const rows = new Map<string, HTMLElement>();
+  const renderLectures = async () => {
+    course = await Api.course(id);
+    list.replaceChildren(...course.lectures.map((l, i) => lectureRow(l, i)));
+  };
+  const lectureRow = (l: Lecture, i: number): HTMLElement => {
+    const upload = uploads.get(l.id);
+    const file = h('input', { type: 'file', accept: 'video/*,audio/*', 'aria-label': `Upload a file for ${l.title}` });
+    file.addEventListener('change', () => file.files?.[0] && startUpload(l.id, file.files[0]));
+    const row = h('li', { class: 'lecture-row', 'data-lecture': l.id, 'data-status': l.status },
+      h('div', { class: 'row' },
+        h('strong', {}, l.title),
+        statusBadge(l.status, l.progress_percent),
+        l.status === 'processing' ? h('progress', { max: 100, value: l.progress_percent, 'aria-label': 'Transcoding progress' }) : null,
+        h('span', { class: 'meta' }, formatDuration(l.duration_secs)),
+        h('span', { class: 'spacer' }),
+        h('button', { type: 'button', 'aria-label': `Move ${l.title} up`, disabled: i === 0, onclick: () => move(i, -1) }, '↑'),
+        h('button', { type: 'button', 'aria-label': `Move ${l.title} down`, disabled: i === course.lectures.length - 1, onclick: () => move(i, 1) }, '↓'),
+        h('button', { type: 'button', 'aria-label': `Rename ${l.title}`, onclick: async () => {
+          const title = prompt('Lecture title', l.title);
+          if (title && title !== l.title) {
+            await Api.updateLecture(l.id, { title }).catch((e) => toast(errorText(e)));
+            renderLectures();
+          }
+        } }, 'Rename'),
+        h('button', { type: 'button', class: 'danger', onclick: async () => {
+          if (!confirm(`Delete “${l.title}”?`)) return;
+          await Api.deleteLecture(l.id);
+          renderLectures();
+        } }, 'Delete'),
+      ),
+      l.status === 'failed' && l.failure_reason ? h('p', { class: 'error' }, l.failure_reason) : null,
+      upload ? uploadView(upload.state) : null,
+      l.status !== 'processing' && (!upload || upload.state.status === 'done' || upload.state.status === 'error')
+        ? h('label', { class: 'file' }, l.status === 'awaiting_upload' ? 'Upload a video: ' : 'Replace the video: ', file)
+        : null,
+      l.playable ? previewBlock(l) : null,
+    );
+    rows.set(l.id, row);
+    return row;
+  };
+  const previewBlock = (l: Lecture) => {
+    const box = h('div', { class: 'preview' });
+    Api.playback(l.id)
+      .then((grant) => {
+        const poster = grant.poster_url ? h('img', { src: grant.poster_url, alt: `Poster of ${l.title}`, class: 'poster' }) : null;
+        const btn = h('button', { type: 'button', onclick: () => {
+          const p = createPlayer(grant, { startAt: 0 });
+          box.replaceChildren(p.element);
+          onLeave(() => p.destroy());
+        } }, 'Preview');
+        box.replaceChildren(...(poster ? [poster, btn] : [btn]));
+      })
+      .catch(() => {});
+    return box;
+  };
+  const move = async (i: number, delta: number) => {
+    const a = course.lectures[i];
+    const b = course.lectures[i + delta];
+    if (!a || !b) return;
+    // Positions may repeat; give the two their neighbour's slot explicitly.
+    await Api.updateLecture(a.id, { position: b.position === a.position ? a.position + delta : b.position });
+    await Api.updateLecture(b.id, { position: a.position });
+    renderLectures();
+  };
+  const startUpload = (lectureId: string, fileObj: File) => {
+    const up = new LectureUpload(lectureId, fileObj, (state) => {
+      const row = rows.get(lectureId);
+      const old = row?.querySelector('.upload');
+      const fresh = uploadView(state);
+      if (old) old.replaceWith(fresh);
+      else row?.append(fresh);
+      if (state.status === 'done') {
+        toast(`Uploaded ${state.file.name}; transcoding starts.`);
+        window.setTimeout(renderLectures, 500);
+      }
+    });
+    uploads.set(lectureId, up);
+    up.start().catch((e) => toast(errorText(e)));
+    renderLectures();
+  };
+
+  const newLecture = h('input', { id: 'lecture-title', placeholder: 'Lecture title', required: true });
+  const addForm = h('form', { class: 'inline' }, h('label', { for: 'lecture-title' }, 'Add a lecture'), newLecture, h('button', { type: 'submit' }, 'Add'));
+  addForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    await Api.createLecture(course.id, newLecture.value).catch((err) => toast(errorText(err)));
+    newLecture.value = '';
+    renderLectures();
+  });
+  const many = h('input', { id: 'many', type: 'file', multiple: true, accept: 'video/*,audio/*' });
+  many.addEventListener('change', async () => {
+    for (const file of Array.from(many.files ?? [])) {
+      const title = file.name.replace(/\.[^.]+$/, '').replace(/[_-]+/g, ' ');
+      const l = await Api.createLecture(course.id, title);
+      await renderLectures();
+      startUpload(l.id, file);
+    }
+    many.value = '';
+  });
+
+  page(`Studio: ${course.title}`,
+    h('a', { href: '#/studio' }, '← Studio'),
+    h('h1', {}, course.title),
+    form,
+    h('h2', {}, 'Lectures'),
+    addForm,
+    h('p', {}, h('label', { for: 'many' }, 'Or add lectures from several files at once: '), many),
+    list,
+  );
+  await renderLectures();
+  const stop = liveEvents((ev) => {
+    const lid = ev.lecture_id as string | undefined;
+    if (!lid || !course.lectures.some((l) => l.id === lid)) return;
+    if (ev.type === 'progress') {
+      const row = rows.get(lid);
+      const bar = row?.querySelector('progress[aria-label="Transcoding progress"]') as HTMLProgressElement | null;
+      const badge = row?.querySelector('.badge');
+      if (bar) bar.value = Number(ev.percent);
+      if (badge) badge.textContent = `Processing ${ev.percent}%`;
+      if (!bar) renderLectures();
+    } else {
+      if (ev.type === 'ready') toast('A lecture is ready.');
+      if (ev.type === 'failed') toast(`A lecture failed: ${ev.reason}`);
+      renderLectures();
+    }
+  });
+  onLeave(stop);
+}
+
+// --- router --------------------------------------------------------------------------
+
+async function route() {
+  for (const fn of cleanup.splice(0)) fn();
+  renderNav();
+  const [path, query] = location.hash.replace(/^#/, '').split('?');
+  const params = new URLSearchParams(query ?? '');
+  const parts = (path || '/').split('/').filter(Boolean);
+  try {
+    if (parts[0] === 'login') return authPage('login');
+    if (parts[0] === 'signup') return authPage('signup');
+    if (parts[0] === 'me') return await myCoursesPage();
+    if (parts[0] === 'courses' && parts[1]) return await coursePage(parts[1]);
+    if (parts[0] === 'watch' && parts[1]) return await watchPage(parts[1]);
+    if (parts[0] === 'studio' && parts[1] === 'courses' && parts[2]) return await studioCoursePage(parts[2]);
+    if (parts[0] === 'studio') return await studioPage();
+    return await catalogPage(params);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return;
+    page('Error', h('p', { class: 'error' }, errorText(e)));
+  }
+}
+
+window.addEventListener('hashchange', route);
+liveEvents((ev) => {
+  if (ev.type === 'lecture_ready') toast(`New lecture ready: ${ev.title}`);
+});
+route();

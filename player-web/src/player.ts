@@ -1,0 +1,199 @@
+// The watch page's player: hls.js with adaptive bit rate (native HLS only where hls.js
+// cannot run), a quality menu, playback speed, storyboard thumbnails over the seek bar,
+// keyboard shortcuts, and resume.
+import Hls from 'hls.js';
+import { h } from './dom';
+import { cueAt, formatDuration, levelLabel, parseStoryboard, type StoryboardCue } from './format';
+import type { PlaybackGrant } from './api';
+
+export interface PlayerOptions {
+  startAt: number;
+  onTime?: (t: number) => void;
+  onPause?: (t: number) => void;
+  onEnded?: () => void;
+}
+
+export interface Player {
+  element: HTMLElement;
+  video: HTMLVideoElement;
+  hls: Hls | null;
+  destroy(): void;
+}
+
+const SPEEDS = [0.75, 1, 1.25, 1.5, 1.75, 2];
+
+export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player {
+  const video = h('video', { playsinline: true, preload: 'metadata', poster: grant.poster_url ?? undefined, 'aria-label': 'Lecture video' });
+  const playBtn = h('button', { class: 'ctl', type: 'button', 'aria-label': 'Play' }, '▶');
+  const seek = h('input', { type: 'range', class: 'seek', min: 0, max: 0, step: 0.1, value: 0, 'aria-label': 'Seek' });
+  const time = h('span', { class: 'time', 'aria-live': 'off' }, '0:00 / 0:00');
+  const muteBtn = h('button', { class: 'ctl', type: 'button', 'aria-label': 'Mute' }, 'Mute');
+  const volume = h('input', { type: 'range', class: 'volume', min: 0, max: 1, step: 0.05, value: 1, 'aria-label': 'Volume' });
+  const speed = h('select', { class: 'speed', 'aria-label': 'Playback speed' }, ...SPEEDS.map((s) => h('option', { value: s, selected: s === 1 }, `${s}×`)));
+  const quality = h('select', { class: 'quality', 'aria-label': 'Quality' }, h('option', { value: -1 }, 'Auto'));
+  const fullBtn = h('button', { class: 'ctl', type: 'button', 'aria-label': 'Full screen' }, 'Full screen');
+  const thumb = h('div', { class: 'thumb', 'aria-hidden': 'true' }, h('div', { class: 'thumb-img' }), h('span', { class: 'thumb-time' }));
+  const controls = h('div', { class: 'controls' }, playBtn, h('div', { class: 'seekwrap' }, seek, thumb), time, muteBtn, volume, speed, quality, fullBtn);
+  const element = h('div', { class: 'player', tabindex: 0, role: 'region', 'aria-label': 'Video player (space: play/pause, arrows: seek and volume, f: full screen, m: mute)' }, video, controls);
+
+  let hls: Hls | null = null;
+  let started = false;
+  const start = () => {
+    if (!started && opts.startAt > 0) video.currentTime = opts.startAt;
+    started = true;
+  };
+
+  // hls.js first: Chromium answers "maybe" to canPlayType for HLS without playing it.
+  if (Hls.isSupported()) {
+    hls = new Hls({ startPosition: opts.startAt > 0 ? opts.startAt : -1, capLevelToPlayerSize: false });
+    hls.loadSource(grant.url);
+    hls.attachMedia(video);
+    hls.on(Hls.Events.MANIFEST_PARSED, () => {
+      started = true;
+      const levels = hls!.levels.map((l, i) => ({ i, l })).sort((a, b) => b.l.height - a.l.height);
+      for (const { i, l } of levels) quality.append(h('option', { value: i }, levelLabel(l.width, l.height)));
+      updateQualityLabel();
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, () => updateQualityLabel());
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls!.startLoad();
+      else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls!.recoverMediaError();
+    });
+  } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+    video.src = grant.url;
+    video.addEventListener('loadedmetadata', start, { once: true });
+    quality.disabled = true;
+  } else {
+    element.prepend(h('p', { class: 'error' }, 'This browser cannot play HLS video.'));
+  }
+
+  function updateQualityLabel() {
+    if (!hls) return;
+    const auto = quality.options[0];
+    const current = hls.levels[hls.currentLevel];
+    auto.textContent = hls.autoLevelEnabled && current ? `Auto (${levelLabel(current.width, current.height)})` : 'Auto';
+    quality.value = String(hls.autoLevelEnabled ? -1 : hls.currentLevel);
+    element.dataset.level = String(hls.currentLevel);
+  }
+  quality.addEventListener('change', () => {
+    if (!hls) return;
+    const level = Number(quality.value);
+    // An explicit choice switches now; Auto hands control back to ABR.
+    hls.currentLevel = level;
+    if (level === -1) hls.nextAutoLevel = -1;
+    updateQualityLabel();
+  });
+
+  const toggle = () => (video.paused ? video.play().catch(() => {}) : video.pause());
+  playBtn.addEventListener('click', toggle);
+  video.addEventListener('click', toggle);
+  video.addEventListener('play', () => {
+    playBtn.textContent = '❚❚';
+    playBtn.setAttribute('aria-label', 'Pause');
+  });
+  video.addEventListener('pause', () => {
+    playBtn.textContent = '▶';
+    playBtn.setAttribute('aria-label', 'Play');
+    opts.onPause?.(video.currentTime);
+  });
+  video.addEventListener('ended', () => opts.onEnded?.());
+  video.addEventListener('durationchange', () => (seek.max = String(video.duration || 0)));
+  video.addEventListener('timeupdate', () => {
+    if (document.activeElement !== seek) seek.value = String(video.currentTime);
+    time.textContent = `${formatDuration(video.currentTime)} / ${formatDuration(video.duration)}`;
+    opts.onTime?.(video.currentTime);
+  });
+  seek.addEventListener('input', () => (video.currentTime = Number(seek.value)));
+  speed.addEventListener('change', () => (video.playbackRate = Number(speed.value)));
+  volume.addEventListener('input', () => {
+    video.volume = Number(volume.value);
+    video.muted = video.volume === 0;
+  });
+  const mute = () => {
+    video.muted = !video.muted;
+    muteBtn.textContent = video.muted ? 'Unmute' : 'Mute';
+    muteBtn.setAttribute('aria-label', video.muted ? 'Unmute' : 'Mute');
+  };
+  muteBtn.addEventListener('click', mute);
+  const fullscreen = () => (document.fullscreenElement ? document.exitFullscreen() : element.requestFullscreen()).catch(() => {});
+  fullBtn.addEventListener('click', fullscreen);
+
+  element.addEventListener('keydown', (e) => {
+    const target = e.target as HTMLElement;
+    if (target.tagName === 'SELECT' || (target.tagName === 'INPUT' && e.key !== ' ')) return;
+    const handled = true;
+    switch (e.key) {
+      case ' ':
+      case 'k':
+        toggle();
+        break;
+      case 'ArrowRight':
+        video.currentTime = Math.min(video.duration || Infinity, video.currentTime + 5);
+        break;
+      case 'ArrowLeft':
+        video.currentTime = Math.max(0, video.currentTime - 5);
+        break;
+      case 'ArrowUp':
+        video.volume = Math.min(1, video.volume + 0.1);
+        volume.value = String(video.volume);
+        break;
+      case 'ArrowDown':
+        video.volume = Math.max(0, video.volume - 0.1);
+        volume.value = String(video.volume);
+        break;
+      case 'f':
+        fullscreen();
+        break;
+      case 'm':
+        mute();
+        break;
+      default:
+        return;
+    }
+    if (handled) e.preventDefault();
+  });
+
+  // Storyboard thumbnails while hovering the seek bar.
+  let cues: StoryboardCue[] = [];
+  if (grant.storyboard_url) {
+    const vttUrl = new URL(grant.storyboard_url, location.href).toString();
+    fetch(vttUrl)
+      .then((r) => (r.ok ? r.text() : ''))
+      .then((text) => (cues = parseStoryboard(text, vttUrl)))
+      .catch(() => {});
+  }
+  seek.addEventListener('mousemove', (e) => {
+    const rect = seek.getBoundingClientRect();
+    const frac = Math.min(1, Math.max(0, (e.clientX - rect.left) / rect.width));
+    const t = frac * (video.duration || 0);
+    const cue = cueAt(cues, t);
+    const img = thumb.firstElementChild as HTMLElement;
+    if (cue) {
+      img.style.width = `${cue.w}px`;
+      img.style.height = `${cue.h}px`;
+      img.style.backgroundImage = `url("${cue.url}")`;
+      img.style.backgroundPosition = `-${cue.x}px -${cue.y}px`;
+      img.hidden = false;
+    } else {
+      img.hidden = true;
+    }
+    (thumb.lastElementChild as HTMLElement).textContent = formatDuration(t);
+    thumb.style.left = `${frac * 100}%`;
+    thumb.classList.add('show');
+  });
+  seek.addEventListener('mouseleave', () => thumb.classList.remove('show'));
+
+  return {
+    element,
+    video,
+    get hls() {
+      return hls;
+    },
+    destroy() {
+      hls?.destroy();
+      video.removeAttribute('src');
+      video.load();
+    },
+  } as Player;
+}

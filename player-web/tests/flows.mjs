@@ -1,0 +1,114 @@
+// Browser flows against a running Lectern, in Debian's Chromium driven by
+// playwright-core: an owner publishes a course with a real video, a student finds,
+// enrolls in and watches it (quality switch, resume), and a student who is not
+// enrolled is told how to get in. Throws (exit 1) on the first broken promise.
+// Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const [base, videoFile, artifacts] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+const unique = Date.now().toString(36);
+const courseTitle = `Fourier analysis ${unique}`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+});
+const problems = [];
+
+async function newPage(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  return page;
+}
+
+async function signUp(page, role, email) {
+  await page.goto(`${base}/#/signup`);
+  await page.getByLabel('Name').fill(role === 'owner' ? 'Olga Owner' : 'Sam Student');
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill('correct horse 1');
+  await page.getByLabel('I am a').selectOption(role);
+  await page.getByRole('button', { name: 'Sign up' }).click();
+}
+
+// --- the owner --------------------------------------------------------------------
+const owner = await newPage();
+await signUp(owner, 'owner', `owner-${unique}@example.org`);
+await owner.waitForURL(/#\/studio$/);
+await owner.getByLabel('New course').fill(courseTitle);
+await owner.getByRole('button', { name: 'Create' }).click();
+await owner.waitForURL(/#\/studio\/courses\//);
+await owner.getByLabel('Description').fill('Series, transforms and the sampling theorem.');
+await owner.getByLabel('Category').fill('mathematics');
+await owner.getByLabel('Add a lecture').fill('What a spectrum is');
+await owner.getByRole('button', { name: 'Add', exact: true }).click();
+const row = owner.locator('.lecture-row', { hasText: 'What a spectrum is' });
+await row.locator('input[type=file]').setInputFiles(videoFile);
+await row.locator('.upload .pct').waitFor();
+// Upload progress, then live transcode progress, then ready with a poster.
+await row.locator('.badge.ready').waitFor({ timeout: 180_000 });
+await row.locator('img.poster').waitFor({ timeout: 30_000 });
+await owner.getByLabel(/Published/).check();
+await owner.getByRole('button', { name: 'Save' }).click();
+await owner.locator('#toast', { hasText: 'Saved.' }).waitFor();
+await shot(owner, 'studio');
+
+// --- a student who enrolls and watches ------------------------------------------------
+const student = await newPage();
+await signUp(student, 'student', `student-${unique}@example.org`);
+await student.waitForURL(/#\/(\?.*)?$/);
+await student.getByLabel('Search courses').fill(`fourier ${unique}`);
+await student.getByRole('button', { name: 'Search' }).click();
+const card = student.locator('.course-card', { hasText: courseTitle });
+await card.waitFor();
+await card.locator('img').waitFor();
+await shot(student, 'catalog');
+await card.click();
+await student.getByRole('button', { name: 'Enroll for free' }).click();
+await student.getByRole('link', { name: 'Start the course' }).click();
+await student.waitForURL(/#\/watch\//);
+const video = student.locator('video');
+await video.waitFor();
+await student.evaluate(() => document.querySelector('video').play());
+await student.waitForFunction(() => document.querySelector('video').currentTime > 5, null, { timeout: 60_000 });
+const levels = await student.evaluate(() => window.lecternPlayer.hls.levels.map((l) => l.height));
+assert.ok(levels.length >= 2, `hls.js sees ${levels.length} levels`);
+// Pick the lowest quality from the menu: hls.js switches to it.
+const lowest = levels.indexOf(Math.min(...levels));
+await student.getByLabel('Quality').selectOption(String(lowest));
+await student.waitForFunction((i) => window.lecternPlayer.hls.currentLevel === i, lowest, { timeout: 30_000 });
+await student.evaluate(() => document.querySelector('video').pause());
+await shot(student, 'watch');
+const saved = await student.evaluate(() => document.querySelector('video').currentTime);
+await student.waitForTimeout(800);
+await student.reload();
+await student.locator('video').waitFor();
+await student.waitForFunction(() => document.querySelector('video').readyState >= 1 && document.querySelector('video').currentTime > 0, null, { timeout: 30_000 });
+const resumed = await student.evaluate(() => document.querySelector('video').currentTime);
+assert.ok(Math.abs(resumed - saved) < 2.5, `resumed at ${resumed}, saved ${saved}`);
+// Keyboard: space plays, m mutes.
+await student.locator('.player').focus();
+await student.keyboard.press('m');
+assert.equal(await student.evaluate(() => document.querySelector('video').muted), true);
+const watchUrl = student.url();
+
+// --- a student who is not enrolled --------------------------------------------------
+const outsider = await newPage({ width: 390, height: 844 });
+await signUp(outsider, 'student', `outsider-${unique}@example.org`);
+await outsider.waitForURL(/#\/(\?.*)?$/);
+await outsider.goto(watchUrl);
+await outsider.getByRole('heading', { name: 'Enroll to watch' }).waitFor();
+assert.equal(await outsider.locator('video').count(), 0);
+await shot(outsider, 'not-enrolled-phone');
+
+await browser.close();
+const real = problems.filter((p) => !p.includes('status of 401') && !p.includes('status of 409'));
+assert.deepEqual(real, [], `console errors:\n${real.join('\n')}`);
+console.log(JSON.stringify({ ok: true, levels, saved, resumed }));

@@ -1,0 +1,40 @@
+"""player-web in Debian's Chromium (playwright-core): the owner's studio flow, the
+student's find-enroll-watch flow (adaptive levels, quality switch, resume) and the
+not-enrolled student, with screenshots kept as test artifacts."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import ARTIFACTS, ROOT, WORLD, Server
+
+WEB = ROOT / "player-web"
+
+
+@pytest.fixture
+def web_server(tmp_path, lectern_bin):
+    if not (WEB / "dist" / "index.html").exists():
+        pytest.fail("player-web is not built: run `npm run build` in player-web (scripts/test.sh does)")
+    s = Server(tmp_path / "data", env={"LECTERN_WEB_DIR": str(WEB / "dist")}).start()
+    yield s
+    s.stop()
+
+
+def test_web_app_is_served_beside_the_api(web_server):
+    import requests
+    index = requests.get(web_server.url + "/")
+    assert index.status_code == 200 and "<title>Lectern</title>" in index.text
+    assert requests.get(web_server.url + "/api/nothing").json()["error"]["code"] == "not_found"
+
+
+def test_owner_student_and_outsider_flows_in_chromium(web_server, samples):
+    shots = ARTIFACTS / f"screenshots-{WORLD}"
+    out = subprocess.run(
+        ["node", str(WEB / "tests" / "flows.mjs"), web_server.url, str(samples / "good/gnome_screencast_vp8_1024x768_37s.webm"), str(shots)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["ok"] and len(result["levels"]) >= 2
+    for name in ["catalog", "watch", "studio", "not-enrolled-phone"]:
+        assert (shots / f"{name}.png").stat().st_size > 10_000
