@@ -306,26 +306,31 @@ async function studioPage() {
 
 const uploads = new Map<string, LectureUpload>();
 
-function uploadView(state: UploadState): HTMLElement {
-  const pct = state.total ? Math.floor((state.sent / state.total) * 100) : 0;
-  const upload = uploads.get(state.lectureId);
-  const action =
-    state.status === 'uploading'
-      ? h('button', { type: 'button', onclick: () => upload?.pause() }, 'Pause')
-      : state.status === 'paused'
-        ? h('button', { type: 'button', onclick: () => upload?.resume() }, 'Resume')
-        : null;
-  return h('div', { class: 'upload', 'data-status': state.status },
-    h('progress', { max: 100, value: pct, 'aria-label': `Upload of ${state.file.name}` }),
-    h('span', { class: 'pct' }, `${pct}%`),
-    h('span', { class: 'meta' },
-      state.status === 'done'
-        ? `Uploaded ${formatBytes(state.total)}`
-        : state.status === 'error'
-          ? `Upload failed: ${state.error}`
-          : `${formatBytes(state.sent)} of ${formatBytes(state.total)}${state.rate ? ` · ${formatBytes(state.rate)}/s · ${formatEta(state.total - state.sent, state.rate)}` : ''}${state.status === 'paused' ? ' · paused' : ''}${state.resumedFrom ? ' · resumed' : ''}`),
-    action,
+/** An upload's progress row. It is updated in place (not rebuilt) on every progress
+ * event, so the Pause/Resume button keeps keyboard focus. */
+function uploadView(state: UploadState, existing?: HTMLElement | null): HTMLElement {
+  const el = existing ?? h('div', { class: 'upload' },
+    h('progress', { max: 100, value: 0, 'aria-label': `Upload of ${state.file.name}` }),
+    h('span', { class: 'pct' }),
+    h('span', { class: 'meta' }),
+    h('button', { type: 'button', class: 'pause' }),
   );
+  const pct = state.total ? Math.floor((state.sent / state.total) * 100) : 0;
+  el.dataset.status = state.status;
+  (el.querySelector('progress') as HTMLProgressElement).value = pct;
+  el.querySelector('.pct')!.textContent = `${pct}%`;
+  el.querySelector('.meta')!.textContent =
+    state.status === 'done'
+      ? `Uploaded ${formatBytes(state.total)}`
+      : state.status === 'error'
+        ? `Upload failed: ${state.error}`
+        : `${formatBytes(state.sent)} of ${formatBytes(state.total)}${state.rate ? ` · ${formatBytes(state.rate)}/s · ${formatEta(state.total - state.sent, state.rate)}` : ''}${state.status === 'paused' ? ' · paused' : ''}${state.resumedFrom ? ' · resumed' : ''}`;
+  const btn = el.querySelector('button.pause') as HTMLButtonElement;
+  const upload = uploads.get(state.lectureId);
+  btn.hidden = state.status === 'done' || state.status === 'error';
+  btn.textContent = state.status === 'paused' ? 'Resume' : 'Pause';
+  btn.onclick = () => (state.status === 'paused' ? upload?.resume() : upload?.pause());
+  return el;
 }
 
 async function studioCoursePage(id: string) {
@@ -446,10 +451,9 @@ async function studioCoursePage(id: string) {
   const startUpload = (lectureId: string, fileObj: File) => {
     const up = new LectureUpload(lectureId, fileObj, (state) => {
       const row = rows.get(lectureId);
-      const old = row?.querySelector('.upload');
-      const fresh = uploadView(state);
-      if (old) old.replaceWith(fresh);
-      else row?.append(fresh);
+      const old = row?.querySelector('.upload') as HTMLElement | null;
+      const view = uploadView(state, old);
+      if (!old) row?.append(view);
       if (state.status === 'done') {
         toast(`Uploaded ${state.file.name}; transcoding starts.`);
         window.setTimeout(renderLectures, 500);

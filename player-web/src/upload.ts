@@ -24,7 +24,8 @@ export class LectureUpload {
     this.state = { lectureId, file, sent: 0, total: file.size, rate: 0, status: 'uploading' };
     this.upload = new tus.Upload(file, {
       endpoint: '/api/uploads',
-      chunkSize: 16 * 1024 * 1024,
+      // Chunks bound what a dropped connection costs and what one request holds.
+      chunkSize: 8 * 1024 * 1024,
       retryDelays: [0, 1000, 3000, 5000, 10000],
       metadata: { lecture_id: lectureId, filename: file.name, filetype: file.type },
       // One fingerprint per lecture and file, so a reload resumes the right upload.

@@ -2,13 +2,13 @@
 // playwright-core: an owner publishes a course with a real video, a student finds,
 // enrolls in and watches it (quality switch, resume), and a student who is not
 // enrolled is told how to get in. Throws (exit 1) on the first broken promise.
-// Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR
+// Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR BIG_FILE SECOND_FILE
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 
-const [base, videoFile, artifacts] = process.argv.slice(2);
+const [base, videoFile, artifacts, bigFile, secondFile] = process.argv.slice(2);
 fs.mkdirSync(artifacts, { recursive: true });
 const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 const unique = Date.now().toString(36);
@@ -59,6 +59,37 @@ await owner.getByLabel(/Published/).check();
 await owner.getByRole('button', { name: 'Save' }).click();
 await owner.locator('#toast', { hasText: 'Saved.' }).waitFor();
 await shot(owner, 'studio');
+
+// Several files at once: one lecture each, uploaded side by side.
+await owner.getByLabel(/several files at once/).setInputFiles([videoFile, secondFile]);
+const names = [videoFile, secondFile].map((f) => path.basename(f).replace(/\.[^.]+$/, '').replace(/[_-]+/g, ' '));
+for (const name of names) {
+  await owner.locator('.lecture-row', { hasText: name }).locator('.upload[data-status=done]').waitFor({ timeout: 60_000 });
+}
+
+// Pause a big upload, reload the page, pick the same file: it resumes, not restarts.
+await owner.getByLabel('Add a lecture').fill('A long recording');
+await owner.getByRole('button', { name: 'Add', exact: true }).click();
+let big = owner.locator('.lecture-row', { hasText: 'A long recording' });
+// A slow uplink (4 MB/s), so there is time to pause mid-way.
+const cdp = await owner.context().newCDPSession(owner);
+await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 5, downloadThroughput: -1, uploadThroughput: 4 * 1024 * 1024 });
+await big.locator('input[type=file]').setInputFiles(bigFile);
+await owner.waitForFunction(
+  () => [...document.querySelectorAll('.lecture-row')].some((r) => r.textContent.includes('A long recording') && Number(r.querySelector('.pct')?.textContent.replace('%', '')) >= 30),
+  null,
+  { timeout: 60_000 },
+);
+await big.getByRole('button', { name: 'Pause' }).click();
+await big.getByRole('button', { name: 'Resume' }).waitFor();
+const pausedAt = Number((await big.locator('.pct').textContent()).replace('%', ''));
+await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+await owner.reload();
+big = owner.locator('.lecture-row', { hasText: 'A long recording' });
+await big.locator('input[type=file]').setInputFiles(bigFile);
+await big.locator('.upload', { hasText: 'resumed' }).waitFor({ timeout: 30_000 });
+await big.locator('.upload[data-status=done]').waitFor({ timeout: 120_000 });
+assert.ok(pausedAt >= 30 && pausedAt < 100, `paused at ${pausedAt}%`);
 
 // --- a student who enrolls and watches ------------------------------------------------
 const student = await newPage();

@@ -2,6 +2,7 @@
 student's find-enroll-watch flow (adaptive levels, quality switch, resume) and the
 not-enrolled student, with screenshots kept as test artifacts."""
 import json
+import os
 import subprocess
 
 import pytest
@@ -27,10 +28,15 @@ def test_web_app_is_served_beside_the_api(web_server):
     assert requests.get(web_server.url + "/api/nothing").json()["error"]["code"] == "not_found"
 
 
-def test_owner_student_and_outsider_flows_in_chromium(web_server, samples):
+def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_path):
     shots = ARTIFACTS / f"screenshots-{WORLD}"
+    big = tmp_path / "long_recording.mp4"  # large enough to pause mid-way; its content does not matter
+    with open(big, "wb") as f:
+        for _ in range(48):
+            f.write(os.urandom(1 << 20))
     out = subprocess.run(
-        ["node", str(WEB / "tests" / "flows.mjs"), web_server.url, str(samples / "good/gnome_screencast_vp8_1024x768_37s.webm"), str(shots)],
+        ["node", str(WEB / "tests" / "flows.mjs"), web_server.url, str(samples / "good/gnome_screencast_vp8_1024x768_37s.webm"),
+         str(shots), str(big), str(samples / "good/rocket_launch_vp8_vorbis_640x360.webm")],
         capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
