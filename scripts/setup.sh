@@ -44,7 +44,9 @@ npm_ci() {
   want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
   if [ "$(cat "$dir/node_modules/.lectern-lock" 2>/dev/null)" != "$want" ]; then
     echo "==> installing npm packages in $dir"
-    (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    # `npm install` with the lock file rather than `npm ci`: the lock holds only this
+    # platform's optional packages (esbuild, rollup), which `npm ci` refuses.
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
     echo "$want" > "$dir/node_modules/.lectern-lock"
   fi
 }
