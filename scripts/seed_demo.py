@@ -61,6 +61,9 @@ def main():
             break
         time.sleep(0.5)
     first = next((l for l in lectures if l["status"] == "ready"), None)
+    for l in lectures:
+        if l["status"] == "failed":
+            print(f"  lecture “{l['title']}” failed: {l['failure_reason']}", file=sys.stderr)
     print()
     print("Lectern is running: open", BASE)
     print(f"  teacher: {OWNER['email']} / {OWNER['password']}")

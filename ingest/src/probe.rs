@@ -18,7 +18,8 @@ pub struct Unusable(pub String);
 
 pub fn probe_file(path: &Path, timeout_secs: u64) -> Result<SourceFacts, Unusable> {
     gst::init().map_err(|e| Unusable(format!("media framework unavailable: {e}")))?;
-    let uri = gst::glib::filename_to_uri(path, None)
+    let path = std::path::absolute(path).map_err(|e| Unusable(format!("cannot address the file: {e}")))?;
+    let uri = gst::glib::filename_to_uri(&path, None)
         .map_err(|e| Unusable(format!("cannot address the file: {e}")))?;
     let discoverer = pbutils::Discoverer::new(gst::ClockTime::from_seconds(timeout_secs))
         .map_err(|e| Unusable(format!("media framework unavailable: {e}")))?;

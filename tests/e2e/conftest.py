@@ -52,7 +52,7 @@ def free_port():
 class Server:
     """One `lectern` process (any role) with a data folder that outlives restarts."""
 
-    def __init__(self, data_dir, role="serve", env=None, port=None):
+    def __init__(self, data_dir, role="serve", env=None, port=None, cwd=None):
         self.data_dir = Path(data_dir)
         self.role = role
         self.port = port or free_port()
@@ -68,12 +68,13 @@ class Server:
         })
         self.env.update(env or {})
         self.proc = None
+        self.cwd = cwd
         self.log_path = self.data_dir / f"{role}-{self.port}.log"
 
     def start(self, wait=True):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(BIN), self.role], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([str(BIN), self.role], env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.cwd)
         if wait:
             self.wait_ready()
         return self

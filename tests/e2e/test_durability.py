@@ -61,3 +61,16 @@ def test_roles_as_separate_processes(tmp_path, lectern_bin, samples):
     finally:
         for s in (worker, ingest, catalog):
             s.stop()
+
+
+def test_a_relative_data_dir_works_from_its_working_directory(tmp_path, lectern_bin, samples):
+    """The README's run command uses ./data: paths handed to GStreamer must not depend on it."""
+    server = Server(tmp_path / "data", env={"LECTERN_DATA_DIR": "data"}, cwd=tmp_path).start()
+    try:
+        owner = Api.signup(server.url, "owner")
+        lec = owner.lecture(owner.course()["id"])
+        owner.upload(lec["id"], samples / "audio_only/chime_opus_2s.webm")
+        done, _ = owner.wait_lecture(lec["id"])
+        assert done["status"] == "ready", done
+    finally:
+        server.stop()

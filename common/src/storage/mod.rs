@@ -112,6 +112,8 @@ pub async fn open_storage(url: &str) -> Result<SharedStore> {
     if let Some(dir) = url.strip_prefix("file://") {
         let root = PathBuf::from(if dir.is_empty() { "." } else { dir });
         std::fs::create_dir_all(&root)?;
+        // Absolute, so local paths handed to GStreamer (file URIs) work from any cwd.
+        let root = std::fs::canonicalize(&root)?;
         return Ok(Arc::new(FileStore { root }));
     }
     Err(StorageError::UnsupportedUrl(url.to_string()))
@@ -316,6 +318,30 @@ mod tests {
         assert_eq!(store.head("a/b/c.ts").await.unwrap().size, 10);
         store.delete_prefix("a").await.unwrap();
         assert!(matches!(store.head("a/b/c.ts").await, Err(StorageError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn a_relative_root_gives_absolute_local_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(dir.path(), &cwd);
+        let store = open_storage(&format!("file://{}", rel.display())).await.unwrap();
+        let local = store.local_path("uploads/x").unwrap();
+        assert!(local.is_absolute(), "{}", local.display());
+    }
+
+    /// `target` relative to `base` (both absolute), with `..` steps.
+    fn pathdiff(target: &Path, base: &Path) -> PathBuf {
+        let (t, b): (Vec<_>, Vec<_>) = (target.components().collect(), base.components().collect());
+        let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        for c in &t[common..] {
+            out.push(c);
+        }
+        out
     }
 
     #[tokio::test]
