@@ -310,12 +310,7 @@ async fn play(
 /// A media playlist whose segments point at presigned storage URLs expiring with the
 /// playback token. Each response is signed anew, so it is not cacheable.
 async fn direct_media_playlist(s: &CatalogState, key: &str, expires_in: u64, method: &Method) -> Result<Response, CatalogError> {
-    use futures::StreamExt;
-    let mut read = s.store.read(key, None).await?;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = read.body.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| CatalogError::Internal(e.to_string()))?);
-    }
+    let bytes = lectern_common::storage::read_to_vec(s.store.as_ref(), key).await?;
     let text = String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
     let folder = key.rsplit_once('/').map(|(f, _)| f).unwrap_or_default();
     let ttl = std::time::Duration::from_secs(expires_in.max(1));

@@ -164,15 +164,20 @@ function enrollButton(course: CourseDetail, after: () => void) {
   return btn;
 }
 
-async function coursePage(id: string) {
-  if (!requireSession()) return;
-  let course: CourseDetail;
+/** The course, or null after showing why it cannot be loaded. */
+async function loadCourse(id: string): Promise<CourseDetail | null> {
   try {
-    course = await Api.course(id);
+    return await Api.course(id);
   } catch (e) {
     page('Not found', h('p', { class: 'error' }, errorText(e)));
-    return;
+    return null;
   }
+}
+
+async function coursePage(id: string) {
+  if (!requireSession()) return;
+  const course = await loadCourse(id);
+  if (!course) return;
   const mayWatch = course.enrolled || course.can_edit;
   const last = course.progress[0];
   const lastLecture = last && course.lectures.find((l) => l.id === last.lecture_id);
@@ -335,13 +340,9 @@ function uploadView(state: UploadState, existing?: HTMLElement | null): HTMLElem
 
 async function studioCoursePage(id: string) {
   if (!requireSession()) return;
-  let course: CourseDetail;
-  try {
-    course = await Api.course(id);
-  } catch (e) {
-    page('Not found', h('p', { class: 'error' }, errorText(e)));
-    return;
-  }
+  const loaded = await loadCourse(id);
+  if (!loaded) return;
+  let course: CourseDetail = loaded;
   const f = {
     title: h('input', { id: 'title', value: course.title, required: true }),
     description: h('textarea', { id: 'description', rows: 4 }, course.description),

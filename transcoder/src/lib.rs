@@ -219,12 +219,7 @@ impl Worker {
     async fn already_done(&self, job: &TranscodeJob) -> Option<JobEvent> {
         let prefix = &job.output_prefix;
         self.store.head(&format!("{prefix}/{MASTER_PLAYLIST}")).await.ok()?;
-        let mut read = self.store.read(&format!("{prefix}/{MANIFEST}"), None).await.ok()?;
-        let mut bytes = Vec::new();
-        use futures::StreamExt;
-        while let Some(chunk) = read.body.next().await {
-            bytes.extend_from_slice(&chunk.ok()?);
-        }
+        let bytes = lectern_common::storage::read_to_vec(self.store.as_ref(), &format!("{prefix}/{MANIFEST}")).await.ok()?;
         let m: Manifest = serde_json::from_slice(&bytes).ok()?;
         Some(ready_event(job, m))
     }

@@ -103,6 +103,16 @@ pub trait ObjectStore: Send + Sync + 'static {
 
 pub type SharedStore = Arc<dyn ObjectStore>;
 
+/// The whole of a small object (playlists, manifests) in memory.
+pub async fn read_to_vec(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>> {
+    let mut read = store.read(key, None).await?;
+    let mut out = Vec::with_capacity(read.meta.size as usize);
+    while let Some(chunk) = read.body.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
 /// Opens the store a URL names: `file://DIR` (relative or absolute) or
 /// `s3://BUCKET?endpoint=…&region=…&path_style=true`.
 pub async fn open_storage(url: &str) -> Result<SharedStore> {
@@ -300,12 +310,17 @@ mod tests {
     }
 
     async fn read_all(store: &SharedStore, key: &str, range: Option<ByteRange>) -> Vec<u8> {
-        let mut read = store.read(key, range).await.unwrap();
-        let mut out = Vec::new();
-        while let Some(c) = read.body.next().await {
-            out.extend_from_slice(&c.unwrap());
+        match range {
+            None => read_to_vec(store.as_ref(), key).await.unwrap(),
+            Some(r) => {
+                let mut read = store.read(key, Some(r)).await.unwrap();
+                let mut out = Vec::new();
+                while let Some(c) = read.body.next().await {
+                    out.extend_from_slice(&c.unwrap());
+                }
+                out
+            }
         }
-        out
     }
 
     #[tokio::test]
