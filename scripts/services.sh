@@ -13,6 +13,12 @@ PG_PORT="${LECTERN_PG_PORT:-55432}"
 AMQP_PORT="${LECTERN_AMQP_PORT:-55672}"
 AMQP_ADMIN_PORT="${LECTERN_AMQP_ADMIN_PORT:-55673}"
 S3_PORT="${LECTERN_S3_PORT:-58333}"
+# SeaweedFS's own master, volume and filer ports, and RabbitMQ's node name, so a test
+# run's services can live beside a developer's.
+WEED_MASTER_PORT="${LECTERN_WEED_MASTER_PORT:-59333}"
+WEED_VOLUME_PORT="${LECTERN_WEED_VOLUME_PORT:-58080}"
+WEED_FILER_PORT="${LECTERN_WEED_FILER_PORT:-58888}"
+RABBIT_NODE="${LECTERN_RABBIT_NODE:-lectern@localhost}"
 PG_PASSWORD="lectern-dev"          # loopback-only development services
 S3_KEY="lectern"; S3_SECRET="lectern-dev-secret"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
@@ -73,7 +79,7 @@ loopback_users = none" > "$base/rabbitmq.conf"
   echo "[rabbitmq_management]." > "$base/enabled_plugins"
   if ! alive "$base/pid"; then
     (
-      export HOME="$base" RABBITMQ_NODENAME=lectern@localhost RABBITMQ_MNESIA_BASE="$base/mnesia" \
+      export HOME="$base" RABBITMQ_NODENAME=$RABBIT_NODE RABBITMQ_MNESIA_BASE="$base/mnesia" \
         RABBITMQ_LOG_BASE="$base/log" RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" ERL_EPMD_ADDRESS=127.0.0.1 \
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
@@ -84,7 +90,7 @@ loopback_users = none" > "$base/rabbitmq.conf"
   fi
   # Right after a stop the node name can linger for a moment: keep asking.
   for _ in $(seq 1 30); do
-    HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n lectern@localhost await_startup --timeout 10 >/dev/null 2>&1 && return 0
+    HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n $RABBIT_NODE await_startup --timeout 10 >/dev/null 2>&1 && return 0
     sleep 1
   done
   echo "RabbitMQ did not start: $(tail -5 "$base/log/console.log")" >&2; return 1
@@ -98,11 +104,20 @@ start_seaweedfs() {
   if ! alive "$base/pid"; then
     setsid "$TOOLS/venv/bin/weed" mini -dir="$base/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -s3.port="$S3_PORT" -s3.config="$base/s3.json" -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
-      -master.port=59333 -volume.port=58080 -filer.port=58888 -webdav=false > "$base/log" 2>&1 &
+      -master.port="$WEED_MASTER_PORT" -volume.port="$WEED_VOLUME_PORT" -filer.port="$WEED_FILER_PORT" \
+      -webdav=false > "$base/log" 2>&1 &
     echo $! > "$base/pid"
   fi
+  # Ready means a file can be stored, not only that the S3 port answers: right after
+  # start the volume server may not take writes yet.
   for _ in $(seq 1 150); do
-    (echo > "/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null && return 0
+    if (echo > "/dev/tcp/127.0.0.1/$S3_PORT") 2>/dev/null && python3 - "$WEED_FILER_PORT" <<'PY' 2>/dev/null
+import sys, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/.lectern-ready"
+assert urllib.request.urlopen(urllib.request.Request(url, data=b"ok", method="PUT"), timeout=5).status < 300
+assert urllib.request.urlopen(url, timeout=5).read() == b"ok"
+PY
+    then return 0; fi
     sleep 0.2
   done
   echo "SeaweedFS did not start: $(tail -5 "$base/log")" >&2; return 1
@@ -111,14 +126,13 @@ start_seaweedfs() {
 stop_rabbitmq() {
   local base="$DIR/rabbitmq"
   if alive "$base/pid"; then
-    HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n lectern@localhost stop >/dev/null 2>&1 || kill "$(cat "$base/pid")" || true
+    HOME="$base" "$RABBIT_BIN/rabbitmqctl" -n $RABBIT_NODE stop >/dev/null 2>&1 || kill "$(cat "$base/pid")" || true
   fi
   rm -f "$base/pid"
 }
 
 stop_all() {
   stop_rabbitmq
-  epmd -kill >/dev/null 2>&1 || true
   if alive "$DIR/seaweedfs/pid"; then kill "$(cat "$DIR/seaweedfs/pid")" || true; fi
   rm -f "$DIR/seaweedfs/pid"
   if [ -f "$DIR/pg/data/PG_VERSION" ]; then

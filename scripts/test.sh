@@ -11,6 +11,14 @@ TOOLS="${LECTERN_TOOLS_DIR:-/var/tmp/lectern-tools}"
 
 scripts/setup.sh test
 echo "==> starting PostgreSQL, RabbitMQ and SeaweedFS"
+# The test run's own services, started from nothing every time (other ports and
+# folders than scripts/run-distributed.sh's, so both can run on one machine).
+export LECTERN_SERVICES_DIR="${LECTERN_TEST_SERVICES_DIR:-/var/tmp/lectern-test-services}"
+export LECTERN_PG_PORT=45432 LECTERN_AMQP_PORT=45672 LECTERN_AMQP_ADMIN_PORT=45673 LECTERN_S3_PORT=48333
+export LECTERN_WEED_MASTER_PORT=49333 LECTERN_WEED_VOLUME_PORT=48080 LECTERN_WEED_FILER_PORT=48888
+export LECTERN_RABBIT_NODE=lectern-test@localhost
+scripts/services.sh stop
+rm -rf "$LECTERN_SERVICES_DIR"
 eval "$(scripts/services.sh start)"
 trap 'scripts/services.sh stop' EXIT
 export LECTERN_REQUIRE_SERVICES=1

@@ -15,8 +15,9 @@ async fn store() -> Option<SharedStore> {
         eprintln!("skipped: no S3 server (scripts/services.sh start)");
         return None;
     };
-    let bucket = format!("t{}", lectern_common::new_id().replace('-', "")).chars().take(40).collect::<String>();
-    Some(open_storage(&format!("s3://{bucket}?endpoint={endpoint}&region=us-east-1&path_style=true")).await.unwrap())
+    // One bucket for every test run, a prefix per test: buckets are costly in SeaweedFS.
+    let prefix = format!("t{}", lectern_common::new_id().replace('-', ""));
+    Some(open_storage(&format!("s3://lectern-rust-tests?endpoint={endpoint}&region=us-east-1&path_style=true&prefix={prefix}")).await.unwrap())
 }
 
 fn pieces(data: &[u8], piece: usize) -> ByteStream {

@@ -34,11 +34,13 @@ def world_env(data_dir):
         name = "l" + os.urandom(6).hex()
         admin = os.environ["LECTERN_TEST_DATABASE_URL"]
         subprocess.run(["psql", f"{admin}/postgres", "-q", "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        # One bucket, a key prefix per installation (buckets are costly in SeaweedFS).
         _worlds[key] = {
             "DATABASE_URL": f"{admin}/{name}",
-            "STORAGE_URL": f"s3://{name}?endpoint={os.environ['LECTERN_TEST_S3_ENDPOINT']}&region=us-east-1&path_style=true",
+            "STORAGE_URL": f"s3://lectern-e2e?endpoint={os.environ['LECTERN_TEST_S3_ENDPOINT']}&region=us-east-1&path_style=true&prefix={name}",
             "QUEUE_URL": f"{os.environ['LECTERN_TEST_QUEUE_URL']}?prefix={name}",
-            "_BUCKET": name,
+            "_BUCKET": "lectern-e2e",
+            "_PREFIX": name,
         }
     return dict(_worlds[key])
 
@@ -112,7 +114,7 @@ class Server:
             return (self.data_dir / "objects" / key).read_bytes()
         import boto3
         s3 = boto3.client("s3", endpoint_url=os.environ["LECTERN_TEST_S3_ENDPOINT"], region_name="us-east-1")
-        return s3.get_object(Bucket=self.world["_BUCKET"], Key=key)["Body"].read()
+        return s3.get_object(Bucket=self.world["_BUCKET"], Key=f"{self.world['_PREFIX']}/{key}")["Body"].read()
 
     def list_stored(self, prefix):
         if WORLD != "distributed":
@@ -120,8 +122,9 @@ class Server:
             return sorted(str(p.relative_to(base)) for p in (base / prefix).rglob("*") if p.is_file())
         import boto3
         s3 = boto3.client("s3", endpoint_url=os.environ["LECTERN_TEST_S3_ENDPOINT"], region_name="us-east-1")
-        out = s3.list_objects_v2(Bucket=self.world["_BUCKET"], Prefix=prefix)
-        return sorted(o["Key"] for o in out.get("Contents", []))
+        base = self.world["_PREFIX"] + "/"
+        out = s3.list_objects_v2(Bucket=self.world["_BUCKET"], Prefix=base + prefix)
+        return sorted(o["Key"][len(base):] for o in out.get("Contents", []))
 
     def delete_stored(self, key):
         if WORLD != "distributed":
@@ -129,7 +132,7 @@ class Server:
             return
         import boto3
         s3 = boto3.client("s3", endpoint_url=os.environ["LECTERN_TEST_S3_ENDPOINT"], region_name="us-east-1")
-        s3.delete_object(Bucket=self.world["_BUCKET"], Key=key)
+        s3.delete_object(Bucket=self.world["_BUCKET"], Key=f"{self.world['_PREFIX']}/{key}")
 
     def playback_key(self):
         return (self.data_dir / "keys" / "playback.key").read_bytes()

@@ -28,6 +28,7 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 pub struct S3Store {
     client: Client,
     bucket: String,
+    prefix: String,
 }
 
 fn backend<E: std::fmt::Display>(e: E) -> StorageError {
@@ -52,15 +53,26 @@ where
     }
 }
 
-/// Parses `s3://bucket?endpoint=…&region=…&path_style=true`.
-pub fn parse_url(url: &str) -> Result<(String, Option<String>, String, bool)> {
+/// What an `s3://` URL says.
+#[derive(Debug, PartialEq)]
+pub struct S3Url {
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    /// Key prefix, so installations can share a bucket.
+    pub prefix: String,
+}
+
+/// Parses `s3://bucket?endpoint=…&region=…&path_style=true&prefix=…`.
+pub fn parse_url(url: &str) -> Result<S3Url> {
     let rest = url.strip_prefix("s3://").ok_or_else(|| StorageError::UnsupportedUrl(url.into()))?;
     let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
     let bucket = bucket.trim_end_matches('/').to_string();
     if bucket.is_empty() {
         return Err(StorageError::UnsupportedUrl(url.into()));
     }
-    let (mut endpoint, mut region, mut path_style) = (None, "us-east-1".to_string(), false);
+    let (mut endpoint, mut region, mut path_style, mut prefix) = (None, "us-east-1".to_string(), false, String::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
@@ -68,10 +80,14 @@ pub fn parse_url(url: &str) -> Result<(String, Option<String>, String, bool)> {
             "endpoint" => endpoint = Some(v),
             "region" => region = v,
             "path_style" => path_style = v == "true" || v == "1",
+            "prefix" => {
+                check_key(&v).map_err(|_| StorageError::UnsupportedUrl(format!("{url} (bad prefix)")))?;
+                prefix = v;
+            }
             _ => return Err(StorageError::UnsupportedUrl(format!("{url} (unknown parameter {k})"))),
         }
     }
-    Ok((bucket, endpoint, region, path_style))
+    Ok(S3Url { bucket, endpoint, region, path_style, prefix })
 }
 
 fn percent_decode(s: &str) -> String {
@@ -127,7 +143,7 @@ fn tail_key(key: &str, generation: u64) -> String {
 
 impl S3Store {
     pub async fn open(url: &str) -> Result<Self> {
-        let (bucket, endpoint, region, path_style) = parse_url(url)?;
+        let S3Url { bucket, endpoint, region, path_style, prefix } = parse_url(url)?;
         let key = std::env::var("AWS_ACCESS_KEY_ID")
             .map_err(|_| StorageError::UnsupportedUrl("S3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()))?;
         let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
@@ -137,8 +153,14 @@ impl S3Store {
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        // S3 services answer 500/503 now and then (and SeaweedFS right after start):
+        // retry those with back-off before giving up.
+        let retry = aws_sdk_s3::config::retry::RetryConfig::standard()
+            .with_max_attempts(8)
+            .with_initial_backoff(std::time::Duration::from_millis(200));
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .retry_config(retry)
             .region(Region::new(region))
             .credentials_provider(Credentials::new(key, secret, None, None, "lectern-env"))
             .force_path_style(path_style)
@@ -146,7 +168,7 @@ impl S3Store {
         if let Some(endpoint) = endpoint {
             config = config.endpoint_url(endpoint);
         }
-        let store = S3Store { client: Client::from_conf(config.build()), bucket };
+        let store = S3Store { client: Client::from_conf(config.build()), bucket, prefix };
         store.ensure_bucket().await?;
         Ok(store)
     }
@@ -170,8 +192,13 @@ impl S3Store {
         }
     }
 
+    /// The object name in the bucket of a logical key.
+    fn k(&self, key: &str) -> String {
+        if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
+    }
+
     async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self.client.get_object().bucket(&self.bucket).key(self.k(key)).send().await {
             Ok(out) => Ok(Some(out.body.collect().await.map_err(backend)?.into_bytes())),
             Err(e) => match sdk_error(key, e) {
                 StorageError::NotFound(_) => Ok(None),
@@ -196,7 +223,7 @@ impl S3Store {
             .client
             .upload_part()
             .bucket(&self.bucket)
-            .key(key)
+            .key(self.k(key))
             .upload_id(upload_id)
             .part_number(number)
             .body(S3Body::from(data))
@@ -210,7 +237,7 @@ impl S3Store {
         for batch in keys.chunks(1000) {
             let objects = batch
                 .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build().map_err(backend))
+                .map(|k| ObjectIdentifier::builder().key(self.k(k)).build().map_err(backend))
                 .collect::<Result<Vec<_>>>()?;
             let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(backend)?;
             self.client
@@ -232,12 +259,13 @@ impl S3Store {
                 .client
                 .list_objects_v2()
                 .bucket(&self.bucket)
-                .prefix(prefix)
+                .prefix(self.k(prefix))
                 .set_continuation_token(token)
                 .send()
                 .await
                 .map_err(|e| sdk_error(prefix, e))?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+            keys.extend(out.contents().iter().filter_map(|o| o.key().and_then(|k| k.get(strip..)).map(str::to_string)));
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
                 _ => break,
@@ -254,7 +282,7 @@ impl ObjectStore for S3Store {
         self.client
             .put_object()
             .bucket(&self.bucket)
-            .key(key)
+            .key(self.k(key))
             .body(S3Body::from(data))
             .send()
             .await
@@ -265,13 +293,13 @@ impl ObjectStore for S3Store {
     async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
         check_key(key)?;
         let body = S3Body::from_path(path).await.map_err(backend)?;
-        self.client.put_object().bucket(&self.bucket).key(key).body(body).send().await.map_err(|e| sdk_error(key, e))?;
+        self.client.put_object().bucket(&self.bucket).key(self.k(key)).body(body).send().await.map_err(|e| sdk_error(key, e))?;
         Ok(())
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         check_key(key)?;
-        let out = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk_error(key, e))?;
+        let out = self.client.head_object().bucket(&self.bucket).key(self.k(key)).send().await.map_err(|e| sdk_error(key, e))?;
         Ok(ObjectMeta {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             modified_unix: out.last_modified().map(|t| t.secs()).unwrap_or(0),
@@ -281,7 +309,7 @@ impl ObjectStore for S3Store {
 
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectRead> {
         check_key(key)?;
-        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        let mut req = self.client.get_object().bucket(&self.bucket).key(self.k(key));
         if let Some(r) = range {
             req = req.range(format!("bytes={}-{}", r.start, r.end));
         }
@@ -302,11 +330,11 @@ impl ObjectStore for S3Store {
         check_key(key)?;
         if let Some(m) = self.load_manifest(key).await? {
             if let Some(id) = &m.upload_id {
-                let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send().await;
+                let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(self.k(key)).upload_id(id).send().await;
             }
             self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)]).await?;
         }
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk_error(key, e))?;
+        self.client.delete_object().bucket(&self.bucket).key(self.k(key)).send().await.map_err(|e| sdk_error(key, e))?;
         Ok(())
     }
 
@@ -375,7 +403,7 @@ impl ObjectStore for S3Store {
                         .client
                         .create_multipart_upload()
                         .bucket(&self.bucket)
-                        .key(key)
+                        .key(self.k(key))
                         .send()
                         .await
                         .map_err(|e| sdk_error(key, e))?;
@@ -438,7 +466,7 @@ impl ObjectStore for S3Store {
                 self.client
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
-                    .key(key)
+                    .key(self.k(key))
                     .upload_id(upload_id)
                     .multipart_upload(completed)
                     .send()
@@ -452,7 +480,7 @@ impl ObjectStore for S3Store {
     async fn presign_get(&self, key: &str, expires_in: std::time::Duration) -> Result<Option<String>> {
         check_key(key)?;
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(backend)?;
-        let signed = self.client.get_object().bucket(&self.bucket).key(key).presigned(config).await.map_err(|e| sdk_error(key, e))?;
+        let signed = self.client.get_object().bucket(&self.bucket).key(self.k(key)).presigned(config).await.map_err(|e| sdk_error(key, e))?;
         Ok(Some(signed.uri().to_string()))
     }
 
@@ -468,15 +496,16 @@ mod tests {
 
     #[test]
     fn urls_parse() {
-        let (bucket, endpoint, region, path_style) =
-            parse_url("s3://media?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu-west-1&path_style=true").unwrap();
-        assert_eq!(bucket, "media");
-        assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:9000"));
-        assert_eq!(region, "eu-west-1");
-        assert!(path_style);
-        let (_, endpoint, region, path_style) = parse_url("s3://b?endpoint=http://h:1").unwrap();
-        assert_eq!((endpoint.as_deref(), region.as_str(), path_style), (Some("http://h:1"), "us-east-1", false));
+        let u = parse_url("s3://media?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu-west-1&path_style=true&prefix=school-a").unwrap();
+        assert_eq!(u.bucket, "media");
+        assert_eq!(u.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(u.region, "eu-west-1");
+        assert!(u.path_style);
+        assert_eq!(u.prefix, "school-a");
+        let u = parse_url("s3://b?endpoint=http://h:1").unwrap();
+        assert_eq!((u.endpoint.as_deref(), u.region.as_str(), u.path_style, u.prefix.as_str()), (Some("http://h:1"), "us-east-1", false, ""));
         assert!(parse_url("s3://").is_err());
         assert!(parse_url("s3://b?secret=x").is_err());
+        assert!(parse_url("s3://b?prefix=../x").is_err());
     }
 }
