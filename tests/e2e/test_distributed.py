@@ -151,7 +151,7 @@ def test_a_job_that_always_fails_is_dead_lettered_with_its_reason(tmp_path, lect
         log = worker.log_path.read_text()
         assert "attempt=1" in log and "attempt=2" in log and "attempt=3" in log
         # The management API's counts are sampled every few seconds: wait for them.
-        counts = lambda: (rabbit_queue(catalog, "lectern.jobs.dead")["messages"], rabbit_queue(catalog, "lectern.jobs")["messages"])
+        counts = lambda: (rabbit_queue(catalog, "lectern.jobs.dead").get("messages"), rabbit_queue(catalog, "lectern.jobs").get("messages"))
         deadline = time.time() + 20
         while counts() != (1, 0) and time.time() < deadline:
             time.sleep(0.5)
