@@ -22,6 +22,8 @@ use lectern_common::queue::{SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
 use lectern_ingest::{IngestConfig, IngestState};
 use lectern_transcoder::{Worker, WorkerConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 #[derive(Parser)]
 #[command(name = "lectern", version, about = "Course videos: upload, transcode to adaptive HLS, stream")]
@@ -114,6 +116,10 @@ struct Config {
     /// A transcode that makes no progress for this long is stopped, in seconds.
     #[arg(long, env = "LECTERN_STALL_TIMEOUT_SECS", default_value_t = 120, global = true)]
     stall_timeout_secs: u64,
+    /// On SIGTERM a worker finishes its job in hand; after this many seconds it stops it
+    /// and leaves it to the queue (keep terminationGracePeriodSeconds above it).
+    #[arg(long, env = "LECTERN_SHUTDOWN_GRACE_SECS", default_value_t = 1800, global = true)]
+    shutdown_grace_secs: u64,
     /// Public origin put in front of playback URLs (for players on other sites).
     #[arg(long, env = "LECTERN_PUBLIC_URL", global = true)]
     public_url: Option<String>,
@@ -259,21 +265,44 @@ fn with_health(app: Router, backends: Backends) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-async fn serve_http(listen: SocketAddr, app: Router) -> anyhow::Result<()> {
+/// Serves HTTP until shutdown, draining requests in flight, then waits for the
+/// workers to finish their jobs in hand.
+async fn serve_http(listen: SocketAddr, app: Router, mut shutdown: watch::Receiver<bool>, workers: Vec<JoinHandle<()>>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "lectern is listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let mut drained = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    });
+    // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
+    // the process forever.
+    tokio::select! {
+        served = server => served?,
+        _ = async {
+            let _ = drained.wait_for(|stop| *stop).await;
+            tokio::time::sleep(Duration::from_secs(20)).await;
+        } => tracing::warn!("connections still open after 20 s; closing them"),
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down");
+/// A flag that turns true on SIGTERM or Ctrl-C.
+fn shutdown_flag() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down: draining requests and finishing jobs in hand");
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> anyhow::Result<IngestState> {
@@ -305,7 +334,8 @@ fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> 
     ))
 }
 
-fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue) {
+fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut handles = Vec::new();
     for _ in 0..c.workers.max(1) {
         let worker = Worker {
             store: store.clone(),
@@ -315,10 +345,13 @@ fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue) {
                 max_attempts: c.max_attempts.max(1),
                 retry_base: Duration::from_secs(c.retry_base_secs),
                 stall_timeout: Duration::from_secs(c.stall_timeout_secs.max(5)),
+                shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
             },
+            shutdown: shutdown.clone(),
         };
-        tokio::spawn(worker.run());
+        handles.push(tokio::spawn(worker.run()));
     }
+    handles
 }
 
 async fn open(c: &Config) -> anyhow::Result<(Db, SharedStore, SharedQueue)> {
@@ -350,17 +383,19 @@ async fn main() -> anyhow::Result<()> {
             let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone())?;
             lectern_ingest::spawn_background(ingest.clone());
             lectern_catalog::spawn_background(catalog.clone());
-            spawn_workers(&c, store.clone(), queue.clone());
+            let shutdown = shutdown_flag();
+            let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_web(app, &c.web_dir)).await
+            serve_http(c.listen, with_web(app, &c.web_dir), shutdown, workers).await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
             let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone())?;
             lectern_ingest::spawn_background(ingest.clone());
             let app = lectern_ingest::router(ingest);
-            serve_http(c.listen, with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) })).await
+            let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
+            serve_http(c.listen, app, shutdown_flag(), Vec::new()).await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
@@ -368,15 +403,17 @@ async fn main() -> anyhow::Result<()> {
             lectern_catalog::spawn_background(catalog.clone());
             let app = lectern_catalog::router(catalog);
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_web(app, &c.web_dir)).await
+            serve_http(c.listen, with_web(app, &c.web_dir), shutdown_flag(), Vec::new()).await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.
             std::fs::create_dir_all(&c.data_dir)?;
             let store = lectern_common::storage::open_storage(&c.storage_url()).await?;
             let queue = lectern_common::queue::open_queue(&c.queue_url()).await?;
-            spawn_workers(&c, store.clone(), queue.clone());
-            serve_http(c.listen, with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) })).await
+            let shutdown = shutdown_flag();
+            let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
+            let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
+            serve_http(c.listen, app, shutdown, workers).await
         }
         Command::Migrate => {
             std::fs::create_dir_all(&c.data_dir)?;

@@ -12,7 +12,11 @@ pub mod pipeline;
 pub mod storyboard;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use lectern_common::messages::{JobEvent, TranscodeJob};
 use lectern_common::queue::{Delivery, SharedQueue, Topic};
@@ -29,6 +33,9 @@ pub struct WorkerConfig {
     pub retry_base: Duration,
     /// A pipeline that makes no progress for this long is stopped.
     pub stall_timeout: Duration,
+    /// On shutdown, how long the job in hand may still run before it is stopped and
+    /// left to the queue to deliver again.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,13 +63,28 @@ pub struct Worker {
     pub store: SharedStore,
     pub queue: SharedQueue,
     pub config: WorkerConfig,
+    /// Turns true when the process is asked to stop (SIGTERM).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Resolves once shutdown was asked for and then `grace` has passed.
+async fn grace_expired(mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
 }
 
 impl Worker {
-    /// Takes and processes jobs until the task is dropped. A lost queue connection is
-    /// re-established; the job in hand when it broke is redelivered by the queue.
-    pub async fn run(self) {
+    /// Takes and processes jobs until shutdown is asked for: then it takes no more jobs,
+    /// finishes the one in hand (or, after the grace period, stops it and leaves it to
+    /// the queue to deliver again) and returns. A lost queue connection is re-established;
+    /// the job in hand when it broke is redelivered by the queue.
+    pub async fn run(mut self) {
         loop {
+            if *self.shutdown.borrow() {
+                return;
+            }
             let mut consumer = match self.queue.consumer(Topic::Jobs).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -72,7 +94,14 @@ impl Worker {
                 }
             };
             loop {
-                match consumer.next().await {
+                let next = tokio::select! {
+                    _ = self.shutdown.wait_for(|stop| *stop) => {
+                        tracing::info!("shutting down: taking no more jobs");
+                        return;
+                    }
+                    next = consumer.next() => next,
+                };
+                match next {
                     Ok(delivery) => self.handle(delivery).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the job consumer; reconnecting");
@@ -98,7 +127,21 @@ impl Worker {
         let started = Instant::now();
         let metrics = lectern_common::metrics::metrics();
         metrics.jobs_in_flight.inc();
-        let outcome = self.process(&job).await;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let work = self.process(&job, cancel.clone());
+        tokio::pin!(work);
+        let outcome = tokio::select! {
+            outcome = &mut work => outcome,
+            _ = grace_expired(self.shutdown.clone(), self.config.shutdown_grace) => {
+                cancel.store(true, Ordering::Relaxed);
+                let _ = work.await;
+                metrics.jobs_in_flight.dec();
+                // Not acked: the queue delivers it again to a worker that stays.
+                tracing::warn!(job = %job.job_id, "shutdown grace over: the job is handed back to the queue");
+                drop(delivery);
+                return;
+            }
+        };
         metrics.jobs_in_flight.dec();
         match outcome {
             Ok(ready) => {
@@ -150,7 +193,7 @@ impl Worker {
         }
     }
 
-    async fn process(&self, job: &TranscodeJob) -> Result<JobEvent, JobError> {
+    async fn process(&self, job: &TranscodeJob, cancel: Arc<AtomicBool>) -> Result<JobEvent, JobError> {
         let prefix = &job.output_prefix;
         if let Some(done) = self.already_done(job).await {
             tracing::info!(job = %job.job_id, "outputs already stored; reporting ready again");
@@ -197,7 +240,7 @@ impl Worker {
             let stall = self.config.stall_timeout;
             let progress_tx = tx.clone();
             tokio::task::spawn_blocking(move || {
-                pipeline::transcode(&job, &source, &out_dir, stall, |p| {
+                pipeline::transcode(&job, &source, &out_dir, stall, &cancel, |p| {
                     let _ = progress_tx.send((p.fraction * 90.0) as u8);
                 })
             })

@@ -33,6 +33,9 @@ pub enum PipelineError {
     /// No progress for too long.
     #[error("the transcode made no progress for {0} s and was stopped")]
     Stalled(u64),
+    /// Stopped on request (the worker is shutting down).
+    #[error("the transcode was stopped because the worker is shutting down")]
+    Cancelled,
     #[error("building the pipeline: {0}")]
     Setup(String),
 }
@@ -241,6 +244,7 @@ pub fn transcode(
     source: &Path,
     out_dir: &Path,
     stall_timeout: Duration,
+    cancel: &std::sync::atomic::AtomicBool,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<TranscodeOutput, PipelineError> {
     gst::init().map_err(|e| PipelineError::Setup(e.to_string()))?;
@@ -417,7 +421,7 @@ pub fn transcode(
         });
     }
 
-    let result = run_to_eos(&pipeline, &src, duration, stall_timeout, &tallies, &mut on_progress);
+    let result = run_to_eos(&pipeline, &src, duration, stall_timeout, &tallies, cancel, &mut on_progress);
     let _ = pipeline.set_state(gst::State::Null);
     result?;
 
@@ -497,6 +501,7 @@ fn run_to_eos(
     duration_secs: f64,
     stall_timeout: Duration,
     tallies: &Tallies,
+    cancel: &std::sync::atomic::AtomicBool,
     on_progress: &mut impl FnMut(Progress),
 ) -> Result<(), PipelineError> {
     let bus = pipeline.bus().expect("a pipeline has a bus");
@@ -519,6 +524,9 @@ fn run_to_eos(
     let mut last_position = 0u64;
     let mut last_advance = Instant::now();
     loop {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(PipelineError::Cancelled);
+        }
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(1000)) {
             match msg.view() {
                 gst::MessageView::Eos(_) => return Ok(()),

@@ -68,7 +68,7 @@ fn ladder_segments_are_aligned_and_measured() {
     make_source(&src, Some((640, 360, "25/1")), true, 15, "mp4mux");
     let job = job(facts(640, 360, (25, 1), 15.0, true, true), vec![rung("v360", 640, 360, 800), rung("v240", 426, 240, 400)]);
     let mut progress = Vec::new();
-    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(15), |p| progress.push(p.fraction)).unwrap();
+    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(15), &Default::default(), |p| progress.push(p.fraction)).unwrap();
     assert_eq!(out.video.len(), 2);
     for r in &out.video {
         let durations: Vec<f64> = r.segments.iter().map(|s| s.duration).collect();
@@ -94,7 +94,7 @@ fn audio_only_source_gives_one_audio_rendition() {
     let src = dir.path().join("a.m4a");
     make_source(&src, None, true, 4, "mp4mux");
     let job = job(facts(0, 0, (0, 1), 4.0, false, true), vec![]);
-    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(60), |_| {}).unwrap();
+    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(60), &Default::default(), |_| {}).unwrap();
     assert!(out.video.is_empty());
     assert!(out.poster.is_none());
     assert!(!out.audio.unwrap().segments.is_empty());
@@ -106,6 +106,6 @@ fn garbage_fails_with_a_reason() {
     let src = dir.path().join("x.mp4");
     std::fs::write(&src, vec![7u8; 100_000]).unwrap();
     let job = job(facts(640, 360, (25, 1), 4.0, true, true), vec![rung("v360", 640, 360, 800)]);
-    let err = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(30), |_| {}).unwrap_err();
+    let err = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(30), &Default::default(), |_| {}).unwrap_err();
     assert!(err.to_string().contains("could not be decoded"), "{err}");
 }
