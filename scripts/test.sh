@@ -37,6 +37,9 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+echo "==> deployment checks (kustomize, schemas, checkov, hadolint)"
+scripts/check-deploy.sh
+
 export LECTERN_BIN="$CARGO_TARGET_DIR/debug/lectern"
 mkdir -p tests/.artifacts
 status=0

@@ -46,6 +46,9 @@ enum Command {
     Worker,
     /// Applies database migrations and exits (every role also migrates at start).
     Migrate,
+    /// Exits 0 when the Lectern on --listen answers /healthz (container health checks;
+    /// images carry no curl).
+    Healthcheck,
     /// Account administration.
     User {
         #[command(subcommand)]
@@ -290,6 +293,22 @@ async fn serve_http(listen: SocketAddr, app: Router, mut shutdown: watch::Receiv
     Ok(())
 }
 
+/// Whether GET /healthz on the listen address (0.0.0.0 means this host) answers 200.
+async fn healthz_answers(listen: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let request = format!("GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
 /// A flag that turns true on SIGTERM or Ctrl-C.
 fn shutdown_flag() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -414,6 +433,10 @@ async fn main() -> anyhow::Result<()> {
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
             serve_http(c.listen, app, shutdown, workers).await
+        }
+        Command::Healthcheck => {
+            let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen)).await.unwrap_or(false);
+            std::process::exit(if healthy { 0 } else { 1 });
         }
         Command::Migrate => {
             std::fs::create_dir_all(&c.data_dir)?;
