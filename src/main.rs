@@ -255,6 +255,54 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
     })
 }
 
+/// Headers every response carries. The Content-Security-Policy fits player-web: its
+/// own scripts and styles, hls.js's blob: media and worker, images from this origin
+/// (posters, storyboards) and the data: favicon, API and WebSocket calls to this origin,
+/// plus the S3 origin when segments are delivered from presigned URLs.
+fn security_headers(app: Router, c: &Config) -> Router {
+    use axum::http::{HeaderName, HeaderValue};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let mut connect = String::from("'self' ws: wss:");
+    if c.playback_delivery == "direct" {
+        if let Some(origin) = storage_origin(&c.storage_url()) {
+            connect.push(' ');
+            connect.push_str(&origin);
+        }
+    }
+    let csp = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:; worker-src 'self' blob:; connect-src {connect}; \
+         frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
+    );
+    let mut app = app
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_str(&csp).expect("the policy is ASCII"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        ));
+    if c.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("strict-transport-security"),
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    app
+}
+
+/// The scheme://host:port of an s3:// URL's endpoint, for the CSP.
+fn storage_origin(url: &str) -> Option<String> {
+    let endpoint = lectern_common::storage::s3::parse_url(url).ok()?.endpoint?;
+    let (scheme, rest) = endpoint.split_once("://")?;
+    Some(format!("{scheme}://{}", rest.split('/').next()?))
+}
+
 fn with_health(app: Router, backends: Backends) -> Router {
     let health = Router::new()
         .route("/healthz", get(healthz))
@@ -406,7 +454,7 @@ async fn main() -> anyhow::Result<()> {
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_web(app, &c.web_dir), shutdown, workers).await
+            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), shutdown, workers).await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
@@ -414,7 +462,7 @@ async fn main() -> anyhow::Result<()> {
             lectern_ingest::spawn_background(ingest.clone());
             let app = lectern_ingest::router(ingest);
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, app, shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, security_headers(app, &c), shutdown_flag(), Vec::new()).await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
@@ -422,7 +470,7 @@ async fn main() -> anyhow::Result<()> {
             lectern_catalog::spawn_background(catalog.clone());
             let app = lectern_catalog::router(catalog);
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_web(app, &c.web_dir), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), shutdown_flag(), Vec::new()).await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.

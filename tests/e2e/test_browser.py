@@ -21,11 +21,18 @@ def web_server(tmp_path, lectern_bin):
     s.stop()
 
 
-def test_web_app_is_served_beside_the_api(web_server):
+def test_web_app_is_served_beside_the_api_with_security_headers(web_server):
     import requests
     index = requests.get(web_server.url + "/")
     assert index.status_code == 200 and "<title>Lectern</title>" in index.text
-    assert requests.get(web_server.url + "/api/nothing").json()["error"]["code"] == "not_found"
+    csp = index.headers["Content-Security-Policy"]
+    for directive in ["default-src 'self'", "script-src 'self'", "object-src 'none'", "frame-ancestors 'self'", "media-src 'self' blob:"]:
+        assert directive in csp, csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert index.headers["X-Content-Type-Options"] == "nosniff"
+    assert index.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    api = requests.get(web_server.url + "/api/nothing")
+    assert api.json()["error"]["code"] == "not_found" and api.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_path):

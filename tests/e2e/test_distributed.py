@@ -177,6 +177,8 @@ def test_direct_delivery_serves_segments_from_presigned_storage_urls(tmp_path, l
         segments = [l for l in playlist.text.splitlines() if l and not l.startswith("#")]
         endpoint = os.environ["LECTERN_TEST_S3_ENDPOINT"]
         assert segments and all(u.startswith(endpoint) and "X-Amz-Signature=" in u for u in segments), segments
+        # The web app may fetch those segments: its CSP lets it connect to the S3 origin.
+        assert endpoint in requests.get(server.url + "/healthz").headers["Content-Security-Policy"]
         first = requests.get(segments[0])
         assert first.status_code == 200 and first.content[0] == 0x47
         forged = re.sub(r"X-Amz-Signature=[0-9a-f]+", "X-Amz-Signature=" + "0" * 64, segments[0])
