@@ -66,6 +66,9 @@ pub struct Lecture {
     /// video | audio, once a file was accepted
     pub media_kind: Option<String>,
     pub playable: bool,
+    /// The asset students play; internal, `playable` tells clients whether there is one.
+    #[serde(skip)]
+    pub ready_asset_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -87,6 +90,7 @@ impl Lecture {
             duration_secs: r.7,
             media_kind: r.8,
             playable: r.9.is_some(),
+            ready_asset_id: r.9,
             created_at: r.10,
             updated_at: r.11,
         }
@@ -298,17 +302,18 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
     // PostgreSQL full-text search (prefix matching per word) or, on SQLite, every word
     // of the query found in the title, description or category.
     let backend = lectern_common::db::backend(db);
-    let words: Vec<String> = q
-        .as_deref()
-        .map(|q| q.split_whitespace().take(8).map(like_pattern).collect())
-        .unwrap_or_default();
-    let (search, pattern, order) = match backend {
+    let (search, pattern, order, word_binds) = match backend {
         Backend::Postgres => (
             "($4 IS NULL OR c.search @@ to_tsquery('simple', $4))".to_string(),
             q.as_deref().map(prefix_tsquery),
             "CASE WHEN $4 IS NULL THEN 0 ELSE ts_rank(c.search, to_tsquery('simple', $4)) END DESC, c.created_at DESC, c.id",
+            Vec::new(),
         ),
         Backend::Sqlite => {
+            let words: Vec<String> = q
+                .as_deref()
+                .map(|q| q.split_whitespace().take(8).map(like_pattern).collect())
+                .unwrap_or_default();
             let per_word: Vec<String> = (0..words.len())
                 .map(|i| {
                     let n = 5 + i;
@@ -316,14 +321,13 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
                 })
                 .collect();
             let clause = if per_word.is_empty() { "1 = 1".to_string() } else { per_word.join(" AND ") };
-            (format!("($4 IS NULL OR ({clause}))"), q.clone(), "c.created_at DESC, c.id")
+            (format!("($4 IS NULL OR ({clause}))"), q.clone(), "c.created_at DESC, c.id", words)
         }
     };
     if backend == Backend::Postgres && pattern.as_deref() == Some("") {
         // Nothing searchable in the query (only punctuation): nothing matches.
         return Ok(Page { items: Vec::new(), page, per_page, total: 0 });
     }
-    let word_binds = if backend == Backend::Sqlite { words.clone() } else { Vec::new() };
     let (limit_n, offset_n) = (5 + word_binds.len(), 6 + word_binds.len());
     let filter = format!(
         "WHERE (($1 = 1 AND c.owner_id = $2) OR ($1 = 0 AND c.published = 1))
@@ -570,6 +574,23 @@ pub async fn save_progress(db: &Db, user: &AuthUser, lecture_id: &str, position_
     .execute(db)
     .await?;
     Ok(WatchProgress { lecture_id: lecture_id.to_string(), position_secs: position, completed, updated_at: now })
+}
+
+/// The user's progress in one lecture, if they started it.
+pub async fn lecture_progress(db: &Db, user_id: &str, lecture_id: &str) -> Result<Option<WatchProgress>, CatalogError> {
+    let row: Option<(f64, i64, i64)> = sqlx::query_as(
+        "SELECT position_secs, completed, updated_at FROM watch_progress WHERE user_id = $1 AND lecture_id = $2",
+    )
+    .bind(user_id)
+    .bind(lecture_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(position_secs, completed, updated_at)| WatchProgress {
+        lecture_id: lecture_id.to_string(),
+        position_secs,
+        completed: completed != 0,
+        updated_at,
+    }))
 }
 
 /// The user's progress in every lecture of a course, most recent first.

@@ -164,17 +164,6 @@ pub async fn consume(db: Db, queue: SharedQueue, hub: Hub) {
     }
 }
 
-async fn enrolled(db: &Db, user_id: &str, course_id: &str) -> bool {
-    sqlx::query_as::<_, (i64,)>("SELECT CAST(1 AS BIGINT) FROM enrollments WHERE user_id = $1 AND course_id = $2")
-        .bind(user_id)
-        .bind(course_id)
-        .fetch_optional(db)
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-}
-
 /// Serves one WebSocket client: the events it may see, until it goes away.
 pub async fn serve_socket(mut socket: WebSocket, user: AuthUser, db: Db, hub: Hub) {
     let mut events = hub.subscribe();
@@ -196,7 +185,9 @@ pub async fn serve_socket(mut socket: WebSocket, user: AuthUser, db: Db, hub: Hu
                 };
                 let event = if user.role == Role::Admin || routed.owner_id == user.id {
                     Some(routed.event)
-                } else if routed.for_students.is_some() && enrolled(&db, &user.id, &routed.course_id).await {
+                } else if routed.for_students.is_some()
+                    && crate::courses::enrollment(&db, &user.id, &routed.course_id).await.ok().flatten().is_some()
+                {
                     routed.for_students
                 } else {
                     None

@@ -216,9 +216,8 @@ async fn put_progress(
 }
 
 async fn get_progress(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<serde_json::Value>, CatalogError> {
-    let (lecture, _) = courses::visible_lecture(&s.db, &user, &id).await?;
-    let all = courses::course_progress(&s.db, &user.id, &lecture.course_id).await?;
-    let mine = all.into_iter().find(|p| p.lecture_id == id);
+    courses::visible_lecture(&s.db, &user, &id).await?;
+    let mine = courses::lecture_progress(&s.db, &user.id, &id).await?;
     Ok(Json(serde_json::json!({
         "lecture_id": id,
         "position_secs": mine.as_ref().map(|p| p.position_secs).unwrap_or(0.0),
@@ -240,9 +239,7 @@ async fn playback(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<
     if !courses::may_play(&s.db, &user, &course).await? {
         return Err(CatalogError::Forbidden("enroll in this course to watch its lectures".into()));
     }
-    let (asset,): (Option<String>,) =
-        sqlx::query_as("SELECT ready_asset_id FROM lectures WHERE id = $1").bind(&lecture.id).fetch_one(&s.db).await?;
-    let asset = asset.ok_or_else(|| CatalogError::Conflict(format!("the lecture is not ready to play (status: {})", lecture.status)))?;
+    let asset = lecture.ready_asset_id.clone().ok_or_else(|| CatalogError::Conflict(format!("the lecture is not ready to play (status: {})", lecture.status)))?;
     let (token, expires_at) = s.playback.issue(&lecture.id, &asset, &user.id);
     let base = format!("{}/play/{token}", s.config.public_url.as_deref().unwrap_or("").trim_end_matches('/'));
     let video = lecture.media_kind.as_deref() == Some("video");

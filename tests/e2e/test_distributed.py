@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from conftest import WORLD, Api, Server, ROOT
+from test_media import transcode
 
 pytestmark = pytest.mark.skipif(WORLD != "distributed", reason="needs the distributed world's services")
 
@@ -165,10 +166,8 @@ def test_direct_delivery_serves_segments_from_presigned_storage_urls(tmp_path, l
     server = Server(tmp_path / "data", env={"PLAYBACK_DELIVERY": "direct"}).start()
     try:
         owner = Api.signup(server.url, "owner")
-        course = owner.course()
-        lec = owner.lecture(course["id"])
-        owner.upload(lec["id"], samples / "good/rocket_launch_vp8_vorbis_640x360.webm")
-        assert owner.wait_lecture(lec["id"])[0]["status"] == "ready"
+        lec, _ = transcode(owner, samples / "good/rocket_launch_vp8_vorbis_640x360.webm")
+        assert lec["status"] == "ready"
         master_url = server.url + owner.playback(lec["id"])["url"]
         master = requests.get(master_url).text
         rendition = [l for l in master.splitlines() if l and not l.startswith("#")][0]

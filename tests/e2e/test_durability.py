@@ -5,7 +5,7 @@ import time
 import requests
 
 from conftest import Api, Server
-from test_media import check_ladder, decode_all
+from test_media import check_ladder, decode_all, transcode
 
 
 def test_kill_during_transcode_then_restart_finishes_the_job(tmp_path, lectern_bin, synth):
@@ -68,9 +68,7 @@ def test_a_relative_data_dir_works_from_its_working_directory(tmp_path, lectern_
     server = Server(tmp_path / "data", env={"LECTERN_DATA_DIR": "data"}, cwd=tmp_path).start()
     try:
         owner = Api.signup(server.url, "owner")
-        lec = owner.lecture(owner.course()["id"])
-        owner.upload(lec["id"], samples / "audio_only/chime_opus_2s.webm")
-        done, _ = owner.wait_lecture(lec["id"])
+        done, _ = transcode(owner, samples / "audio_only/chime_opus_2s.webm")
         assert done["status"] == "ready", done
     finally:
         server.stop()

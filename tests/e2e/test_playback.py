@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from conftest import Api, Server, b64url, jwt_claims, sign_jwt
+from test_media import transcode
 
 
 @pytest.fixture(scope="module")
@@ -141,10 +142,7 @@ def test_tokens_expire(tmp_path, lectern_bin, samples):
     server = Server(tmp_path / "data", env={"LECTERN_PLAYBACK_TOKEN_TTL": "2"}).start()
     try:
         owner = Api.signup(server.url, "owner")
-        course = owner.course()
-        lec = owner.lecture(course["id"])
-        owner.upload(lec["id"], samples / "audio_only/chime_opus_2s.webm")
-        owner.wait_lecture(lec["id"])
+        lec, _ = transcode(owner, samples / "audio_only/chime_opus_2s.webm")
         url = server.url + owner.playback(lec["id"])["url"]
         assert requests.get(url).status_code == 200
         time.sleep(3.2)

@@ -11,7 +11,7 @@
 pub mod pipeline;
 pub mod storyboard;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -252,7 +252,7 @@ impl Worker {
             other => JobError::Media(other.to_string()),
         })?;
         let _ = tx.send(92);
-        let event = self.store_outputs(job, &output, &out_dir).await?;
+        let event = self.store_outputs(job, &output).await?;
         drop(tx);
         let _ = reporter.await;
         tracing::debug!(prefix, "outputs stored");
@@ -269,7 +269,7 @@ impl Worker {
 
     /// Writes playlists, poster and storyboard beside the segments, uploads all of it,
     /// then the manifest and, last, the master playlist.
-    async fn store_outputs(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput, out_dir: &Path) -> Result<JobEvent, JobError> {
+    async fn store_outputs(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput) -> Result<JobEvent, JobError> {
         let prefix = &job.output_prefix;
         let internal = |e: lectern_packager::PackagerError| JobError::Internal(format!("packaging: {e}"));
         let mut videos = Vec::new();
@@ -326,7 +326,6 @@ impl Worker {
             .put_bytes(&format!("{prefix}/{MANIFEST}"), serde_json::to_vec(&manifest).expect("manifest serializes").into())
             .await?;
         self.store.put_bytes(&format!("{prefix}/{MASTER_PLAYLIST}"), master.into()).await?;
-        let _ = out_dir;
         Ok(ready_event(job, manifest))
     }
 }

@@ -229,10 +229,6 @@ fn frame_grabber(
     Ok(())
 }
 
-fn link_tee_branch(tee: &gst::Element, first: &gst::Element) -> Result<(), PipelineError> {
-    tee.link(first).map_err(|e| PipelineError::Setup(format!("linking a tee branch: {e}")))
-}
-
 pub struct Progress {
     pub fraction: f64,
 }
@@ -318,7 +314,7 @@ pub fn transcode(
             let sink = segment_sink(&dir, video_max, start_index)?;
             pipeline.add_many([&q, &scale, &size, &enc, &profile, &parse, &sink])?;
             gst::Element::link_many([&q, &scale, &size, &enc, &profile, &parse])?;
-            link_tee_branch(&tee, &q)?;
+            tee.link(&q)?;
             let video_pad = sink.request_pad_simple("video").ok_or_else(|| PipelineError::Setup("splitmuxsink video pad".into()))?;
             parse.static_pad("src").expect("parse src").link(&video_pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
             tally_pad(&parse.static_pad("src").expect("parse src"), rung.name.clone(), tallies.clone());

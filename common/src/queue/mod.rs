@@ -157,14 +157,13 @@ impl EmbeddedQueue {
         let token = crate::new_id();
         let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
             "UPDATE messages SET attempts = attempts + 1, leased_until = $1, lease_token = $2
-             WHERE id = (SELECT id FROM messages WHERE topic = $3 AND visible_at <= $4 AND leased_until <= $5
+             WHERE id = (SELECT id FROM messages WHERE topic = $3 AND visible_at <= $4 AND leased_until <= $4
                          ORDER BY visible_at, id LIMIT 1)
              RETURNING id, payload, attempts",
         )
         .bind(now + self.lease.as_millis() as i64)
         .bind(&token)
         .bind(topic.name())
-        .bind(now)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;

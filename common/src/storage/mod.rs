@@ -53,9 +53,6 @@ impl ByteRange {
         self.end - self.start + 1
     }
 
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 pub struct ObjectRead {
