@@ -14,7 +14,7 @@ for overlay in dev prod; do
 done
 # Core objects, strictly; CRDs (KEDA) are checked against their own schemas below.
 status=0
-"$TOOLS/venv/bin/kubernetes-validate" --strict --quiet -k 1.31 "$out"/k8s/*.yaml > "$out/validate.log" 2>&1 || status=$?
+"$TOOLS/deploy/bin/kubernetes-validate" --strict --quiet -k 1.31 "$out"/k8s/*.yaml > "$out/validate.log" 2>&1 || status=$?
 grep -v "Couldn't find schema for kind \(ScaledObject\|TriggerAuthentication\) with api version keda.sh" "$out/validate.log" > "$out/problems.log" || true
 if [ -s "$out/problems.log" ] || [ "$status" -ne 0 ]; then
   cat "$out/problems.log" >&2; echo "kubernetes-validate found problems" >&2; exit 1
@@ -22,10 +22,10 @@ fi
 echo "kubernetes-validate: every core object matches the Kubernetes 1.31 schema"
 node deploy/validate/keda.mjs "$out"/k8s/*.yaml
 cp deploy/Dockerfile "$out/docker/"
-BC_SKIP_MAPPING=TRUE "$TOOLS/venv/bin/checkov" -d "$out/k8s" --framework kubernetes --compact --quiet --skip-download
-BC_SKIP_MAPPING=TRUE "$TOOLS/venv/bin/checkov" -d "$out/docker" --framework dockerfile --compact --quiet --skip-download
-"$TOOLS/venv/bin/hadolint" deploy/Dockerfile
-"$TOOLS/venv/bin/python" - <<'PY'
+BC_SKIP_MAPPING=TRUE "$TOOLS/deploy/bin/checkov" -d "$out/k8s" --framework kubernetes --compact --quiet --skip-download
+BC_SKIP_MAPPING=TRUE "$TOOLS/deploy/bin/checkov" -d "$out/docker" --framework dockerfile --compact --quiet --skip-download
+"$TOOLS/deploy/bin/hadolint" deploy/Dockerfile
+"$TOOLS/deploy/bin/python" - <<'PY'
 import yaml
 compose = yaml.safe_load(open("deploy/compose.yaml"))
 services = compose["services"]

@@ -25,18 +25,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# A Python venv holding one requirements file, reinstalled whenever the file changes
+# (a stamp holds its hash).
+venv_with() {
+  local venv="$1" requirements="$2" stamp="$1/.$(basename "$2")" want
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing Python packages from $requirements"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
+}
+
 # Python for the demo seeder and the end-to-end tests (requests, tuspy, pytest, websockets).
 mkdir -p "$TOOLS"
-if [ ! -x "$TOOLS/venv/bin/python" ]; then
-  python3 -m venv "$TOOLS/venv"
-fi
-# Reinstall whenever the requirements change (a stamp holds the hash of the file).
-want="$(sha256sum tests/e2e/requirements.txt | cut -d' ' -f1)"
-if [ "$(cat "$TOOLS/venv/.requirements" 2>/dev/null)" != "$want" ]; then
-  echo "==> installing Python packages"
-  "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
-  echo "$want" > "$TOOLS/venv/.requirements"
-fi
+venv_with "$TOOLS/venv" tests/e2e/requirements.txt
 
 # The web app (player-web): its npm packages, reinstalled when the lock file changes.
 npm_ci() {
@@ -55,13 +59,11 @@ npm_ci player-web
 if [ "$what" = "test" ]; then
   npm_ci tests/e2e
   npm_ci deploy/validate
-  # Deployment checks: checkov, hadolint and kubernetes-validate (offline schemas).
-  want="$(sha256sum deploy/requirements.txt | cut -d' ' -f1)"
-  if [ "$(cat "$TOOLS/venv/.deploy-requirements" 2>/dev/null)" != "$want" ]; then
-    echo "==> installing deployment check tools"
-    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check -r deploy/requirements.txt
-    echo "$want" > "$TOOLS/venv/.deploy-requirements"
-  fi
+  # Deployment checks: checkov, hadolint and kubernetes-validate (offline schemas), in
+  # a venv of their own (checkov pins an older `packaging` than pytest needs).
+  venv_with "$TOOLS/deploy" deploy/requirements.txt
+  # schemathesis in a venv of its own: its pins clash with checkov's.
+  venv_with "$TOOLS/schemathesis" tests/e2e/requirements-schemathesis.txt
   if ! command -v chromium >/dev/null; then
     echo "==> installing Chromium (browser tests)"
     $SUDO apt-get update -q

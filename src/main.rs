@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +18,9 @@ use lectern_catalog::playback::PlaybackTokens;
 use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
 use lectern_common::db::Db;
+use lectern_common::edge::{EdgeConfig, with_edge};
 use lectern_common::http::error_response;
+use lectern_common::limits::{Limits, LimitsConfig};
 use lectern_common::queue::{SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
 use lectern_ingest::{IngestConfig, IngestState};
@@ -132,6 +135,26 @@ struct Config {
     /// How segments reach players: `proxy` (through /play) or `direct` (presigned S3 URLs).
     #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "direct"], global = true)]
     playback_delivery: String,
+    /// Bytes of source files one owner may hold; 0 for no quota.
+    #[arg(long, env = "LECTERN_UPLOAD_QUOTA_BYTES", default_value_t = 100 * 1024 * 1024 * 1024, global = true)]
+    upload_quota_bytes: u64,
+    /// Rate limits: `off`, or overrides like `signup.ip=30/60,login.account=20/60,login.failures=5`
+    /// (see the README for every key and its default).
+    #[arg(long, env = "LECTERN_RATE_LIMITS", default_value = "", global = true)]
+    rate_limits: String,
+    /// Origins allowed to call the API from browsers, comma-separated (`*` for any).
+    #[arg(long, env = "LECTERN_CORS_ORIGINS", value_delimiter = ',', global = true)]
+    cors_origins: Vec<String>,
+    /// Take client addresses from X-Forwarded-For (only behind a proxy that sets it).
+    #[arg(long, env = "LECTERN_TRUST_FORWARDED", default_value_t = false, global = true)]
+    trust_forwarded: bool,
+    /// Longest wait for a response head, in seconds (upload bodies are exempt).
+    #[arg(long, env = "LECTERN_REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    request_timeout_secs: u64,
+    /// A transcode running longer than this many seconds plus 8x the source's duration is
+    /// stopped (and retried or failed).
+    #[arg(long, env = "LECTERN_JOB_TIMEOUT_BASE_SECS", default_value_t = 600, global = true)]
+    job_timeout_base_secs: u64,
 }
 
 impl Config {
@@ -152,6 +175,17 @@ impl Config {
             .context("loading the access-token secret")?;
         Ok(AccessTokens::new(&secret, self.access_token_ttl))
     }
+    fn limits(&self) -> anyhow::Result<Arc<Limits>> {
+        let config = LimitsConfig::parse(&self.rate_limits).map_err(|e| anyhow::anyhow!("LECTERN_RATE_LIMITS: {e}"))?;
+        Ok(Arc::new(Limits::new(config)))
+    }
+    fn edge(&self) -> EdgeConfig {
+        EdgeConfig {
+            trust_forwarded: self.trust_forwarded,
+            cors_origins: self.cors_origins.iter().map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect(),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+        }
+    }
     fn playback_tokens(&self) -> anyhow::Result<PlaybackTokens> {
         let secret = load_or_create_secret(self.playback_secret.as_deref(), &self.data_dir.join("keys/playback.key"))
             .context("loading the playback-token secret")?;
@@ -167,10 +201,13 @@ struct Backends {
     queue: Option<SharedQueue>,
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up", body = serde_json::Value)))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Every backend answers", body = serde_json::Value), (status = 503, description = "A backend does not answer; `backends` says which", body = serde_json::Value)))]
 async fn readyz(State(b): State<Backends>) -> Response {
     let mut report = serde_json::Map::new();
     let mut ready = true;
@@ -201,6 +238,8 @@ async fn method_not_allowed() -> Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(b): State<Backends>) -> Response {
     if let Some(queue) = &b.queue {
         for topic in [Topic::Jobs, Topic::Events] {
@@ -230,8 +269,8 @@ async fn track_latency(req: axum::extract::Request, next: axum::middleware::Next
     res
 }
 
-/// The web app's static files, where they were built; the API alone otherwise.
-/// Unknown API paths keep their JSON 404.
+/// The web app's static files, where they were built, and the API reference at
+/// /api/docs; the API alone otherwise. Unknown API paths keep their JSON 404.
 fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
     if !web_dir.join("index.html").is_file() {
         tracing::info!(dir = %web_dir.display(), "no web app built there; serving the API only");
@@ -239,11 +278,13 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
     }
     let files = tower_http::services::ServeDir::new(web_dir)
         .fallback(tower_http::services::ServeFile::new(web_dir.join("index.html")));
-    app.fallback(move |req: axum::extract::Request| {
+    let docs = tower_http::services::ServeFile::new(web_dir.join("api-docs.html"));
+    app.route_service("/api/docs", docs).fallback(move |req: axum::extract::Request| {
         let files = files.clone();
         async move {
             let path = req.uri().path();
-            if ["/api/", "/play/", "/media/"].iter().any(|p| path.starts_with(p)) {
+            let reads = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+            if !reads || ["/api/", "/play/", "/media/"].iter().any(|p| path.starts_with(p)) {
                 return not_found().await;
             }
             use tower::ServiceExt;
@@ -303,6 +344,52 @@ fn storage_origin(url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", rest.split('/').next()?))
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Lectern", description = "Course videos: uploaded (tus), transcoded to adaptive HLS, streamed with signed URLs. Every error is `{\"error\": {\"code\", \"message\"}}`; every response carries X-Request-Id."),
+    paths(healthz, readyz, metrics),
+    tags((name = "operations", description = "Health, readiness, metrics")),
+    modifiers(&BearerAuth)
+)]
+struct OperationsApi;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The OpenAPI description of the routes a role serves.
+fn openapi(ingest: bool, catalog: bool) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = OperationsApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    if ingest {
+        doc.merge(lectern_ingest::IngestApi::openapi());
+    }
+    if catalog {
+        doc.merge(lectern_catalog::CatalogApi::openapi());
+    }
+    doc
+}
+
+async fn openapi_json(State(doc): State<std::sync::Arc<String>>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()).into_response()
+}
+
+/// /api/openapi.json, describing exactly the routes this process serves.
+fn with_openapi(app: Router, doc: utoipa::openapi::OpenApi) -> Router {
+    let json = std::sync::Arc::new(doc.to_pretty_json().expect("the description serialises"));
+    app.merge(Router::new().route("/api/openapi.json", get(openapi_json)).with_state(json))
+}
+
 fn with_health(app: Router, backends: Backends) -> Router {
     let health = Router::new()
         .route("/healthz", get(healthz))
@@ -313,16 +400,22 @@ fn with_health(app: Router, backends: Backends) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn(track_latency))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Serves HTTP until shutdown, draining requests in flight, then waits for the
 /// workers to finish their jobs in hand.
-async fn serve_http(listen: SocketAddr, app: Router, mut shutdown: watch::Receiver<bool>, workers: Vec<JoinHandle<()>>) -> anyhow::Result<()> {
+async fn serve_http(
+    listen: SocketAddr,
+    app: Router,
+    edge: EdgeConfig,
+    mut shutdown: watch::Receiver<bool>,
+    workers: Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    let app = with_edge(app, edge);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "lectern is listening");
     let mut drained = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
@@ -372,7 +465,7 @@ fn shutdown_flag() -> watch::Receiver<bool> {
     rx
 }
 
-fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> anyhow::Result<IngestState> {
+fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limits: Arc<Limits>) -> anyhow::Result<IngestState> {
     Ok(IngestState::new(
         db,
         store,
@@ -380,14 +473,16 @@ fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> a
         c.access_tokens()?,
         IngestConfig {
             max_upload_bytes: c.max_upload_bytes,
+            upload_quota_bytes: c.upload_quota_bytes,
             upload_ttl_secs: c.upload_ttl,
             probe_timeout_secs: 30,
             scratch_dir: c.data_dir.join("scratch"),
         },
+        limits,
     ))
 }
 
-fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> anyhow::Result<CatalogState> {
+fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limits: Arc<Limits>) -> anyhow::Result<CatalogState> {
     Ok(CatalogState::new(
         db,
         store,
@@ -398,6 +493,7 @@ fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue) -> 
             public_url: c.public_url.clone(),
             delivery: if c.playback_delivery == "direct" { Delivery::Direct } else { Delivery::Proxy },
         },
+        limits,
     ))
 }
 
@@ -412,6 +508,8 @@ fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue, shutdown: &
                 max_attempts: c.max_attempts.max(1),
                 retry_base: Duration::from_secs(c.retry_base_secs),
                 stall_timeout: Duration::from_secs(c.stall_timeout_secs.max(5)),
+                job_time_base: Duration::from_secs(c.job_timeout_base_secs),
+                job_time_per_source_sec: 8.0,
                 shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
             },
             shutdown: shutdown.clone(),
@@ -446,31 +544,33 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let (db, store, queue) = open(&c).await?;
-            let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone())?;
-            let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone())?;
+            let limits = c.limits()?;
+            let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone(), limits.clone())?;
+            let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone(), limits)?;
             lectern_ingest::spawn_background(ingest.clone());
             lectern_catalog::spawn_background(catalog.clone());
             let shutdown = shutdown_flag();
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
+            let app = with_openapi(app, openapi(true, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), shutdown, workers).await
+            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), c.edge(), shutdown, workers).await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
-            let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone())?;
+            let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone(), c.limits()?)?;
             lectern_ingest::spawn_background(ingest.clone());
-            let app = lectern_ingest::router(ingest);
+            let app = with_openapi(lectern_ingest::router(ingest), openapi(true, false));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, security_headers(app, &c), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, security_headers(app, &c), c.edge(), shutdown_flag(), Vec::new()).await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
-            let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone())?;
+            let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone(), c.limits()?)?;
             lectern_catalog::spawn_background(catalog.clone());
-            let app = lectern_catalog::router(catalog);
+            let app = with_openapi(lectern_catalog::router(catalog), openapi(false, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), c.edge(), shutdown_flag(), Vec::new()).await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.
@@ -480,7 +580,7 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_flag();
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, app, shutdown, workers).await
+            serve_http(c.listen, app, c.edge(), shutdown, workers).await
         }
         Command::Healthcheck => {
             let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen)).await.unwrap_or(false);

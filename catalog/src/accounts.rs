@@ -5,12 +5,13 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use lectern_common::auth::Role;
 use lectern_common::db::Db;
+use lectern_common::limits::{Action, ClientIp, Limits};
 use lectern_common::{new_id, now_unix};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -82,11 +83,16 @@ async fn verify_password(password: String, hash: String) -> bool {
 /// long as a wrong password and does not reveal which accounts exist.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Signup {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    #[schema(format = Password, min_length = 8, max_length = 256)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
+    /// student (default) or owner.
+    #[schema(pattern = "^(student|owner)$")]
     pub role: Option<String>,
 }
 
@@ -124,10 +130,30 @@ pub async fn signup(db: &Db, req: Signup) -> Result<User, CatalogError> {
     create_user(db, &req.email, &req.password, &req.name, role).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Login {
     pub email: String,
     pub password: String,
+}
+
+/// A sign-in under the abuse limits: a rate per IP and per email, and a growing wait
+/// after repeated failures (checked before the password, so a locked-out guesser
+/// learns nothing).
+pub async fn guarded_login(db: &Db, limits: &Limits, ip: ClientIp, req: Login) -> Result<User, CatalogError> {
+    let email = req.email.trim().to_lowercase();
+    limits.check(Action::Login, ip, Some(&email))?;
+    limits.login_wait(&email, ip)?;
+    match login(db, req).await {
+        Ok(user) => {
+            limits.login_succeeded(&email, ip);
+            Ok(user)
+        }
+        Err(CatalogError::BadCredentials) => {
+            limits.login_failed(&email, ip);
+            Err(CatalogError::BadCredentials)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 pub async fn login(db: &Db, req: Login) -> Result<User, CatalogError> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Course {
     pub id: String,
     pub owner_id: String,
@@ -52,7 +52,7 @@ impl Course {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Lecture {
     pub id: String,
     pub course_id: String,
@@ -155,14 +155,19 @@ pub async fn editable_course(db: &Db, user: &AuthUser, id: &str) -> Result<Cours
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewCourse {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 20000)]
     pub description: String,
     #[serde(default)]
+    #[schema(max_length = 60)]
     pub category: String,
+    /// 0 for a free course.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 100000000)]
     pub price_cents: i64,
     #[serde(default)]
     pub published: bool,
@@ -192,11 +197,15 @@ pub async fn create_course(db: &Db, user: &AuthUser, new: NewCourse) -> Result<C
     get_course(db, &id).await
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct CoursePatch {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
+    #[schema(max_length = 20000)]
     pub description: Option<String>,
+    #[schema(max_length = 60)]
     pub category: Option<String>,
+    #[schema(minimum = 0, maximum = 100000000)]
     pub price_cents: Option<i64>,
     pub published: Option<bool>,
 }
@@ -257,17 +266,21 @@ pub async fn delete_course(db: &Db, user: &AuthUser, id: &str) -> Result<Orphans
     Ok(orphans(assets))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CourseQuery {
+    /// Words to search for in titles, descriptions and categories (each a prefix).
     pub q: Option<String>,
     pub category: Option<String>,
+    /// 1-based; clamped to 1..=1000000.
     pub page: Option<i64>,
+    /// Clamped to 1..=100; default 20.
     pub per_page: Option<i64>,
     /// Owners: list their own courses, published or not.
     pub mine: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub page: i64,
@@ -380,9 +393,12 @@ pub async fn visible_lecture(db: &Db, user: &AuthUser, id: &str) -> Result<(Lect
     Ok((lecture, course))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewLecture {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    /// Order within the course; default after the last lecture.
+    #[schema(minimum = 0, maximum = 100000)]
     pub position: Option<i64>,
 }
 
@@ -418,9 +434,11 @@ pub async fn create_lecture(db: &Db, user: &AuthUser, course_id: &str, new: NewL
     get_lecture(db, &id).await
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct LecturePatch {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
+    #[schema(minimum = 0, maximum = 100000)]
     pub position: Option<i64>,
 }
 
@@ -457,13 +475,14 @@ pub async fn delete_lecture(db: &Db, user: &AuthUser, id: &str) -> Result<Orphan
     Ok(orphans(assets))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct EnrollRequest {
+    /// Required (true) for a priced course: records the purchase.
     #[serde(default)]
     pub purchase: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Enrollment {
     pub course_id: String,
     pub user_id: String,
@@ -540,7 +559,7 @@ pub async fn may_play(db: &Db, user: &AuthUser, course: &Course) -> Result<bool,
 }
 
 /// Where a user stopped in a lecture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WatchProgress {
     pub lecture_id: String,
     pub position_secs: f64,

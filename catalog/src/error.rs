@@ -20,6 +20,10 @@ pub enum CatalogError {
     PaymentRequired(String),
     #[error("the playback link is invalid or has expired")]
     BadPlaybackToken,
+    #[error("the request body is larger than this route accepts")]
+    TooLarge,
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
     #[error("range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
     #[error("database: {0}")]
@@ -41,6 +45,12 @@ impl From<lectern_common::storage::StorageError> for CatalogError {
     }
 }
 
+impl From<lectern_common::limits::Refusal> for CatalogError {
+    fn from(r: lectern_common::limits::Refusal) -> Self {
+        CatalogError::RateLimited { retry_after_secs: r.retry_after_secs(), message: r.message }
+    }
+}
+
 impl IntoResponse for CatalogError {
     fn into_response(self) -> Response {
         let message = self.to_string();
@@ -52,6 +62,12 @@ impl IntoResponse for CatalogError {
             CatalogError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             CatalogError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "purchase_required"),
             CatalogError::BadPlaybackToken => (StatusCode::FORBIDDEN, "bad_playback_token"),
+            CatalogError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            CatalogError::RateLimited { retry_after_secs, .. } => {
+                let mut res = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message);
+                res.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).max(1).into());
+                return res;
+            }
             CatalogError::RangeNotSatisfiable { size } => {
                 let mut res = error_response(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", &message);
                 if let Ok(v) = format!("bytes */{size}").parse() {

@@ -18,11 +18,12 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use lectern_common::auth::AccessTokens;
 use lectern_common::db::Db;
+use lectern_common::limits::Limits;
 use lectern_common::queue::SharedQueue;
 use lectern_common::storage::SharedStore;
 
 pub use error::CatalogError;
-pub use routes::router;
+pub use routes::{CatalogApi, router};
 
 #[derive(Debug, Clone, Default)]
 pub struct CatalogConfig {
@@ -52,6 +53,7 @@ pub struct CatalogState {
     pub playback: playback::PlaybackTokens,
     pub hub: events::Hub,
     pub config: Arc<CatalogConfig>,
+    pub limits: Arc<Limits>,
 }
 
 impl FromRef<CatalogState> for AccessTokens {
@@ -68,8 +70,9 @@ impl CatalogState {
         tokens: AccessTokens,
         playback: playback::PlaybackTokens,
         config: CatalogConfig,
+        limits: Arc<Limits>,
     ) -> Self {
-        Self { db, store, queue, tokens, playback, hub: events::hub(), config: Arc::new(config) }
+        Self { db, store, queue, tokens, playback, hub: events::hub(), config: Arc::new(config), limits }
     }
 }
 

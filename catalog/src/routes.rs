@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lectern_common::auth::AuthUser;
+use lectern_common::limits::{Action, ClientIp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -19,6 +20,27 @@ use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::error::CatalogError;
 use crate::events;
 use crate::playback::{parse_range, playable_file};
+
+/// The catalog's part of the OpenAPI description.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
+        create_lecture, enroll, lecture_detail, update_lecture, delete_lecture, put_progress, get_progress, playback,
+        live_events, play, public_poster
+    ),
+    tags(
+        (name = "accounts", description = "Sign-up, sign-in, the current user"),
+        (name = "courses", description = "Catalog, search, course pages, enrollment"),
+        (name = "lectures", description = "Lectures, their status and watch progress"),
+        (name = "playback", description = "Signed playback URLs and the files behind them"),
+        (name = "events", description = "Live transcode and publication events"),
+    )
+)]
+pub struct CatalogApi;
+
+/// The largest JSON body the catalog reads.
+pub const JSON_BODY_LIMIT: usize = 128 * 1024;
 
 pub fn router(state: CatalogState) -> Router {
     let api = Router::new()
@@ -34,14 +56,17 @@ pub fn router(state: CatalogState) -> Router {
         .route("/api/lectures/{id}/playback", post(playback))
         .route("/api/lectures/{id}/progress", get(get_progress).put(put_progress))
         .route("/api/events", get(live_events))
-        .route("/media/posters/{file}", get(public_poster));
+        .route("/media/posters/{file}", get(public_poster))
+        // JSON bodies here are a few hundred bytes; a description is at most 20000 characters.
+        .layer(axum::extract::DefaultBodyLimit::max(JSON_BODY_LIMIT));
     let play = Router::new()
         .route("/play/{token}/{*path}", get(play).head(play).options(play_preflight))
         .layer(middleware::from_fn(open_cors));
     api.merge(play).with_state(state)
 }
 
-/// A JSON body whose rejections use the API's error shape.
+/// A JSON body whose rejections use the API's error shape. Bodies must be JSON
+/// objects: serde would otherwise read a struct from an array of its fields.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -52,43 +77,79 @@ where
     type Rejection = CatalogError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(CatalogError::Invalid(match rejection {
-                JsonRejection::MissingJsonContentType(_) => "send the body as application/json".to_string(),
-                other => other.body_text(),
-            })),
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(value)) => object_body(value).map(ApiJson),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(CatalogError::Invalid("send the body as application/json".into())),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(CatalogError::TooLarge),
+            Err(rejection) => Err(CatalogError::Invalid(rejection.body_text())),
         }
     }
 }
 
-#[derive(Serialize)]
+fn object_body<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, CatalogError> {
+    if !value.is_object() {
+        return Err(CatalogError::Invalid("the body must be a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct Session {
+    /// Send as `Authorization: Bearer <token>`.
     token: String,
     user: User,
 }
 
-async fn signup(State(s): State<CatalogState>, ApiJson(req): ApiJson<accounts::Signup>) -> Result<(StatusCode, Json<Session>), CatalogError> {
+#[utoipa::path(
+    post, path = "/api/auth/signup", tag = "accounts", request_body = accounts::Signup,
+    responses((status = 201, description = "Account created; a session token", body = Session), (status = 409, description = "Email already registered", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn signup(
+    State(s): State<CatalogState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<accounts::Signup>,
+) -> Result<(StatusCode, Json<Session>), CatalogError> {
+    s.limits.check(Action::Signup, ip, None)?;
     let user = accounts::signup(&s.db, req).await?;
     let token = s.tokens.issue(&user.id, user.role);
     Ok((StatusCode::CREATED, Json(Session { token, user })))
 }
 
-async fn login(State(s): State<CatalogState>, ApiJson(req): ApiJson<accounts::Login>) -> Result<Json<Session>, CatalogError> {
-    let user = accounts::login(&s.db, req).await?;
+#[utoipa::path(
+    post, path = "/api/auth/login", tag = "accounts", request_body = accounts::Login,
+    responses((status = 200, description = "A session token", body = Session), (status = 401, description = "Wrong email or password", body = lectern_common::http::ErrorBody), (status = 429, description = "Too many attempts; see Retry-After", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn login(State(s): State<CatalogState>, ip: ClientIp, ApiJson(req): ApiJson<accounts::Login>) -> Result<Json<Session>, CatalogError> {
+    let user = accounts::guarded_login(&s.db, &s.limits, ip, req).await?;
     let token = s.tokens.issue(&user.id, user.role);
     Ok(Json(Session { token, user }))
 }
 
+#[utoipa::path(
+    get, path = "/api/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn me(State(s): State<CatalogState>, user: AuthUser) -> Result<Json<User>, CatalogError> {
     Ok(Json(accounts::get_user(&s.db, &user.id).await?))
 }
 
-async fn my_courses(State(s): State<CatalogState>, user: AuthUser) -> Result<Json<serde_json::Value>, CatalogError> {
-    let items = courses::my_courses(&s.db, &user).await?;
-    Ok(Json(serde_json::json!({ "items": items })))
+#[derive(Serialize, utoipa::ToSchema)]
+struct CourseList {
+    items: Vec<Course>,
 }
 
+#[utoipa::path(
+    get, path = "/api/me/courses", tag = "courses", security(("bearer" = [])),
+    responses((status = 200, description = "Courses the user is enrolled in", body = CourseList), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn my_courses(State(s): State<CatalogState>, user: AuthUser) -> Result<Json<CourseList>, CatalogError> {
+    Ok(Json(CourseList { items: courses::my_courses(&s.db, &user).await? }))
+}
+
+#[utoipa::path(
+    get, path = "/api/courses", tag = "courses", security(("bearer" = [])), params(CourseQuery),
+    responses((status = 200, description = "Published courses (or the owner's own with mine=true)", body = courses::Page<Course>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn list_courses(
     State(s): State<CatalogState>,
     user: AuthUser,
@@ -98,6 +159,10 @@ async fn list_courses(
     Ok(Json(courses::list_courses(&s.db, &user, query).await?))
 }
 
+#[utoipa::path(
+    post, path = "/api/courses", tag = "courses", security(("bearer" = [])), request_body = courses::NewCourse,
+    responses((status = 201, body = Course), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn create_course(
     State(s): State<CatalogState>,
     user: AuthUser,
@@ -106,7 +171,7 @@ async fn create_course(
     Ok((StatusCode::CREATED, Json(courses::create_course(&s.db, &user, new).await?)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CourseDetail {
     #[serde(flatten)]
     course: Course,
@@ -117,6 +182,10 @@ struct CourseDetail {
     progress: Vec<courses::WatchProgress>,
 }
 
+#[utoipa::path(
+    get, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    responses((status = 200, body = CourseDetail), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn course_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<CourseDetail>, CatalogError> {
     let course = courses::visible_course(&s.db, &user, &id).await?;
     let lectures = courses::lectures_of(&s.db, &id).await?;
@@ -126,6 +195,10 @@ async fn course_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): 
     Ok(Json(CourseDetail { course, lectures, enrolled, can_edit, progress }))
 }
 
+#[utoipa::path(
+    patch, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")), request_body = courses::CoursePatch,
+    responses((status = 200, body = Course), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn update_course(
     State(s): State<CatalogState>,
     user: AuthUser,
@@ -151,12 +224,20 @@ fn clean_up(s: &CatalogState, orphans: Orphans) {
     });
 }
 
+#[utoipa::path(
+    delete, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    responses((status = 204, description = "Deleted with its lectures and files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn delete_course(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, CatalogError> {
     let orphans = courses::delete_course(&s.db, &user, &id).await?;
     clean_up(&s, orphans);
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post, path = "/api/courses/{id}/lectures", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "course id")), request_body = courses::NewLecture,
+    responses((status = 201, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn create_lecture(
     State(s): State<CatalogState>,
     user: AuthUser,
@@ -166,26 +247,40 @@ async fn create_lecture(
     Ok((StatusCode::CREATED, Json(courses::create_lecture(&s.db, &user, &id, new).await?)))
 }
 
+#[utoipa::path(
+    post, path = "/api/courses/{id}/enroll", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    request_body(content = Option<courses::EnrollRequest>, description = "Optional; `{\"purchase\": true}` for a priced course"),
+    responses((status = 201, description = "Enrolled", body = courses::Enrollment), (status = 200, description = "Already enrolled", body = courses::Enrollment), (status = 402, description = "A priced course needs purchase: true", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn enroll(
     State(s): State<CatalogState>,
     user: AuthUser,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<courses::Enrollment>), CatalogError> {
+    let body = body.map_err(|r| if r.status() == StatusCode::PAYLOAD_TOO_LARGE { CatalogError::TooLarge } else { CatalogError::Invalid(r.body_text()) })?;
     // The body is optional: an empty one subscribes to a free course.
     let req: courses::EnrollRequest = if body.iter().all(u8::is_ascii_whitespace) {
         Default::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))?
+        object_body(serde_json::from_slice(&body).map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))?)?
     };
     let (enrollment, created) = courses::enroll(&s.db, &user, &id, req).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(enrollment)))
 }
 
+#[utoipa::path(
+    get, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 200, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn lecture_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Lecture>, CatalogError> {
     Ok(Json(courses::visible_lecture(&s.db, &user, &id).await?.0))
 }
 
+#[utoipa::path(
+    patch, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")), request_body = courses::LecturePatch,
+    responses((status = 200, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn update_lecture(
     State(s): State<CatalogState>,
     user: AuthUser,
@@ -195,17 +290,26 @@ async fn update_lecture(
     Ok(Json(courses::update_lecture(&s.db, &user, &id, patch).await?))
 }
 
+#[utoipa::path(
+    delete, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 204, description = "Deleted with its files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn delete_lecture(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, CatalogError> {
     let orphans = courses::delete_lecture(&s.db, &user, &id).await?;
     clean_up(&s, orphans);
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 struct ProgressBody {
+    #[schema(minimum = 0)]
     position_secs: f64,
 }
 
+#[utoipa::path(
+    put, path = "/api/lectures/{id}/progress", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")), request_body = ProgressBody,
+    responses((status = 200, body = courses::WatchProgress), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn put_progress(
     State(s): State<CatalogState>,
     user: AuthUser,
@@ -215,17 +319,28 @@ async fn put_progress(
     Ok(Json(courses::save_progress(&s.db, &user, &id, body.position_secs).await?))
 }
 
-async fn get_progress(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<serde_json::Value>, CatalogError> {
-    courses::visible_lecture(&s.db, &user, &id).await?;
-    let mine = courses::lecture_progress(&s.db, &user.id, &id).await?;
-    Ok(Json(serde_json::json!({
-        "lecture_id": id,
-        "position_secs": mine.as_ref().map(|p| p.position_secs).unwrap_or(0.0),
-        "completed": mine.as_ref().is_some_and(|p| p.completed),
-    })))
+#[derive(Serialize, utoipa::ToSchema)]
+struct LectureProgress {
+    lecture_id: String,
+    position_secs: f64,
+    completed: bool,
 }
 
-#[derive(Serialize)]
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/progress", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 200, body = LectureProgress), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn get_progress(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<LectureProgress>, CatalogError> {
+    courses::visible_lecture(&s.db, &user, &id).await?;
+    let mine = courses::lecture_progress(&s.db, &user.id, &id).await?;
+    Ok(Json(LectureProgress {
+        position_secs: mine.as_ref().map(|p| p.position_secs).unwrap_or(0.0),
+        completed: mine.as_ref().is_some_and(|p| p.completed),
+        lecture_id: id,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct PlaybackGrant {
     url: String,
     expires_at: i64,
@@ -234,7 +349,17 @@ struct PlaybackGrant {
     storyboard_url: Option<String>,
 }
 
-async fn playback(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<PlaybackGrant>, CatalogError> {
+#[utoipa::path(
+    post, path = "/api/lectures/{id}/playback", tag = "playback", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 200, description = "A signed playback URL", body = PlaybackGrant), (status = 409, description = "Not ready to play yet", body = lectern_common::http::ErrorBody), (status = 429, description = "Too many requests; see Retry-After", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn playback(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<PlaybackGrant>, CatalogError> {
+    s.limits.check(Action::PlaybackIssue, ip, Some(&user.id))?;
     let (lecture, course) = courses::visible_lecture(&s.db, &user, &id).await?;
     if !courses::may_play(&s.db, &user, &course).await? {
         return Err(CatalogError::Forbidden("enroll in this course to watch its lectures".into()));
@@ -252,9 +377,22 @@ async fn playback(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<
     }))
 }
 
-async fn live_events(State(s): State<CatalogState>, user: AuthUser, ws: WebSocketUpgrade) -> Response {
-    ws.protocols([lectern_common::auth::WS_BEARER_PROTOCOL])
-        .on_upgrade(move |socket| events::serve_socket(socket, user, s.db.clone(), s.hub.clone()))
+#[utoipa::path(
+    get, path = "/api/events", tag = "events", security(("bearer" = [])),
+    description = "A WebSocket (send the token as the `bearer, <token>` subprotocol or `?token=`): owners get transcode progress, ready and failed events for their lectures; students `lecture_ready` for courses they are enrolled in.",
+    responses((status = 101, description = "Switching to the WebSocket"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn live_events(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, CatalogError> {
+    let ws = ws.map_err(|r| CatalogError::Invalid(format!("this is a WebSocket endpoint: {}", r.body_text())))?;
+    // Clients only listen; anything they send is small.
+    Ok(ws
+        .max_message_size(4096)
+        .protocols([lectern_common::auth::WS_BEARER_PROTOCOL])
+        .on_upgrade(move |socket| events::serve_socket(socket, user, s.db.clone(), s.hub.clone())))
 }
 
 /// Playback is meant to be embedded anywhere the signed URL goes (an LMS page), so
@@ -282,6 +420,12 @@ async fn play_preflight() -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get, path = "/play/{token}/{path}", tag = "playback",
+    description = "HLS playlists, segments, poster and storyboard of one lecture, by a playback token. Supports Range, If-None-Match and If-Range; readable cross-origin.",
+    params(("token" = String, Path, description = "Playback token from POST /api/lectures/{id}/playback"), ("path" = String, Path, description = "master.m3u8, <rung>/index.m3u8, segments, poster.jpg, storyboard.vtt/jpg"), ("Range" = Option<String>, Header, description = "bytes=start-end")),
+    responses((status = 200, description = "The file", content((Vec<u8> = "application/octet-stream"), (String = "application/vnd.apple.mpegurl"))), (status = 206, description = "Part of the file"), (status = 304, description = "Not modified"), (status = 403, description = "Invalid or expired playback token", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn play(
     State(s): State<CatalogState>,
     Path((token, path)): Path<(String, String)>,
@@ -379,6 +523,11 @@ async fn serve_object(
 
 /// Course-card posters: public for published courses, like a thumbnail on a
 /// catalog page (the lecture itself still needs a playback token).
+#[utoipa::path(
+    get, path = "/media/posters/{file}", tag = "playback", params(("file" = String, Path, description = "<lecture id>.jpg")),
+    description = "The poster of a ready video lecture in a published course (for course cards).",
+    responses((status = 200, description = "JPEG", content_type = "image/jpeg", body = Vec<u8>), (status = 304, description = "Not modified"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn public_poster(
     State(s): State<CatalogState>,
     Path(file): Path<String>,

@@ -6,22 +6,32 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: invalid, unauthorized, forbidden, not_found,
+    /// rate_limited, quota_exceeded, payload_too_large, …
+    pub code: String,
+    /// What was wrong, for a person.
+    pub message: String,
 }
 
 /// The response for an error: the stable JSON body with the given status.
-/// Server errors are logged by the caller and sent with a generic message, so no
+/// Refusals are logged here (inside the request's span, so with its request id);
+/// server errors are logged by the caller and sent with a generic message, so no
 /// internal detail reaches a client.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::to_string(&ErrorBody { error: ErrorDetail { code, message } })
+    if status.is_client_error() {
+        tracing::info!(status = status.as_u16(), code, message, "request refused");
+    }
+    let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message: message.to_string() } };
+    let body = serde_json::to_string(&body)
         .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"internal error"}}"#.into());
     (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }

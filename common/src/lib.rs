@@ -2,12 +2,16 @@
 //!
 //! It owns the three seams chosen by URL (database, object storage, queue) with their
 //! embedded backends, the messages that travel on the queue (transcode jobs and job
-//! events), access tokens and the request extractor that checks them, and the one JSON
-//! error shape every HTTP error uses. Domain logic lives in the service crates.
+//! events), access tokens and the request extractor that checks them, the one JSON
+//! error shape every HTTP error uses, and the HTTP edge every request passes (request
+//! ids, timeouts, CORS, compression, rate limits). Domain logic lives in the service
+//! crates.
 
 pub mod auth;
 pub mod db;
+pub mod edge;
 pub mod http;
+pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod queue;

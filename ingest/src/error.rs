@@ -26,6 +26,10 @@ pub enum IngestError {
     ChecksumMismatch,
     #[error("this server speaks tus 1.0.0; send Tus-Resumable: 1.0.0")]
     TusVersion,
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
     #[error("storage: {0}")]
     Storage(#[from] lectern_common::storage::StorageError),
     #[error("database: {0}")]
@@ -40,6 +44,12 @@ impl From<crate::tus::HeaderError> for IngestError {
     }
 }
 
+impl From<lectern_common::limits::Refusal> for IngestError {
+    fn from(r: lectern_common::limits::Refusal) -> Self {
+        IngestError::RateLimited { retry_after_secs: r.retry_after_secs(), message: r.message }
+    }
+}
+
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let message = self.to_string();
@@ -51,6 +61,12 @@ impl IntoResponse for IngestError {
             IngestError::OffsetConflict { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
             IngestError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            IngestError::QuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+            IngestError::RateLimited { retry_after_secs, .. } => {
+                let mut res = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message);
+                res.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).max(1).into());
+                return res;
+            }
             IngestError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             IngestError::ChecksumMismatch => {
                 (StatusCode::from_u16(460).expect("460 is a valid status"), "checksum_mismatch")

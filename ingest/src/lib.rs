@@ -21,17 +21,20 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use lectern_common::auth::AccessTokens;
 use lectern_common::db::Db;
+use lectern_common::limits::Limits;
 use lectern_common::queue::SharedQueue;
 use lectern_common::storage::SharedStore;
 use tokio::sync::Notify;
 
 pub use error::IngestError;
-pub use routes::router;
+pub use routes::{IngestApi, router};
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// The largest upload accepted, in bytes (advertised as Tus-Max-Size).
     pub max_upload_bytes: u64,
+    /// Bytes of source files one owner may hold (0: no quota); admins have none.
+    pub upload_quota_bytes: u64,
     /// How long an incomplete upload is kept after its last chunk.
     pub upload_ttl_secs: i64,
     /// How long probing one file may take.
@@ -47,6 +50,7 @@ pub struct IngestState {
     pub queue: SharedQueue,
     pub tokens: AccessTokens,
     pub config: Arc<IngestConfig>,
+    pub limits: Arc<Limits>,
     upload_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     outbox_wakeup: Arc<Notify>,
 }
@@ -58,13 +62,14 @@ impl FromRef<IngestState> for AccessTokens {
 }
 
 impl IngestState {
-    pub fn new(db: Db, store: SharedStore, queue: SharedQueue, tokens: AccessTokens, config: IngestConfig) -> Self {
+    pub fn new(db: Db, store: SharedStore, queue: SharedQueue, tokens: AccessTokens, config: IngestConfig, limits: Arc<Limits>) -> Self {
         Self {
             db,
             store,
             queue,
             tokens,
             config: Arc::new(config),
+            limits,
             upload_locks: Default::default(),
             outbox_wakeup: Arc::new(Notify::new()),
         }

@@ -9,11 +9,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::TryStreamExt;
 use lectern_common::auth::AuthUser;
+use lectern_common::limits::{Action, ClientIp};
 
 use crate::IngestState;
 use crate::error::IngestError;
 use crate::tus;
 use crate::uploads::{self, NewUpload, Upload};
+
+/// Ingest's part of the OpenAPI description: the tus 1.0 upload endpoints.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(options, create, head, patch, terminate), tags((name = "uploads", description = "Resumable uploads (tus 1.0)")))]
+pub struct IngestApi;
 
 pub fn router(state: IngestState) -> Router {
     Router::new()
@@ -45,6 +51,11 @@ fn offset_headers(upload: &Upload) -> [(&'static str, HeaderValue); 2] {
     [("upload-offset", HeaderValue::from(upload.received)), ("upload-expires", expires_header(upload))]
 }
 
+#[utoipa::path(
+    options, path = "/api/uploads", tag = "uploads",
+    description = "tus discovery: version, extensions (creation, creation-with-upload, termination, checksum, expiration), checksum algorithms, maximum size.",
+    responses((status = 204, description = "What this tus server supports", headers(("Tus-Version" = String), ("Tus-Extension" = String), ("Tus-Checksum-Algorithm" = String), ("Tus-Max-Size" = u64))))
+)]
 async fn options(State(state): State<IngestState>) -> impl IntoResponse {
     (
         StatusCode::NO_CONTENT,
@@ -71,7 +82,21 @@ fn checksum_of(headers: &HeaderMap) -> Result<Option<tus::Checksum>, IngestError
     header_str(headers, "upload-checksum").map(tus::parse_checksum).transpose().map_err(Into::into)
 }
 
-async fn create(State(state): State<IngestState>, user: AuthUser, headers: HeaderMap, body: Body) -> Result<Response, IngestError> {
+#[utoipa::path(
+    post, path = "/api/uploads", tag = "uploads", security(("bearer" = [])),
+    description = "tus creation (and creation-with-upload). Upload-Metadata must carry `lecture_id` (a lecture of a course you own); `filename` and `filetype` are kept.",
+    params(("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0"), ("Upload-Length" = u64, Header, description = "Total size in bytes"), ("Upload-Metadata" = Option<String>, Header, description = "tus metadata: comma-separated `key base64value` pairs"), ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of the first chunk")),
+    request_body(content = Option<Vec<u8>>, content_type = "application/offset+octet-stream", description = "Optional first chunk"),
+    responses((status = 201, description = "Created; Location is the upload URL", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Tus-Resumable" = String))), (status = 413, description = "Larger than Tus-Max-Size or the owner's quota", body = lectern_common::http::ErrorBody), (status = 429, description = "Too many uploads created; see Retry-After", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn create(
+    State(state): State<IngestState>,
+    user: AuthUser,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    state.limits.check(Action::UploadCreate, ip, Some(&user.id))?;
     if headers.contains_key("upload-defer-length") {
         return Err(IngestError::BadRequest("Upload-Defer-Length is not supported; send Upload-Length".into()));
     }
@@ -93,6 +118,11 @@ async fn create(State(state): State<IngestState>, user: AuthUser, headers: Heade
     Ok(res)
 }
 
+#[utoipa::path(
+    head, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = [])),
+    params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0")),
+    responses((status = 200, description = "Where to resume", headers(("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Expires" = String), ("Upload-Metadata" = String), ("Tus-Resumable" = String))), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn head(State(state): State<IngestState>, user: AuthUser, Path(id): Path<String>) -> Result<Response, IngestError> {
     let upload = uploads::load_for(&state, &user, &id).await?;
     let mut res = (StatusCode::OK, offset_headers(&upload)).into_response();
@@ -107,6 +137,13 @@ async fn head(State(state): State<IngestState>, user: AuthUser, Path(id): Path<S
     Ok(res)
 }
 
+#[utoipa::path(
+    patch, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = [])),
+    description = "Appends a chunk at Upload-Offset. The last byte finishes the upload: the file is probed and the lecture turns processing (or failed, with a reason).",
+    params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0"), ("Upload-Offset" = u64, Header, description = "Where this chunk starts"), ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this chunk; a mismatch discards it (460)")),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses((status = 204, description = "Stored", headers(("Upload-Offset" = u64, description = "Bytes received so far"), ("Upload-Expires" = String, description = "When an unfinished upload is removed (HTTP date)"), ("Tus-Resumable" = String))), (status = 409, description = "Upload-Offset is not the upload's offset", body = lectern_common::http::ErrorBody), (status = 460, description = "Checksum mismatch; the chunk was discarded", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn patch(
     State(state): State<IngestState>,
     user: AuthUser,
@@ -132,6 +169,11 @@ async fn patch(
     Ok((StatusCode::NO_CONTENT, offset_headers(&upload)).into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = [])),
+    params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0")),
+    responses((status = 204, description = "Removed with its bytes"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
 async fn terminate(State(state): State<IngestState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, IngestError> {
     let upload = uploads::load_for(&state, &user, &id).await?;
     uploads::terminate(&state, &upload).await?;

@@ -84,6 +84,28 @@ pub struct NewUpload {
 
 /// Checks that `user` may upload to the lecture the metadata names and records a new
 /// upload for it.
+/// Refuses an upload that would take the owner past their quota: the bytes of every
+/// upload they hold (received or still announced) for lectures that still exist.
+async fn check_quota(state: &IngestState, user: &AuthUser, length: u64) -> Result<(), IngestError> {
+    let quota = state.config.upload_quota_bytes;
+    if quota == 0 || user.is_admin() {
+        return Ok(());
+    }
+    let (held,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(u.length), 0) AS BIGINT) FROM uploads u JOIN lectures l ON l.id = u.lecture_id WHERE u.owner_id = $1",
+    )
+    .bind(&user.id)
+    .fetch_one(&state.db)
+    .await?;
+    let held = held.max(0) as u64;
+    if held.saturating_add(length) > quota {
+        return Err(IngestError::QuotaExceeded(format!(
+            "this upload ({length} bytes) would exceed your storage quota: {held} of {quota} bytes are in use"
+        )));
+    }
+    Ok(())
+}
+
 pub async fn create(state: &IngestState, user: &AuthUser, new: NewUpload) -> Result<Upload, IngestError> {
     if user.role == Role::Student {
         return Err(IngestError::Forbidden("students cannot upload lectures".into()));
@@ -120,6 +142,7 @@ pub async fn create(state: &IngestState, user: &AuthUser, new: NewUpload) -> Res
     if status == "processing" {
         return Err(IngestError::Conflict("the lecture's last upload is still being processed".into()));
     }
+    check_quota(state, user, new.length).await?;
     let id = new_id().replace('-', "");
     let now = now_unix();
     let upload = Upload {

@@ -33,6 +33,9 @@ pub struct WorkerConfig {
     pub retry_base: Duration,
     /// A pipeline that makes no progress for this long is stopped.
     pub stall_timeout: Duration,
+    /// A pipeline may run this long plus `job_time_per_source_sec` per second of source.
+    pub job_time_base: Duration,
+    pub job_time_per_source_sec: f64,
     /// On shutdown, how long the job in hand may still run before it is stopped and
     /// left to the queue to deliver again.
     pub shutdown_grace: Duration,
@@ -237,10 +240,14 @@ impl Worker {
         let output = {
             let job = job.clone();
             let out_dir = out_dir.clone();
-            let stall = self.config.stall_timeout;
+            let watchdog = pipeline::Watchdog {
+                stall: self.config.stall_timeout,
+                total: self.config.job_time_base
+                    + Duration::from_secs_f64(job.source.duration_secs.max(0.0) * self.config.job_time_per_source_sec),
+            };
             let progress_tx = tx.clone();
             tokio::task::spawn_blocking(move || {
-                pipeline::transcode(&job, &source, &out_dir, stall, &cancel, |p| {
+                pipeline::transcode(&job, &source, &out_dir, watchdog, &cancel, |p| {
                     let _ = progress_tx.send((p.fraction * 90.0) as u8);
                 })
             })

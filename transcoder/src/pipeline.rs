@@ -33,6 +33,9 @@ pub enum PipelineError {
     /// No progress for too long.
     #[error("the transcode made no progress for {0} s and was stopped")]
     Stalled(u64),
+    /// Ran past its time budget (a source that decodes forever, or far too slowly).
+    #[error("the transcode ran longer than its limit of {0} s and was stopped")]
+    TooLong(u64),
     /// Stopped on request (the worker is shutting down).
     #[error("the transcode was stopped because the worker is shutting down")]
     Cancelled,
@@ -235,11 +238,20 @@ pub struct Progress {
 
 /// Runs the whole ladder for a job over a local source file, writing renditions under
 /// `out_dir`. `on_progress` is called about once a second.
+/// The watchdog's limits on one pipeline run.
+#[derive(Debug, Clone, Copy)]
+pub struct Watchdog {
+    /// No progress (position or bytes read) for this long stops the run.
+    pub stall: Duration,
+    /// The whole run may take this long.
+    pub total: Duration,
+}
+
 pub fn transcode(
     job: &TranscodeJob,
     source: &Path,
     out_dir: &Path,
-    stall_timeout: Duration,
+    watchdog: Watchdog,
     cancel: &std::sync::atomic::AtomicBool,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<TranscodeOutput, PipelineError> {
@@ -417,7 +429,7 @@ pub fn transcode(
         });
     }
 
-    let result = run_to_eos(&pipeline, &src, duration, stall_timeout, &tallies, cancel, &mut on_progress);
+    let result = run_to_eos(&pipeline, &src, duration, watchdog, &tallies, cancel, &mut on_progress);
     let _ = pipeline.set_state(gst::State::Null);
     result?;
 
@@ -495,7 +507,7 @@ fn run_to_eos(
     pipeline: &gst::Pipeline,
     src: &gst::Element,
     duration_secs: f64,
-    stall_timeout: Duration,
+    watchdog: Watchdog,
     tallies: &Tallies,
     cancel: &std::sync::atomic::AtomicBool,
     on_progress: &mut impl FnMut(Progress),
@@ -518,10 +530,14 @@ fn run_to_eos(
         .map(|m| m.len())
         .unwrap_or(0);
     let mut last_position = 0u64;
-    let mut last_advance = Instant::now();
+    let started = Instant::now();
+    let mut last_advance = started;
     loop {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(PipelineError::Cancelled);
+        }
+        if started.elapsed() > watchdog.total {
+            return Err(PipelineError::TooLong(watchdog.total.as_secs()));
         }
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(1000)) {
             match msg.view() {
@@ -547,8 +563,14 @@ fn run_to_eos(
         if progress_key > last_position {
             last_position = progress_key;
             last_advance = Instant::now();
-        } else if last_advance.elapsed() > stall_timeout {
-            return Err(PipelineError::Stalled(stall_timeout.as_secs()));
+        } else if last_advance.elapsed() > watchdog.stall {
+            return Err(PipelineError::Stalled(watchdog.stall.as_secs()));
+        }
+        // Timestamps far past the probed duration: a damaged source that would run on.
+        if duration_secs > 0.0 && position as f64 / 1e9 > duration_secs * 2.0 + 60.0 {
+            return Err(PipelineError::Media(format!(
+                "the file's timestamps run far past its {duration_secs:.0} s duration; it looks damaged"
+            )));
         }
         let fraction = if duration_secs > 0.0 {
             position as f64 / 1e9 / duration_secs

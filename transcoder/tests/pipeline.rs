@@ -5,7 +5,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use lectern_common::messages::{Rung, SourceFacts, TimeRange, TranscodeJob};
-use lectern_transcoder::pipeline::transcode;
+use lectern_transcoder::pipeline::{PipelineError, Watchdog, transcode};
+
+fn watchdog(stall_secs: u64) -> Watchdog {
+    Watchdog { stall: Duration::from_secs(stall_secs), total: Duration::from_secs(600) }
+}
 
 fn make_source(path: &Path, video: Option<(u32, u32, &str)>, audio: bool, secs: u32, mux: &str) {
     let mut desc = format!("{mux} name=mux ! filesink location={} ", path.display());
@@ -68,7 +72,7 @@ fn ladder_segments_are_aligned_and_measured() {
     make_source(&src, Some((640, 360, "25/1")), true, 15, "mp4mux");
     let job = job(facts(640, 360, (25, 1), 15.0, true, true), vec![rung("v360", 640, 360, 800), rung("v240", 426, 240, 400)]);
     let mut progress = Vec::new();
-    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(15), &Default::default(), |p| progress.push(p.fraction)).unwrap();
+    let out = transcode(&job, &src, &dir.path().join("out"), watchdog(15), &Default::default(), |p| progress.push(p.fraction)).unwrap();
     assert_eq!(out.video.len(), 2);
     for r in &out.video {
         let durations: Vec<f64> = r.segments.iter().map(|s| s.duration).collect();
@@ -94,7 +98,7 @@ fn audio_only_source_gives_one_audio_rendition() {
     let src = dir.path().join("a.m4a");
     make_source(&src, None, true, 4, "mp4mux");
     let job = job(facts(0, 0, (0, 1), 4.0, false, true), vec![]);
-    let out = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(60), &Default::default(), |_| {}).unwrap();
+    let out = transcode(&job, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |_| {}).unwrap();
     assert!(out.video.is_empty());
     assert!(out.poster.is_none());
     assert!(!out.audio.unwrap().segments.is_empty());
@@ -106,6 +110,19 @@ fn garbage_fails_with_a_reason() {
     let src = dir.path().join("x.mp4");
     std::fs::write(&src, vec![7u8; 100_000]).unwrap();
     let job = job(facts(640, 360, (25, 1), 4.0, true, true), vec![rung("v360", 640, 360, 800)]);
-    let err = transcode(&job, &src, &dir.path().join("out"), Duration::from_secs(30), &Default::default(), |_| {}).unwrap_err();
+    let err = transcode(&job, &src, &dir.path().join("out"), watchdog(30), &Default::default(), |_| {}).unwrap_err();
     assert!(err.to_string().contains("could not be decoded"), "{err}");
+}
+
+#[test]
+fn the_watchdog_stops_a_run_past_its_time_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("long.mp4");
+    make_source(&src, Some((640, 360, "30/1")), false, 30, "mp4mux");
+    let job = job(facts(640, 360, (30, 1), 30.0, true, false), vec![rung("v360", 640, 360, 800), rung("v240", 426, 240, 400)]);
+    let started = std::time::Instant::now();
+    let limit = Watchdog { stall: Duration::from_secs(60), total: Duration::from_secs(1) };
+    let err = transcode(&job, &src, &dir.path().join("out"), limit, &Default::default(), |_| {}).unwrap_err();
+    assert!(matches!(err, PipelineError::TooLong(1)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped after {:?}", started.elapsed());
 }
