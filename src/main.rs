@@ -135,6 +135,9 @@ struct Config {
     /// How segments reach players: `proxy` (through /play) or `direct` (presigned S3 URLs).
     #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "direct"], global = true)]
     playback_delivery: String,
+    /// An upload body that sends no bytes for this long is cut; what arrived is kept.
+    #[arg(long, env = "LECTERN_UPLOAD_IDLE_SECS", default_value_t = 60, global = true)]
+    upload_idle_secs: u64,
     /// Bytes of source files one owner may hold; 0 for no quota.
     #[arg(long, env = "LECTERN_UPLOAD_QUOTA_BYTES", default_value_t = 100 * 1024 * 1024 * 1024, global = true)]
     upload_quota_bytes: u64,
@@ -474,6 +477,7 @@ fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limi
         IngestConfig {
             max_upload_bytes: c.max_upload_bytes,
             upload_quota_bytes: c.upload_quota_bytes,
+            upload_idle: Duration::from_secs(c.upload_idle_secs.max(1)),
             upload_ttl_secs: c.upload_ttl,
             probe_timeout_secs: 30,
             scratch_dir: c.data_dir.join("scratch"),

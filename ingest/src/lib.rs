@@ -35,6 +35,8 @@ pub struct IngestConfig {
     pub max_upload_bytes: u64,
     /// Bytes of source files one owner may hold (0: no quota); admins have none.
     pub upload_quota_bytes: u64,
+    /// A PATCH body that sends nothing for this long is cut (its bytes are kept).
+    pub upload_idle: Duration,
     /// How long an incomplete upload is kept after its last chunk.
     pub upload_ttl_secs: i64,
     /// How long probing one file may take.

@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures::TryStreamExt;
 use lectern_common::auth::AuthUser;
 use lectern_common::limits::{Action, ClientIp};
 
@@ -74,8 +73,24 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-fn body_stream(body: Body) -> lectern_common::storage::ByteStream {
-    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+/// The request body as a stream that ends in an error when the client sends nothing
+/// for `idle`: a stalled connection then keeps the bytes it delivered and releases the
+/// upload, so the client can resume from another connection.
+fn body_stream(body: Body, idle: std::time::Duration) -> lectern_common::storage::ByteStream {
+    use futures::StreamExt;
+    let chunks = body.into_data_stream();
+    Box::pin(futures::stream::unfold(Some(chunks), move |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(None) => None,
+            Err(_) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no bytes arrived for {} s", idle.as_secs()));
+                Some((Err(e), None))
+            }
+        }
+    }))
 }
 
 fn checksum_of(headers: &HeaderMap) -> Result<Option<tus::Checksum>, IngestError> {
@@ -110,7 +125,7 @@ async fn create(
     // creation-with-upload: the first chunk may ride on the POST.
     if is_offset_stream(&headers) {
         let checksum = checksum_of(&headers)?;
-        upload = uploads::append(&state, &upload, 0, checksum, body_stream(body)).await?;
+        upload = uploads::append(&state, &upload, 0, checksum, body_stream(body, state.config.upload_idle)).await?;
     }
     let location = format!("/api/uploads/{}", upload.id);
     let mut res = (StatusCode::CREATED, offset_headers(&upload)).into_response();
@@ -165,7 +180,7 @@ async fn patch(
             return Err(IngestError::TooLarge("the chunk runs past Upload-Length".into()));
         }
     }
-    let upload = uploads::append(&state, &upload, offset, checksum, body_stream(body)).await?;
+    let upload = uploads::append(&state, &upload, offset, checksum, body_stream(body, state.config.upload_idle)).await?;
     Ok((StatusCode::NO_CONTENT, offset_headers(&upload)).into_response())
 }
 

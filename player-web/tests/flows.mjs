@@ -139,6 +139,13 @@ await outsider.getByRole('heading', { name: 'Enroll to watch' }).waitFor();
 assert.equal(await outsider.locator('video').count(), 0);
 await shot(outsider, 'not-enrolled-phone');
 
+// --- the API reference at /api/docs ---------------------------------------------------
+const docs = await newPage();
+await docs.goto(`${base}/api/docs`);
+await docs.locator('.opblock', { hasText: '/api/courses/{id}/enroll' }).first().waitFor();
+await docs.locator('.opblock', { hasText: '/api/uploads/{id}' }).first().waitFor();
+await shot(docs, 'api-docs');
+
 await browser.close();
 const real = problems.filter((p) => !p.includes('status of 401') && !p.includes('status of 409'));
 assert.deepEqual(real, [], `console errors:\n${real.join('\n')}`);

@@ -249,6 +249,34 @@ def test_the_request_time_limit_spares_slow_upload_bodies(tmp_path, lectern_bin)
         s.stop()
 
 
+def test_a_stalled_upload_body_is_cut_keeping_its_bytes_and_the_client_resumes(tmp_path, lectern_bin):
+    s = Server(tmp_path / "data", env={"LECTERN_UPLOAD_IDLE_SECS": "1"}).start()
+    try:
+        owner = Api.signup(s.url, "owner")
+        lecture = owner.lecture(owner.course()["id"])
+        created = owner.post("/api/uploads", headers={**TUS, "Upload-Length": "5000", "Upload-Metadata": meta(lecture_id=lecture["id"], filename="a.bin")})
+        path = created.headers["Location"]
+        # A client that sends 2000 of 5000 announced bytes and then goes silent, its
+        # connection left open (a dropped mobile link looks like this).
+        sock = socket.create_connection(("127.0.0.1", s.port))
+        head = (f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {owner.token}\r\nTus-Resumable: 1.0.0\r\n"
+                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 5000\r\n\r\n")
+        sock.sendall(head.encode() + b"a" * 2000)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            offset = int(requests.head(s.url + path, headers=owner.headers(TUS)).headers["Upload-Offset"])
+            if offset == 2000:
+                break
+            time.sleep(0.2)
+        assert offset == 2000, offset
+        # The upload is free again: the client resumes from another connection.
+        r = owner.patch(path, data=b"b" * 3000, headers={**TUS, "Upload-Offset": "2000", "Content-Type": "application/offset+octet-stream"})
+        assert r.status_code == 204 and r.headers["Upload-Offset"] == "5000", r.text
+        sock.close()
+    finally:
+        s.stop()
+
+
 def test_refusals_say_why_and_leak_no_internals(server):
     owner = Api.signup(server.url, "owner")
     lecture = owner.lecture(owner.course()["id"])
