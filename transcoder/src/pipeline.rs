@@ -309,6 +309,9 @@ pub fn transcode(
             let dir = out_dir.join(&rung.name);
             let q = queue(4)?;
             let scale = make("videoscale")?;
+            // Fill the rung exactly: a 16:9 source in 426x240 is 0.2 % off, which borders
+            // would pay for with a shifted picture (PSNR 27 dB instead of 60).
+            scale.set_property("add-borders", false);
             let size = capsfilter(
                 gst::Caps::builder("video/x-raw")
                     .field("width", rung.width as i32)
