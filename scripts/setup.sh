@@ -59,6 +59,17 @@ npm_ci player-web
 if [ "$what" = "test" ]; then
   npm_ci tests/e2e
   npm_ci deploy/validate
+  npm_ci bench/upload
+  # The benchmarks' peers and load generators (bench/run --quick runs in the test command).
+  bench=()
+  for p in nginx-light wrk nghttp2-client; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || bench+=("$p")
+  done
+  if [ "${#bench[@]}" -gt 0 ]; then
+    echo "==> installing ${bench[*]} (benchmarks)"
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${bench[@]}"
+  fi
   # Deployment checks: checkov, hadolint and kubernetes-validate (offline schemas), in
   # a venv of their own (checkov pins an older `packaging` than pytest needs).
   venv_with "$TOOLS/deploy" deploy/requirements.txt
