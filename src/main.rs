@@ -135,6 +135,9 @@ struct Config {
     /// How segments reach players: `proxy` (through /play) or `direct` (presigned S3 URLs).
     #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "direct"], global = true)]
     playback_delivery: String,
+    /// Memory for the playlists, segments and posters /play serves most, in bytes.
+    #[arg(long, env = "LECTERN_PLAY_CACHE_BYTES", default_value_t = 128 * 1024 * 1024, global = true)]
+    play_cache_bytes: usize,
     /// An upload body that sends no bytes for this long is cut; what arrived is kept.
     #[arg(long, env = "LECTERN_UPLOAD_IDLE_SECS", default_value_t = 60, global = true)]
     upload_idle_secs: u64,
@@ -496,6 +499,7 @@ fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, lim
         CatalogConfig {
             public_url: c.public_url.clone(),
             delivery: if c.playback_delivery == "direct" { Delivery::Direct } else { Delivery::Proxy },
+            play_cache_bytes: c.play_cache_bytes,
         },
         limits,
     ))

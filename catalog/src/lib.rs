@@ -7,6 +7,7 @@
 //! pushes them to WebSocket clients.
 
 pub mod accounts;
+pub mod cache;
 pub mod courses;
 mod error;
 pub mod events;
@@ -31,6 +32,8 @@ pub struct CatalogConfig {
     /// so they work when embedded on another site; relative URLs when unset.
     pub public_url: Option<String>,
     pub delivery: Delivery,
+    /// Memory for the files /play serves most (0: none).
+    pub play_cache_bytes: usize,
 }
 
 /// How segment bytes reach players.
@@ -54,6 +57,7 @@ pub struct CatalogState {
     pub hub: events::Hub,
     pub config: Arc<CatalogConfig>,
     pub limits: Arc<Limits>,
+    pub play_cache: Arc<cache::ObjectCache>,
 }
 
 impl FromRef<CatalogState> for AccessTokens {
@@ -72,7 +76,8 @@ impl CatalogState {
         config: CatalogConfig,
         limits: Arc<Limits>,
     ) -> Self {
-        Self { db, store, queue, tokens, playback, hub: events::hub(), config: Arc::new(config), limits }
+        let play_cache = Arc::new(cache::ObjectCache::new(config.play_cache_bytes));
+        Self { db, store, queue, tokens, playback, hub: events::hub(), config: Arc::new(config), limits, play_cache }
     }
 }
 

@@ -18,6 +18,7 @@ use crate::CatalogState;
 use crate::accounts::{self, User};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::error::CatalogError;
+use crate::cache::Cached;
 use crate::events;
 use crate::playback::{parse_range, playable_file};
 
@@ -486,7 +487,18 @@ async fn serve_object(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, CatalogError> {
-    let meta = s.store.head(key).await?;
+    // A plain GET (a player fetching a segment) opens the object once; HEAD and ranges
+    // look at its metadata first.
+    let plain_get = method == Method::GET && !headers.contains_key(header::RANGE);
+    let cached = s.play_cache.get(key);
+    let (meta, opened) = if let Some(c) = &cached {
+        (c.meta.clone(), None)
+    } else if plain_get {
+        let read = s.store.read(key, None).await?;
+        (read.meta, Some(read.body))
+    } else {
+        (s.store.head(key).await?, None)
+    };
     let etag = HeaderValue::from_str(&meta.etag).map_err(|e| CatalogError::Internal(e.to_string()))?;
     let mut common = HeaderMap::new();
     common.insert(header::ETAG, etag);
@@ -517,8 +529,31 @@ async fn serve_object(
     if method == Method::HEAD {
         return Ok((status, common).into_response());
     }
-    let read = s.store.read(key, range).await?;
-    Ok((status, common, Body::from_stream(read.body)).into_response())
+    if let Some(c) = cached {
+        let bytes = match range {
+            Some(r) => c.bytes.slice(r.start as usize..=r.end as usize),
+            None => c.bytes,
+        };
+        return Ok((status, common, Body::from(bytes)).into_response());
+    }
+    match opened {
+        Some(body) if range.is_none() && s.play_cache.admits(meta.size) => {
+            let bytes = collect(body, meta.size).await?;
+            s.play_cache.put(key, Cached { meta, bytes: bytes.clone() });
+            Ok((status, common, Body::from(bytes)).into_response())
+        }
+        Some(body) if range.is_none() => Ok((status, common, Body::from_stream(body)).into_response()),
+        _ => Ok((status, common, Body::from_stream(s.store.read(key, range).await?.body)).into_response()),
+    }
+}
+
+async fn collect(mut body: lectern_common::storage::ByteStream, size: u64) -> Result<bytes::Bytes, CatalogError> {
+    use futures::StreamExt;
+    let mut buf = bytes::BytesMut::with_capacity(size as usize);
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk.map_err(|e| CatalogError::Internal(format!("reading a stored file: {e}")))?);
+    }
+    Ok(buf.freeze())
 }
 
 /// Course-card posters: public for published courses, like a thumbnail on a

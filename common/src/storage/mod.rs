@@ -100,6 +100,10 @@ pub trait ObjectStore: Send + Sync + 'static {
 
 pub type SharedStore = Arc<dyn ObjectStore>;
 
+/// Bytes read from a file per step: each step is a trip to the blocking pool, so a
+/// segment of a few hundred KB goes in one or two.
+const READ_CHUNK: usize = 512 * 1024;
+
 /// The whole of a small object (playlists, manifests) in memory.
 pub async fn read_to_vec(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>> {
     let mut read = store.read(key, None).await?;
@@ -155,7 +159,10 @@ impl FileStore {
     }
 
     async fn meta_of(key: &str, path: &Path) -> Result<ObjectMeta> {
-        let m = tokio::fs::metadata(path).await.map_err(|e| Self::not_found(key, e))?;
+        Self::meta_from(key, tokio::fs::metadata(path).await.map_err(|e| Self::not_found(key, e))?)
+    }
+
+    fn meta_from(key: &str, m: std::fs::Metadata) -> Result<ObjectMeta> {
         if !m.is_file() {
             return Err(StorageError::NotFound(key.to_string()));
         }
@@ -214,14 +221,14 @@ impl ObjectStore for FileStore {
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectRead> {
         let path = self.path(key)?;
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| Self::not_found(key, e))?;
-        let meta = Self::meta_of(key, &path).await?;
+        let meta = Self::meta_from(key, file.metadata().await?)?;
         let body: ByteStream = match range {
             Some(r) => {
                 file.seek(io::SeekFrom::Start(r.start)).await?;
                 use tokio::io::AsyncReadExt;
-                tokio_util::io::ReaderStream::with_capacity(file.take(r.len()), 64 * 1024).boxed()
+                tokio_util::io::ReaderStream::with_capacity(file.take(r.len()), READ_CHUNK).boxed()
             }
-            None => tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).boxed(),
+            None => tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
         };
         Ok(ObjectRead { meta, body })
     }
