@@ -62,12 +62,17 @@ pub enum PlaylistKind {
     Event,
 }
 
+/// Segment durations outside these bounds are broken timestamps, not media: shorter
+/// ones would be written as EXTINF 0, longer ones lose the precision EXTINF needs.
+pub const MIN_SEGMENT_SECS: f64 = 0.001;
+pub const MAX_SEGMENT_SECS: f64 = 3600.0;
+
 fn check_segments(segments: &[SegmentFacts]) -> Result<(), PackagerError> {
     if segments.is_empty() {
         return Err(PackagerError::Empty);
     }
     for s in segments {
-        if !(s.duration.is_finite() && s.duration > 0.0) {
+        if !(s.duration.is_finite() && (MIN_SEGMENT_SECS..=MAX_SEGMENT_SECS).contains(&s.duration)) {
             return Err(PackagerError::BadDuration { index: s.index, duration: s.duration });
         }
     }
@@ -137,7 +142,7 @@ pub fn measure_bandwidth(segments: &[SegmentFacts]) -> Result<Bandwidth, Package
         .map(|s| (s.bytes as f64 * 8.0 / s.duration).ceil() as u64)
         .max()
         .unwrap_or(0);
-    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let bytes = segments.iter().fold(0u64, |sum, s| sum.saturating_add(s.bytes));
     let seconds: f64 = segments.iter().map(|s| s.duration).sum();
     Ok(Bandwidth { peak, average: (bytes as f64 * 8.0 / seconds).ceil() as u64 })
 }
@@ -205,12 +210,13 @@ pub fn master_playlist(
             .map(|v| measure_bandwidth(&v.segments).map(|bw| (v, bw)))
             .collect::<Result<_, _>>()?;
         // Largest picture first (then highest rate): the order players and people expect.
-        ordered.sort_by(|a, b| (b.0.width * b.0.height, b.1.peak).cmp(&(a.0.width * a.0.height, a.1.peak)));
+        let area = |v: &VideoVariant| u64::from(v.width) * u64::from(v.height);
+        ordered.sort_by(|a, b| (area(b.0), b.1.peak).cmp(&(area(a.0), a.1.peak)));
         for (v, bw) in ordered {
             let (peak, average, codecs) = match (audio, audio_bw) {
                 (Some(a), Some(abw)) => (
-                    bw.peak + abw.peak,
-                    bw.average + abw.average,
+                    bw.peak.saturating_add(abw.peak),
+                    bw.average.saturating_add(abw.average),
                     format!("{},{}", v.codec, a.codec),
                 ),
                 _ => (bw.peak, bw.average, v.codec.clone()),
@@ -262,15 +268,18 @@ pub fn rewrite_segment_uris(playlist: &str, mut rewrite: impl FnMut(&str) -> Str
 pub fn stitch(chunks: &[Vec<SegmentFacts>]) -> Result<Vec<SegmentFacts>, PackagerError> {
     let mut all: Vec<SegmentFacts> = chunks.iter().flatten().cloned().collect();
     all.sort_by_key(|s| s.index);
-    let mut expected = all.first().map(|s| s.index).ok_or(PackagerError::Empty)?;
-    for s in &all {
-        if s.index < expected {
-            return Err(PackagerError::Overlap(s.index));
+    if all.is_empty() {
+        return Err(PackagerError::Empty);
+    }
+    for pair in all.windows(2) {
+        let (before, after) = (pair[0].index, pair[1].index);
+        if after == before {
+            return Err(PackagerError::Overlap(after));
         }
-        if s.index > expected {
-            return Err(PackagerError::Gap(expected));
+        // `before` is below `after`, so `before + 1` cannot overflow.
+        if after > before + 1 {
+            return Err(PackagerError::Gap(before + 1));
         }
-        expected += 1;
     }
     check_segments(&all)?;
     Ok(all)
@@ -286,6 +295,23 @@ mod tests {
             .enumerate()
             .map(|(i, d)| SegmentFacts { index: first + i as u64, duration: *d, bytes: 750_000 })
             .collect()
+    }
+
+    #[test]
+    fn broken_durations_and_extreme_numbers_are_refused_or_saturate() {
+        // Found by fuzzing: a near-zero duration was written as EXTINF 0, a huge one as inf.
+        for d in [2.37e-322, 1e-4, 3.5e38, 1.4e9] {
+            assert!(matches!(media_playlist(&segs(&[d], 0), PlaylistKind::Vod), Err(PackagerError::BadDuration { .. })), "{d}");
+        }
+        let huge = vec![SegmentFacts { index: 0, duration: 0.001, bytes: u64::MAX }, SegmentFacts { index: 1, duration: 1.0, bytes: u64::MAX }];
+        let bw = measure_bandwidth(&huge).unwrap();
+        assert_eq!(bw.peak, u64::MAX);
+        let video = VideoVariant { uri: "v/index.m3u8".into(), width: u32::MAX, height: u32::MAX, frame_rate: 30.0, codec: "avc1.64001f".into(), segments: huge.clone() };
+        let audio = AudioRendition { uri: "a/index.m3u8".into(), codec: "mp4a.40.2".into(), channels: 2, segments: huge };
+        assert!(master_playlist(&[video.clone(), video], Some(&audio)).unwrap().contains(&format!("BANDWIDTH={}", u64::MAX)));
+        let last = vec![SegmentFacts { index: u64::MAX, duration: 1.0, bytes: 1 }];
+        assert_eq!(stitch(&[last.clone()]).unwrap(), last);
+        assert!(matches!(stitch(&[last.clone(), last]), Err(PackagerError::Overlap(u64::MAX))));
     }
 
     #[test]
