@@ -48,4 +48,10 @@ for world in embedded distributed; do
   LECTERN_WORLD=$world "$TOOLS/venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider \
     --junitxml="tests/.artifacts/e2e-$world.xml" "$@" || status=1
 done
+
+echo "==> benchmarks, quick (the machinery only; bench/run does the full run by hand)"
+python3 bench/run --quick --bin "$LECTERN_BIN" --work /var/tmp/lectern-bench-quick || status=1
+
+echo "==> fuzzing, a short bounded run (scripts/fuzz.sh SECONDS for longer)"
+scripts/fuzz.sh "${LECTERN_FUZZ_SECONDS:-15}" || status=1
 exit $status

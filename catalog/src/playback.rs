@@ -28,8 +28,9 @@ struct PlayClaims {
 /// Signs and checks playback tokens with their own key (not the access-token key).
 #[derive(Clone)]
 pub struct PlaybackTokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    // Shared: the state holding them is cloned for every request.
+    encoding: std::sync::Arc<EncodingKey>,
+    decoding: std::sync::Arc<DecodingKey>,
     pub ttl_secs: i64,
 }
 
@@ -43,7 +44,11 @@ pub struct PlayGrant {
 
 impl PlaybackTokens {
     pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), ttl_secs }
+        Self {
+            encoding: std::sync::Arc::new(EncodingKey::from_secret(secret)),
+            decoding: std::sync::Arc::new(DecodingKey::from_secret(secret)),
+            ttl_secs,
+        }
     }
 
     pub fn issue(&self, lecture_id: &str, asset_id: &str, user_id: &str) -> (String, i64) {

@@ -56,16 +56,17 @@ struct AccessClaims {
 /// Signs and checks access tokens with one secret.
 #[derive(Clone)]
 pub struct AccessTokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    // Shared: the state holding them is cloned for every request.
+    encoding: std::sync::Arc<EncodingKey>,
+    decoding: std::sync::Arc<DecodingKey>,
     ttl_secs: i64,
 }
 
 impl AccessTokens {
     pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: std::sync::Arc::new(EncodingKey::from_secret(secret)),
+            decoding: std::sync::Arc::new(DecodingKey::from_secret(secret)),
             ttl_secs,
         }
     }
