@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, WORLD, Api
-from test_media import decode_all, master_of
+import requests
+
+from test_media import decode_all, master_of, media_segments, variants
 
 MANIFEST = json.loads((ROOT / "tests" / "media" / "manifest.json").read_text())
 LEGACY = [e for e in MANIFEST if e["file"].startswith("legacy/")]
@@ -62,9 +64,15 @@ def test_every_legacy_sample_ends_ready_and_decodable_or_failed_with_a_reason(sh
             reason = lec["failure_reason"] or ""
             assert len(reason) > 10 and str(shared_server.data_dir) not in reason and "/scratch" not in reason, reason
         else:
-            url, _, _ = master_of(owner, lec["id"])
+            url, master, _ = master_of(owner, lec["id"])
             decode_all(url)
             assert lec["duration_secs"] and lec["duration_secs"] > 0
+            # Every rendition's EXTINFs add up to the lecture (a bogus last-frame
+            # timestamp once made one 1000 hours long).
+            base = url.rsplit("/", 1)[0]
+            for _, uri in variants(master):
+                total = sum(d for d, _ in media_segments(requests.get(f"{base}/{uri}").text))
+                assert abs(total - lec["duration_secs"]) < 1.5, (entry["file"], uri, total, lec["duration_secs"])
     assert not wrong, "\n".join(wrong)
     # One process did it all: no crash, no restart.
     assert shared_server.proc.poll() is None and shared_server.proc.pid == pid

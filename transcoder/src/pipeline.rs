@@ -83,7 +83,11 @@ pub struct TranscodeOutput {
 #[derive(Default, Debug)]
 struct SinkTally {
     opened: BTreeMap<String, u64>,
-    end_ns: u64,
+    /// Earliest buffer start and latest buffer end, as buffer timestamps: only their
+    /// difference is used, since the encoder may offset every timestamp (x264enc adds
+    /// 1000 hours to keep DTS positive) without the segment saying so.
+    first_pts_ns: Option<u64>,
+    end_pts_ns: u64,
     first_keyframe: Option<Vec<u8>>,
 }
 
@@ -132,17 +136,14 @@ fn segment_sink(dir: &Path, max_time: gst::ClockTime, start_index: u64) -> Resul
 
 /// Records, on a pad, the end of the stream (running time) and the first keyframe.
 fn tally_pad(pad: &gst::Pad, name: String, tallies: Tallies) {
-    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
         let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
         let Some(pts) = buffer.pts() else { return gst::PadProbeReturn::Ok };
         let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
-        let running_end = pad
-            .sticky_event::<gst::event::Segment>(0)
-            .and_then(|ev| ev.segment().downcast_ref::<gst::ClockTime>().and_then(|s| s.to_running_time(end)))
-            .unwrap_or(end);
         let mut t = tallies.lock().expect("tally lock");
         let tally = t.entry(name.clone()).or_default();
-        tally.end_ns = tally.end_ns.max(running_end.nseconds());
+        tally.first_pts_ns = Some(tally.first_pts_ns.map_or(pts.nseconds(), |f| f.min(pts.nseconds())));
+        tally.end_pts_ns = tally.end_pts_ns.max(end.nseconds());
         if tally.first_keyframe.is_none() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
             if let Ok(map) = buffer.map_readable() {
                 tally.first_keyframe = Some(map.as_slice().to_vec());
@@ -489,9 +490,13 @@ fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> 
         opened.push((index, *running_ns));
     }
     opened.sort();
+    // The stream ends its length after the first fragment opened.
+    let length = tally.end_pts_ns.saturating_sub(tally.first_pts_ns.unwrap_or(0));
+    let stream_end = opened.first().map_or(0, |(_, start)| *start) + length;
+    tracing::debug!(dir = %dir.display(), ?opened, length, "segment cuts");
     let mut segments = Vec::new();
     for (i, (index, start)) in opened.iter().enumerate() {
-        let end = opened.get(i + 1).map(|(_, s)| *s).unwrap_or(tally.end_ns);
+        let end = opened.get(i + 1).map(|(_, s)| *s).unwrap_or(stream_end);
         let path = dir.join(lectern_packager::segment_name(*index));
         let bytes = std::fs::metadata(&path)
             .map_err(|e| PipelineError::Setup(format!("segment {} missing: {e}", path.display())))?
