@@ -38,9 +38,9 @@ def fetch_parts():
     return [MEDIA / p for p in PARTS]
 
 
-def make_source(path, seconds, width=1920, height=1080):
-    """The real samples fitted into WIDTHxHEIGHT p30 + 48 kHz stereo, concatenated and
-    encoded at high quality (CRF 14, 2 s GOPs), then looped to `seconds`."""
+def make_source(path, seconds, width=1920, height=1080, reencode=True):
+    """The real samples fitted into WIDTHxHEIGHT p30 + 48 kHz stereo, concatenated,
+    encoded at high quality (CRF 14, 2 s GOPs) and looped to `seconds`."""
     if path.exists():
         return path
     parts = fetch_parts()
@@ -57,10 +57,13 @@ def make_source(path, seconds, width=1920, height=1080):
     subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", graph, "-map", "[v]", "-map", "[a]",
                     "-c:v", "libx264", "-preset", "fast", "-crf", "14", "-g", "60", "-c:a", "flac", str(once)], check=True)
     tmp = path.with_suffix(".part.mp4")
-    # Looping copies the video (already encoded at CRF 14): a 30-minute source takes
-    # seconds, not the tens of minutes a second encode would.
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(once), "-t", str(seconds),
-                    "-c:v", "copy", "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", str(tmp)], check=True)
+    # Quality is measured frame against frame, so that source is encoded again into
+    # one clean constant-rate stream; a long source for timing only copies the video
+    # (30 minutes in seconds), whose loop joins may jitter by a frame.
+    video = ["-c:v", "libx264", "-preset", "fast", "-crf", "14", "-g", "60", "-r", str(FPS), "-pix_fmt", "yuv420p"] \
+        if reencode else ["-c:v", "copy"]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(once), "-t", str(seconds), *video,
+                    "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", str(tmp)], check=True)
     once.unlink()
     tmp.rename(path)
     return path
@@ -122,10 +125,12 @@ QUALITY_RE = {"ssim": re.compile(r"SSIM .*All:([0-9.]+)"), "psnr": re.compile(r"
 
 
 def quality(rendition, source, height):
-    """SSIM and PSNR of one rendition against the source scaled to its size (timestamps
-    of both restarted at zero so frames pair up)."""
+    """SSIM and PSNR of one rendition against the source scaled to its size. Frames are
+    paired by their index (both streams restamped N/FPS): the outputs keep every source
+    frame at a constant rate, and pairing by each muxer's own timestamps mismatched
+    frames (a 15 dB PSNR error on the same files)."""
     w, h = rung_size(height)
-    graph = (f"[0:v]setpts=PTS-STARTPTS,split[d0][d1];[1:v]setpts=PTS-STARTPTS,scale={w}:{h}:flags=bicubic,split[r0][r1];"
+    graph = (f"[0:v]setpts=N/{FPS}/TB,split[d0][d1];[1:v]setpts=N/{FPS}/TB,scale={w}:{h}:flags=bicubic,split[r0][r1];"
              f"[d0][r0]ssim;[d1][r1]psnr")
     p = subprocess.run(["ffmpeg", "-hide_banner", "-i", str(rendition), "-i", str(source), "-filter_complex", graph,
                         "-f", "null", "-"], capture_output=True, text=True)
@@ -134,6 +139,12 @@ def quality(rendition, source, height):
         m = rx.search(p.stderr)
         out[key] = float(m.group(1)) if m and m.group(1) != "inf" else None
     return out
+
+
+def frame_count(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
+                          "stream=nb_read_packets", "-of", "csv=p=0", str(path)], capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[0]) if out.stdout.strip() else None
 
 
 def run(quick, lectern_bin, work):
@@ -170,6 +181,9 @@ def run(quick, lectern_bin, work):
         if ours is None:
             notes.append(f"lectern made no {h}p rung (its ladder: {sorted(lectern_rungs)})")
             continue
+        frames = {name: frame_count(p) for name, p in (("lectern", ours / "index.m3u8"), ("ffmpeg", theirs), ("source", source))}
+        if len(set(frames.values())) > 1:
+            notes.append(f"{h}p: frame counts differ {frames}; index pairing drifts after the first difference")
         q_l = quality(ours / "index.m3u8", source, h)
         q_f = quality(theirs, source, h)
         bytes_l = sum(f.stat().st_size for f in ours.glob("*.ts"))
