@@ -10,6 +10,7 @@ webcam, Big Buck Bunny, a phone clip and a rocket launch, each fitted into 1920x
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -162,7 +163,6 @@ def run(quick, lectern_bin, work):
     ]
     if quick:
         notes.append("quick run: 4 s 360p source, numbers not meaningful")
-    import shutil
     shutil.rmtree(work / "lectern-data", ignore_errors=True)
     shutil.rmtree(work / "ffmpeg-out", ignore_errors=True)
     ff_wall, ff_cpu, ff_rss = run_ffmpeg(source, work / "ffmpeg-out", ladder)

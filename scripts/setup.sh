@@ -15,15 +15,20 @@ packages=(
   gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps python3-venv ffmpeg
 )
 command -v node >/dev/null || packages+=(nodejs npm)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "==> installing ${missing[*]}"
-  $SUDO apt-get update -q
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+
+# Installs those of the given Debian packages that are not installed yet.
+apt_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    $SUDO apt-get update -q
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+apt_missing "${packages[@]}"
 
 # A Python venv holding one requirements file, reinstalled whenever the file changes
 # (a stamp holds its hash).
@@ -61,15 +66,7 @@ if [ "$what" = "test" ]; then
   npm_ci deploy/validate
   npm_ci bench/upload
   # The benchmarks' peers and load generators (bench/run --quick runs in the test command).
-  bench=()
-  for p in nginx-light wrk nghttp2-client; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || bench+=("$p")
-  done
-  if [ "${#bench[@]}" -gt 0 ]; then
-    echo "==> installing ${bench[*]} (benchmarks)"
-    $SUDO apt-get update -q
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${bench[@]}"
-  fi
+  apt_missing nginx-light wrk nghttp2-client
   # Deployment checks: checkov, hadolint and kubernetes-validate (offline schemas), in
   # a venv of their own (checkov pins an older `packaging` than pytest needs).
   venv_with "$TOOLS/deploy" deploy/requirements.txt

@@ -22,8 +22,8 @@ pub enum CatalogError {
     BadPlaybackToken,
     #[error("the request body is larger than this route accepts")]
     TooLarge,
-    #[error("{message}")]
-    RateLimited { message: String, retry_after_secs: u64 },
+    #[error("{}", .0.message)]
+    RateLimited(lectern_common::limits::Refusal),
     #[error("range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
     #[error("database: {0}")]
@@ -47,7 +47,7 @@ impl From<lectern_common::storage::StorageError> for CatalogError {
 
 impl From<lectern_common::limits::Refusal> for CatalogError {
     fn from(r: lectern_common::limits::Refusal) -> Self {
-        CatalogError::RateLimited { retry_after_secs: r.retry_after_secs(), message: r.message }
+        CatalogError::RateLimited(r)
     }
 }
 
@@ -63,11 +63,7 @@ impl IntoResponse for CatalogError {
             CatalogError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "purchase_required"),
             CatalogError::BadPlaybackToken => (StatusCode::FORBIDDEN, "bad_playback_token"),
             CatalogError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            CatalogError::RateLimited { retry_after_secs, .. } => {
-                let mut res = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message);
-                res.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).max(1).into());
-                return res;
-            }
+            CatalogError::RateLimited(refusal) => return lectern_common::http::rate_limited(refusal),
             CatalogError::RangeNotSatisfiable { size } => {
                 let mut res = error_response(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", &message);
                 if let Ok(v) = format!("bytes */{size}").parse() {

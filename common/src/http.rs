@@ -36,6 +36,13 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
     (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// 429 with the refusal's reason and when to come back (Retry-After, whole seconds).
+pub fn rate_limited(refusal: &crate::limits::Refusal) -> Response {
+    let mut res = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &refusal.message);
+    res.headers_mut().insert(axum::http::header::RETRY_AFTER, refusal.retry_after_secs().into());
+    res
+}
+
 /// The response for an unexpected failure: logged here with its detail, answered with
 /// a generic 500.
 pub fn internal_error(context: &str, detail: &dyn std::fmt::Display) -> Response {

@@ -28,8 +28,8 @@ pub enum IngestError {
     TusVersion,
     #[error("{0}")]
     QuotaExceeded(String),
-    #[error("{message}")]
-    RateLimited { message: String, retry_after_secs: u64 },
+    #[error("{}", .0.message)]
+    RateLimited(lectern_common::limits::Refusal),
     #[error("storage: {0}")]
     Storage(#[from] lectern_common::storage::StorageError),
     #[error("database: {0}")]
@@ -46,7 +46,7 @@ impl From<crate::tus::HeaderError> for IngestError {
 
 impl From<lectern_common::limits::Refusal> for IngestError {
     fn from(r: lectern_common::limits::Refusal) -> Self {
-        IngestError::RateLimited { retry_after_secs: r.retry_after_secs(), message: r.message }
+        IngestError::RateLimited(r)
     }
 }
 
@@ -62,11 +62,7 @@ impl IntoResponse for IngestError {
             IngestError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             IngestError::QuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
-            IngestError::RateLimited { retry_after_secs, .. } => {
-                let mut res = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message);
-                res.headers_mut().insert(axum::http::header::RETRY_AFTER, (*retry_after_secs).max(1).into());
-                return res;
-            }
+            IngestError::RateLimited(refusal) => return lectern_common::http::rate_limited(refusal),
             IngestError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             IngestError::ChecksumMismatch => {
                 (StatusCode::from_u16(460).expect("460 is a valid status"), "checksum_mismatch")

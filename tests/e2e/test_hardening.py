@@ -22,6 +22,24 @@ def meta(**kv):
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in kv.items())
 
 
+def upload_headers(lecture_id, length, filename="a.mp4"):
+    return {**TUS, "Upload-Length": str(length), "Upload-Metadata": meta(lecture_id=lecture_id, filename=filename)}
+
+
+def create_upload(api, lecture_id, length, filename="a.mp4"):
+    return api.post("/api/uploads", headers=upload_headers(lecture_id, length, filename))
+
+
+def open_patch(server, api, path, length, body):
+    """A raw connection that sent a PATCH head announcing `length` bytes and `body`;
+    the caller sends (or withholds) the rest."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    head = (f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {length}\r\n\r\n")
+    sock.sendall(head.encode() + body)
+    return sock
+
+
 def refused(r, status, code):
     assert r.status_code == status, f"{r.status_code} {r.text}"
     body = r.json()
@@ -97,7 +115,7 @@ def test_upload_creation_is_limited_per_account(limited):
     lecture = owner.ok(owner.post(f"/api/courses/{course['id']}/lectures", json={"title": "L"}), 201)
 
     def create(ip):
-        h = from_ip(ip, owner.headers({**TUS, "Upload-Length": "100", "Upload-Metadata": meta(lecture_id=lecture["id"], filename="a.mp4")}))
+        h = from_ip(ip, owner.headers(upload_headers(lecture["id"], 100)))
         return requests.post(limited.url + "/api/uploads", headers=h)
 
     assert create("192.0.2.10").status_code == 201
@@ -155,7 +173,7 @@ def test_upload_quota_per_owner(tmp_path, lectern_bin):
         lectures = [owner.lecture(course["id"], f"L{i}") for i in range(2)]
 
         def create(lecture, length):
-            return owner.post("/api/uploads", headers={**TUS, "Upload-Length": str(length), "Upload-Metadata": meta(lecture_id=lecture["id"], filename="a.mp4")})
+            return create_upload(owner, lecture["id"], length)
 
         first = create(lectures[0], 600_000)
         assert first.status_code == 201
@@ -164,7 +182,7 @@ def test_upload_quota_per_owner(tmp_path, lectern_bin):
         # Another owner has a quota of their own.
         other = Api.signup(s.url, "owner")
         other_lecture = other.lecture(other.course()["id"])
-        assert other.post("/api/uploads", headers={**TUS, "Upload-Length": "900000", "Upload-Metadata": meta(lecture_id=other_lecture["id"], filename="b.mp4")}).status_code == 201
+        assert create_upload(other, other_lecture["id"], 900_000, "b.mp4").status_code == 201
         # Giving the upload up frees its share.
         assert owner.delete(first.headers["Location"], headers=TUS).status_code == 204
         assert create(lectures[1], 600_000).status_code == 201
@@ -232,13 +250,9 @@ def test_the_request_time_limit_spares_slow_upload_bodies(tmp_path, lectern_bin)
     try:
         owner = Api.signup(s.url, "owner")
         lecture = owner.lecture(owner.course()["id"])
-        created = owner.post("/api/uploads", headers={**TUS, "Upload-Length": "30000", "Upload-Metadata": meta(lecture_id=lecture["id"], filename="a.bin")})
-        path = created.headers["Location"]
+        path = create_upload(owner, lecture["id"], 30_000, "a.bin").headers["Location"]
         # A PATCH whose body trickles in over 3 s (three times the limit) still lands.
-        with socket.create_connection(("127.0.0.1", s.port)) as sock:
-            head = (f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {owner.token}\r\nTus-Resumable: 1.0.0\r\n"
-                    "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 3000\r\n\r\n")
-            sock.sendall(head.encode())
+        with open_patch(s, owner, path, 3000, b"") as sock:
             for _ in range(3):
                 sock.sendall(b"z" * 1000)
                 time.sleep(1)
@@ -254,14 +268,10 @@ def test_a_stalled_upload_body_is_cut_keeping_its_bytes_and_the_client_resumes(t
     try:
         owner = Api.signup(s.url, "owner")
         lecture = owner.lecture(owner.course()["id"])
-        created = owner.post("/api/uploads", headers={**TUS, "Upload-Length": "5000", "Upload-Metadata": meta(lecture_id=lecture["id"], filename="a.bin")})
-        path = created.headers["Location"]
+        path = create_upload(owner, lecture["id"], 5000, "a.bin").headers["Location"]
         # A client that sends 2000 of 5000 announced bytes and then goes silent, its
         # connection left open (a dropped mobile link looks like this).
-        sock = socket.create_connection(("127.0.0.1", s.port))
-        head = (f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {owner.token}\r\nTus-Resumable: 1.0.0\r\n"
-                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 5000\r\n\r\n")
-        sock.sendall(head.encode() + b"a" * 2000)
+        sock = open_patch(s, owner, path, 5000, b"a" * 2000)
         deadline = time.time() + 10
         while time.time() < deadline:
             offset = int(requests.head(s.url + path, headers=owner.headers(TUS)).headers["Upload-Offset"])
