@@ -311,59 +311,55 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(|q| q.chars().take(200).collect::<String>());
     let category = query.category.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
     let mine = query.mine.unwrap_or(false);
-    // One WHERE clause, its optional parts switched by NULL parameters. Text search is
-    // PostgreSQL full-text search (prefix matching per word) or, on SQLite, every word
-    // of the query found in the title, description or category.
     let backend = lectern_common::db::backend(db);
-    let (search, pattern, order, word_binds) = match backend {
-        Backend::Postgres => (
-            "($4 IS NULL OR c.search @@ to_tsquery('simple', $4))".to_string(),
-            q.as_deref().map(prefix_tsquery),
-            "CASE WHEN $4 IS NULL THEN 0 ELSE ts_rank(c.search, to_tsquery('simple', $4)) END DESC, c.created_at DESC, c.id",
-            Vec::new(),
-        ),
-        Backend::Sqlite => {
-            let words: Vec<String> = q
-                .as_deref()
-                .map(|q| q.split_whitespace().take(8).map(like_pattern).collect())
-                .unwrap_or_default();
-            let per_word: Vec<String> = (0..words.len())
-                .map(|i| {
-                    let n = 5 + i;
-                    format!("(c.title LIKE ${n} ESCAPE '\\' OR c.description LIKE ${n} ESCAPE '\\' OR c.category LIKE ${n} ESCAPE '\\')")
-                })
-                .collect();
-            let clause = if per_word.is_empty() { "1 = 1".to_string() } else { per_word.join(" AND ") };
-            (format!("($4 IS NULL OR ({clause}))"), q.clone(), "c.created_at DESC, c.id", words)
-        }
-    };
-    if backend == Backend::Postgres && pattern.as_deref() == Some("") {
+    if backend == Backend::Postgres && q.as_deref().map(prefix_tsquery).as_deref() == Some("") {
         // Nothing searchable in the query (only punctuation): nothing matches.
         return Ok(Page { items: Vec::new(), page, per_page, total: 0 });
     }
-    let (limit_n, offset_n) = (5 + word_binds.len(), 6 + word_binds.len());
-    let filter = format!(
-        "WHERE (($1 = 1 AND c.owner_id = $2) OR ($1 = 0 AND c.published = 1))
-          AND ($3 IS NULL OR c.category = $3) AND {search}"
-    );
-    let mut count = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM courses c {filter}")))
-        .bind(mine as i64)
-        .bind(&user.id)
-        .bind(category.clone())
-        .bind(pattern.clone());
-    for w in &word_binds {
-        count = count.bind(w.clone());
+    // The WHERE clause holds only the filters asked for, so each statement is one the
+    // planner can serve from an index (courses_listing walks published courses newest
+    // first and stops at the page). Text search is PostgreSQL full-text search (prefix
+    // matching per word) or, on SQLite, every word found in the title, description or
+    // category.
+    let mut args: Vec<Option<String>> = Vec::new();
+    let mut arg = |value: String| {
+        args.push(Some(value));
+        format!("${}", args.len())
+    };
+    let mut filters = vec![if mine { format!("c.owner_id = {}", arg(user.id.clone())) } else { "c.published = 1".to_string() }];
+    if let Some(category) = category {
+        filters.push(format!("c.category = {}", arg(category)));
+    }
+    let mut order = "c.created_at DESC, c.id".to_string();
+    match (backend, q) {
+        (_, None) => {}
+        (Backend::Postgres, Some(q)) => {
+            let n = arg(prefix_tsquery(&q));
+            filters.push(format!("c.search @@ to_tsquery('simple', {n})"));
+            order = format!("ts_rank(c.search, to_tsquery('simple', {n})) DESC, {order}");
+        }
+        (Backend::Sqlite, Some(q)) => {
+            for word in q.split_whitespace().take(8) {
+                let n = arg(like_pattern(word));
+                filters.push(format!("(c.title LIKE {n} ESCAPE '\\' OR c.description LIKE {n} ESCAPE '\\' OR c.category LIKE {n} ESCAPE '\\')"));
+            }
+        }
+    }
+    let filter = format!("WHERE {}", filters.join(" AND "));
+    let (limit_n, offset_n) = (args.len() + 1, args.len() + 2);
+    let mut count = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM courses c {filter}")));
+    for a in &args {
+        count = count.bind(a.clone());
     }
     let (total,) = count.fetch_one(db).await?;
+    // The page is cut first, so the per-course subqueries run for its rows only, not
+    // for every row the OFFSET skips.
     let mut list = sqlx::query_as::<_, CourseRow>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COURSE_COLUMNS} FROM courses c {filter} ORDER BY {order} LIMIT ${limit_n} OFFSET ${offset_n}"
-    )))
-    .bind(mine as i64)
-    .bind(&user.id)
-    .bind(category)
-    .bind(pattern);
-    for w in &word_binds {
-        list = list.bind(w.clone());
+        "SELECT {COURSE_COLUMNS} FROM (SELECT * FROM courses c {filter} ORDER BY {order} LIMIT ${limit_n} OFFSET ${offset_n}) c
+         ORDER BY {order}"
+    )));
+    for a in &args {
+        list = list.bind(a.clone());
     }
     let rows = list.bind(per_page).bind((page - 1) * per_page).fetch_all(db).await?;
     Ok(Page { items: rows.into_iter().map(Course::from_row).collect(), page, per_page, total })
