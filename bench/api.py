@@ -102,7 +102,9 @@ def run(quick, lectern_bin, work, world=None):
         f"fixed rate: h2load offers {RATE} req/s over {RATE_CLIENTS} HTTP/1.1 keep-alive connections "
         f"({RATE // RATE_CLIENTS}/s each, one request in flight per connection), after a 1 s warm-up; latency is "
         "timed from each request's send, so a server that falls behind shows as an achieved rate below the "
-        "offered one (compare `rate_rps` to `rate_offered`) rather than as queueing delay",
+        "offered one (compare `rate_rps` to `rate_offered`) rather than as queueing delay; the connections are spread "
+        "over 10 h2load processes started evenly across one 50 ms tick (one h2load fires all its connections on the "
+        "same tick: 50 requests at once, whose queue dominated every percentile, 6-8 ms p50 for any endpoint)",
         f"max throughput: wrk, closed loop, {WRK_CONNECTIONS} connections, 2 threads; its p95/p99 are measured "
         "at saturation, stricter than at a fixed rate (wrk2, the fixed-rate wrk, is not in Debian)",
         "requests are made as a signed-in student (JWT checked on every request); list = GET /api/courses "

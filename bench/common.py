@@ -454,46 +454,61 @@ def percentile(sorted_values, p):
 
 
 def h2load_rate(urls, rate, duration_s, clients=50, method="GET", headers=None, body=None,
-                warmup_s=1, work="/tmp"):
+                warmup_s=1, work="/tmp", processes=10):
     """Offers a fixed request rate with h2load (nghttp2-client) over HTTP/1.1:
     `clients` connections each sending rate/clients requests a second, cycling through
     `urls` (same origin). A connection has one request in flight, so once latency passes
     clients/rate seconds the offered rate is no longer kept: compare `rps` to `rate`.
-    Percentiles come from h2load's per-request log (latency from each request's send)."""
+    h2load fires all its connections on the same tick, so one h2load would offer bursts
+    of `clients` requests at once and time the queue behind each burst; the clients are
+    spread over `processes` h2loads started evenly across one tick instead (bursts of
+    clients/processes). Percentiles come from h2load's per-request log (latency from
+    each request's send)."""
     apt_install("nghttp2-client", "h2load")
     urls = [urls] if isinstance(urls, str) else list(urls)
     tag = f"{os.getpid()}-{os.urandom(3).hex()}"
-    log = Path(work) / f"h2load-{tag}.log"
+    processes = max(1, min(processes, clients))
     per_client = max(1, round(rate / clients))
-    cmd = ["h2load", "--h1", "-c", str(clients), "-t", "1", "--rps", str(per_client),
-           "-D", str(duration_s), "--warm-up-time", str(warmup_s), "--log-file", str(log)]
-    for k, v in (headers or {}).items():
-        cmd += ["-H", f"{k}: {v}"]
     data = None
+    extra = []
+    for k, v in (headers or {}).items():
+        extra += ["-H", f"{k}: {v}"]
     if body is not None or method == "POST":
         # h2load cannot send an empty file: a POST without a body sends `{}` as JSON.
         data = Path(work) / f"h2load-{tag}.body"
         data.write_bytes(body or b"{}")
         if not body and not any(k.lower() == "content-type" for k in (headers or {})):
-            cmd += ["-H", "Content-Type: application/json"]
-        cmd += ["-d", str(data)]
+            extra += ["-H", "Content-Type: application/json"]
+        extra += ["-d", str(data)]
+    logs, procs = [], []
+    tick_s = 1 / per_client
     try:
-        p = subprocess.run(cmd + urls, capture_output=True, text=True, timeout=duration_s + warmup_s + 60)
-        rows = [l.split("\t") for l in log.read_text().splitlines()] if log.exists() else []
+        for i in range(processes):
+            log = Path(work) / f"h2load-{tag}-{i}.log"
+            n = clients // processes + (1 if i < clients % processes else 0)
+            cmd = ["h2load", "--h1", "-c", str(n), "-t", "1", "--rps", str(per_client), "-D", str(duration_s),
+                   "--warm-up-time", str(warmup_s), "--log-file", str(log)] + extra + urls
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            logs.append(log)
+            time.sleep(tick_s / processes)
+        outputs = [p.communicate(timeout=duration_s + warmup_s + 60) for p in procs]
+        rows = [l.split("\t") for log in logs if log.exists() for l in log.read_text().splitlines()]
     finally:
-        log.unlink(missing_ok=True)
+        for log in logs:
+            log.unlink(missing_ok=True)
         if data:
             data.unlink(missing_ok=True)
-    if p.returncode != 0 or not rows:
-        raise RuntimeError(f"h2load failed ({p.returncode}): {p.stdout[-1500:]} {p.stderr[-1500:]}")
+    failed_runs = [(p.returncode, out[-800:], err[-800:]) for p, (out, err) in zip(procs, outputs) if p.returncode != 0]
+    if failed_runs or not rows:
+        raise RuntimeError(f"h2load failed: {failed_runs}")
     lat = sorted(int(r[2]) / 1000 for r in rows)
     statuses = {}
     for r in rows:
         statuses[r[1]] = statuses.get(r[1], 0) + 1
     starts = [int(r[0]) for r in rows]
     span = max(duration_s, (max(starts) - min(starts)) / 1e6)
-    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                  r"(\d+) errored, (\d+) timeout", p.stdout)
+    counts = [re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                        r"(\d+) errored, (\d+) timeout", out) for out, _ in outputs]
     r3 = lambda v: None if v is None else round(v, 3)
     return {
         "offered_rps": per_client * clients, "rps": round(len(rows) / span, 1),
@@ -501,6 +516,6 @@ def h2load_rate(urls, rate, duration_s, clients=50, method="GET", headers=None, 
         "p99_ms": r3(percentile(lat, 99)), "p999_ms": r3(percentile(lat, 99.9)), "max_ms": r3(lat[-1]),
         "requests": len(rows), "statuses": statuses,
         "non_2xx": sum(n for s, n in statuses.items() if not s.startswith("2")),
-        "failed": int(m[5]) + int(m[6]) + int(m[7]) if m else None,
+        "failed": sum(int(m[5]) + int(m[6]) + int(m[7]) for m in counts) if all(counts) else None,
         "clients": clients,
     }
