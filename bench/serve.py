@@ -226,6 +226,12 @@ def run(quick, lectern_bin, work):
                                          ">= 0.9", (row["rps_ratio"] or 0) >= 0.9))
             targets.append(common.target(f"{kind}: lectern p99 ms at {at} connections", row["lectern_p99_ms"],
                                          "< 10", row["lectern_p99_ms"] < 10))
+            # Little's law for a closed loop: every connection always has one request
+            # in flight, so the mean latency is connections / throughput, whoever serves.
+            floor_ms = {name: round(at / row[f"{name}_rps"] * 1000, 1) for name in ("nginx", "lectern") if row[f"{name}_rps"]}
+            notes.append(f"{kind} at {at} connections: with every connection always waiting (closed loop), the mean "
+                         f"latency is connections / req/s (Little's law): nginx {floor_ms.get('nginx')} ms, lectern "
+                         f"{floor_ms.get('lectern')} ms; a p99 under 10 ms here would need over {at * 100} req/s")
         errors = sum(r["lectern_errors"] for r in rows)
         targets.append(common.target("lectern errors under load (non-2xx, socket errors, timeouts)", errors,
                                      "== 0", errors == 0))

@@ -235,6 +235,18 @@ def bench_tus_server(store_dir, test_file, warm_file, chunk, runs):
 
 # ---------------------------------------------------------------- the module
 
+def durable_write_speed(path, size):
+    """MiB/s of writing `size` bytes and fdatasync, with dd: the disk's ceiling for a
+    server that acknowledges bytes only once they are durable."""
+    os.sync()
+    started = time.time()
+    subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=4M", f"count={size // (4 * MIB)}", "conv=fdatasync"],
+                   check=True, capture_output=True)
+    seconds = time.time() - started
+    path.unlink()
+    return round(size / MIB / seconds, 1)
+
+
 def run(quick, lectern_bin, work):
     size = 64 * MIB if quick else 1024 * MIB
     runs = 1 if quick else 3
@@ -250,6 +262,7 @@ def run(quick, lectern_bin, work):
     try:
         make_test_file(test_file, size)
         make_test_file(warm_file, MIB)
+        disk = durable_write_speed(tmp / "dd.bin", size)
         lec_rows, statuses = bench_lectern(lectern_bin, tmp / "lectern-data", test_file, warm_file, chunk, runs)
         tus_rows = bench_tus_server(tmp / "tus-store", test_file, warm_file, chunk, runs)
     finally:
@@ -260,7 +273,7 @@ def run(quick, lectern_bin, work):
             pass
 
     lec_sum, tus_sum = summary_row("lectern", lec_rows), summary_row("@tus/server", tus_rows)
-    rows = lec_rows + tus_rows + [lec_sum, tus_sum]
+    rows = lec_rows + tus_rows + [lec_sum, tus_sum, {"server": "disk (dd, fdatasync)", "run": "ceiling", "mib_per_s": disk}]
     speedup = ratio(lec_sum["mib_per_s"], tus_sum["mib_per_s"])
     growth = lec_sum["rss_growth_mib"]
     growth_limit_mib = RSS_LIMIT_MB * 1e6 / MIB
@@ -279,6 +292,8 @@ def run(quick, lectern_bin, work):
         "each server got a 1 MiB warm-up upload first (Lectern: its first probe starts the media framework)",
         "Lectern fsyncs the upload file at the end of every PATCH; @tus/file-store does not fsync "
         "(its bytes may still be in the page cache when onSuccess fires). os.sync() runs before every upload",
+        f"disk ceiling: `dd bs=4M conv=fdatasync` of the same size into the same folder, {disk} MiB/s: no server "
+        "that acknowledges only durable bytes can go faster than this",
         "the file is not a video: after the last byte Lectern probes it in the background and marks the "
         f"lecture failed (statuses seen: {', '.join(statuses)}); lectern rows' peak_rss_incl_probe_mib is "
         "VmHWM after that, probing included",
