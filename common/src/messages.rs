@@ -42,6 +42,18 @@ pub struct TimeRange {
     pub first_segment: u64,
 }
 
+/// Which outputs a job makes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobPart {
+    /// The whole lecture: every rung, the audio, the poster and the storyboard.
+    #[default]
+    Whole,
+    /// The video rungs of `range` only: one chunk of a lecture split across workers.
+    /// Its segments carry the source's timeline and the global segment numbers.
+    VideoChunk,
+}
+
 /// One unit of transcoding work. Workers need nothing but this, the queue and storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TranscodeJob {
@@ -53,6 +65,8 @@ pub struct TranscodeJob {
     /// Storage prefix the outputs go under (`assets/{asset_id}`).
     pub output_prefix: String,
     pub source: SourceFacts,
+    #[serde(default)]
+    pub part: JobPart,
     pub range: TimeRange,
     pub ladder: Vec<Rung>,
     pub audio_kbps: u32,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use lectern_common::auth::{AuthUser, Role};
-use lectern_common::messages::{JobEvent, TimeRange, TranscodeJob};
+use lectern_common::messages::{JobEvent, JobPart, TimeRange, TranscodeJob};
 use lectern_common::queue::Topic;
 use lectern_common::storage::ByteStream;
 use lectern_common::{new_id, now_unix};
@@ -341,6 +341,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 source_key: upload.storage_key.clone(),
                 output_prefix: format!("assets/{asset_id}"),
                 source: source.clone(),
+                part: JobPart::Whole,
                 range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
                 ladder,
                 audio_kbps: AUDIO_KBPS,

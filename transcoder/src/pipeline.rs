@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{Rung, TranscodeJob};
+use lectern_common::messages::{JobPart, Rung, TranscodeJob};
 use lectern_packager::SegmentFacts;
 
 /// Thumbnail width of the storyboard sprite.
@@ -319,6 +319,10 @@ pub fn transcode(
     // rounding in frame timestamps so no segment is cut one GOP early.
     let video_max = gop * segment_gops + gop / 2;
     let start_index = job.range.first_segment;
+    // A chunk makes the video rungs of its range only; audio, poster and storyboard
+    // come from the lecture's whole-length job.
+    let whole = job.part == JobPart::Whole;
+    let range = Range::of(job);
 
     let mut video_head: Option<gst::Element> = None;
     let mut video_outputs = Vec::new();
@@ -396,15 +400,17 @@ pub fn transcode(
             (even(w as f64), even(w as f64 * facts.height as f64 / facts.width.max(1) as f64))
         };
         let poster_at = (duration * 0.1).min(10.0);
-        frame_grabber(&pipeline, &tee, pw, ph, thumb_interval, Keep::NearestTo(poster_at), poster_frames.clone())?;
-        let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
-        frame_grabber(&pipeline, &tee, THUMB_WIDTH, th, thumb_interval, Keep::All, thumb_frames.clone())?;
+        if whole {
+            frame_grabber(&pipeline, &tee, pw, ph, thumb_interval, Keep::NearestTo(poster_at), poster_frames.clone())?;
+            let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
+            frame_grabber(&pipeline, &tee, THUMB_WIDTH, th, thumb_interval, Keep::All, thumb_frames.clone())?;
+        }
         video_head = Some(head);
     }
 
     let mut audio_head: Option<gst::Element> = None;
     let audio_dir = out_dir.join("audio");
-    if facts.has_audio {
+    if facts.has_audio && whole {
         let head = queue(64)?;
         let convert = make("audioconvert")?;
         let resample = make("audioresample")?;
@@ -435,6 +441,9 @@ pub fn transcode(
         let pipeline_weak = pipeline.downgrade();
         decode.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else { return };
+            if let Some(range) = range {
+                range.hold_until_seek(pad);
+            }
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             let kind = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
             let mut l = linked.lock().expect("linked lock");
@@ -468,13 +477,16 @@ pub fn transcode(
             }
         });
     }
+    let pads_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         // A branch whose stream never appears gets EOS, or the pipeline would wait
         // for it forever.
         let video_head = video_head.clone();
         let audio_head = audio_head.clone();
         let linked = linked.clone();
+        let pads_ready = pads_ready.clone();
         decode.connect_no_more_pads(move |_| {
+            pads_ready.store(true, std::sync::atomic::Ordering::SeqCst);
             let l = linked.lock().expect("linked lock");
             for (head, was_linked) in [(&video_head, l.0), (&audio_head, l.1)] {
                 if let (Some(h), false) = (head, was_linked) {
@@ -486,7 +498,12 @@ pub fn transcode(
         });
     }
 
-    let result = run_to_eos(&pipeline, &src, duration, watchdog, &tallies, cancel, &mut on_progress);
+    let result = match (range, &video_head) {
+        (Some(range), Some(head)) => range.seek(&pipeline, head, &pads_ready, watchdog),
+        (Some(_), None) => Err(PipelineError::Media("a chunk job needs a video stream and a ladder".into())),
+        (None, _) => Ok(()),
+    }
+    .and_then(|()| run_to_eos(&pipeline, &src, range, duration, watchdog, &tallies, cancel, &mut on_progress));
     let _ = pipeline.set_state(gst::State::Null);
     result?;
 
@@ -501,7 +518,7 @@ pub fn transcode(
         let codec = tally.and_then(|t| t.first_keyframe.as_deref()).and_then(lectern_packager::avc1_codec_string);
         video.push(RenditionOutput { name: rung.name.clone(), dir, segments, codec, rung: Some(rung) });
     }
-    let audio = if facts.has_audio {
+    let audio = if facts.has_audio && whole {
         let segments = measure_segments(&audio_dir, tallies.get("audio"), start_index)?;
         (!segments.is_empty()).then(|| RenditionOutput {
             name: "audio".into(),
@@ -564,9 +581,95 @@ fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> 
     Ok(segments)
 }
 
+/// The part of the source a chunk job encodes. The pipeline pauses until decodebin
+/// has exposed its streams, drops every buffer until an accurate flushing seek to
+/// [start, end) has gone through, and shifts running time by `start` so the outputs
+/// carry the source's timeline: a chunk's segments are the ones a single pass cuts.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    start_ns: u64,
+    end_ns: Option<u64>,
+}
+
+impl Range {
+    fn of(job: &TranscodeJob) -> Option<Range> {
+        let r = &job.range;
+        let ranged = r.start_secs > 0.0 || r.end_secs.is_some();
+        ranged.then(|| Range {
+            start_ns: (r.start_secs.max(0.0) * 1e9).round() as u64,
+            end_ns: r.end_secs.map(|e| (e.max(0.0) * 1e9).round() as u64),
+        })
+    }
+
+    /// On a decoded stream's pad: its buffers are dropped until the seek's flush has
+    /// passed, and its running time starts at the range's start.
+    fn hold_until_seek(&self, pad: &gst::Pad) {
+        pad.set_offset(self.start_ns as i64);
+        let flushed = std::sync::atomic::AtomicBool::new(false);
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST | gst::PadProbeType::EVENT_FLUSH,
+            move |_pad, info| {
+                if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                    if e.type_() == gst::EventType::FlushStop {
+                        flushed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    return gst::PadProbeReturn::Ok;
+                }
+                if flushed.load(std::sync::atomic::Ordering::SeqCst) {
+                    gst::PadProbeReturn::Remove
+                } else {
+                    gst::PadProbeReturn::Drop
+                }
+            },
+        );
+    }
+
+    /// Pauses the pipeline until its streams are exposed, then seeks to the range. The
+    /// seek goes upstream from the video branch to the demuxer, which flushes every
+    /// stream; sent to the pipeline it would also go through splitmuxsink, which
+    /// refuses seeks.
+    fn seek(
+        &self,
+        pipeline: &gst::Pipeline,
+        video_head: &gst::Element,
+        pads_ready: &std::sync::atomic::AtomicBool,
+        watchdog: Watchdog,
+    ) -> Result<(), PipelineError> {
+        let bus = pipeline.bus().expect("a pipeline has a bus");
+        if pipeline.set_state(gst::State::Paused).is_err() {
+            return Err(PipelineError::Media("the file could not be decoded".into()));
+        }
+        let started = Instant::now();
+        while !pads_ready.load(std::sync::atomic::Ordering::SeqCst) {
+            if started.elapsed() > watchdog.stall {
+                return Err(PipelineError::Stalled(watchdog.stall.as_secs()));
+            }
+            if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(20), &[gst::MessageType::Error]) {
+                if let gst::MessageView::Error(e) = msg.view() {
+                    return Err(PipelineError::Media(format!("the file could not be decoded: {}", e.error())));
+                }
+            }
+        }
+        let start = Some(gst::ClockTime::from_nseconds(self.start_ns));
+        let (stop_type, stop) = match self.end_ns {
+            Some(e) => (gst::SeekType::Set, Some(gst::ClockTime::from_nseconds(e))),
+            None => (gst::SeekType::None, None),
+        };
+        let seek = gst::event::Seek::new(1.0, gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, gst::SeekType::Set, start, stop_type, stop);
+        let pad = video_head.static_pad("sink").expect("queue has a sink pad");
+        if pad.push_event(seek) {
+            Ok(())
+        } else {
+            Err(PipelineError::Media("the file cannot be cut into chunks: it does not support seeking".into()))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_to_eos(
     pipeline: &gst::Pipeline,
     src: &gst::Element,
+    range: Option<Range>,
     duration_secs: f64,
     watchdog: Watchdog,
     tallies: &Tallies,
@@ -633,7 +736,10 @@ fn run_to_eos(
                 "the file's timestamps run far past its {duration_secs:.0} s duration; it looks damaged"
             )));
         }
-        let fraction = if duration_secs > 0.0 {
+        let fraction = if let Some(r) = range {
+            let end = r.end_ns.map_or(duration_secs, |e| e as f64 / 1e9);
+            (position.saturating_sub(r.start_ns) as f64 / 1e9) / (end - r.start_ns as f64 / 1e9).max(1e-3)
+        } else if duration_secs > 0.0 {
             position as f64 / 1e9 / duration_secs
         } else if file_size > 0 {
             bytes as f64 / file_size as f64

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lectern_common::messages::{Rung, SourceFacts, TimeRange, TranscodeJob};
+use lectern_common::messages::{JobPart, Rung, SourceFacts, TimeRange, TranscodeJob};
 use lectern_transcoder::pipeline::{PipelineError, Watchdog, transcode};
 
 fn watchdog(stall_secs: u64) -> Watchdog {
@@ -37,6 +37,7 @@ fn job(facts: SourceFacts, ladder: Vec<Rung>) -> TranscodeJob {
         source_key: "s".into(),
         output_prefix: "assets/a".into(),
         source: facts,
+        part: JobPart::Whole,
         range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
         ladder,
         audio_kbps: 128,
@@ -125,4 +126,57 @@ fn the_watchdog_stops_a_run_past_its_time_budget() {
     let err = transcode(&job, &src, &dir.path().join("out"), limit, &Default::default(), |_| {}).unwrap_err();
     assert!(matches!(err, PipelineError::TooLong(1)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10), "stopped after {:?}", started.elapsed());
+}
+
+/// The PTS (90 kHz) of the first video PES in an MPEG-TS file.
+fn first_video_pts(path: &Path) -> u64 {
+    let data = std::fs::read(path).unwrap();
+    for packet in data.chunks_exact(188) {
+        let unit_start = packet[1] & 0x40 != 0;
+        let adaptation = (packet[3] >> 4) & 0x3;
+        if !unit_start || adaptation & 0x1 == 0 {
+            continue;
+        }
+        let at = if adaptation == 3 { 5 + packet[4] as usize } else { 4 };
+        let pes = &packet[at..];
+        if pes.len() > 14 && pes[..3] == [0, 0, 1] && (0xE0..=0xEF).contains(&pes[3]) && pes[7] & 0x80 != 0 {
+            let p = &pes[9..14];
+            return ((p[0] as u64 >> 1) & 0x7) << 30 | (p[1] as u64) << 22 | (p[2] as u64 >> 1) << 15 | (p[3] as u64) << 7 | p[4] as u64 >> 1;
+        }
+    }
+    panic!("no video PES with a PTS in {}", path.display());
+}
+
+#[test]
+fn chunks_cut_the_segments_a_single_pass_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    make_source(&src, Some((640, 360, "25/1")), true, 16, "mp4mux");
+    let ladder = vec![rung("v360", 640, 360, 800)];
+    let mut whole = job(facts(640, 360, (25, 1), 16.0, true, true), ladder.clone());
+    whole.segment_secs = 4;
+    let single = transcode(&whole, &src, &dir.path().join("single"), watchdog(30), &Default::default(), |_| {}).unwrap();
+
+    let mut chunks = Vec::new();
+    for (k, (start, end)) in [(0.0, Some(8.0)), (8.0, Some(12.0)), (12.0, None)].into_iter().enumerate() {
+        let mut chunk = whole.clone();
+        chunk.part = JobPart::VideoChunk;
+        chunk.range = TimeRange { start_secs: start, end_secs: end, first_segment: (start / 4.0) as u64 };
+        let out_dir = dir.path().join(format!("chunk{k}"));
+        let out = transcode(&chunk, &src, &out_dir, watchdog(30), &Default::default(), |_| {}).unwrap();
+        assert!(out.audio.is_none() && out.poster.is_none() && out.thumbnails.is_empty(), "chunk {k} made more than video");
+        chunks.push((out_dir, out));
+    }
+
+    let single_v = &single.video[0];
+    let stitched: Vec<_> = chunks.iter().flat_map(|(dir, out)| out.video[0].segments.iter().map(move |s| (dir.clone(), s.clone()))).collect();
+    let indices: Vec<u64> = stitched.iter().map(|(_, s)| s.index).collect();
+    assert_eq!(indices, single_v.segments.iter().map(|s| s.index).collect::<Vec<_>>());
+    for ((chunk_dir, ours), theirs) in stitched.iter().zip(&single_v.segments) {
+        assert!((ours.duration - theirs.duration).abs() < 1e-6, "segment {}: {} vs {}", ours.index, ours.duration, theirs.duration);
+        let name = lectern_packager::segment_name(ours.index);
+        let (a, b) = (first_video_pts(&chunk_dir.join("v360").join(&name)), first_video_pts(&single_v.dir.join(&name)));
+        // One 90 kHz tick of rounding at most: the same timeline, no per-chunk restart.
+        assert!(a.abs_diff(b) <= 1, "segment {} starts at PTS {a} in its chunk but {b} in a single pass", ours.index);
+    }
 }
