@@ -19,6 +19,10 @@ WEED_MASTER_PORT="${LECTERN_WEED_MASTER_PORT:-59333}"
 WEED_VOLUME_PORT="${LECTERN_WEED_VOLUME_PORT:-58080}"
 WEED_FILER_PORT="${LECTERN_WEED_FILER_PORT:-58888}"
 RABBIT_NODE="${LECTERN_RABBIT_NODE:-lectern@localhost}"
+# Erlang distribution port: RabbitMQ derives it as AMQP port + 20000, which is past
+# 65535 for our ports, so every instance fell back to 25672 and a second one (the
+# tests beside a running dev stack) could not start.
+RABBIT_DIST_PORT="${LECTERN_RABBIT_DIST_PORT:-25672}"
 PG_PASSWORD="lectern-dev"          # loopback-only development services
 S3_KEY="lectern"; S3_SECRET="lectern-dev-secret"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
@@ -83,7 +87,7 @@ loopback_users = none" > "$base/rabbitmq.conf"
         RABBITMQ_LOG_BASE="$base/log" RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" ERL_EPMD_ADDRESS=127.0.0.1 \
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-        RABBITMQ_PID_FILE="$base/pid"
+        RABBITMQ_PID_FILE="$base/pid" RABBITMQ_DIST_PORT=$RABBIT_DIST_PORT
       setsid "$RABBIT_BIN/rabbitmq-server" > "$base/log/console.log" 2>&1 &
       echo $! > "$base/pid"
     )

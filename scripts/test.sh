@@ -16,7 +16,7 @@ echo "==> starting PostgreSQL, RabbitMQ and SeaweedFS"
 export LECTERN_SERVICES_DIR="${LECTERN_TEST_SERVICES_DIR:-/var/tmp/lectern-test-services}"
 export LECTERN_PG_PORT=45432 LECTERN_AMQP_PORT=45672 LECTERN_AMQP_ADMIN_PORT=45673 LECTERN_S3_PORT=48333
 export LECTERN_WEED_MASTER_PORT=49333 LECTERN_WEED_VOLUME_PORT=48080 LECTERN_WEED_FILER_PORT=48888
-export LECTERN_RABBIT_NODE=lectern-test@localhost
+export LECTERN_RABBIT_NODE=lectern-test@localhost LECTERN_RABBIT_DIST_PORT=45674
 scripts/services.sh stop
 rm -rf "$LECTERN_SERVICES_DIR"
 eval "$(scripts/services.sh start)"
