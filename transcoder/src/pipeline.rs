@@ -158,11 +158,9 @@ fn segment_sink(dir: &Path, max_time: gst::ClockTime, start_index: u64) -> Resul
     std::fs::create_dir_all(dir).map_err(|e| PipelineError::Setup(format!("creating {}: {e}", dir.display())))?;
     let sink = make("splitmuxsink")?;
     let mux = make("mpegtsmux")?;
-    // PAT and PMT every 2 s instead of every 0.1 s: each segment starts with them (the
-    // muxer is reset per file), and the default spent 30 kbit/s on tables in every
-    // rendition, 23 % of a 128k audio rendition.
-    mux.set_property("pat-interval", 2 * 90_000u32);
-    mux.set_property("pmt-interval", 2 * 90_000u32);
+    // PAT/PMT stay at mpegtsmux's 0.1 s although they cost 30 kbit/s per rendition:
+    // at 2 s, ffmpeg's HLS reader took a short audio segment for MPEG-PS and refused
+    // it (the legacy media matrix).
     let file = make("filesink")?;
     file.set_property("sync", false);
     file.set_property("async", false);
@@ -434,18 +432,20 @@ pub fn transcode(
     // audio go to their branches, anything else (a second audio track, subtitles)
     // to a fakesink so it cannot block the pipeline.
     let linked = Arc::new(Mutex::new((false, false)));
+    let origin: Origin = Default::default();
     {
         let video_head = video_head.clone();
         let audio_head = audio_head.clone();
         let linked = linked.clone();
         let pipeline_weak = pipeline.downgrade();
+        let origin = origin.clone();
         decode.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else { return };
-            if let Some(range) = range {
-                range.hold_until_seek(pad);
-            }
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             let kind = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+            if let Some(range) = range {
+                range.hold_until_seek(pad, kind.starts_with("video/").then(|| origin.clone()));
+            }
             let mut l = linked.lock().expect("linked lock");
             let target = if kind.starts_with("video/") && !l.0 {
                 l.0 = true;
@@ -499,7 +499,7 @@ pub fn transcode(
     }
 
     let result = match (range, &video_head) {
-        (Some(range), Some(head)) => range.seek(&pipeline, head, &pads_ready, watchdog),
+        (Some(range), Some(head)) => range.seek(&pipeline, head, &pads_ready, &origin, watchdog),
         (Some(_), None) => Err(PipelineError::Media("a chunk job needs a video stream and a ladder".into())),
         (None, _) => Ok(()),
     }
@@ -581,15 +581,22 @@ fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> 
     Ok(segments)
 }
 
-/// The part of the source a chunk job encodes. The pipeline pauses until decodebin
-/// has exposed its streams, drops every buffer until an accurate flushing seek to
-/// [start, end) has gone through, and shifts running time by `start` so the outputs
-/// carry the source's timeline: a chunk's segments are the ones a single pass cuts.
+/// The part of the source a chunk job encodes, in nanoseconds from the start of the
+/// source's timeline (its demuxer's first segment).
+///
+/// The pipeline pauses until decodebin has exposed its streams and the first segment
+/// event has shown where the timeline starts, dropping every buffer until an accurate
+/// flushing seek has flushed. Running time is offset by `start`, so the outputs carry
+/// the source's timeline: a chunk's segments are the ones a single pass cuts.
 #[derive(Debug, Clone, Copy)]
 struct Range {
     start_ns: u64,
     end_ns: Option<u64>,
 }
+
+/// Where the source's timeline starts (the first segment's start, stream time),
+/// learnt from the decoded video pad before the seek.
+type Origin = Arc<Mutex<Option<u64>>>;
 
 impl Range {
     fn of(job: &TranscodeJob) -> Option<Range> {
@@ -602,16 +609,29 @@ impl Range {
     }
 
     /// On a decoded stream's pad: its buffers are dropped until the seek's flush has
-    /// passed, and its running time starts at the range's start.
-    fn hold_until_seek(&self, pad: &gst::Pad) {
+    /// passed, its first segment tells where the timeline starts, and its running time
+    /// starts at the range's start.
+    fn hold_until_seek(&self, pad: &gst::Pad, origin: Option<Origin>) {
         pad.set_offset(self.start_ns as i64);
         let flushed = std::sync::atomic::AtomicBool::new(false);
         pad.add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST | gst::PadProbeType::EVENT_FLUSH,
+            gst::PadProbeType::BUFFER
+                | gst::PadProbeType::BUFFER_LIST
+                | gst::PadProbeType::EVENT_FLUSH
+                | gst::PadProbeType::EVENT_DOWNSTREAM,
             move |_pad, info| {
                 if let Some(gst::PadProbeData::Event(e)) = &info.data {
-                    if e.type_() == gst::EventType::FlushStop {
-                        flushed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    match e.view() {
+                        gst::EventView::FlushStop(_) => flushed.store(true, std::sync::atomic::Ordering::SeqCst),
+                        gst::EventView::Segment(seg) if !flushed.load(std::sync::atomic::Ordering::SeqCst) => {
+                            if let (Some(origin), Some(time)) = (&origin, seg.segment().downcast_ref::<gst::ClockTime>()) {
+                                let mut o = origin.lock().expect("origin lock");
+                                if o.is_none() {
+                                    *o = Some(time.start().map_or(0, |t| t.nseconds()));
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                     return gst::PadProbeReturn::Ok;
                 }
@@ -624,15 +644,23 @@ impl Range {
         );
     }
 
-    /// Pauses the pipeline until its streams are exposed, then seeks to the range. The
-    /// seek goes upstream from the video branch to the demuxer, which flushes every
-    /// stream; sent to the pipeline it would also go through splitmuxsink, which
-    /// refuses seeks.
+    /// Pauses the pipeline until its streams are exposed and the timeline's origin is
+    /// known, then seeks to the range. The seek goes upstream from the video branch to
+    /// the demuxer, which flushes every stream; sent to the pipeline it would also go
+    /// through splitmuxsink, which refuses seeks.
+    ///
+    /// The decoder keeps a frame that overlaps the seek position, with its timestamp
+    /// clipped to it. So the start is sought 1 ns late: the frame on the edge is the
+    /// first one kept and the one before it, ending on the edge, is dropped. (Half a
+    /// frame late lost the last frame of an open-ended chunk: videorate's slots moved
+    /// with the clipped timestamp.) The stop is exact: the frame starting on it belongs
+    /// to the next chunk.
     fn seek(
         &self,
         pipeline: &gst::Pipeline,
         video_head: &gst::Element,
         pads_ready: &std::sync::atomic::AtomicBool,
+        origin: &Origin,
         watchdog: Watchdog,
     ) -> Result<(), PipelineError> {
         let bus = pipeline.bus().expect("a pipeline has a bus");
@@ -640,7 +668,11 @@ impl Range {
             return Err(PipelineError::Media("the file could not be decoded".into()));
         }
         let started = Instant::now();
-        while !pads_ready.load(std::sync::atomic::Ordering::SeqCst) {
+        let origin_ns = loop {
+            let known = *origin.lock().expect("origin lock");
+            if let (true, Some(o)) = (pads_ready.load(std::sync::atomic::Ordering::SeqCst), known) {
+                break o;
+            }
             if started.elapsed() > watchdog.stall {
                 return Err(PipelineError::Stalled(watchdog.stall.as_secs()));
             }
@@ -649,10 +681,11 @@ impl Range {
                     return Err(PipelineError::Media(format!("the file could not be decoded: {}", e.error())));
                 }
             }
-        }
-        let start = Some(gst::ClockTime::from_nseconds(self.start_ns));
+        };
+        let start_ns = if self.start_ns == 0 { origin_ns } else { origin_ns + self.start_ns + 1 };
+        let start = Some(gst::ClockTime::from_nseconds(start_ns));
         let (stop_type, stop) = match self.end_ns {
-            Some(e) => (gst::SeekType::Set, Some(gst::ClockTime::from_nseconds(e))),
+            Some(e) => (gst::SeekType::Set, Some(gst::ClockTime::from_nseconds(origin_ns + e))),
             None => (gst::SeekType::None, None),
         };
         let seek = gst::event::Seek::new(1.0, gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, gst::SeekType::Set, start, stop_type, stop);
