@@ -32,8 +32,11 @@ pub struct Rung {
     pub video_kbps: u32,
 }
 
-/// A time range of the source on its own timeline, in seconds; `end_secs` None means
-/// to the end. Chunk edges fall on segment boundaries of the global grid.
+/// A time range of the source, in seconds from the start of its timeline (where its
+/// demuxer's first segment starts: 0 for most MP4s, not for MPEG-TS); `end_secs` None
+/// means to the end. Chunk edges must be frame times on the global grid: whole
+/// segments of whole GOPs in frames (29.97 fps, 2 s GOPs, 6 s segments: 180 frames, so
+/// edges at multiples of 6.006 s).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimeRange {
     pub start_secs: f64,

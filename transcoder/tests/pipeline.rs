@@ -147,23 +147,28 @@ fn first_video_pts(path: &Path) -> u64 {
     panic!("no video PES with a PTS in {}", path.display());
 }
 
-#[test]
-fn chunks_cut_the_segments_a_single_pass_cuts() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.mp4");
-    make_source(&src, Some((640, 360, "25/1")), true, 16, "mp4mux");
+/// Encodes `src` in one pass and as chunks cut at `edges` (frame numbers on the 2 s GOP
+/// grid), and checks every chunk segment's number, length and first PTS against the
+/// single pass's.
+fn assert_chunks_match_a_single_pass(src: &Path, fps: (u32, u32), secs: f64, edges: &[u64]) {
+    let dir = src.parent().unwrap();
     let ladder = vec![rung("v360", 640, 360, 800)];
-    let mut whole = job(facts(640, 360, (25, 1), 16.0, true, true), ladder.clone());
+    let mut whole = job(facts(640, 360, fps, secs, true, true), ladder);
     whole.segment_secs = 4;
-    let single = transcode(&whole, &src, &dir.path().join("single"), watchdog(30), &Default::default(), |_| {}).unwrap();
+    let single = transcode(&whole, src, &dir.join("single"), watchdog(30), &Default::default(), |_| {}).unwrap();
+    let segment_frames = 2 * (2.0 * fps.0 as f64 / fps.1 as f64).round() as u64;
+    let at = |frame: u64| frame as f64 * fps.1 as f64 / fps.0 as f64;
 
+    let mut starts = vec![0u64];
+    starts.extend_from_slice(edges);
     let mut chunks = Vec::new();
-    for (k, (start, end)) in [(0.0, Some(8.0)), (8.0, Some(12.0)), (12.0, None)].into_iter().enumerate() {
+    for (k, start) in starts.iter().enumerate() {
         let mut chunk = whole.clone();
         chunk.part = JobPart::VideoChunk;
-        chunk.range = TimeRange { start_secs: start, end_secs: end, first_segment: (start / 4.0) as u64 };
-        let out_dir = dir.path().join(format!("chunk{k}"));
-        let out = transcode(&chunk, &src, &out_dir, watchdog(30), &Default::default(), |_| {}).unwrap();
+        let end = starts.get(k + 1).map(|&e| at(e));
+        chunk.range = TimeRange { start_secs: at(*start), end_secs: end, first_segment: start / segment_frames };
+        let out_dir = dir.join(format!("chunk{k}"));
+        let out = transcode(&chunk, src, &out_dir, watchdog(30), &Default::default(), |_| {}).unwrap();
         assert!(out.audio.is_none() && out.poster.is_none() && out.thumbnails.is_empty(), "chunk {k} made more than video");
         chunks.push((out_dir, out));
     }
@@ -179,4 +184,22 @@ fn chunks_cut_the_segments_a_single_pass_cuts() {
         // One 90 kHz tick of rounding at most: the same timeline, no per-chunk restart.
         assert!(a.abs_diff(b) <= 1, "segment {} starts at PTS {a} in its chunk but {b} in a single pass", ours.index);
     }
+}
+
+#[test]
+fn chunks_cut_the_segments_a_single_pass_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    make_source(&src, Some((640, 360, "25/1")), true, 16, "mp4mux");
+    // 4 s segments are 100 frames: chunks [0, 8 s), [8, 12 s), [12 s, end).
+    assert_chunks_match_a_single_pass(&src, (25, 1), 16.0, &[200, 300]);
+}
+
+#[test]
+fn chunks_of_ntsc_rate_mpeg_ts_keep_their_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.ts");
+    make_source(&src, Some((640, 360, "30000/1001")), true, 16, "mpegtsmux");
+    // 29.97 fps: GOPs of 60 frames (2.002 s), segments of 120; edges at 8.008 and 12.012 s.
+    assert_chunks_match_a_single_pass(&src, (30000, 1001), 16.0, &[240, 360]);
 }
