@@ -57,6 +57,14 @@ pub enum JobPart {
     VideoChunk,
 }
 
+/// Frames per GOP and per segment on the grid every rung and every chunk keeps: GOPs of
+/// `keyframe_secs` rounded to whole frames, segments of whole GOPs.
+pub fn grid_frames(fps_num: u32, fps_den: u32, segment_secs: u32, keyframe_secs: u32) -> (u64, u64) {
+    let fps = fps_num.max(1) as f64 / fps_den.max(1) as f64;
+    let gop = ((keyframe_secs as f64) * fps).round().max(1.0) as u64;
+    (gop, gop * (segment_secs / keyframe_secs.max(1)).max(1) as u64)
+}
+
 /// One unit of transcoding work. Workers need nothing but this, the queue and storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TranscodeJob {

@@ -7,6 +7,7 @@
 //! outbox), so a queue outage loses nothing.
 
 mod error;
+pub mod chunks;
 pub mod ladder;
 pub mod probe;
 mod routes;

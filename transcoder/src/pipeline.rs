@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{JobPart, Rung, TranscodeJob};
+use lectern_common::messages::{JobPart, Rung, TranscodeJob, grid_frames};
 use lectern_packager::SegmentFacts;
 
 /// Thumbnail width of the storyboard sprite.
@@ -310,9 +310,10 @@ pub fn transcode(
     let fps_num = facts.fps_num.max(1) as i32;
     let fps_den = facts.fps_den.max(1) as i32;
     let fps = fps_num as f64 / fps_den as f64;
-    let gop_frames = ((job.keyframe_secs as f64) * fps).round().max(1.0) as u32;
+    let (gop_frames, segment_frames) = grid_frames(facts.fps_num, facts.fps_den, job.segment_secs, job.keyframe_secs);
+    let gop_frames = gop_frames as u32;
     let gop = gst::ClockTime::from_nseconds((gop_frames as f64 / fps * 1e9) as u64);
-    let segment_gops = (job.segment_secs / job.keyframe_secs.max(1)).max(1) as u64;
+    let segment_gops = segment_frames / gop_frames as u64;
     // Split once a fragment would pass its GOP count; half a GOP of slack absorbs
     // rounding in frame timestamps so no segment is cut one GOP early.
     let video_max = gop * segment_gops + gop / 2;

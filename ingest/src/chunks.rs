@@ -1,0 +1,109 @@
+//! Cutting a lecture into chunk jobs (issue 8): time ranges of the source on the global
+//! grid, so each chunk's segments are exactly the ones a single pass would cut. Edges are
+//! whole segments counted in frames (at 29.97 fps a 6 s segment is 180 frames, 6.006 s),
+//! measured from the start of the source's timeline as `TimeRange` defines it.
+//!
+//! Planned only: nothing publishes chunk jobs yet.
+
+use lectern_common::messages::{SourceFacts, TimeRange, grid_frames};
+
+/// The chunks of `source`, about `chunk_secs` each, or nothing when one job should do
+/// it all (no video, an unknown rate or length, or a lecture that fits one chunk). A
+/// tail shorter than half a chunk joins the chunk before it; the last chunk runs to the
+/// end of the source (`end_secs` None), whatever its probed length said.
+pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_secs: u32) -> Vec<TimeRange> {
+    if !source.has_video || source.fps_num == 0 || source.fps_den == 0 || !(source.duration_secs > 0.0) || chunk_secs == 0 {
+        return Vec::new();
+    }
+    let (num, den) = (source.fps_num as u64, source.fps_den as u64);
+    let (_, segment_frames) = grid_frames(source.fps_num, source.fps_den, segment_secs, keyframe_secs);
+    let segment_len = segment_frames as f64 * den as f64 / num as f64;
+    let segments_per_chunk = ((chunk_secs as f64 / segment_len).round() as u64).max(1);
+    let chunk_frames = segment_frames * segments_per_chunk;
+    let total_frames = (source.duration_secs * num as f64 / den as f64).ceil() as u64;
+    let mut chunks = total_frames / chunk_frames;
+    if total_frames % chunk_frames >= chunk_frames / 2 {
+        chunks += 1;
+    }
+    if chunks <= 1 {
+        return Vec::new();
+    }
+    // Seconds of frame `n`, exactly as the demuxers' own arithmetic gives it (ns).
+    let at = |frame: u64| (frame as u128 * den as u128 * 1_000_000_000 / num as u128) as f64 / 1e9;
+    (0..chunks)
+        .map(|k| TimeRange {
+            start_secs: at(k * chunk_frames),
+            end_secs: (k + 1 < chunks).then(|| at((k + 1) * chunk_frames)),
+            first_segment: k * segments_per_chunk,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(secs: f64, fps: (u32, u32), video: bool) -> SourceFacts {
+        SourceFacts {
+            duration_secs: secs,
+            has_video: video,
+            has_audio: true,
+            width: 1280,
+            height: 720,
+            fps_num: fps.0,
+            fps_den: fps.1,
+            audio_channels: 2,
+            container: "video/quicktime".into(),
+            video_codec: None,
+            audio_codec: None,
+        }
+    }
+
+    fn edges(ranges: &[TimeRange]) -> Vec<(f64, Option<f64>, u64)> {
+        ranges.iter().map(|r| (r.start_secs, r.end_secs, r.first_segment)).collect()
+    }
+
+    #[test]
+    fn whole_minutes_at_30_fps() {
+        let plan = plan(&source(150.0, (30, 1), true), 6, 2, 60);
+        assert_eq!(edges(&plan), vec![(0.0, Some(60.0), 0), (60.0, Some(120.0), 10), (120.0, None, 20)]);
+    }
+
+    #[test]
+    fn ntsc_edges_are_whole_segments_of_frames() {
+        // 180-frame segments (6.006 s), ten per chunk: 1800 frames = 60.06 s.
+        let plan = plan(&source(250.0, (30000, 1001), true), 6, 2, 60);
+        assert_eq!(edges(&plan), vec![(0.0, Some(60.06), 0), (60.06, Some(120.12), 10), (120.12, Some(180.18), 20), (180.18, None, 30)]);
+    }
+
+    #[test]
+    fn a_short_tail_joins_the_chunk_before_it() {
+        // 125 s: the third chunk would hold 4.9 s, so the second runs to the end.
+        let plan = plan(&source(125.0, (30000, 1001), true), 6, 2, 60);
+        assert_eq!(edges(&plan), vec![(0.0, Some(60.06), 0), (60.06, None, 10)]);
+        // 150 s at 25 fps: a 30 s tail is half a chunk and keeps its own.
+        assert_eq!(plan_len(150.0, (25, 1)), 3);
+    }
+
+    fn plan_len(secs: f64, fps: (u32, u32)) -> usize {
+        plan(&source(secs, fps, true), 6, 2, 60).len()
+    }
+
+    #[test]
+    fn one_job_when_chunks_would_not_help() {
+        assert!(plan(&source(89.0, (30, 1), true), 6, 2, 60).is_empty(), "one chunk and a short tail");
+        assert!(plan(&source(3600.0, (30, 1), false), 6, 2, 60).is_empty(), "audio only");
+        assert!(plan(&source(3600.0, (0, 1), true), 6, 2, 60).is_empty(), "unknown rate");
+        assert!(plan(&source(f64::NAN, (30, 1), true), 6, 2, 60).is_empty(), "unknown length");
+        assert!(plan(&source(3600.0, (30, 1), true), 6, 2, 0).is_empty(), "chunking off");
+    }
+
+    #[test]
+    fn chunks_are_never_shorter_than_a_segment() {
+        // A 1 s chunk length still cuts whole segments.
+        let plan = plan(&source(30.0, (24000, 1001), true), 6, 2, 1);
+        assert_eq!(plan.len(), 5);
+        assert!(plan.windows(2).all(|w| w[1].first_segment == w[0].first_segment + 1));
+        assert!((plan[1].start_secs - 144.0 * 1001.0 / 24000.0).abs() < 1e-9, "{:?}", plan[1]);
+    }
+}
