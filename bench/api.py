@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 COURSES, LECTURES_PER_COURSE, OWNERS = 200, 3, 4
 RATE, RATE_CLIENTS = 1000, 50
 WRK_CONNECTIONS = 16
@@ -39,11 +38,7 @@ def distributed_env(work):
     Returns (env for lectern, cleanup function)."""
     env = dict(os.environ)
     if "LECTERN_TEST_DATABASE_URL" not in env:
-        out = subprocess.run([str(ROOT / "scripts" / "services.sh"), "env"], capture_output=True, text=True, check=True)
-        for line in out.stdout.splitlines():
-            if line.startswith("export ") and "=" in line:
-                k, v = line[len("export "):].split("=", 1)
-                env[k] = v
+        env.update(common.services_env("env"))
     for var in ("LECTERN_TEST_DATABASE_URL", "LECTERN_TEST_QUEUE_URL", "LECTERN_TEST_S3_ENDPOINT"):
         u = urllib.parse.urlsplit(env[var])
         try:

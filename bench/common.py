@@ -91,6 +91,19 @@ def machine_notes():
 
 # ---------------------------------------------------------------- processes
 
+def services_env(command):
+    """The variables `scripts/services.sh COMMAND` prints (`start` installs and starts
+    PostgreSQL, RabbitMQ and S3 first; `env` only prints where they listen)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "services.sh"
+    out = subprocess.run([str(script), command], capture_output=True, text=True, check=True).stdout
+    env = {}
+    for line in out.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line[len("export "):].split("=", 1)
+            env[key] = value.strip("'\"")
+    return env
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
