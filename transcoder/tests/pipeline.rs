@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lectern_common::messages::{JobPart, Rung, SourceFacts, TimeRange, TranscodeJob};
+use lectern_common::messages::{JobPart, Rung, SourceFacts, TimeRange, TranscodeJob, grid_frames};
 use lectern_transcoder::pipeline::{PipelineError, Watchdog, transcode};
 
 fn watchdog(stall_secs: u64) -> Watchdog {
@@ -147,16 +147,19 @@ fn first_video_pts(path: &Path) -> u64 {
     panic!("no video PES with a PTS in {}", path.display());
 }
 
-/// Encodes `src` in one pass and as chunks cut at `edges` (frame numbers on the 2 s GOP
-/// grid), and checks every chunk segment's number, length and first PTS against the
-/// single pass's.
-fn assert_chunks_match_a_single_pass(src: &Path, fps: (u32, u32), secs: f64, edges: &[u64]) {
-    let dir = src.parent().unwrap();
+/// Makes a 16 s 640x360 source at `fps` in `mux`, encodes it in one pass and as chunks
+/// cut at `edges` (frame numbers on the grid of 2 s GOPs and 4 s segments), and checks
+/// every chunk segment's number, length and first PTS against the single pass's.
+fn assert_chunks_match_a_single_pass(mux: &str, file_name: &str, fps: (u32, u32), edges: &[u64]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = dir.join(file_name);
+    make_source(&src, Some((640, 360, &format!("{}/{}", fps.0, fps.1))), true, 16, mux);
     let ladder = vec![rung("v360", 640, 360, 800)];
-    let mut whole = job(facts(640, 360, fps, secs, true, true), ladder);
+    let mut whole = job(facts(640, 360, fps, 16.0, true, true), ladder);
     whole.segment_secs = 4;
-    let single = transcode(&whole, src, &dir.join("single"), watchdog(30), &Default::default(), |_| {}).unwrap();
-    let segment_frames = 2 * (2.0 * fps.0 as f64 / fps.1 as f64).round() as u64;
+    let single = transcode(&whole, &src, &dir.join("single"), watchdog(30), &Default::default(), |_| {}).unwrap();
+    let (_, segment_frames) = grid_frames(fps.0, fps.1, whole.segment_secs, whole.keyframe_secs);
     let at = |frame: u64| frame as f64 * fps.1 as f64 / fps.0 as f64;
 
     let mut starts = vec![0u64];
@@ -168,7 +171,7 @@ fn assert_chunks_match_a_single_pass(src: &Path, fps: (u32, u32), secs: f64, edg
         let end = starts.get(k + 1).map(|&e| at(e));
         chunk.range = TimeRange { start_secs: at(*start), end_secs: end, first_segment: start / segment_frames };
         let out_dir = dir.join(format!("chunk{k}"));
-        let out = transcode(&chunk, src, &out_dir, watchdog(30), &Default::default(), |_| {}).unwrap();
+        let out = transcode(&chunk, &src, &out_dir, watchdog(30), &Default::default(), |_| {}).unwrap();
         assert!(out.audio.is_none() && out.poster.is_none() && out.thumbnails.is_empty(), "chunk {k} made more than video");
         chunks.push((out_dir, out));
     }
@@ -188,18 +191,12 @@ fn assert_chunks_match_a_single_pass(src: &Path, fps: (u32, u32), secs: f64, edg
 
 #[test]
 fn chunks_cut_the_segments_a_single_pass_cuts() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.mp4");
-    make_source(&src, Some((640, 360, "25/1")), true, 16, "mp4mux");
     // 4 s segments are 100 frames: chunks [0, 8 s), [8, 12 s), [12 s, end).
-    assert_chunks_match_a_single_pass(&src, (25, 1), 16.0, &[200, 300]);
+    assert_chunks_match_a_single_pass("mp4mux", "src.mp4", (25, 1), &[200, 300]);
 }
 
 #[test]
 fn chunks_of_ntsc_rate_mpeg_ts_keep_their_edges() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.ts");
-    make_source(&src, Some((640, 360, "30000/1001")), true, 16, "mpegtsmux");
     // 29.97 fps: GOPs of 60 frames (2.002 s), segments of 120; edges at 8.008 and 12.012 s.
-    assert_chunks_match_a_single_pass(&src, (30000, 1001), 16.0, &[240, 360]);
+    assert_chunks_match_a_single_pass("mpegtsmux", "src.ts", (30000, 1001), &[240, 360]);
 }
