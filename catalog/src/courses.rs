@@ -312,18 +312,14 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
     let category = query.category.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
     let mine = query.mine.unwrap_or(false);
     let backend = lectern_common::db::backend(db);
-    if backend == Backend::Postgres && q.as_deref().map(prefix_tsquery).as_deref() == Some("") {
-        // Nothing searchable in the query (only punctuation): nothing matches.
-        return Ok(Page { items: Vec::new(), page, per_page, total: 0 });
-    }
     // The WHERE clause holds only the filters asked for, so each statement is one the
     // planner can serve from an index (courses_listing walks published courses newest
     // first and stops at the page). Text search is PostgreSQL full-text search (prefix
     // matching per word) or, on SQLite, every word found in the title, description or
     // category.
-    let mut args: Vec<Option<String>> = Vec::new();
+    let mut args: Vec<String> = Vec::new();
     let mut arg = |value: String| {
-        args.push(Some(value));
+        args.push(value);
         format!("${}", args.len())
     };
     let mut filters = vec![if mine { format!("c.owner_id = {}", arg(user.id.clone())) } else { "c.published = 1".to_string() }];
@@ -334,7 +330,12 @@ pub async fn list_courses(db: &Db, user: &AuthUser, query: CourseQuery) -> Resul
     match (backend, q) {
         (_, None) => {}
         (Backend::Postgres, Some(q)) => {
-            let n = arg(prefix_tsquery(&q));
+            let query = prefix_tsquery(&q);
+            if query.is_empty() {
+                // Nothing searchable in the query (only punctuation): nothing matches.
+                return Ok(Page { items: Vec::new(), page, per_page, total: 0 });
+            }
+            let n = arg(query);
             filters.push(format!("c.search @@ to_tsquery('simple', {n})"));
             order = format!("ts_rank(c.search, to_tsquery('simple', {n})) DESC, {order}");
         }
