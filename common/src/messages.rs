@@ -52,9 +52,70 @@ pub enum JobPart {
     /// The whole lecture: every rung, the audio, the poster and the storyboard.
     #[default]
     Whole,
-    /// The video rungs of `range` only: one chunk of a lecture split across workers.
-    /// Its segments carry the source's timeline and the global segment numbers.
+    /// The video rungs in `ladder` for `range` only: one chunk of a lecture split
+    /// across workers. Its segments carry the source's timeline and the global
+    /// segment numbers.
     VideoChunk,
+    /// The audio rendition of the whole lecture, for a lecture split into chunks.
+    Audio,
+    /// The poster and storyboard of the whole lecture, for a lecture split into chunks.
+    Stills,
+}
+
+impl JobPart {
+    pub fn makes_video(self) -> bool {
+        matches!(self, JobPart::Whole | JobPart::VideoChunk)
+    }
+    pub fn makes_audio(self) -> bool {
+        matches!(self, JobPart::Whole | JobPart::Audio)
+    }
+    pub fn makes_stills(self) -> bool {
+        matches!(self, JobPart::Whole | JobPart::Stills)
+    }
+}
+
+/// Names one part of a lecture split into jobs: `audio`, `stills`, or
+/// `video-{first segment}-{rungs}` for a chunk of some rungs. Unique within an asset;
+/// the catalog records parts by it, so a redelivered part is recorded once.
+pub fn part_key(job: &TranscodeJob) -> String {
+    match job.part {
+        JobPart::Whole => "whole".into(),
+        JobPart::Audio => "audio".into(),
+        JobPart::Stills => "stills".into(),
+        JobPart::VideoChunk => {
+            let rungs: Vec<&str> = job.ladder.iter().map(|r| r.name.as_str()).collect();
+            format!("video-{:05}-{}", job.range.first_segment, rungs.join("-"))
+        }
+    }
+}
+
+/// One stored segment of a part, as the catalog needs it to write playlists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSegment {
+    pub index: u64,
+    pub duration: f64,
+    pub bytes: u64,
+}
+
+/// One rendition's share of a stored part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRendition {
+    /// Folder name: a rung's name or `audio`.
+    pub name: String,
+    /// The RFC 6381 codec string, e.g. `avc1.64001f`.
+    pub codec: String,
+    /// The rung, for video renditions.
+    pub rung: Option<Rung>,
+    pub segments: Vec<StoredSegment>,
+}
+
+/// What a worker stored for one part of a chunked lecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartReport {
+    pub key: String,
+    pub renditions: Vec<StoredRendition>,
+    pub has_poster: bool,
+    pub has_storyboard: bool,
 }
 
 /// Frames per GOP and per segment on the grid every rung and every chunk keeps: GOPs of
@@ -100,6 +161,9 @@ pub enum JobEvent {
         has_poster: bool,
     },
     Failed { job_id: String, lecture_id: String, asset_id: String, reason: String },
+    /// One part of a chunked lecture is stored (its outputs sit under the asset's
+    /// prefix); the catalog stitches the playlists once the parts line up.
+    PartStored { job_id: String, lecture_id: String, asset_id: String, report: PartReport },
 }
 
 impl JobEvent {
@@ -107,7 +171,8 @@ impl JobEvent {
         match self {
             JobEvent::Progress { lecture_id, .. }
             | JobEvent::Ready { lecture_id, .. }
-            | JobEvent::Failed { lecture_id, .. } => lecture_id,
+            | JobEvent::Failed { lecture_id, .. }
+            | JobEvent::PartStored { lecture_id, .. } => lecture_id,
         }
     }
 
@@ -115,7 +180,8 @@ impl JobEvent {
         match self {
             JobEvent::Progress { asset_id, .. }
             | JobEvent::Ready { asset_id, .. }
-            | JobEvent::Failed { asset_id, .. } => asset_id,
+            | JobEvent::Failed { asset_id, .. }
+            | JobEvent::PartStored { asset_id, .. } => asset_id,
         }
     }
 }

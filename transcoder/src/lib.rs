@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use lectern_common::messages::{JobEvent, TranscodeJob};
+use lectern_common::messages::{JobEvent, JobPart, PartReport, StoredRendition, StoredSegment, TranscodeJob, part_key};
 use lectern_common::queue::{Delivery, SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
 use lectern_packager::{AudioRendition, MASTER_PLAYLIST, MEDIA_PLAYLIST, PlaylistKind, VideoVariant};
@@ -61,6 +61,8 @@ struct Manifest {
 }
 
 const MANIFEST: &str = "manifest.json";
+/// Where the reports of a chunked lecture's stored parts go, under its prefix.
+pub const PARTS_DIR: &str = "parts";
 
 pub struct Worker {
     pub store: SharedStore,
@@ -159,7 +161,10 @@ impl Worker {
             }
             Err(e) if attempt >= self.config.max_attempts => {
                 tracing::error!(job = %job.job_id, attempt, error = %e, "transcode job failed for good");
-                let _ = self.store.delete_prefix(&job.output_prefix).await;
+                // A part shares the asset's prefix with the parts that succeeded.
+                if job.part == JobPart::Whole {
+                    let _ = self.store.delete_prefix(&job.output_prefix).await;
+                }
                 let reason = match &e {
                     JobError::Media(m) => format!("Transcoding failed: {m}."),
                     _ => format!("Transcoding failed after {attempt} attempts: {e}."),
@@ -209,11 +214,7 @@ impl Worker {
             .map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
         let source = match self.store.local_path(&job.source_key).filter(|p| p.exists()) {
             Some(p) => p,
-            None => {
-                let p = scratch.path().join("source");
-                self.store.download_to(&job.source_key, &p).await?;
-                p
-            }
+            None => self.cached_source(&job.source_key).await?,
         };
         let out_dir = scratch.path().join("out");
 
@@ -221,10 +222,12 @@ impl Worker {
         let reporter = {
             let queue = self.queue.clone();
             let (job_id, lecture_id, asset_id) = (job.job_id.clone(), job.lecture_id.clone(), job.asset_id.clone());
+            let whole = job.part == JobPart::Whole;
             tokio::spawn(async move {
                 let mut last = 0u8;
                 while let Some(percent) = rx.recv().await {
-                    if percent > last {
+                    // A part's progress is the catalog's count of stored parts.
+                    if whole && percent > last {
                         last = percent;
                         let event = JobEvent::Progress {
                             job_id: job_id.clone(),
@@ -259,7 +262,10 @@ impl Worker {
             other => JobError::Media(other.to_string()),
         })?;
         let _ = tx.send(92);
-        let event = self.store_outputs(job, &output).await?;
+        let event = match job.part {
+            JobPart::Whole => self.store_outputs(job, &output).await?,
+            _ => self.store_part(job, &output).await?,
+        };
         drop(tx);
         let _ = reporter.await;
         tracing::debug!(prefix, "outputs stored");
@@ -268,10 +274,84 @@ impl Worker {
 
     async fn already_done(&self, job: &TranscodeJob) -> Option<JobEvent> {
         let prefix = &job.output_prefix;
+        if job.part != JobPart::Whole {
+            let key = format!("{prefix}/{PARTS_DIR}/{}.json", part_key(job));
+            let bytes = lectern_common::storage::read_to_vec(self.store.as_ref(), &key).await.ok()?;
+            let report: PartReport = serde_json::from_slice(&bytes).ok()?;
+            return Some(part_event(job, report));
+        }
         self.store.head(&format!("{prefix}/{MASTER_PLAYLIST}")).await.ok()?;
         let bytes = lectern_common::storage::read_to_vec(self.store.as_ref(), &format!("{prefix}/{MANIFEST}")).await.ok()?;
         let m: Manifest = serde_json::from_slice(&bytes).ok()?;
         Some(ready_event(job, m))
+    }
+
+    /// The source, from the worker's scratch space when the previous job had the same
+    /// one: a lecture split into chunks is downloaded once per worker, not per chunk.
+    /// Only the latest source is kept.
+    async fn cached_source(&self, key: &str) -> Result<PathBuf, JobError> {
+        let dir = self.config.scratch_dir.join("sources");
+        let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let path = dir.join(&name);
+        let size = self.store.head(key).await?.size;
+        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.len() == size) {
+            return Ok(path);
+        }
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
+        // Downloaded under a temporary name: a crash mid-way leaves no short file
+        // that a later job would take for the source.
+        let partial = dir.join(format!("{name}.partial"));
+        self.store.download_to(key, &partial).await?;
+        tokio::fs::rename(&partial, &path).await.map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
+        Ok(path)
+    }
+
+    /// Uploads one part's segments and stills, then its report: the report is the
+    /// part's proof of completion, so it goes last.
+    async fn store_part(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput) -> Result<JobEvent, JobError> {
+        let prefix = &job.output_prefix;
+        let mut renditions = Vec::new();
+        for r in out.video.iter().chain(out.audio.iter()) {
+            let codec = r
+                .codec
+                .clone()
+                .ok_or_else(|| JobError::Internal(format!("no H.264 parameter sets found in rendition {}", r.name)))?;
+            for s in &r.segments {
+                let name = lectern_packager::segment_name(s.index);
+                self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
+            }
+            renditions.push(StoredRendition {
+                name: r.name.clone(),
+                codec,
+                rung: r.rung.clone(),
+                segments: r.segments.iter().map(|s| StoredSegment { index: s.index, duration: s.duration, bytes: s.bytes }).collect(),
+            });
+        }
+        let (has_poster, has_storyboard) = self.store_stills(prefix, out).await?;
+        let report = PartReport { key: part_key(job), renditions, has_poster, has_storyboard };
+        let bytes = serde_json::to_vec(&report).expect("reports serialize");
+        self.store.put_bytes(&format!("{prefix}/{PARTS_DIR}/{}.json", report.key), bytes.into()).await?;
+        Ok(part_event(job, report))
+    }
+
+    /// The poster and the storyboard, when the pipeline grabbed them.
+    async fn store_stills(&self, prefix: &str, out: &pipeline::TranscodeOutput) -> Result<(bool, bool), JobError> {
+        let mut has_poster = false;
+        if let Some(poster) = &out.poster {
+            let bytes = storyboard::jpeg(poster, 85).map_err(JobError::Internal)?;
+            self.store.put_bytes(&format!("{prefix}/poster.jpg"), bytes.into()).await?;
+            has_poster = true;
+        }
+        let mut has_storyboard = false;
+        if let Some(sprite) = storyboard::sprite(&out.thumbnails) {
+            let bytes = storyboard::jpeg(&sprite, 70).map_err(JobError::Internal)?;
+            self.store.put_bytes(&format!("{prefix}/{}", storyboard::SPRITE_NAME), bytes.into()).await?;
+            let vtt = storyboard::vtt(&out.thumbnails, out.thumb_interval_secs, out.duration_secs);
+            self.store.put_bytes(&format!("{prefix}/storyboard.vtt"), vtt.into()).await?;
+            has_storyboard = true;
+        }
+        Ok((has_poster, has_storyboard))
     }
 
     /// Writes playlists, poster and storyboard beside the segments, uploads all of it,
@@ -312,18 +392,7 @@ impl Worker {
             }
             self.store.put_bytes(&format!("{prefix}/{}/{MEDIA_PLAYLIST}", r.name), playlist.into()).await?;
         }
-        let mut has_poster = false;
-        if let Some(poster) = &out.poster {
-            let bytes = storyboard::jpeg(poster, 85).map_err(JobError::Internal)?;
-            self.store.put_bytes(&format!("{prefix}/poster.jpg"), bytes.into()).await?;
-            has_poster = true;
-        }
-        if let Some(sprite) = storyboard::sprite(&out.thumbnails) {
-            let bytes = storyboard::jpeg(&sprite, 70).map_err(JobError::Internal)?;
-            self.store.put_bytes(&format!("{prefix}/{}", storyboard::SPRITE_NAME), bytes.into()).await?;
-            let vtt = storyboard::vtt(&out.thumbnails, out.thumb_interval_secs, out.duration_secs);
-            self.store.put_bytes(&format!("{prefix}/storyboard.vtt"), vtt.into()).await?;
-        }
+        let (has_poster, _) = self.store_stills(prefix, out).await?;
         let manifest = Manifest {
             duration_secs: out.duration_secs,
             renditions: renditions.iter().map(|r| r.name.clone()).collect(),
@@ -334,6 +403,15 @@ impl Worker {
             .await?;
         self.store.put_bytes(&format!("{prefix}/{MASTER_PLAYLIST}"), master.into()).await?;
         Ok(ready_event(job, manifest))
+    }
+}
+
+fn part_event(job: &TranscodeJob, report: PartReport) -> JobEvent {
+    JobEvent::PartStored {
+        job_id: job.job_id.clone(),
+        lecture_id: job.lecture_id.clone(),
+        asset_id: job.asset_id.clone(),
+        report,
     }
 }
 

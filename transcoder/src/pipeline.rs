@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{JobPart, Rung, TranscodeJob, grid_frames};
+use lectern_common::messages::{Rung, TranscodeJob, grid_frames};
 use lectern_packager::SegmentFacts;
 
 /// Thumbnail width of the storyboard sprite.
@@ -123,6 +123,11 @@ fn encoder_threads(ladder: &[Rung], cores: u32) -> Vec<u32> {
 }
 
 /// x264 options on top of the veryfast preset (see the rung set-up for why each).
+/// AAC encoders start with 1024 samples of priming that avenc_aac does not take off the
+/// timestamps, so decoded audio plays 1024/48000 s late. Video is delayed by as much
+/// (every rung, every chunk, the same constant) to keep lips in sync.
+const VIDEO_DELAY_NS: u64 = 1024 * 1_000_000_000 / 48_000;
+
 const X264_OPTIONS: &str = "scenecut=0:open-gop=0:min-keyint=1:rc-lookahead=5";
 
 /// The scaler for a downscale from `source` to `target` pixels (longest sides). 2-tap
@@ -318,9 +323,11 @@ pub fn transcode(
     // rounding in frame timestamps so no segment is cut one GOP early.
     let video_max = gop * segment_gops + gop / 2;
     let start_index = job.range.first_segment;
-    // A chunk makes the video rungs of its range only; audio, poster and storyboard
-    // come from the lecture's whole-length job.
-    let whole = job.part == JobPart::Whole;
+    // A lecture split into parts gets its video rungs from chunk jobs, and its audio
+    // and its stills from whole-length jobs of their own.
+    let make_rungs = job.part.makes_video() && !job.ladder.is_empty();
+    let make_stills = job.part.makes_stills();
+    let make_audio = job.part.makes_audio() && facts.has_audio;
     let range = Range::of(job);
 
     let mut video_head: Option<gst::Element> = None;
@@ -330,7 +337,7 @@ pub fn transcode(
     let duration = facts.duration_secs;
     let thumb_interval = if duration > 0.0 { (duration / MAX_THUMBS as f64).ceil().max(1.0) as u32 } else { 5 };
 
-    if facts.has_video && !job.ladder.is_empty() {
+    if facts.has_video && (make_rungs || make_stills) {
         // Raw source frames (3 MB each at 1080p): the rung queues behind the tee already
         // decouple the encoders, so a short queue here is enough.
         let head = queue(3)?;
@@ -352,8 +359,9 @@ pub fn transcode(
         pipeline.add_many([&head, &to_yuv, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
         gst::Element::link_many([&head, &to_yuv, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
 
-        let threads = encoder_threads(&job.ladder, available_cores());
-        for (rung, threads) in job.ladder.iter().zip(threads) {
+        let ladder: &[Rung] = if make_rungs { &job.ladder } else { &[] };
+        let threads = encoder_threads(ladder, available_cores());
+        for (rung, threads) in ladder.iter().zip(threads) {
             let dir = out_dir.join(&rung.name);
             let q = queue(4)?;
             let scale = make("videoscale")?;
@@ -399,7 +407,7 @@ pub fn transcode(
             (even(w as f64), even(w as f64 * facts.height as f64 / facts.width.max(1) as f64))
         };
         let poster_at = (duration * 0.1).min(10.0);
-        if whole {
+        if make_stills {
             frame_grabber(&pipeline, &tee, pw, ph, thumb_interval, Keep::NearestTo(poster_at), poster_frames.clone())?;
             let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
             frame_grabber(&pipeline, &tee, THUMB_WIDTH, th, thumb_interval, Keep::All, thumb_frames.clone())?;
@@ -407,9 +415,24 @@ pub fn transcode(
         video_head = Some(head);
     }
 
+    if video_head.is_none() {
+        // Nothing takes decoded pictures: leave the video encoded (an audio job of a
+        // long lecture would otherwise decode every frame only to drop it).
+        // decodebin's answer: 0 plugs the element, 1 exposes the stream as it is.
+        let select = gst::glib::Type::from_name("GstAutoplugSelectResult").and_then(gst::glib::EnumClass::with_type);
+        if let Some(select) = select {
+            decode.connect("autoplug-select", false, move |args| {
+                let factory = args.get(3).and_then(|v| v.get::<gst::ElementFactory>().ok());
+                let klass = factory.as_ref().and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS)).unwrap_or_default();
+                let video_decoder = klass.contains("Decoder") && klass.contains("Video");
+                select.to_value(if video_decoder { 1 } else { 0 })
+            });
+        }
+    }
+
     let mut audio_head: Option<gst::Element> = None;
     let audio_dir = out_dir.join("audio");
-    if facts.has_audio && whole {
+    if make_audio {
         let head = queue(64)?;
         let convert = make("audioconvert")?;
         let resample = make("audioresample")?;
@@ -444,8 +467,11 @@ pub fn transcode(
             let Some(pipeline) = pipeline_weak.upgrade() else { return };
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             let kind = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+            let is_video = kind.starts_with("video/");
             if let Some(range) = range {
-                range.hold_until_seek(pad, kind.starts_with("video/").then(|| origin.clone()));
+                range.hold_until_seek(pad, is_video.then(|| origin.clone()));
+            } else if is_video {
+                pad.set_offset(VIDEO_DELAY_NS as i64);
             }
             let mut l = linked.lock().expect("linked lock");
             let target = if kind.starts_with("video/") && !l.0 {
@@ -519,7 +545,7 @@ pub fn transcode(
         let codec = tally.and_then(|t| t.first_keyframe.as_deref()).and_then(lectern_packager::avc1_codec_string);
         video.push(RenditionOutput { name: rung.name.clone(), dir, segments, codec, rung: Some(rung) });
     }
-    let audio = if facts.has_audio && whole {
+    let audio = if make_audio {
         let segments = measure_segments(&audio_dir, tallies.get("audio"), start_index)?;
         (!segments.is_empty()).then(|| RenditionOutput {
             name: "audio".into(),
@@ -531,16 +557,17 @@ pub fn transcode(
     } else {
         None
     };
-    if video.is_empty() && audio.is_none() {
+    let poster = poster_frames.lock().expect("poster lock").pop();
+    let thumbnails = std::mem::take(&mut *thumb_frames.lock().expect("thumbs lock"));
+    let stills_made = poster.is_some() || !thumbnails.is_empty();
+    if video.is_empty() && audio.is_none() && !(make_stills && stills_made) {
         return Err(PipelineError::Media("nothing could be decoded from the file".into()));
     }
     let measured = video
         .first()
         .or(audio.as_ref())
         .map(|r| r.segments.iter().map(|s| s.duration).sum::<f64>())
-        .unwrap_or(0.0);
-    let poster = poster_frames.lock().expect("poster lock").pop();
-    let thumbnails = std::mem::take(&mut *thumb_frames.lock().expect("thumbs lock"));
+        .unwrap_or(facts.duration_secs);
     Ok(TranscodeOutput { video, audio, poster, thumbnails, thumb_interval_secs: thumb_interval as f64, duration_secs: measured })
 }
 
@@ -613,7 +640,8 @@ impl Range {
     /// passed, its first segment tells where the timeline starts, and its running time
     /// starts at the range's start.
     fn hold_until_seek(&self, pad: &gst::Pad, origin: Option<Origin>) {
-        pad.set_offset(self.start_ns as i64);
+        let delay = if origin.is_some() { VIDEO_DELAY_NS } else { 0 };
+        pad.set_offset((self.start_ns + delay) as i64);
         let flushed = std::sync::atomic::AtomicBool::new(false);
         pad.add_probe(
             gst::PadProbeType::BUFFER
