@@ -6,9 +6,11 @@
 //! codec string of an H.264 stream, and a validator for the RFC 8216 rules we rely on.
 
 mod codecs;
+mod lecture;
 mod validate;
 
 pub use codecs::{AAC_LC, avc1_codec_string};
+pub use lecture::{LecturePlaylists, RenditionPieces, lecture_playlists};
 pub use validate::{Violation, validate_master, validate_media};
 
 use m3u8_rs::{
