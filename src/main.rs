@@ -143,6 +143,10 @@ struct Config {
     /// Memory for the playlists, segments and posters /play serves most, in bytes.
     #[arg(long, env = "LECTERN_PLAY_CACHE_BYTES", default_value_t = 128 * 1024 * 1024, global = true)]
     play_cache_bytes: usize,
+    /// Lectures longer than this many seconds are split into chunk jobs (whole
+    /// segments) that any worker may take, and play before they finish; 0 never splits.
+    #[arg(long, env = "LECTERN_CHUNK_SECS", default_value_t = 60, global = true)]
+    chunk_secs: u32,
     /// An upload body that sends no bytes for this long is cut; what arrived is kept.
     #[arg(long, env = "LECTERN_UPLOAD_IDLE_SECS", default_value_t = 60, global = true)]
     upload_idle_secs: u64,
@@ -489,6 +493,7 @@ fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limi
             upload_ttl_secs: c.upload_ttl,
             probe_timeout_secs: 30,
             scratch_dir: c.data_dir.join("scratch"),
+            chunk_secs: c.chunk_secs,
         },
         limits,
     ))

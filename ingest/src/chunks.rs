@@ -2,10 +2,9 @@
 //! grid, so each chunk's segments are exactly the ones a single pass would cut. Edges are
 //! whole segments counted in frames (at 29.97 fps a 6 s segment is 180 frames, 6.006 s),
 //! measured from the start of the source's timeline as `TimeRange` defines it.
-//!
-//! Planned only: nothing publishes chunk jobs yet.
+//! `schedule` turns the chunks into the jobs of a lecture, in the order they are to run.
 
-use lectern_common::messages::{SourceFacts, TimeRange, grid_frames};
+use lectern_common::messages::{JobPart, SourceFacts, TimeRange, TranscodeJob, grid_frames};
 
 /// The chunks of `source`, about `chunk_secs` each, or nothing when one job should do
 /// it all (no video, an unknown rate or length, or a lecture that fits one chunk). A
@@ -37,6 +36,41 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
             first_segment: k * segments_per_chunk,
         })
         .collect()
+}
+
+/// The jobs that make a lecture, in the order they should run. One chunk or none: the
+/// `whole` job alone. Otherwise, so that the lecture plays soon and a student who starts
+/// early never catches up with the encoders:
+/// 1. the audio of the whole lecture (fast: the video is not decoded);
+/// 2. the lowest rungs (the two lowest of three or more) of every chunk, from the start;
+/// 3. the other rungs of every chunk, from the start;
+/// 4. the poster and storyboard, which nobody waits for.
+pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], mut new_id: impl FnMut() -> String) -> Vec<TranscodeJob> {
+    if ranges.len() < 2 || whole.ladder.is_empty() {
+        return vec![whole.clone()];
+    }
+    let mut part = |part: JobPart, range: TimeRange, ladder: &[lectern_common::messages::Rung]| TranscodeJob {
+        job_id: new_id(),
+        part,
+        range,
+        ladder: ladder.to_vec(),
+        ..whole.clone()
+    };
+    let everything = TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 };
+    // The ladder is ordered highest first.
+    let low_count = if whole.ladder.len() >= 3 { 2 } else { 1 };
+    let (high, low) = whole.ladder.split_at(whole.ladder.len() - low_count);
+    let mut jobs = Vec::new();
+    if whole.source.has_audio {
+        jobs.push(part(JobPart::Audio, everything.clone(), &[]));
+    }
+    for rungs in [low, high].into_iter().filter(|r| !r.is_empty()) {
+        for range in ranges {
+            jobs.push(part(JobPart::VideoChunk, range.clone(), rungs));
+        }
+    }
+    jobs.push(part(JobPart::Stills, everything, &[]));
+    jobs
 }
 
 #[cfg(test)]
@@ -105,5 +139,68 @@ mod tests {
         assert_eq!(plan.len(), 5);
         assert!(plan.windows(2).all(|w| w[1].first_segment == w[0].first_segment + 1));
         assert!((plan[1].start_secs - 144.0 * 1001.0 / 24000.0).abs() < 1e-9, "{:?}", plan[1]);
+    }
+
+    fn whole_job(source: SourceFacts, rungs: &[&str]) -> TranscodeJob {
+        TranscodeJob {
+            job_id: "whole".into(),
+            lecture_id: "l".into(),
+            asset_id: "a".into(),
+            source_key: "uploads/u".into(),
+            output_prefix: "assets/a".into(),
+            source,
+            part: JobPart::Whole,
+            range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
+            ladder: rungs
+                .iter()
+                .map(|n| lectern_common::messages::Rung { name: n.to_string(), width: 0, height: 0, video_kbps: 0 })
+                .collect(),
+            audio_kbps: 128,
+            segment_secs: 6,
+            keyframe_secs: 2,
+        }
+    }
+
+    #[test]
+    fn lowest_rungs_of_every_chunk_come_before_the_rest() {
+        let whole = whole_job(source(150.0, (30, 1), true), &["v720", "v480", "v360", "v240"]);
+        let ranges = plan(&whole.source, 6, 2, 60);
+        let mut n = 0;
+        let jobs = schedule(&whole, &ranges, || {
+            n += 1;
+            format!("j{n}")
+        });
+        let summary: Vec<String> = jobs.iter().map(lectern_common::messages::part_key).collect();
+        assert_eq!(
+            summary,
+            [
+                "audio",
+                "video-00000-v360-v240",
+                "video-00010-v360-v240",
+                "video-00020-v360-v240",
+                "video-00000-v720-v480",
+                "video-00010-v720-v480",
+                "video-00020-v720-v480",
+                "stills"
+            ]
+        );
+        let ids: std::collections::HashSet<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(ids.len(), jobs.len(), "every job has its own id");
+        assert_eq!(jobs[3].range, ranges[2]);
+        assert!(jobs.iter().all(|j| j.asset_id == "a" && j.output_prefix == "assets/a"));
+    }
+
+    #[test]
+    fn one_chunk_or_one_rung_ladders_schedule_as_expected() {
+        let whole = whole_job(source(150.0, (30, 1), true), &["v240"]);
+        assert_eq!(schedule(&whole, &[], || "x".into()), vec![whole.clone()]);
+        let mut silent = whole_job(source(150.0, (30, 1), true), &["v480", "v240"]);
+        silent.source.has_audio = false;
+        let ranges = plan(&silent.source, 6, 2, 60);
+        let keys: Vec<String> = schedule(&silent, &ranges, || "x".into()).iter().map(lectern_common::messages::part_key).collect();
+        assert_eq!(keys[0], "video-00000-v240");
+        assert_eq!(keys[3], "video-00000-v480");
+        assert_eq!(keys.last().map(String::as_str), Some("stills"));
+        assert!(!keys.contains(&"audio".to_string()));
     }
 }

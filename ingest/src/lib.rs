@@ -44,6 +44,9 @@ pub struct IngestConfig {
     pub probe_timeout_secs: u64,
     /// Local scratch space for probing files from remote storage.
     pub scratch_dir: PathBuf,
+    /// Lectures longer than this (seconds) are split into chunk jobs that any worker
+    /// may take; 0 keeps every lecture in one job.
+    pub chunk_secs: u32,
 }
 
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use lectern_common::auth::{AuthUser, Role};
-use lectern_common::messages::{JobEvent, JobPart, TimeRange, TranscodeJob};
+use lectern_common::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_key};
 use lectern_common::queue::Topic;
 use lectern_common::storage::ByteStream;
 use lectern_common::{new_id, now_unix};
@@ -334,7 +334,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
         Ok(source) => {
             let asset_id = new_id();
             let ladder = if source.has_video { crate::ladder::ladder_for(&source) } else { Vec::new() };
-            let job = TranscodeJob {
+            let base = TranscodeJob {
                 job_id: new_id(),
                 lecture_id: upload.lecture_id.clone(),
                 asset_id: asset_id.clone(),
@@ -343,12 +343,14 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 source: source.clone(),
                 part: JobPart::Whole,
                 range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
-                ladder,
+                ladder: ladder.clone(),
                 audio_kbps: AUDIO_KBPS,
                 segment_secs: SEGMENT_SECS,
                 keyframe_secs: KEYFRAME_SECS,
             };
-            let payload = serde_json::to_string(&job).expect("jobs serialize");
+            let ranges = crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, state.config.chunk_secs);
+            let jobs = crate::chunks::schedule(&base, &ranges, new_id);
+            let chunked = jobs.len() > 1;
             let mut tx = state.db.begin().await?;
             let updated = sqlx::query(
                 "UPDATE lectures SET status = 'processing', progress_percent = 0, failure_reason = NULL,
@@ -376,23 +378,38 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             .bind(&upload.id)
             .bind(&upload.storage_key)
             .bind(serde_json::to_string(&source).expect("facts serialize"))
-            .bind(serde_json::to_string(&job.ladder).expect("ladder serializes"))
+            .bind(serde_json::to_string(&ladder).expect("ladder serializes"))
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("INSERT INTO jobs (id, lecture_id, asset_id, payload, published_at, created_at) VALUES ($1, $2, $3, $4, NULL, $5)")
+            for (position, job) in jobs.iter().enumerate() {
+                let payload = serde_json::to_string(job).expect("jobs serialize");
+                sqlx::query(
+                    "INSERT INTO jobs (id, lecture_id, asset_id, payload, published_at, created_at, position)
+                     VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+                )
                 .bind(&job.job_id)
                 .bind(&job.lecture_id)
                 .bind(&asset_id)
                 .bind(&payload)
                 .bind(now)
+                .bind(position as i64)
                 .execute(&mut *tx)
                 .await?;
+                if chunked {
+                    sqlx::query("INSERT INTO asset_parts (asset_id, part_key, position, report) VALUES ($1, $2, $3, NULL)")
+                        .bind(&asset_id)
+                        .bind(part_key(job))
+                        .bind(position as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             tx.commit().await?;
-            tracing::info!(lecture = %job.lecture_id, asset = %asset_id, rungs = job.ladder.len(), "transcode job recorded");
+            tracing::info!(lecture = %base.lecture_id, asset = %asset_id, rungs = ladder.len(), jobs = jobs.len(), "transcode jobs recorded");
             publish_event(
                 state,
-                &JobEvent::Progress { job_id: job.job_id.clone(), lecture_id: job.lecture_id.clone(), asset_id, percent: 0 },
+                &JobEvent::Progress { job_id: base.job_id.clone(), lecture_id: base.lecture_id.clone(), asset_id, percent: 0 },
             )
             .await;
             state.outbox_wakeup.notify_one();
@@ -417,7 +434,7 @@ fn tempfile_in(dir: &std::path::Path) -> Result<tempfile::NamedTempFile, IngestE
 /// (a crash between publish and the update) is harmless: outputs are keyed by asset.
 pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
     let pending: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, payload FROM jobs WHERE published_at IS NULL ORDER BY created_at LIMIT 100")
+        sqlx::query_as("SELECT id, payload FROM jobs WHERE published_at IS NULL ORDER BY created_at, position LIMIT 100")
             .fetch_all(&state.db)
             .await?;
     let mut published = 0;
