@@ -58,7 +58,7 @@ pub struct Lecture {
     pub course_id: String,
     pub title: String,
     pub position: i64,
-    /// awaiting_upload | processing | ready | failed
+    /// awaiting_upload | processing | playable (plays while the rest is encoded) | ready | failed
     pub status: String,
     pub progress_percent: i64,
     pub failure_reason: Option<String>,

@@ -10,13 +10,15 @@ use lectern_common::db::Db;
 use lectern_common::messages::JobEvent;
 use lectern_common::now_unix;
 use lectern_common::queue::{SharedQueue, Topic};
+use lectern_common::storage::SharedStore;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::error::CatalogError;
+use crate::parts::Advance;
 
 /// What a live client is told. Owners get every kind for their lectures; enrolled
-/// students get `lecture_ready`.
+/// students get `lecture_ready` and `playable`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
@@ -24,6 +26,8 @@ pub enum LiveEvent {
     Ready { lecture_id: String, course_id: String, duration_secs: f64 },
     Failed { lecture_id: String, course_id: String, reason: String },
     LectureReady { lecture_id: String, course_id: String, title: String },
+    /// The lecture plays while the rest of it is still being encoded.
+    Playable { lecture_id: String, course_id: String },
 }
 
 /// A live event and who may receive it.
@@ -44,9 +48,17 @@ pub fn hub() -> Hub {
 
 /// Applies one job event to the database and returns what to push live, if the
 /// event still concerns the lecture's current asset.
-pub async fn apply(db: &Db, event: &JobEvent) -> Result<Option<Routed>, CatalogError> {
+pub async fn apply(db: &Db, store: &SharedStore, event: &JobEvent) -> Result<Option<Routed>, CatalogError> {
     let now = now_unix();
+    // What a stored part changed, in the terms of the other events.
+    let mut advanced = None;
     let changed = match event {
+        JobEvent::PartStored { lecture_id, asset_id, report, .. } => {
+            let advance = crate::parts::record(db, store, lecture_id, asset_id, report).await?;
+            let changed = u64::from(advance != Advance::Nothing);
+            advanced = Some(advance);
+            changed
+        }
         JobEvent::Progress { lecture_id, asset_id, percent, .. } => sqlx::query(
             "UPDATE lectures SET progress_percent = $1, updated_at = $2
              WHERE id = $3 AND asset_id = $4 AND status = 'processing' AND progress_percent <= $5",
@@ -78,8 +90,9 @@ pub async fn apply(db: &Db, event: &JobEvent) -> Result<Option<Routed>, CatalogE
                 1
             } else {
                 sqlx::query(
-                    "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2
-                     WHERE id = $3 AND asset_id = $4 AND status = 'processing'",
+                    "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2,
+                            ready_asset_id = CASE WHEN ready_asset_id = $4 THEN NULL ELSE ready_asset_id END
+                     WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable')",
                 )
                 .bind(reason)
                 .bind(now)
@@ -113,12 +126,26 @@ pub async fn apply(db: &Db, event: &JobEvent) -> Result<Option<Routed>, CatalogE
         JobEvent::Failed { reason, .. } => {
             (LiveEvent::Failed { lecture_id, course_id: course_id.clone(), reason: reason.clone() }, None)
         }
+        JobEvent::PartStored { .. } => match advanced {
+            Some(Advance::Progress { percent }) => {
+                (LiveEvent::Progress { lecture_id, course_id: course_id.clone(), percent }, None)
+            }
+            Some(Advance::Playable) => (
+                LiveEvent::Playable { lecture_id: lecture_id.clone(), course_id: course_id.clone() },
+                Some(LiveEvent::Playable { lecture_id, course_id: course_id.clone() }),
+            ),
+            Some(Advance::Ready { duration_secs }) => (
+                LiveEvent::Ready { lecture_id: lecture_id.clone(), course_id: course_id.clone(), duration_secs },
+                Some(LiveEvent::LectureReady { lecture_id, course_id: course_id.clone(), title }),
+            ),
+            Some(Advance::Nothing) | None => return Ok(None),
+        },
     };
     Ok(Some(Routed { owner_id, course_id, event: live, for_students }))
 }
 
 /// Consumes job events until the task is dropped. An event is acked once applied.
-pub async fn consume(db: Db, queue: SharedQueue, hub: Hub) {
+pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, hub: Hub) {
     let mut consumer: Option<Box<dyn lectern_common::queue::Consumer>> = None;
     loop {
         let c = match consumer.as_mut() {
@@ -149,7 +176,7 @@ pub async fn consume(db: Db, queue: SharedQueue, hub: Hub) {
                 continue;
             }
         };
-        match apply(&db, &event).await {
+        match apply(&db, &store, &event).await {
             Ok(routed) => {
                 if let Some(r) = routed {
                     let _ = hub.send(r);

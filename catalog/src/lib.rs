@@ -11,6 +11,7 @@ pub mod cache;
 pub mod courses;
 mod error;
 pub mod events;
+pub mod parts;
 pub mod playback;
 mod routes;
 
@@ -83,5 +84,5 @@ impl CatalogState {
 
 /// Background duties: consuming job events.
 pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(events::consume(state.db.clone(), state.queue.clone(), state.hub.clone()))]
+    vec![tokio::spawn(events::consume(state.db.clone(), state.store.clone(), state.queue.clone(), state.hub.clone()))]
 }

@@ -20,6 +20,7 @@ use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::error::CatalogError;
 use crate::cache::Cached;
 use crate::events;
+use crate::parts;
 use crate::playback::{parse_range, playable_file};
 
 /// The catalog's part of the OpenAPI description.
@@ -368,7 +369,8 @@ async fn playback(
     let asset = lecture.ready_asset_id.clone().ok_or_else(|| CatalogError::Conflict(format!("the lecture is not ready to play (status: {})", lecture.status)))?;
     let (token, expires_at) = s.playback.issue(&lecture.id, &asset, &user.id);
     let base = format!("{}/play/{token}", s.config.public_url.as_deref().unwrap_or("").trim_end_matches('/'));
-    let video = lecture.media_kind.as_deref() == Some("video");
+    // A lecture still encoding in parts gets its poster and storyboard last.
+    let video = lecture.media_kind.as_deref() == Some("video") && lecture.status != "playable";
     Ok(Json(PlaybackGrant {
         url: format!("{base}/master.m3u8"),
         expires_at,
@@ -442,18 +444,44 @@ async fn play(
     let content_type = playable_file(&path).ok_or(CatalogError::NotFound("file"))?;
     let key = format!("assets/{}/{path}", grant.asset_id);
     let remaining = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400);
-    if s.config.delivery == crate::Delivery::Direct && path.ends_with("/index.m3u8") {
-        return direct_media_playlist(&s, &key, remaining as u64, &method).await;
+    let direct = s.config.delivery == crate::Delivery::Direct && path.ends_with("/index.m3u8");
+    let served = if direct {
+        match lectern_common::storage::read_to_vec(s.store.as_ref(), &key).await {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
+                return direct_media_playlist(&s, &key, &text, remaining as u64, &method).await;
+            }
+            Err(e) => Err(CatalogError::from(e)),
+        }
+    } else {
+        serve_object(&s, &key, content_type, &format!("public, max-age={remaining}"), &method, &headers).await
+    };
+    match served {
+        // A lecture still being encoded in parts: its playlists grow in the database
+        // until every part is stored and they are written out.
+        Err(CatalogError::NotFound(_)) if content_type == "application/vnd.apple.mpegurl" => {
+            let live = parts::live_playlists(&s.db, &grant.asset_id).await?.ok_or(CatalogError::NotFound("file"))?;
+            let text = live.file(&path).ok_or(CatalogError::NotFound("file"))?;
+            if direct {
+                return direct_media_playlist(&s, &key, text, remaining as u64, &method).await;
+            }
+            let headers = [
+                (header::CONTENT_TYPE, content_type.to_string()),
+                (header::CACHE_CONTROL, "no-cache".to_string()),
+                (header::CONTENT_LENGTH, text.len().to_string()),
+            ];
+            if method == Method::HEAD {
+                return Ok((StatusCode::OK, headers).into_response());
+            }
+            Ok((StatusCode::OK, headers, text.to_string()).into_response())
+        }
+        other => other,
     }
-    let cache = format!("public, max-age={remaining}");
-    serve_object(&s, &key, content_type, &cache, &method, &headers).await
 }
 
 /// A media playlist whose segments point at presigned storage URLs expiring with the
 /// playback token. Each response is signed anew, so it is not cacheable.
-async fn direct_media_playlist(s: &CatalogState, key: &str, expires_in: u64, method: &Method) -> Result<Response, CatalogError> {
-    let bytes = lectern_common::storage::read_to_vec(s.store.as_ref(), key).await?;
-    let text = String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
+async fn direct_media_playlist(s: &CatalogState, key: &str, text: &str, expires_in: u64, method: &Method) -> Result<Response, CatalogError> {
     let folder = key.rsplit_once('/').map(|(f, _)| f).unwrap_or_default();
     let ttl = std::time::Duration::from_secs(expires_in.max(1));
     let mut signed = Vec::new();
@@ -466,7 +494,7 @@ async fn direct_media_playlist(s: &CatalogState, key: &str, expires_in: u64, met
         signed.push(url);
     }
     let mut urls = signed.into_iter();
-    let body = lectern_packager::rewrite_segment_uris(&text, |uri| urls.next().unwrap_or_else(|| uri.to_string()));
+    let body = lectern_packager::rewrite_segment_uris(text, |uri| urls.next().unwrap_or_else(|| uri.to_string()));
     let headers = [
         (header::CONTENT_TYPE, "application/vnd.apple.mpegurl".to_string()),
         (header::CACHE_CONTROL, "private, no-store".to_string()),

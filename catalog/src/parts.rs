@@ -1,0 +1,201 @@
+//! Lectures encoded in parts (chunks of video rungs, one audio part, one stills part),
+//! as ingest scheduled them: recording each stored part once, however often its event
+//! is delivered; the playlists stitched from what is stored (growing EVENT playlists
+//! while parts are missing); and the lecture's way from processing to playable to ready.
+
+use lectern_common::db::Db;
+use lectern_common::messages::{PartReport, Rung, SourceFacts};
+use lectern_common::now_unix;
+use lectern_common::storage::SharedStore;
+use lectern_packager::{LecturePlaylists, MASTER_PLAYLIST, MEDIA_PLAYLIST, RenditionPieces, SegmentFacts};
+
+use crate::error::CatalogError;
+
+/// Where a chunked lecture stands after a part was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Advance {
+    /// Nothing a viewer would notice changed (or the part was a stale or repeated one).
+    Nothing,
+    /// More parts are stored; `percent` of them.
+    Progress { percent: u8 },
+    /// The lecture just became playable.
+    Playable,
+    /// Every part is stored and the VOD playlists are written.
+    Ready { duration_secs: f64 },
+}
+
+/// Records a stored part and moves the lecture on. Idempotent: a part recorded twice,
+/// or one of an asset the lecture no longer uses, changes nothing.
+pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &str, report: &PartReport) -> Result<Advance, CatalogError> {
+    let json = serde_json::to_string(report).map_err(|e| CatalogError::Internal(e.to_string()))?;
+    let updated = sqlx::query("UPDATE asset_parts SET report = $1 WHERE asset_id = $2 AND part_key = $3 AND report IS NULL")
+        .bind(&json)
+        .bind(asset_id)
+        .bind(&report.key)
+        .execute(db)
+        .await?
+        .rows_affected();
+    let current: Option<(String,)> = sqlx::query_as("SELECT status FROM lectures WHERE id = $1 AND asset_id = $2")
+        .bind(lecture_id)
+        .bind(asset_id)
+        .fetch_optional(db)
+        .await?;
+    let Some((status,)) = current else { return Ok(Advance::Nothing) };
+    // A repeated event still finishes the work a crash may have cut short.
+    if updated == 0 && status == "ready" {
+        return Ok(Advance::Nothing);
+    }
+    let Some(state) = load(db, asset_id).await? else { return Ok(Advance::Nothing) };
+    let now = now_unix();
+    if state.complete {
+        let Some(playlists) = state.playlists()? else {
+            return Err(CatalogError::Internal(format!("asset {asset_id}: every part is stored but nothing plays")));
+        };
+        // Media playlists first, the master last: a player never finds a master whose
+        // playlists are missing.
+        for (folder, text) in &playlists.media {
+            store.put_bytes(&format!("assets/{asset_id}/{folder}/{MEDIA_PLAYLIST}"), text.clone().into_bytes().into()).await?;
+        }
+        store.put_bytes(&format!("assets/{asset_id}/{MASTER_PLAYLIST}"), playlists.master.clone().into_bytes().into()).await?;
+        let duration_secs = state.duration_secs();
+        let changed = sqlx::query(
+            "UPDATE lectures SET status = 'ready', progress_percent = 100, failure_reason = NULL,
+                    ready_asset_id = $1, duration_secs = $2, updated_at = $3
+             WHERE id = $4 AND asset_id = $1 AND status IN ('processing', 'playable')",
+        )
+        .bind(asset_id)
+        .bind(duration_secs)
+        .bind(now)
+        .bind(lecture_id)
+        .execute(db)
+        .await?
+        .rows_affected();
+        return Ok(if changed > 0 { Advance::Ready { duration_secs } } else { Advance::Nothing });
+    }
+    let percent = state.percent();
+    if status == "processing" && state.playlists()?.is_some() {
+        let changed = sqlx::query(
+            "UPDATE lectures SET status = 'playable', progress_percent = $1, failure_reason = NULL,
+                    ready_asset_id = $2, duration_secs = $3, updated_at = $4
+             WHERE id = $5 AND asset_id = $2 AND status = 'processing'",
+        )
+        .bind(percent as i64)
+        .bind(asset_id)
+        .bind(state.source.duration_secs)
+        .bind(now)
+        .bind(lecture_id)
+        .execute(db)
+        .await?
+        .rows_affected();
+        if changed > 0 {
+            return Ok(Advance::Playable);
+        }
+    }
+    let changed = sqlx::query(
+        "UPDATE lectures SET progress_percent = $1, updated_at = $2
+         WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable') AND progress_percent < $1",
+    )
+    .bind(percent as i64)
+    .bind(now)
+    .bind(lecture_id)
+    .bind(asset_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(if changed > 0 { Advance::Progress { percent } } else { Advance::Nothing })
+}
+
+/// The playlists of a chunked asset that is still in parts, or None when the asset is
+/// not chunked or cannot play yet. (Once complete, its playlists are in storage.)
+pub async fn live_playlists(db: &Db, asset_id: &str) -> Result<Option<LecturePlaylists>, CatalogError> {
+    match load(db, asset_id).await? {
+        Some(state) => state.playlists(),
+        None => Ok(None),
+    }
+}
+
+/// What the database holds about a chunked asset.
+struct PartsState {
+    source: SourceFacts,
+    ladder: Vec<Rung>,
+    reports: Vec<PartReport>,
+    total: usize,
+    complete: bool,
+}
+
+async fn load(db: &Db, asset_id: &str) -> Result<Option<PartsState>, CatalogError> {
+    let rows: Vec<(Option<String>,)> =
+        sqlx::query_as("SELECT report FROM asset_parts WHERE asset_id = $1").bind(asset_id).fetch_all(db).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let asset: Option<(String, String)> =
+        sqlx::query_as("SELECT probe, ladder FROM assets WHERE id = $1").bind(asset_id).fetch_optional(db).await?;
+    let Some((probe, ladder)) = asset else { return Ok(None) };
+    let bad = |e: serde_json::Error| CatalogError::Internal(format!("asset {asset_id}: {e}"));
+    let mut reports = Vec::new();
+    for (report,) in &rows {
+        if let Some(r) = report {
+            reports.push(serde_json::from_str::<PartReport>(r).map_err(bad)?);
+        }
+    }
+    Ok(Some(PartsState {
+        source: serde_json::from_str(&probe).map_err(bad)?,
+        ladder: serde_json::from_str(&ladder).map_err(bad)?,
+        complete: reports.len() == rows.len(),
+        total: rows.len(),
+        reports,
+    }))
+}
+
+impl PartsState {
+    fn percent(&self) -> u8 {
+        // 100 is for ready, when the VOD playlists are written.
+        ((self.reports.len() * 100 / self.total.max(1)) as u8).min(99)
+    }
+
+    /// Every rendition the lecture will have, with what is stored of it.
+    fn pieces(&self) -> Vec<RenditionPieces> {
+        let mut renditions: Vec<RenditionPieces> = self
+            .ladder
+            .iter()
+            .map(|r| RenditionPieces { name: r.name.clone(), codec: None, video: Some((r.width, r.height)), pieces: Vec::new() })
+            .collect();
+        if self.source.has_audio {
+            renditions.push(RenditionPieces { name: "audio".into(), codec: None, video: None, pieces: Vec::new() });
+        }
+        for report in &self.reports {
+            for stored in &report.renditions {
+                if let Some(r) = renditions.iter_mut().find(|r| r.name == stored.name) {
+                    r.codec.get_or_insert_with(|| stored.codec.clone());
+                    r.pieces.push(
+                        stored
+                            .segments
+                            .iter()
+                            .map(|s| SegmentFacts { index: s.index, duration: s.duration, bytes: s.bytes })
+                            .collect(),
+                    );
+                }
+            }
+        }
+        renditions
+    }
+
+    fn playlists(&self) -> Result<Option<LecturePlaylists>, CatalogError> {
+        let fps = self.source.fps_num as f64 / self.source.fps_den.max(1) as f64;
+        lectern_packager::lecture_playlists(&self.pieces(), fps, self.complete)
+            .map_err(|e| CatalogError::Internal(format!("stitching playlists: {e}")))
+    }
+
+    /// The play time of the lowest rung, as stored.
+    fn duration_secs(&self) -> f64 {
+        let lowest = self.ladder.last().map(|r| r.name.as_str()).unwrap_or("audio");
+        self.reports
+            .iter()
+            .flat_map(|r| r.renditions.iter())
+            .filter(|r| r.name == lowest)
+            .flat_map(|r| r.segments.iter())
+            .map(|s| s.duration)
+            .sum()
+    }
+}
