@@ -10,7 +10,7 @@ export interface Course {
 }
 export interface Lecture {
   id: string; course_id: string; title: string; position: number;
-  status: 'awaiting_upload' | 'processing' | 'ready' | 'failed';
+  status: 'awaiting_upload' | 'processing' | 'playable' | 'ready' | 'failed';
   progress_percent: number; failure_reason: string | null; duration_secs: number | null;
   media_kind: 'video' | 'audio' | null; playable: boolean;
 }

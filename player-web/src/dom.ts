@@ -35,6 +35,7 @@ export function statusBadge(status: string, percent: number): HTMLElement {
   const label: Record<string, string> = {
     awaiting_upload: 'Awaiting upload',
     processing: `Processing ${percent}%`,
+    playable: `Watchable · encoding ${percent}%`,
     ready: 'Ready',
     failed: 'Failed',
   };

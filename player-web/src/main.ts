@@ -397,7 +397,7 @@ async function studioCoursePage(id: string) {
       h('div', { class: 'row' },
         h('strong', {}, l.title),
         statusBadge(l.status, l.progress_percent),
-        l.status === 'processing' ? h('progress', { max: 100, value: l.progress_percent, 'aria-label': 'Transcoding progress' }) : null,
+        l.status === 'processing' || l.status === 'playable' ? h('progress', { max: 100, value: l.progress_percent, 'aria-label': 'Transcoding progress' }) : null,
         h('span', { class: 'meta' }, formatDuration(l.duration_secs)),
         h('span', { class: 'spacer' }),
         h('button', { type: 'button', 'aria-label': `Move ${l.title} up`, disabled: i === 0, onclick: () => move(i, -1) }, '↑'),
@@ -502,7 +502,7 @@ async function studioCoursePage(id: string) {
       const bar = row?.querySelector('progress[aria-label="Transcoding progress"]') as HTMLProgressElement | null;
       const badge = row?.querySelector('.badge');
       if (bar) bar.value = Number(ev.percent);
-      if (badge) badge.textContent = `Processing ${ev.percent}%`;
+      if (badge) badge.replaceWith(statusBadge(row?.dataset.status ?? 'processing', Number(ev.percent)));
       if (!bar) renderLectures();
     } else {
       if (ev.type === 'ready') toast('A lecture is ready.');

@@ -45,7 +45,9 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
 
   // hls.js first: Chromium answers "maybe" to canPlayType for HLS without playing it.
   if (Hls.isSupported()) {
-    hls = new Hls({ startPosition: opts.startAt > 0 ? opts.startAt : -1, capLevelToPlayerSize: false });
+    // A lecture still being encoded is an EVENT playlist, which hls.js would start at
+    // its live edge: lectures start at the start (or where the student left off).
+    hls = new Hls({ startPosition: opts.startAt > 0 ? opts.startAt : 0, capLevelToPlayerSize: false });
     hls.loadSource(grant.url);
     hls.attachMedia(video);
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
