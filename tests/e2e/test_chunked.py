@@ -131,3 +131,57 @@ def test_hls_js_plays_across_every_chunk_edge_from_event_to_vod(chunked, synth):
     assert report["ok"], report
     assert len(report["crossed"]) == 6 and len(report["levels"]) == 4, report
     assert abs(report["duration"] - 40) < 0.2, report
+
+
+def flash_times(url):
+    """Presentation times (source clock) of the frames where the picture turns white."""
+    out = subprocess.run(["ffmpeg", "-copyts", "-i", url, "-map", "0:v", "-vf", "showinfo", "-f", "null", "-"],
+                         capture_output=True, text=True, check=True)
+    frames = [(float(t), int(y)) for t, y in re.findall(r"pts_time:([\d.]+).*?mean:\[(\d+)", out.stderr)]
+    return [t for (t, y), (_, before) in zip(frames[1:], frames) if y > 128 >= before]
+
+
+def beep_times(url):
+    """Times (source clock) where the decoded audio turns from silence to a tone."""
+    start = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=start_time", "-of", "csv=p=0", url],
+                                 capture_output=True, text=True, check=True).stdout.split()[0].strip(","))
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", url, "-ac", "1", "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    import array
+    samples = array.array("h", raw)
+    onsets, quiet = [], 0
+    for i, s in enumerate(samples):
+        if abs(s) > 3000:
+            if quiet > 4800:  # 0.1 s of silence before it
+                onsets.append(start + i / 48000)
+            quiet = 0
+        else:
+            quiet += 1
+    return onsets
+
+
+def test_audio_and_video_stay_in_sync_across_chunks(chunked, tmp_path):
+    # White flashes and 1 kHz beeps at the same instants, before and after chunk edges.
+    src = tmp_path / "sync.mp4"
+    events = [3.0, 8.0, 13.0, 17.0]
+    when = "+".join(f"between(t,{t},{t + 0.2})" for t in events)
+    subprocess.run([
+        "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=640x360:r=25:d=20",
+        "-f", "lavfi", "-i", f"aevalsrc='if({when},0.5*sin(2*PI*1000*t),0)':s=48000:d=20:c=stereo",
+        "-vf", f"drawbox=enable='{when}':color=white:t=fill", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "128k", str(src),
+    ], check=True)
+    owner = Api.signup(chunked.url, "owner")
+    course = owner.course()
+    lec = owner.lecture(course["id"])
+    owner.upload(lec["id"], src)
+    done, seen = wait_status(owner, lec["id"], ("ready",))
+    assert done["status"] == "ready" and "playable" in seen, (seen, done)
+    base = chunked.url + owner.playback(lec["id"])["url"].rsplit("/", 1)[0]
+    beeps = beep_times(f"{base}/audio/index.m3u8")
+    assert len(beeps) == len(events), beeps
+    for rung in ("v240", "v360"):
+        flashes = flash_times(f"{base}/{rung}/index.m3u8")
+        assert len(flashes) == len(events), (rung, flashes)
+        # The encoder's priming (1024 samples, 21.3 ms) is compensated: within 3 ms.
+        offsets = [round((b - f) * 1000, 1) for f, b in zip(flashes, beeps)]
+        assert all(abs(o) < 3 for o in offsets), (rung, offsets, flashes, beeps)
