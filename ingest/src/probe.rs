@@ -44,6 +44,93 @@ pub fn probe_file(path: &Path, timeout_secs: u64) -> Result<SourceFacts, Unusabl
     facts_from(&info)
 }
 
+/// Whether the file really holds media up to its stated duration: a seek to a few
+/// seconds before the end, then demuxing (no decoding) to the end, must reach it.
+/// Headers lie (a truncated download keeps its full duration, a DASH init segment
+/// states the whole presentation's), and a lecture is cut into chunks by its duration.
+pub fn reaches_stated_end(path: &Path, duration_secs: f64, timeout: std::time::Duration) -> bool {
+    match stream_time_after_seek(path, (duration_secs - 3.0).max(0.0), timeout) {
+        Ok(Some(reached)) => reached >= duration_secs - (duration_secs * 0.02).max(5.0),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::info!(error = %e, "the end of the file could not be reached");
+            false
+        }
+    }
+}
+
+/// The latest stream time (seconds) any demuxed stream reaches after a key-unit seek
+/// to `seek_secs`, or None if nothing comes after the seek.
+fn stream_time_after_seek(path: &Path, seek_secs: f64, timeout: std::time::Duration) -> Result<Option<f64>, String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    gst::init().map_err(|e| e.to_string())?;
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("filesrc").property("location", path.to_string_lossy().to_string()).build().map_err(|e| e.to_string())?;
+    let parse = gst::ElementFactory::make("parsebin").build().map_err(|e| e.to_string())?;
+    pipeline.add_many([&src, &parse]).map_err(|e| e.to_string())?;
+    src.link(&parse).map_err(|e| e.to_string())?;
+    let seeked = Arc::new(AtomicBool::new(false));
+    let latest: Arc<Mutex<Option<f64>>> = Arc::default();
+    {
+        let pipeline = pipeline.downgrade();
+        let (seeked, latest) = (seeked.clone(), latest.clone());
+        parse.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = pipeline.upgrade() else { return };
+            let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).build() else { return };
+            if pipeline.add(&sink).is_err() {
+                return;
+            }
+            let _ = sink.sync_state_with_parent();
+            if let Some(sinkpad) = sink.static_pad("sink") {
+                let _ = pad.link(&sinkpad);
+            }
+            let (seeked, latest) = (seeked.clone(), latest.clone());
+            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                if !seeked.load(Ordering::SeqCst) {
+                    return gst::PadProbeReturn::Ok;
+                }
+                let pts = info.buffer().and_then(|b| b.pts().or(b.dts()));
+                let segment = pad.sticky_event::<gst::event::Segment>(0);
+                let time = pts.zip(segment).and_then(|(pts, seg)| {
+                    seg.segment().downcast_ref::<gst::ClockTime>().and_then(|s| s.to_stream_time(pts))
+                });
+                if let Some(t) = time {
+                    let mut l = latest.lock().expect("latest lock");
+                    let secs = t.nseconds() as f64 / 1e9;
+                    if l.is_none_or(|x| secs > x) {
+                        *l = Some(secs);
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+        });
+    }
+    let result = (|| {
+        pipeline.set_state(gst::State::Paused).map_err(|e| e.to_string())?;
+        let bus = pipeline.bus().expect("a pipeline has a bus");
+        let deadline = std::time::Instant::now() + timeout;
+        let left = || gst::ClockTime::from_nseconds(deadline.saturating_duration_since(std::time::Instant::now()).as_nanos() as u64);
+        match bus.timed_pop_filtered(left(), &[gst::MessageType::AsyncDone, gst::MessageType::Error]) {
+            Some(m) if matches!(m.view(), gst::MessageView::AsyncDone(_)) => {}
+            _ => return Err("the file did not open".to_string()),
+        }
+        seeked.store(true, std::sync::atomic::Ordering::SeqCst);
+        let target = gst::ClockTime::from_nseconds((seek_secs * 1e9) as u64);
+        pipeline
+            .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, target)
+            .map_err(|_| "the file cannot seek".to_string())?;
+        pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
+        match bus.timed_pop_filtered(left(), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+            Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => Ok(*latest.lock().expect("latest lock")),
+            Some(_) => Err("the file fails past the seek".to_string()),
+            None => Err("the end was not reached in time".to_string()),
+        }
+    })();
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
 fn facts_from(info: &pbutils::DiscovererInfo) -> Result<SourceFacts, Unusable> {
     let video = info.video_streams().into_iter().find(|v| !v.is_image());
     let audio = info.audio_streams().into_iter().next();
@@ -162,6 +249,25 @@ mod tests {
         assert_eq!(output_frame_rate(240, 1), (60, 1));
         assert_eq!(output_frame_rate(0, 1), (30, 1));
         assert_eq!(output_frame_rate(1, 0), (30, 1));
+    }
+
+    #[test]
+    fn a_file_reaches_its_own_end_but_not_a_longer_stated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("20s.mp4");
+        let desc = format!(
+            "videotestsrc num-buffers=500 ! video/x-raw,width=320,height=180,framerate=25/1 ! x264enc speed-preset=ultrafast key-int-max=50 ! h264parse ! mp4mux ! filesink location={}",
+            path.display()
+        );
+        let ok = std::process::Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap();
+        assert!(ok.success());
+        let facts = probe_file(&path, 10).unwrap();
+        assert!((facts.duration_secs - 20.0).abs() < 0.1, "{facts:?}");
+        let timeout = std::time::Duration::from_secs(10);
+        assert!(reaches_stated_end(&path, facts.duration_secs, timeout));
+        // A header that claims a minute (a truncated download keeps its full one).
+        assert!(!reaches_stated_end(&path, 60.0, timeout));
+        assert!(!reaches_stated_end(&dir.path().join("missing.mp4"), 20.0, timeout));
     }
 
     #[test]

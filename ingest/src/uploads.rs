@@ -303,9 +303,17 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
     };
     let timeout = state.config.probe_timeout_secs;
     let path = local.0.clone();
-    let probed = tokio::task::spawn_blocking(move || crate::probe::probe_file(&path, timeout))
-        .await
-        .unwrap_or_else(|e| Err(crate::probe::Unusable(format!("probing crashed: {e}"))));
+    let chunk_secs = state.config.chunk_secs;
+    let probed = tokio::task::spawn_blocking(move || {
+        let facts = crate::probe::probe_file(&path, timeout)?;
+        // Chunks are cut by the stated duration: only when the file really lasts it.
+        let chunkable = chunk_secs > 0
+            && facts.duration_secs > chunk_secs as f64
+            && crate::probe::reaches_stated_end(&path, facts.duration_secs, std::time::Duration::from_secs(timeout));
+        Ok((facts, chunkable))
+    })
+    .await
+    .unwrap_or_else(|e| Err(crate::probe::Unusable(format!("probing crashed: {e}"))));
     drop(local);
     let now = now_unix();
     match probed {
@@ -331,7 +339,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             };
             publish_event(state, &event).await;
         }
-        Ok(source) => {
+        Ok((source, chunkable)) => {
             let asset_id = new_id();
             let ladder = if source.has_video { crate::ladder::ladder_for(&source) } else { Vec::new() };
             let base = TranscodeJob {
@@ -348,7 +356,11 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 segment_secs: SEGMENT_SECS,
                 keyframe_secs: KEYFRAME_SECS,
             };
-            let ranges = crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, state.config.chunk_secs);
+            let ranges = if chunkable {
+                crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, chunk_secs)
+            } else {
+                Vec::new()
+            };
             let jobs = crate::chunks::schedule(&base, &ranges, new_id);
             let chunked = jobs.len() > 1;
             let mut tx = state.db.begin().await?;
