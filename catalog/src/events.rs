@@ -138,6 +138,9 @@ pub async fn apply(db: &Db, store: &SharedStore, event: &JobEvent) -> Result<Opt
                 LiveEvent::Ready { lecture_id: lecture_id.clone(), course_id: course_id.clone(), duration_secs },
                 Some(LiveEvent::LectureReady { lecture_id, course_id: course_id.clone(), title }),
             ),
+            Some(Advance::Failed { reason }) => {
+                (LiveEvent::Failed { lecture_id, course_id: course_id.clone(), reason }, None)
+            }
             Some(Advance::Nothing) | None => return Ok(None),
         },
     };

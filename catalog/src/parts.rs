@@ -22,6 +22,9 @@ pub enum Advance {
     Playable,
     /// Every part is stored and the VOD playlists are written.
     Ready { duration_secs: f64 },
+    /// The stored parts do not join up (a bug upstream, not a passing fault): the
+    /// lecture failed with this reason rather than retrying forever.
+    Failed { reason: String },
 }
 
 /// Records a stored part and moves the lecture on. Idempotent: a part recorded twice,
@@ -47,9 +50,13 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
     }
     let Some(state) = load(db, asset_id).await? else { return Ok(Advance::Nothing) };
     let now = now_unix();
+    let playlists = match state.playlists() {
+        Ok(p) => p,
+        Err(e) => return fail(db, lecture_id, asset_id, &e.to_string()).await,
+    };
     if state.complete {
-        let Some(playlists) = state.playlists()? else {
-            return Err(CatalogError::Internal(format!("asset {asset_id}: every part is stored but nothing plays")));
+        let Some(playlists) = playlists else {
+            return fail(db, lecture_id, asset_id, "every part is stored but nothing plays").await;
         };
         // Media playlists first, the master last: a player never finds a master whose
         // playlists are missing.
@@ -73,7 +80,7 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
         return Ok(if changed > 0 { Advance::Ready { duration_secs } } else { Advance::Nothing });
     }
     let percent = state.percent();
-    if status == "processing" && state.playlists()?.is_some() {
+    if status == "processing" && playlists.is_some() {
         let changed = sqlx::query(
             "UPDATE lectures SET status = 'playable', progress_percent = $1, failure_reason = NULL,
                     ready_asset_id = $2, duration_secs = $3, updated_at = $4
@@ -103,6 +110,23 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
     .await?
     .rows_affected();
     Ok(if changed > 0 { Advance::Progress { percent } } else { Advance::Nothing })
+}
+
+async fn fail(db: &Db, lecture_id: &str, asset_id: &str, why: &str) -> Result<Advance, CatalogError> {
+    tracing::error!(lecture = lecture_id, asset = asset_id, why, "a lecture's parts do not join up");
+    let reason = format!("Transcoding failed: the lecture's parts do not join up ({why}).");
+    sqlx::query(
+        "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2,
+                ready_asset_id = CASE WHEN ready_asset_id = $4 THEN NULL ELSE ready_asset_id END
+         WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable')",
+    )
+    .bind(&reason)
+    .bind(now_unix())
+    .bind(lecture_id)
+    .bind(asset_id)
+    .execute(db)
+    .await?;
+    Ok(Advance::Failed { reason })
 }
 
 /// The playlists of a chunked asset that is still in parts, or None when the asset is

@@ -128,7 +128,8 @@ impl Worker {
             }
         };
         let attempt = delivery.attempt;
-        tracing::info!(job = %job.job_id, lecture = %job.lecture_id, attempt, "transcode job started");
+        let part = part_key(&job);
+        tracing::info!(job = %job.job_id, lecture = %job.lecture_id, part, attempt, "transcode job started");
         let started = Instant::now();
         let metrics = lectern_common::metrics::metrics();
         metrics.jobs_in_flight.inc();
@@ -151,7 +152,7 @@ impl Worker {
         match outcome {
             Ok(ready) => {
                 let wall = started.elapsed().as_secs_f64();
-                tracing::info!(job = %job.job_id, secs = wall, "transcode job done");
+                tracing::info!(job = %job.job_id, part, secs = wall, "transcode job done");
                 metrics.job_duration.observe(wall);
                 if let JobEvent::Ready { duration_secs, .. } = &ready {
                     metrics.transcode_speed.observe(duration_secs / wall.max(1e-3));
