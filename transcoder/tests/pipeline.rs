@@ -152,9 +152,13 @@ fn first_video_pts(path: &Path) -> u64 {
 /// every chunk segment's number, length and first PTS against the single pass's.
 fn assert_chunks_match_a_single_pass(mux: &str, file_name: &str, fps: (u32, u32), edges: &[u64]) {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let src = dir.join(file_name);
+    let src = tmp.path().join(file_name);
     make_source(&src, Some((640, 360, &format!("{}/{}", fps.0, fps.1))), true, 16, mux);
+    assert_source_chunks_match_a_single_pass(tmp.path(), &src, fps, edges);
+}
+
+fn assert_source_chunks_match_a_single_pass(dir: &Path, src: &Path, fps: (u32, u32), edges: &[u64]) {
+    let src = src.to_path_buf();
     let ladder = vec![rung("v360", 640, 360, 800)];
     let mut whole = job(facts(640, 360, fps, 16.0, true, true), ladder);
     whole.segment_secs = 4;
@@ -199,4 +203,27 @@ fn chunks_cut_the_segments_a_single_pass_cuts() {
 fn chunks_of_ntsc_rate_mpeg_ts_keep_their_edges() {
     // 29.97 fps: GOPs of 60 frames (2.002 s), segments of 120; edges at 8.008 and 12.012 s.
     assert_chunks_match_a_single_pass("mpegtsmux", "src.ts", (30000, 1001), &[240, 360]);
+}
+
+#[test]
+fn chunks_of_a_variable_rate_source_keep_the_grid() {
+    // A screen recording's kind of timestamps: frames missing around both edges (8 and
+    // 12 s at 25 fps), so each chunk's first decoded frame comes after its start.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("vfr.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25", "-t", "16", "-vf"])
+        .arg(r"select='not(between(n\,190\,215))*not(between(n\,290\,310))'")
+        .args(["-fps_mode", "vfr", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .arg(&src)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let packets = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(&src)
+        .output()
+        .expect("ffprobe runs");
+    assert_eq!(String::from_utf8_lossy(&packets.stdout).trim(), "353", "47 of 400 frames are missing");
+    assert_source_chunks_match_a_single_pass(tmp.path(), &src, (25, 1), &[200, 300]);
 }
