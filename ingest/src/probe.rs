@@ -77,12 +77,20 @@ fn stream_time_after_seek(path: &Path, seek_secs: f64, timeout: std::time::Durat
         let (seeked, latest) = (seeked.clone(), latest.clone());
         parse.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline.upgrade() else { return };
-            let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).build() else { return };
-            if pipeline.add(&sink).is_err() {
+            // A queue per stream: one demuxer thread feeds them all, and a sink
+            // waiting to preroll would otherwise hold it from the others.
+            let (Ok(queue), Ok(sink)) = (
+                gst::ElementFactory::make("queue").build(),
+                gst::ElementFactory::make("fakesink").property("sync", false).build(),
+            ) else {
+                return;
+            };
+            if pipeline.add_many([&queue, &sink]).is_err() || queue.link(&sink).is_err() {
                 return;
             }
             let _ = sink.sync_state_with_parent();
-            if let Some(sinkpad) = sink.static_pad("sink") {
+            let _ = queue.sync_state_with_parent();
+            if let Some(sinkpad) = queue.static_pad("sink") {
                 let _ = pad.link(&sinkpad);
             }
             let (seeked, latest) = (seeked.clone(), latest.clone());
@@ -256,7 +264,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("20s.mp4");
         let desc = format!(
-            "videotestsrc num-buffers=500 ! video/x-raw,width=320,height=180,framerate=25/1 ! x264enc speed-preset=ultrafast key-int-max=50 ! h264parse ! mp4mux ! filesink location={}",
+            "videotestsrc num-buffers=500 ! video/x-raw,width=320,height=180,framerate=25/1 ! x264enc speed-preset=ultrafast key-int-max=50 ! h264parse ! queue ! mp4mux name=m ! filesink location={} audiotestsrc num-buffers=940 samplesperbuffer=1024 ! audio/x-raw,rate=48000 ! avenc_aac ! aacparse ! queue ! m.",
             path.display()
         );
         let ok = std::process::Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap();
