@@ -28,7 +28,7 @@ type CourseRow = (String, String, String, String, String, i64, i64, i64, i64, i6
 const COURSE_COLUMNS: &str = "c.id, c.owner_id, c.title, c.description, c.category, c.price_cents, c.published, c.created_at, c.updated_at,
     (SELECT COUNT(*) FROM lectures l WHERE l.course_id = c.id),
     (SELECT l.id FROM lectures l WHERE l.course_id = c.id AND l.ready_asset_id IS NOT NULL AND l.media_kind = 'video'
-        ORDER BY l.position, l.created_at LIMIT 1)";
+        AND l.status <> 'playable' ORDER BY l.position, l.created_at LIMIT 1)";
 
 impl Course {
     fn from_row(r: CourseRow) -> Self {
