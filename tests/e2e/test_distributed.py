@@ -102,6 +102,38 @@ def test_killed_worker_loses_only_time(tmp_path, lectern_bin, synth):
         stop(*(s for s in (second, first, ingest, catalog) if s))
 
 
+def test_killed_worker_loses_only_its_chunk(tmp_path, lectern_bin, synth):
+    chunked = {"LECTERN_CHUNK_SECS": "6"}
+    catalog, ingest, (first,) = cluster(tmp_path, workers=1, env=chunked)
+    second = None
+    try:
+        owner, (lec,) = upload_lectures(catalog, ingest, synth.long_720p(40), 1)
+        # 40 s in 6 s chunks: the audio, 7 low-rung chunks, 7 others, the stills.
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            log = first.log_path.read_text()
+            if len(jobs_done(first)) >= 4 and log.count("transcode job started") > len(jobs_done(first)):
+                break
+            time.sleep(0.1)
+        first.kill()
+        done_by_first = jobs_done(first)
+        assert len(done_by_first) >= 4, first.log_path.read_text()[-2000:]
+        second = Server(tmp_path / "data", role="worker", env=chunked).start()
+        done, _ = owner.wait_lecture(lec["id"], timeout=300)
+        assert done["status"] == "ready", done
+        done_by_second = jobs_done(second)
+        # Only the job in hand when the worker died is done again; nothing the first
+        # worker finished is repeated.
+        assert not set(done_by_first) & set(done_by_second), (done_by_first, done_by_second)
+        assert len(set(done_by_first) | set(done_by_second)) == 16, (done_by_first, done_by_second)
+        assert second.log_path.read_text().count("attempt=2") == 1
+        url = catalog.url + owner.playback(lec["id"])["url"]
+        out = subprocess.run(["ffmpeg", "-v", "error", "-i", url, "-map", "0", "-f", "null", "-"], capture_output=True, text=True)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr[-1000:]
+    finally:
+        stop(*(s for s in (second, first, ingest, catalog) if s))
+
+
 def services(*args):
     subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), *args], check=True, capture_output=True)
 

@@ -620,9 +620,10 @@ fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> 
 struct Range {
     start_ns: u64,
     end_ns: Option<u64>,
+    frame_ns: u64,
 }
 
-/// Where the source's timeline starts (the first segment's start, stream time),
+/// Where the source's timeline starts (the stream time of the first segment's start),
 /// learnt from the decoded video pad before the seek.
 type Origin = Arc<Mutex<Option<u64>>>;
 
@@ -630,44 +631,95 @@ impl Range {
     fn of(job: &TranscodeJob) -> Option<Range> {
         let r = &job.range;
         let ranged = r.start_secs > 0.0 || r.end_secs.is_some();
+        let fps = job.source.fps_num.max(1) as f64 / job.source.fps_den.max(1) as f64;
         ranged.then(|| Range {
             start_ns: (r.start_secs.max(0.0) * 1e9).round() as u64,
             end_ns: r.end_secs.map(|e| (e.max(0.0) * 1e9).round() as u64),
+            frame_ns: (1e9 / fps) as u64,
         })
+    }
+
+    /// Where the seek goes: half a frame before the start, so the frame on the edge
+    /// reaches us whole whatever the decoder does with frames that overlap the seek
+    /// position (clip them, or drop those without a duration, as B-frames have).
+    fn seek_from(&self, origin: u64) -> u64 {
+        if self.start_ns == 0 { origin } else { origin + self.start_ns - self.frame_ns / 2 }
     }
 
     /// On a decoded stream's pad: its buffers are dropped until the seek's flush has
     /// passed, its first segment tells where the timeline starts, and its running time
     /// starts at the range's start.
+    ///
+    /// After the seek, the video pad keeps only frames whose stream time lies in
+    /// [start, end): decoders also let through the frame overlapping the seek position
+    /// and, with B-frames, frames reordered past the stop. Its segment is moved to begin
+    /// exactly at the start, where videorate lays its first frame slot. Buffer times
+    /// are compared as stream times: with an MP4 edit list they are offset from them.
     fn hold_until_seek(&self, pad: &gst::Pad, origin: Option<Origin>) {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let delay = if origin.is_some() { VIDEO_DELAY_NS } else { 0 };
         pad.set_offset((self.start_ns + delay) as i64);
-        let flushed = std::sync::atomic::AtomicBool::new(false);
+        let flushed = AtomicBool::new(false);
+        let segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>> = Mutex::new(None);
+        let range = *self;
         pad.add_probe(
             gst::PadProbeType::BUFFER
                 | gst::PadProbeType::BUFFER_LIST
                 | gst::PadProbeType::EVENT_FLUSH
                 | gst::PadProbeType::EVENT_DOWNSTREAM,
             move |_pad, info| {
+                let known_origin = origin.as_ref().and_then(|o| *o.lock().expect("origin lock"));
                 if let Some(gst::PadProbeData::Event(e)) = &info.data {
                     match e.view() {
-                        gst::EventView::FlushStop(_) => flushed.store(true, std::sync::atomic::Ordering::SeqCst),
-                        gst::EventView::Segment(seg) if !flushed.load(std::sync::atomic::Ordering::SeqCst) => {
-                            if let (Some(origin), Some(time)) = (&origin, seg.segment().downcast_ref::<gst::ClockTime>()) {
-                                let mut o = origin.lock().expect("origin lock");
-                                if o.is_none() {
-                                    *o = Some(time.start().map_or(0, |t| t.nseconds()));
+                        gst::EventView::FlushStop(_) => flushed.store(true, Ordering::SeqCst),
+                        gst::EventView::Segment(seg) => {
+                            let Some(time) = seg.segment().downcast_ref::<gst::ClockTime>() else {
+                                return gst::PadProbeReturn::Ok;
+                            };
+                            if !flushed.load(Ordering::SeqCst) {
+                                if let Some(origin) = &origin {
+                                    let mut o = origin.lock().expect("origin lock");
+                                    if o.is_none() {
+                                        *o = Some(time.time().or(time.start()).map_or(0, |t| t.nseconds()));
+                                    }
                                 }
+                            } else if let Some(o) = known_origin {
+                                let mut moved = time.clone();
+                                let want = o + range.start_ns;
+                                let (start, at) = (time.start().map_or(0, |t| t.nseconds()), time.time().map_or(0, |t| t.nseconds()));
+                                if range.start_ns > 0 && want >= at {
+                                    let media = gst::ClockTime::from_nseconds(start + (want - at));
+                                    moved.set_start(media);
+                                    moved.set_position(media);
+                                    moved.set_time(gst::ClockTime::from_nseconds(want));
+                                    info.data = Some(gst::PadProbeData::Event(gst::event::Segment::new(&moved)));
+                                }
+                                *segment.lock().expect("segment lock") = Some(moved);
                             }
                         }
                         _ => {}
                     }
                     return gst::PadProbeReturn::Ok;
                 }
-                if flushed.load(std::sync::atomic::Ordering::SeqCst) {
-                    gst::PadProbeReturn::Remove
-                } else {
-                    gst::PadProbeReturn::Drop
+                if !flushed.load(Ordering::SeqCst) {
+                    return gst::PadProbeReturn::Drop;
+                }
+                let (Some(o), Some(seg)) = (known_origin, segment.lock().expect("segment lock").clone()) else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                // A quarter frame of slack for rounding.
+                let first_kept = (o + range.start_ns).saturating_sub(range.frame_ns / 4);
+                let past = range.end_ns.map(|e| o + e - range.frame_ns / 4);
+                let outside = |b: &gst::BufferRef| {
+                    let at = b.pts().and_then(|p| seg.to_stream_time(p)).map(|t| t.nseconds());
+                    at.is_some_and(|t| t < first_kept || past.is_some_and(|end| t >= end))
+                };
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) if outside(b) => gst::PadProbeReturn::Drop,
+                    // Decoders push single buffers; a list is let through whole unless
+                    // all of it is outside.
+                    Some(gst::PadProbeData::BufferList(list)) if list.iter().all(outside) => gst::PadProbeReturn::Drop,
+                    _ => gst::PadProbeReturn::Ok,
                 }
             },
         );
@@ -676,14 +728,8 @@ impl Range {
     /// Pauses the pipeline until its streams are exposed and the timeline's origin is
     /// known, then seeks to the range. The seek goes upstream from the video branch to
     /// the demuxer, which flushes every stream; sent to the pipeline it would also go
-    /// through splitmuxsink, which refuses seeks.
-    ///
-    /// The decoder keeps a frame that overlaps the seek position, with its timestamp
-    /// clipped to it. So the start is sought 1 ns late: the frame on the edge is the
-    /// first one kept and the one before it, ending on the edge, is dropped. (Half a
-    /// frame late lost the last frame of an open-ended chunk: videorate's slots moved
-    /// with the clipped timestamp.) The stop is exact: the frame starting on it belongs
-    /// to the next chunk.
+    /// through splitmuxsink, which refuses seeks. The stop is exact: the frame starting
+    /// on it belongs to the next chunk.
     fn seek(
         &self,
         pipeline: &gst::Pipeline,
@@ -711,8 +757,7 @@ impl Range {
                 }
             }
         };
-        let start_ns = if self.start_ns == 0 { origin_ns } else { origin_ns + self.start_ns + 1 };
-        let start = Some(gst::ClockTime::from_nseconds(start_ns));
+        let start = Some(gst::ClockTime::from_nseconds(self.seek_from(origin_ns)));
         let (stop_type, stop) = match self.end_ns {
             Some(e) => (gst::SeekType::Set, Some(gst::ClockTime::from_nseconds(origin_ns + e))),
             None => (gst::SeekType::None, None),
