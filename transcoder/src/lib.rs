@@ -11,7 +11,7 @@
 pub mod pipeline;
 pub mod storyboard;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -215,7 +215,7 @@ impl Worker {
             .map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
         let source = match self.store.local_path(&job.source_key).filter(|p| p.exists()) {
             Some(p) => p,
-            None => self.cached_source(&job.source_key).await?,
+            None => self.cached_source(&job.source_key, scratch.path()).await?,
         };
         let out_dir = scratch.path().join("out");
 
@@ -289,23 +289,37 @@ impl Worker {
 
     /// The source, from the worker's scratch space when the previous job had the same
     /// one: a lecture split into chunks is downloaded once per worker, not per chunk.
-    /// Only the latest source is kept.
-    async fn cached_source(&self, key: &str) -> Result<PathBuf, JobError> {
+    /// Only the latest source is kept. Workers may share the scratch space, so each job
+    /// reads a hard link of its own in `job_dir`: a cached source another worker
+    /// replaces stays whole for the jobs reading it.
+    async fn cached_source(&self, key: &str, job_dir: &Path) -> Result<PathBuf, JobError> {
+        let scratch = |e: std::io::Error| JobError::Internal(format!("scratch space: {e}"));
         let dir = self.config.scratch_dir.join("sources");
+        tokio::fs::create_dir_all(&dir).await.map_err(scratch)?;
         let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        let path = dir.join(&name);
+        let cached = dir.join(&name);
+        let linked = job_dir.join("source");
         let size = self.store.head(key).await?.size;
-        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.len() == size) {
-            return Ok(path);
+        if tokio::fs::metadata(&cached).await.is_ok_and(|m| m.len() == size) && tokio::fs::hard_link(&cached, &linked).await.is_ok() {
+            return Ok(linked);
         }
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
-        // Downloaded under a temporary name: a crash mid-way leaves no short file
-        // that a later job would take for the source.
-        let partial = dir.join(format!("{name}.partial"));
+        // Downloaded under a name of its own: a crash mid-way leaves no short file that
+        // a later job would take for the source, and two workers never write one file.
+        let partial = tempfile::Builder::new().prefix(".partial-").tempfile_in(&dir).map_err(scratch)?.into_temp_path();
         self.store.download_to(key, &partial).await?;
-        tokio::fs::rename(&partial, &path).await.map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
-        Ok(path)
+        tokio::fs::hard_link(&partial, &linked).await.map_err(scratch)?;
+        let mut older = tokio::fs::read_dir(&dir).await.map_err(scratch)?;
+        while let Ok(Some(entry)) = older.next_entry().await {
+            // Downloads in progress stay, unless a crash left them a day ago.
+            let in_progress = entry.file_name().to_string_lossy().starts_with(".partial-")
+                && entry.metadata().await.ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age < Duration::from_secs(86_400));
+            if !in_progress {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+        partial.persist(&cached).map_err(|e| scratch(e.error))?;
+        Ok(linked)
     }
 
     /// Uploads one part's segments and stills, then its report: the report is the
@@ -314,14 +328,8 @@ impl Worker {
         let prefix = &job.output_prefix;
         let mut renditions = Vec::new();
         for r in out.video.iter().chain(out.audio.iter()) {
-            let codec = r
-                .codec
-                .clone()
-                .ok_or_else(|| JobError::Internal(format!("no H.264 parameter sets found in rendition {}", r.name)))?;
-            for s in &r.segments {
-                let name = lectern_packager::segment_name(s.index);
-                self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
-            }
+            let codec = codec_of(r)?;
+            self.store_segments(prefix, r).await?;
             renditions.push(StoredRendition {
                 name: r.name.clone(),
                 codec,
@@ -334,6 +342,15 @@ impl Worker {
         let bytes = serde_json::to_vec(&report).expect("reports serialize");
         self.store.put_bytes(&format!("{prefix}/{PARTS_DIR}/{}.json", report.key), bytes.into()).await?;
         Ok(part_event(job, report))
+    }
+
+    /// Uploads a rendition's segments under `{prefix}/{rendition}/`.
+    async fn store_segments(&self, prefix: &str, r: &pipeline::RenditionOutput) -> Result<(), JobError> {
+        for s in &r.segments {
+            let name = lectern_packager::segment_name(s.index);
+            self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
+        }
+        Ok(())
     }
 
     /// The poster and the storyboard, when the pipeline grabbed them.
@@ -363,10 +380,7 @@ impl Worker {
         let mut videos = Vec::new();
         for r in &out.video {
             let rung = r.rung.as_ref().expect("video renditions have a rung");
-            let codec = r
-                .codec
-                .clone()
-                .ok_or_else(|| JobError::Internal(format!("no H.264 parameter sets found in rendition {}", r.name)))?;
+            let codec = codec_of(r)?;
             videos.push(VideoVariant {
                 uri: format!("{}/{MEDIA_PLAYLIST}", r.name),
                 width: rung.width,
@@ -387,10 +401,7 @@ impl Worker {
         let renditions: Vec<&pipeline::RenditionOutput> = out.video.iter().chain(out.audio.iter()).collect();
         for r in &renditions {
             let playlist = lectern_packager::media_playlist(&r.segments, PlaylistKind::Vod).map_err(internal)?;
-            for s in &r.segments {
-                let name = lectern_packager::segment_name(s.index);
-                self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
-            }
+            self.store_segments(prefix, r).await?;
             self.store.put_bytes(&format!("{prefix}/{}/{MEDIA_PLAYLIST}", r.name), playlist.into()).await?;
         }
         let (has_poster, _) = self.store_stills(prefix, out).await?;
@@ -405,6 +416,11 @@ impl Worker {
         self.store.put_bytes(&format!("{prefix}/{MASTER_PLAYLIST}"), master.into()).await?;
         Ok(ready_event(job, manifest))
     }
+}
+
+/// A rendition's RFC 6381 codec string, which its playlists cannot do without.
+fn codec_of(r: &pipeline::RenditionOutput) -> Result<String, JobError> {
+    r.codec.clone().ok_or_else(|| JobError::Internal(format!("no H.264 parameter sets found in rendition {}", r.name)))
 }
 
 fn part_event(job: &TranscodeJob, report: PartReport) -> JobEvent {
