@@ -89,18 +89,7 @@ pub async fn apply(db: &Db, store: &SharedStore, event: &JobEvent) -> Result<Opt
                 // Ingest refused the file and already recorded why.
                 1
             } else {
-                sqlx::query(
-                    "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2,
-                            ready_asset_id = CASE WHEN ready_asset_id = $4 THEN NULL ELSE ready_asset_id END
-                     WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable')",
-                )
-                .bind(reason)
-                .bind(now)
-                .bind(lecture_id)
-                .bind(asset_id)
-                .execute(db)
-                .await?
-                .rows_affected()
+                u64::from(crate::parts::mark_failed(db, lecture_id, asset_id, reason).await?)
             }
         }
     };

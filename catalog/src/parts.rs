@@ -54,7 +54,7 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
         Ok(p) => p,
         Err(e) => return fail(db, lecture_id, asset_id, &e.to_string()).await,
     };
-    if state.complete {
+    if state.complete() {
         let Some(playlists) = playlists else {
             return fail(db, lecture_id, asset_id, "every part is stored but nothing plays").await;
         };
@@ -115,18 +115,26 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
 async fn fail(db: &Db, lecture_id: &str, asset_id: &str, why: &str) -> Result<Advance, CatalogError> {
     tracing::error!(lecture = lecture_id, asset = asset_id, why, "a lecture's parts do not join up");
     let reason = format!("Transcoding failed: the lecture's parts do not join up ({why}).");
-    sqlx::query(
+    mark_failed(db, lecture_id, asset_id, &reason).await?;
+    Ok(Advance::Failed { reason })
+}
+
+/// Fails a lecture still processing (or playable) this asset, and stops offering the
+/// half-made asset to students. Returns whether the lecture changed.
+pub async fn mark_failed(db: &Db, lecture_id: &str, asset_id: &str, reason: &str) -> Result<bool, CatalogError> {
+    let changed = sqlx::query(
         "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2,
                 ready_asset_id = CASE WHEN ready_asset_id = $4 THEN NULL ELSE ready_asset_id END
          WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable')",
     )
-    .bind(&reason)
+    .bind(reason)
     .bind(now_unix())
     .bind(lecture_id)
     .bind(asset_id)
     .execute(db)
-    .await?;
-    Ok(Advance::Failed { reason })
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
 }
 
 /// The playlists of a chunked asset that is still in parts, or None when the asset is
@@ -143,8 +151,8 @@ struct PartsState {
     source: SourceFacts,
     ladder: Vec<Rung>,
     reports: Vec<PartReport>,
+    /// How many parts the asset has, stored or not.
     total: usize,
-    complete: bool,
 }
 
 async fn load(db: &Db, asset_id: &str) -> Result<Option<PartsState>, CatalogError> {
@@ -166,13 +174,16 @@ async fn load(db: &Db, asset_id: &str) -> Result<Option<PartsState>, CatalogErro
     Ok(Some(PartsState {
         source: serde_json::from_str(&probe).map_err(bad)?,
         ladder: serde_json::from_str(&ladder).map_err(bad)?,
-        complete: reports.len() == rows.len(),
         total: rows.len(),
         reports,
     }))
 }
 
 impl PartsState {
+    fn complete(&self) -> bool {
+        self.reports.len() == self.total
+    }
+
     fn percent(&self) -> u8 {
         // 100 is for ready, when the VOD playlists are written.
         ((self.reports.len() * 100 / self.total.max(1)) as u8).min(99)
@@ -207,7 +218,7 @@ impl PartsState {
 
     fn playlists(&self) -> Result<Option<LecturePlaylists>, CatalogError> {
         let fps = self.source.fps_num as f64 / self.source.fps_den.max(1) as f64;
-        lectern_packager::lecture_playlists(&self.pieces(), fps, self.complete)
+        lectern_packager::lecture_playlists(&self.pieces(), fps, self.complete())
             .map_err(|e| CatalogError::Internal(format!("stitching playlists: {e}")))
     }
 
