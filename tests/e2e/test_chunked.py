@@ -5,7 +5,6 @@ across every chunk edge, switching rung there."""
 import json
 import re
 import subprocess
-import time
 
 import pytest
 import requests
@@ -31,19 +30,6 @@ def extinfs(playlist):
     return [float(x) for x in re.findall(r"#EXTINF:([\d.]+),", playlist)]
 
 
-def wait_status(owner, lecture_id, wanted, timeout=240):
-    deadline = time.time() + timeout
-    seen = []
-    while time.time() < deadline:
-        lec = owner.ok(owner.get(f"/api/lectures/{lecture_id}"))
-        if not seen or seen[-1] != lec["status"]:
-            seen.append(lec["status"])
-        if lec["status"] in wanted or lec["status"] == "failed":
-            return lec, seen
-        time.sleep(0.1)
-    raise AssertionError(f"lecture still {seen} after {timeout} s")
-
-
 def fetch(server, url):
     r = requests.get(server.url + url if url.startswith("/") else url)
     assert r.status_code == 200, (url, r.status_code, r.text[:300])
@@ -57,7 +43,7 @@ def upload_until_playable(server, source):
     course = owner.course()
     lec = owner.lecture(course["id"])
     owner.upload(lec["id"], source)
-    early, seen = wait_status(owner, lec["id"], ("playable", "ready"))
+    early, seen = owner.wait_lecture(lec["id"], statuses=("playable", "ready", "failed"))
     assert early["status"] == "playable", (seen, early)
     return owner, lec, early
 
@@ -78,7 +64,7 @@ def test_a_chunked_lecture_plays_early_then_turns_vod(chunked, synth):
     segment = fetch(chunked, f"{base}/v240/{media_uris(live.text)[0]}")
     assert segment.headers["Content-Type"] == "video/mp2t" and len(segment.content) > 1000
 
-    done, seen = wait_status(owner, lec["id"], ("ready",))
+    done, seen = owner.wait_lecture(lec["id"])
     assert done["status"] == "ready", (seen, done)
     assert abs(done["duration_secs"] - 40) < 0.1, done
     grant = owner.playback(lec["id"])
@@ -172,7 +158,7 @@ def test_audio_and_video_stay_in_sync_across_chunks(chunked, tmp_path):
         "-c:a", "aac", "-b:a", "128k", str(src),
     ], check=True)
     owner, lec, _ = upload_until_playable(chunked, src)
-    done, seen = wait_status(owner, lec["id"], ("ready",))
+    done, seen = owner.wait_lecture(lec["id"])
     assert done["status"] == "ready", (seen, done)
     base = chunked.url + owner.playback(lec["id"])["url"].rsplit("/", 1)[0]
     beeps = beep_times(f"{base}/audio/index.m3u8")
