@@ -108,7 +108,8 @@ def timed(args):
 def run_lectern(lectern_bin, source, work):
     """Lectern's worker inside `lectern serve`: CPU is the process's CPU from the last
     upload byte to ready (the upload itself is measured apart); peak RSS is the process's."""
-    with Lectern(lectern_bin, work / "lectern-data", env={"RUST_LOG": "info"}) as lec:
+    # The fixed ladder: ffmpeg encodes the same rungs at the same rates.
+    with Lectern(lectern_bin, work / "lectern-data", env={"RUST_LOG": "info", "LECTERN_LADDER": "fixed"}) as lec:
         owner = Api.signup(lec.url, "owner")
         course = owner.post("/api/courses", {"title": "Transcode bench"})
         lecture = owner.post(f"/api/courses/{course['id']}/lectures", {"title": "1080p"})

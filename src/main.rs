@@ -147,6 +147,10 @@ struct Config {
     /// segments) that any worker may take, and play before they finish; 0 never splits.
     #[arg(long, env = "LECTERN_CHUNK_SECS", default_value_t = 60, global = true)]
     chunk_secs: u32,
+    /// `per-title`: probe each source's complexity and fit every rung's bit rate to it,
+    /// dropping rungs that add nothing; `fixed`: the same ladder for every source.
+    #[arg(long, env = "LECTERN_LADDER", default_value = "per-title", value_parser = ["per-title", "fixed"], global = true)]
+    ladder: String,
     /// An upload body that sends no bytes for this long is cut; what arrived is kept.
     #[arg(long, env = "LECTERN_UPLOAD_IDLE_SECS", default_value_t = 60, global = true)]
     upload_idle_secs: u64,
@@ -494,6 +498,7 @@ fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limi
             probe_timeout_secs: 30,
             scratch_dir: c.data_dir.join("scratch"),
             chunk_secs: c.chunk_secs,
+            per_title_ladder: c.ladder == "per-title",
         },
         limits,
     ))

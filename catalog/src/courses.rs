@@ -390,6 +390,35 @@ pub async fn visible_lecture(db: &Db, user: &AuthUser, id: &str) -> Result<(Lect
     Ok((lecture, course))
 }
 
+/// The ladder a lecture's latest upload is encoded with, and how it was chosen.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LectureLadder {
+    /// The rungs, highest first: `name`, `width`, `height`, `video_kbps`.
+    #[schema(value_type = Vec<Object>)]
+    pub rungs: serde_json::Value,
+    /// The complexity probe's record: `method` (`per-title` or `fixed`), the sampled
+    /// windows, and each fixed rung's trials (rate, SSIM), chosen rate and whether it
+    /// was kept. Null for uploads made before per-title ladders.
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
+}
+
+/// For the course's owner and admins: encoding details are not for students.
+pub async fn lecture_ladder(db: &Db, user: &AuthUser, id: &str) -> Result<LectureLadder, CatalogError> {
+    let (_, course) = visible_lecture(db, user, id).await?;
+    if !course.editable_by(user) {
+        return Err(CatalogError::Forbidden("only the course's owner may see how its lectures are encoded".into()));
+    }
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT a.ladder, a.ladder_report FROM lectures l JOIN assets a ON a.id = l.asset_id WHERE l.id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+    let Some((rungs, report)) = row else { return Err(CatalogError::NotFound("ladder")) };
+    let parse = |text: &str| serde_json::from_str(text).map_err(|e| CatalogError::Internal(format!("stored ladder: {e}")));
+    Ok(LectureLadder { rungs: parse(&rungs)?, report: report.as_deref().map(parse).transpose()? })
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewLecture {
     #[schema(min_length = 1, max_length = 200)]

@@ -28,7 +28,7 @@ use crate::playback::{parse_range, playable_file};
 #[openapi(
     paths(
         signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
-        create_lecture, enroll, lecture_detail, update_lecture, delete_lecture, put_progress, get_progress, playback,
+        create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, public_poster
     ),
     tags(
@@ -56,6 +56,7 @@ pub fn router(state: CatalogState) -> Router {
         .route("/api/courses/{id}/enroll", post(enroll))
         .route("/api/lectures/{id}", get(lecture_detail).patch(update_lecture).delete(delete_lecture))
         .route("/api/lectures/{id}/playback", post(playback))
+        .route("/api/lectures/{id}/ladder", get(lecture_ladder))
         .route("/api/lectures/{id}/progress", get(get_progress).put(put_progress))
         .route("/api/events", get(live_events))
         .route("/media/posters/{file}", get(public_poster))
@@ -277,6 +278,14 @@ async fn enroll(
 )]
 async fn lecture_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Lecture>, CatalogError> {
     Ok(Json(courses::visible_lecture(&s.db, &user, &id).await?.0))
+}
+
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/ladder", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 200, body = courses::LectureLadder), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn lecture_ladder(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<courses::LectureLadder>, CatalogError> {
+    Ok(Json(courses::lecture_ladder(&s.db, &user, &id).await?))
 }
 
 #[utoipa::path(

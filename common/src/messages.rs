@@ -126,6 +126,15 @@ pub fn grid_frames(fps_num: u32, fps_den: u32, segment_secs: u32, keyframe_secs:
     (gop, gop * (segment_secs / keyframe_secs.max(1)).max(1) as u64)
 }
 
+/// x264's settings for every rung, on top of `X264_PRESET`: keyframes only on the grid
+/// and closed GOPs (every segment starts clean); rc-lookahead 5 (veryfast's is 10)
+/// because x264 holds every frame of the window, about 100 MB of a 1080p ladder's peak.
+/// Shared so ingest's complexity probe encodes exactly as the workers do.
+pub const X264_OPTIONS: &str = "scenecut=0:open-gop=0:min-keyint=1:rc-lookahead=5";
+pub const X264_PRESET: &str = "veryfast";
+/// The rate control's buffer, in milliseconds of the rung's bit rate.
+pub const X264_VBV_MS: u32 = 2000;
+
 /// One unit of transcoding work. Workers need nothing but this, the queue and storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TranscodeJob {

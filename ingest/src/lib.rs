@@ -3,11 +3,12 @@
 //! It owns the tus 1.0 upload API at `/api/uploads` (core, creation,
 //! creation-with-upload, checksum, termination, expiration), streaming chunks into
 //! object storage; probing complete files with GStreamer's Discoverer; choosing the
-//! ladder; and recording each transcode job in the database before publishing it (an
+//! ladder (fitted to each source's complexity); and recording each transcode job in the database before publishing it (an
 //! outbox), so a queue outage loses nothing.
 
 mod error;
 pub mod chunks;
+pub mod complexity;
 pub mod ladder;
 pub mod probe;
 mod routes;
@@ -47,6 +48,9 @@ pub struct IngestConfig {
     /// Lectures longer than this (seconds) are split into chunk jobs that any worker
     /// may take; 0 keeps every lecture in one job.
     pub chunk_secs: u32,
+    /// Probe each source's complexity and fit the ladder's bit rates to it (true), or
+    /// encode every source with the fixed ladder.
+    pub per_title_ladder: bool,
 }
 
 #[derive(Clone)]

@@ -304,13 +304,17 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
     let timeout = state.config.probe_timeout_secs;
     let path = local.0.clone();
     let chunk_secs = state.config.chunk_secs;
+    let per_title = state.config.per_title_ladder;
     let probed = tokio::task::spawn_blocking(move || {
         let facts = crate::probe::probe_file(&path, timeout)?;
         // Chunks are cut by the stated duration: only when the file really lasts it.
         let chunkable = chunk_secs > 0
             && facts.duration_secs > chunk_secs as f64
             && crate::probe::reaches_stated_end(&path, facts.duration_secs, std::time::Duration::from_secs(timeout));
-        Ok((facts, chunkable))
+        let fixed = if facts.has_video { crate::ladder::ladder_for(&facts) } else { Vec::new() };
+        let (ladder, report) =
+            crate::complexity::fit_ladder(&path, &facts, fixed, per_title && facts.has_video, std::time::Duration::from_secs(timeout * 2));
+        Ok((facts, chunkable, ladder, report))
     })
     .await
     .unwrap_or_else(|e| Err(crate::probe::Unusable(format!("probing crashed: {e}"))));
@@ -339,9 +343,8 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             };
             publish_event(state, &event).await;
         }
-        Ok((source, chunkable)) => {
+        Ok((source, chunkable, ladder, report)) => {
             let asset_id = new_id();
-            let ladder = if source.has_video { crate::ladder::ladder_for(&source) } else { Vec::new() };
             let base = TranscodeJob {
                 job_id: new_id(),
                 lecture_id: upload.lecture_id.clone(),
@@ -382,8 +385,8 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 return Ok(());
             }
             sqlx::query(
-                "INSERT INTO assets (id, lecture_id, upload_id, source_key, probe, ladder, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO assets (id, lecture_id, upload_id, source_key, probe, ladder, ladder_report, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&asset_id)
             .bind(&upload.lecture_id)
@@ -391,6 +394,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             .bind(&upload.storage_key)
             .bind(serde_json::to_string(&source).expect("facts serialize"))
             .bind(serde_json::to_string(&ladder).expect("ladder serializes"))
+            .bind(serde_json::to_string(&report).expect("reports serialize"))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -418,7 +422,11 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 }
             }
             tx.commit().await?;
-            tracing::info!(lecture = %base.lecture_id, asset = %asset_id, rungs = ladder.len(), jobs = jobs.len(), "transcode jobs recorded");
+            let kbps: Vec<String> = ladder.iter().map(|r| format!("{}:{}", r.name, r.video_kbps)).collect();
+            tracing::info!(
+                lecture = %base.lecture_id, asset = %asset_id, ladder = %kbps.join(","), method = %report.method,
+                probe_secs = report.probe_secs, jobs = jobs.len(), "transcode jobs recorded"
+            );
             publish_event(
                 state,
                 &JobEvent::Progress { job_id: base.job_id.clone(), lecture_id: base.lecture_id.clone(), asset_id, percent: 0 },

@@ -17,7 +17,9 @@ CHUNK_SECS = 6
 
 @pytest.fixture
 def chunked(tmp_path, lectern_bin):
-    s = Server(tmp_path / "data", env={"LECTERN_CHUNK_SECS": str(CHUNK_SECS), "LECTERN_WEB_DIR": str(WEB / "dist")}).start()
+    # The fixed ladder: these tests follow its four rungs through chunking.
+    env = {"LECTERN_CHUNK_SECS": str(CHUNK_SECS), "LECTERN_LADDER": "fixed", "LECTERN_WEB_DIR": str(WEB / "dist")}
+    s = Server(tmp_path / "data", env=env).start()
     yield s
     s.stop()
 

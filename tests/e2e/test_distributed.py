@@ -103,7 +103,7 @@ def test_killed_worker_loses_only_time(tmp_path, lectern_bin, synth):
 
 
 def test_killed_worker_loses_only_its_chunk(tmp_path, lectern_bin, synth):
-    chunked = {"LECTERN_CHUNK_SECS": "6"}
+    chunked = {"LECTERN_CHUNK_SECS": "6", "LECTERN_LADDER": "fixed"}
     catalog, ingest, (first,) = cluster(tmp_path, workers=1, env=chunked)
     second = None
     try:

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{Rung, TranscodeJob, grid_frames};
+use lectern_common::messages::{Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
 use lectern_packager::SegmentFacts;
 
 /// Thumbnail width of the storyboard sprite.
@@ -122,13 +122,11 @@ fn encoder_threads(ladder: &[Rung], cores: u32) -> Vec<u32> {
         .collect()
 }
 
-/// x264 options on top of the veryfast preset (see the rung set-up for why each).
 /// AAC encoders start with 1024 samples of priming that avenc_aac does not take off the
 /// timestamps, so decoded audio plays 1024/48000 s late. Video is delayed by as much
 /// (every rung, every chunk, the same constant) to keep lips in sync.
 const VIDEO_DELAY_NS: u64 = 1024 * 1_000_000_000 / 48_000;
 
-const X264_OPTIONS: &str = "scenecut=0:open-gop=0:min-keyint=1:rc-lookahead=5";
 
 /// The scaler for a downscale from `source` to `target` pixels (longest sides). 2-tap
 /// bilinear is exact enough up to 2x and the cheapest; beyond, it skips source pixels
@@ -379,8 +377,8 @@ pub fn transcode(
             let enc = make("x264enc")?;
             enc.set_property("bitrate", rung.video_kbps);
             enc.set_property("key-int-max", gop_frames);
-            enc.set_property_from_str("speed-preset", "veryfast");
-            enc.set_property("vbv-buf-capacity", 2000u32);
+            enc.set_property_from_str("speed-preset", X264_PRESET);
+            enc.set_property("vbv-buf-capacity", X264_VBV_MS);
             enc.set_property("threads", threads);
             enc.set_property("sliced-threads", threads > 1);
             // Keyframes only on the grid, closed GOPs: every segment starts clean.
