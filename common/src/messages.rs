@@ -29,7 +29,13 @@ pub struct Rung {
     pub name: String,
     pub width: u32,
     pub height: u32,
+    /// The bit rate: the target, or with `crf` the ceiling.
     pub video_kbps: u32,
+    /// Encode at this constant quality (x264 CRF) instead of at an average rate, never
+    /// above `video_kbps`: the per-title ladder's choice for content that needs fewer
+    /// bits than the fixed ladder gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crf: Option<u32>,
 }
 
 /// A time range of the source, in seconds from the start of its timeline (where its

@@ -153,7 +153,7 @@ mod tests {
             range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
             ladder: rungs
                 .iter()
-                .map(|n| lectern_common::messages::Rung { name: n.to_string(), width: 0, height: 0, video_kbps: 0 })
+                .map(|n| lectern_common::messages::Rung { name: n.to_string(), width: 0, height: 0, video_kbps: 0, crf: None })
                 .collect(),
             audio_kbps: 128,
             segment_secs: 6,

@@ -2,13 +2,14 @@
 //!
 //! A few sampled seconds of the source are encoded at every rung of the fixed ladder,
 //! exactly as the workers encode (same preset, options, GOP and rate-control buffer),
-//! once at the fixed ladder's bit rate and at three constant qualities (CRF), and each
-//! encode is compared with the scaled source frame by frame (SSIM of the luma). That
-//! traces the rung's rate-quality curve on this content. The rung then gets the lowest
-//! bit rate whose quality stays within `SSIM_MARGIN` of the fixed rate's, never more
-//! than the fixed rate; a rung that would cost nearly as much as the kept rung above it
-//! is dropped, since a player gains little by switching to it. Screen recordings need
-//! a tenth of a movie's bits; noise keeps the fixed ladder.
+//! once at the fixed ladder's bit rate and at two constant qualities (CRF), and each
+//! encode is compared with the scaled source frame by frame (SSIM as ffmpeg's `All`).
+//! That traces the rung's rate-quality curve on this content. A rung that reaches the
+//! fixed rate's quality (less `SSIM_MARGIN`) with clearly fewer bits is then encoded at
+//! that constant quality, capped at the fixed rate; a rung that would cost nearly as
+//! much as the kept rung above it is dropped, since a player gains little by switching
+//! to it. Screen recordings need a tenth of a movie's bits; a movie keeps the fixed
+//! ladder.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,17 +23,20 @@ use gstreamer_app as gst_app;
 use lectern_common::messages::{Rung, SourceFacts, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
 use serde::{Deserialize, Serialize};
 
-/// The constant qualities each rung is tried at, besides its fixed bit rate.
-pub const TRIAL_CRFS: [u32; 3] = [16, 23, 30];
+/// The constant qualities a rung is tried at, besides its fixed bit rate: the middle
+/// one, then the low or the high one.
+pub const MID_CRF: u32 = 23;
+pub const LOW_CRF: u32 = 17;
+pub const HIGH_CRF: u32 = 29;
 /// How far below the fixed rate's quality (SSIM) a chosen rate may aim. The acceptance
 /// bound is 0.005; the rest is headroom for the parts of a lecture the samples missed.
 pub const SSIM_MARGIN: f64 = 0.002;
-/// Extra bits on top of the estimate, for the same reason.
-pub const RATE_HEADROOM: f64 = 1.1;
+/// Constant quality is used only when it saves at least this much of the fixed rate.
+pub const SAVING_RATIO: f64 = 0.9;
+/// Below this CRF the curve was extended too far to trust: the fixed rate is kept.
+pub const MIN_CRF: u32 = 12;
 /// A lower rung is kept only when it needs at most this share of the kept rung above.
 pub const KEEP_RATIO: f64 = 0.6;
-/// No rung goes below this, whatever the content (x264 needs something to work with).
-pub const MIN_KBPS: u32 = 50;
 /// Frames a queue of the probe holds: enough for x264's lookahead to preroll.
 const QUEUED_FRAMES: u32 = 30;
 /// Length of one sampled window, seconds.
@@ -46,7 +50,8 @@ pub struct Trial {
     /// The CRF for a constant-quality trial.
     pub crf: Option<u32>,
     pub kbps: f64,
-    /// Mean SSIM of the luma against the source scaled to the rung.
+    /// Mean SSIM (as ffmpeg's `All`: planes weighted by pixels) against the source
+    /// scaled to the rung.
     pub ssim: f64,
 }
 
@@ -57,9 +62,12 @@ pub struct RungChoice {
     pub fixed_kbps: u32,
     /// The quality the fixed bit rate reaches on the samples.
     pub fixed_ssim: f64,
-    pub chosen_kbps: u32,
+    /// The constant quality it is encoded at; None: at the fixed rate.
+    pub crf: Option<u32>,
+    /// The bit rate the samples took at that quality.
+    pub expected_kbps: u32,
     pub kept: bool,
-    /// Why the rung was dropped, or how its rate was found.
+    /// Why the rung was dropped, or how its encoding was chosen.
     pub note: String,
     pub trials: Vec<Trial>,
 }
@@ -83,19 +91,14 @@ impl LadderReport {
     }
 }
 
-/// Where the windows start: one for short sources, up to three spread over longer ones
-/// (a title slide alone would say too little about the lecture).
+/// Where the windows start: one for short sources, two spread over longer ones (a title
+/// slide alone would say too little about the lecture; more windows cost time to
+/// playable).
 pub fn windows_for(duration_secs: f64) -> Vec<f64> {
     if duration_secs <= WINDOW_SECS * 1.5 {
         return vec![0.0];
     }
-    let count = if duration_secs < 20.0 {
-        1
-    } else if duration_secs < 120.0 {
-        2
-    } else {
-        3
-    };
+    let count = if duration_secs < 20.0 { 1 } else { 2 };
     (0..count)
         .map(|i| {
             let centre = duration_secs * (i as f64 + 0.5) / count as f64;
@@ -104,48 +107,66 @@ pub fn windows_for(duration_secs: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Encodes the sampled windows at every rung and reports each trial's rate and quality,
-/// in the ladder's order.
+/// How one trial encodes a rung: at the fixed ladder's bit rate, or at a constant
+/// quality.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Setting {
+    Fixed,
+    Crf(u32),
+}
+
+/// Encodes the sampled windows at every rung and reports each rung's trials: the
+/// fixed rate, `MID_CRF`, then `LOW_CRF` where the target quality lies above the middle
+/// trial's (the curve between it and the fixed rate needs a point) or `HIGH_CRF` where
+/// it lies below. Three encodes per rung: the probe runs before any chunk, so its time
+/// is added to the time to playable.
 pub fn measure(path: &Path, facts: &SourceFacts, ladder: &[Rung], deadline: Instant) -> Result<Vec<Vec<Trial>>, String> {
     gst::init().map_err(|e| e.to_string())?;
-    let mut totals: Vec<Vec<TrialTotal>> = ladder.iter().map(|_| vec![TrialTotal::default(); 1 + TRIAL_CRFS.len()]).collect();
     // One probe at a time per process: each holds a ladder's worth of encoders.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    for start in windows_for(facts.duration_secs) {
-        // One pipeline per trial, each with every rung: x264 takes about 190 MB per
-        // encoder at 1024x768, so all trials at once would hold four ladders.
-        for trial in 0..=TRIAL_CRFS.len() {
-            let window = measure_window(path, facts, ladder, start, trial, deadline)?;
-            for (rung, t) in totals.iter_mut().zip(window) {
-                let total = &mut rung[trial];
+    let windows = windows_for(facts.duration_secs);
+    let fps = facts.fps_num.max(1) as f64 / facts.fps_den.max(1) as f64;
+    // One pipeline per trial and window, each with every rung: x264 takes about 190 MB
+    // per encoder at 1024x768, so all trials at once would hold several ladders.
+    let run = |settings: &[Setting]| -> Result<Vec<Trial>, String> {
+        let mut totals = vec![TrialTotal::default(); ladder.len()];
+        for start in &windows {
+            for (total, t) in totals.iter_mut().zip(measure_window(path, facts, ladder, *start, settings, deadline)?) {
                 total.bytes += t.bytes;
                 total.frames += t.frames;
                 total.ssim_sum += t.ssim_sum;
             }
         }
-    }
-    let fps = facts.fps_num.max(1) as f64 / facts.fps_den.max(1) as f64;
-    totals
-        .iter()
-        .map(|rung| {
-            rung.iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    if t.frames == 0 {
-                        return Err("the samples decoded to no frames".to_string());
-                    }
-                    let secs = t.frames as f64 / fps;
-                    Ok(Trial {
-                        mode: if i == 0 { "fixed".into() } else { "crf".into() },
-                        crf: if i == 0 { None } else { Some(TRIAL_CRFS[i - 1]) },
-                        kbps: t.bytes as f64 * 8.0 / secs / 1000.0,
-                        ssim: t.ssim_sum / t.frames as f64,
-                    })
+        totals
+            .iter()
+            .zip(settings)
+            .map(|(t, setting)| {
+                if t.frames == 0 {
+                    return Err("the samples decoded to no frames".to_string());
+                }
+                let secs = t.frames as f64 / fps;
+                Ok(Trial {
+                    mode: if *setting == Setting::Fixed { "fixed".into() } else { "crf".into() },
+                    crf: match setting {
+                        Setting::Crf(crf) => Some(*crf),
+                        Setting::Fixed => None,
+                    },
+                    kbps: t.bytes as f64 * 8.0 / secs / 1000.0,
+                    ssim: t.ssim_sum / t.frames as f64,
                 })
-                .collect()
-        })
-        .collect()
+            })
+            .collect()
+    };
+    let fixed = run(&vec![Setting::Fixed; ladder.len()])?;
+    let mid = run(&vec![Setting::Crf(MID_CRF); ladder.len()])?;
+    let third: Vec<Setting> = fixed
+        .iter()
+        .zip(&mid)
+        .map(|(f, m)| if m.ssim < f.ssim - SSIM_MARGIN { Setting::Crf(LOW_CRF) } else { Setting::Crf(HIGH_CRF) })
+        .collect();
+    let third = run(&third)?;
+    Ok(fixed.into_iter().zip(mid).zip(third).map(|((f, m), t)| vec![f, m, t]).collect())
 }
 
 #[derive(Debug, Clone, Default)]
@@ -155,42 +176,61 @@ struct TrialTotal {
     ssim_sum: f64,
 }
 
-/// Reference frames of one rung (the scaled source, luma only), by frame number, each
+/// Reference frames of one rung (the scaled source, I420), by frame number, each
 /// kept until the encoded frame is compared with it.
 struct References {
     frames: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     arrived: Condvar,
 }
 
-/// Luma of a GRAY8 sample, rows unpadded.
-fn luma(sample: &gst::Sample, width: usize, height: usize) -> Option<Vec<u8>> {
+/// The three planes of an I420 sample of even size, rows unpadded, one after another
+/// (GStreamer's default I420 layout: rows padded to 4 bytes).
+fn planes(sample: &gst::Sample, width: usize, height: usize) -> Option<Vec<u8>> {
     let buffer = sample.buffer()?;
     let map = buffer.map_readable().ok()?;
-    let stride = width.div_ceil(4) * 4;
-    let mut out = Vec::with_capacity(width * height);
+    let data = map.as_slice();
+    let (y_stride, c_stride) = (width.div_ceil(4) * 4, (width / 2).div_ceil(4) * 4);
+    let mut out = Vec::with_capacity(width * height * 3 / 2);
     for y in 0..height {
-        out.extend_from_slice(map.as_slice().get(y * stride..y * stride + width)?);
+        out.extend_from_slice(data.get(y * y_stride..y * y_stride + width)?);
+    }
+    for plane in 0..2 {
+        let offset = y_stride * height + plane * c_stride * (height / 2);
+        for y in 0..height / 2 {
+            let row = offset + y * c_stride;
+            out.extend_from_slice(data.get(row..row + width / 2)?);
+        }
     }
     Some(out)
+}
+
+/// SSIM of two I420 pictures as ffmpeg's `ssim` filter reports `All`: each plane's
+/// mean SSIM weighted by its pixel count (luma 4/6, each chroma plane 1/6).
+pub fn ssim_i420(a: &[u8], b: &[u8], width: usize, height: usize) -> f64 {
+    let (luma, chroma) = (width * height, (width / 2) * (height / 2));
+    let y = ssim_plane(&a[..luma], &b[..luma], width, height);
+    let u = ssim_plane(&a[luma..luma + chroma], &b[luma..luma + chroma], width / 2, height / 2);
+    let v = ssim_plane(&a[luma + chroma..], &b[luma + chroma..], width / 2, height / 2);
+    (y * luma as f64 + (u + v) * chroma as f64) / (luma + 2 * chroma) as f64
 }
 
 fn make(factory: &str) -> Result<gst::Element, String> {
     gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element {factory} is not installed"))
 }
 
-fn gray_sink(width: u32, height: u32) -> gst_app::AppSink {
-    let caps = gst::Caps::builder("video/x-raw").field("format", "GRAY8").field("width", width as i32).field("height", height as i32).build();
+fn i420_sink(width: u32, height: u32) -> gst_app::AppSink {
+    let caps = gst::Caps::builder("video/x-raw").field("format", "I420").field("width", width as i32).field("height", height as i32).build();
     gst_app::AppSink::builder().caps(&caps).sync(false).build()
 }
 
-/// Encodes one window at every rung in one trial's mode (0: the fixed rate, then
-/// `TRIAL_CRFS`), comparing each encoded frame with its scaled source frame.
+/// Encodes one window at every rung (rung `i` with `settings[i]`), comparing each
+/// encoded frame with its scaled source frame.
 fn measure_window(
     path: &Path,
     facts: &SourceFacts,
     ladder: &[Rung],
     start: f64,
-    trial: usize,
+    settings: &[Setting],
     deadline: Instant,
 ) -> Result<Vec<TrialTotal>, String> {
     let pipeline = gst::Pipeline::new();
@@ -219,7 +259,7 @@ fn measure_window(
     let failed: Arc<Mutex<Option<String>>> = Arc::default();
     let (gop_frames, _) = grid_frames(facts.fps_num, facts.fps_den, 6, 2);
     let mut results: Vec<(Arc<Mutex<TrialTotal>>, Arc<AtomicU64>)> = Vec::new();
-    for rung in ladder {
+    for (rung, setting) in ladder.iter().zip(settings) {
         let (w, h) = (rung.width, rung.height);
         // Every queue is bounded: before the seek the pipeline prerolls from the start of
         // the file, and an unbounded queue would take in every frame decoded meanwhile.
@@ -243,7 +283,7 @@ fn measure_window(
         // for its reference frame cannot hold the tee that feeds both.
         let ref_q = queue(QUEUED_FRAMES)?;
         let ref_convert = make("videoconvert")?;
-        let ref_sink = gray_sink(w, h);
+        let ref_sink = i420_sink(w, h);
         pipeline.add_many([&ref_q, &ref_convert, ref_sink.upcast_ref()]).map_err(|e| e.to_string())?;
         gst::Element::link_many([&rung_tee, &ref_q, &ref_convert, ref_sink.upcast_ref()]).map_err(|e| e.to_string())?;
         {
@@ -256,7 +296,7 @@ fn measure_window(
                         if !measuring.load(Ordering::SeqCst) {
                             return Ok(gst::FlowSuccess::Ok);
                         }
-                        let y = luma(&sample, w as usize, h as usize).ok_or(gst::FlowError::Error)?;
+                        let y = planes(&sample, w as usize, h as usize).ok_or(gst::FlowError::Error)?;
                         let n = next.fetch_add(1, Ordering::SeqCst);
                         refs.frames.lock().expect("refs lock").insert(n, Arc::new(y));
                         refs.arrived.notify_all();
@@ -274,13 +314,14 @@ fn measure_window(
             enc.set_property("vbv-buf-capacity", X264_VBV_MS);
             enc.set_property("threads", 1u32);
             enc.set_property("option-string", X264_OPTIONS);
-            if trial == 0 {
-                enc.set_property("bitrate", rung.video_kbps);
-            } else {
-                enc.set_property_from_str("pass", "qual");
-                enc.set_property("quantizer", TRIAL_CRFS[trial - 1]);
-                // In constant quality `bitrate` is the ceiling: none here.
-                enc.set_property("bitrate", 2_048_000u32);
+            match setting {
+                Setting::Fixed => enc.set_property("bitrate", rung.video_kbps),
+                Setting::Crf(crf) => {
+                    enc.set_property_from_str("pass", "qual");
+                    enc.set_property("quantizer", *crf);
+                    // In constant quality `bitrate` is the ceiling: none here.
+                    enc.set_property("bitrate", 2_048_000u32);
+                }
             }
             let profile = capsfilter(gst::Caps::builder("video/x-h264").field("profile", "high").build())?;
             let dec = make("avdec_h264")?;
@@ -288,7 +329,7 @@ fn measure_window(
             // already run side by side.
             dec.set_property("max-threads", 1i32);
             let dec_convert = make("videoconvert")?;
-            let sink = gray_sink(w, h);
+            let sink = i420_sink(w, h);
             pipeline.add_many([&q, &enc, &profile, &dec, &dec_convert, sink.upcast_ref()]).map_err(|e| e.to_string())?;
             gst::Element::link_many([&rung_tee, &q, &enc, &profile, &dec, &dec_convert, sink.upcast_ref()]).map_err(|e| e.to_string())?;
             let bytes = Arc::new(AtomicU64::new(0));
@@ -314,7 +355,7 @@ fn measure_window(
                             if !measuring.load(Ordering::SeqCst) {
                                 return Ok(gst::FlowSuccess::Ok);
                             }
-                            let y = luma(&sample, w as usize, h as usize).ok_or(gst::FlowError::Error)?;
+                            let y = planes(&sample, w as usize, h as usize).ok_or(gst::FlowError::Error)?;
                             let n = next.fetch_add(1, Ordering::SeqCst);
                             let reference = {
                                 let mut frames = refs.frames.lock().expect("refs lock");
@@ -329,7 +370,7 @@ fn measure_window(
                                 }
                                 frames.remove(&n).expect("present")
                             };
-                            let s = ssim_luma(&reference, &y, w as usize, h as usize);
+                            let s = ssim_i420(&reference, &y, w as usize, h as usize);
                             let mut t = total.lock().expect("total lock");
                             t.frames += 1;
                             t.ssim_sum += s;
@@ -384,9 +425,9 @@ fn capsfilter(caps: gst::Caps) -> Result<gst::Element, String> {
     gst::ElementFactory::make("capsfilter").property("caps", caps).build().map_err(|e| e.to_string())
 }
 
-/// Mean SSIM of two luma planes (tight rows), over 8x8 windows every 4 pixels, with
-/// x264's and ffmpeg's constants. Pictures smaller than a window are one window.
-pub fn ssim_luma(a: &[u8], b: &[u8], width: usize, height: usize) -> f64 {
+/// Mean SSIM of two planes (tight rows), over 8x8 windows every 4 pixels, with x264's
+/// and ffmpeg's constants. Pictures smaller than a window are one window.
+pub fn ssim_plane(a: &[u8], b: &[u8], width: usize, height: usize) -> f64 {
     assert_eq!(a.len(), width * height);
     assert_eq!(b.len(), width * height);
     let (bw, bh) = (width / 4, height / 4);
@@ -446,70 +487,101 @@ fn ssim_of_sums([s1, s2, ss, s12]: [u64; 4], n: u64) -> f64 {
     (2.0 * s1 * s2 + c1) * (2.0 * covar + c2) / ((s1 * s1 + s2 * s2 + c1) * (vars + c2))
 }
 
-/// The lowest bit rate at which a rung's rate-quality curve (its trials, joined by
-/// straight lines in log rate) reaches `target`; None when no trial reaches it.
-fn rate_for_quality(trials: &[Trial], target: f64) -> Option<f64> {
-    let mut points: Vec<(f64, f64)> = trials.iter().filter(|t| t.kbps > 0.0).map(|t| (t.kbps.ln(), t.ssim)).collect();
+/// The constant-quality trials of a rung as (CRF, SSIM, ln kbps), by rising CRF.
+fn crf_points(trials: &[Trial]) -> Vec<(f64, f64, f64)> {
+    let mut points: Vec<(f64, f64, f64)> =
+        trials.iter().filter_map(|t| t.crf.map(|c| (c as f64, t.ssim, t.kbps.max(1e-3).ln()))).collect();
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Quality never falls with more bits (a trial that did so was rate control's miss).
-    for i in 1..points.len() {
-        points[i].1 = points[i].1.max(points[i - 1].1);
+    points
+}
+
+/// The CRF at which a rung reaches `target` SSIM, from its constant-quality trials
+/// joined by straight lines. Above the best trial the line is extended at half its
+/// slope, since SSIM flattens towards 1 as CRF falls; below the worst trial the worst
+/// trial's CRF is kept (nothing is promised beyond what was measured).
+fn crf_for_quality(trials: &[Trial], target: f64) -> Option<f64> {
+    let points = crf_points(trials);
+    let (best, worst) = (*points.first()?, *points.last()?);
+    if points.len() < 2 {
+        return None;
     }
-    let first = *points.first()?;
-    if first.1 >= target {
-        return Some(first.0.exp());
+    if target > best.1 {
+        let slope = (best.1 - points[1].1) / (points[1].0 - best.0);
+        return (slope > 0.0).then(|| best.0 - 2.0 * (target - best.1) / slope);
     }
-    points.windows(2).find(|w| w[1].1 >= target).map(|w| {
-        let t = (target - w[0].1) / (w[1].1 - w[0].1).max(1e-12);
-        (w[0].0 + t * (w[1].0 - w[0].0)).exp()
+    if target <= worst.1 {
+        return Some(worst.0);
+    }
+    points.windows(2).find(|w| w[0].1 >= target && target >= w[1].1).map(|w| {
+        let t = (w[0].1 - target) / (w[0].1 - w[1].1).max(1e-12);
+        w[0].0 + t * (w[1].0 - w[0].0)
     })
 }
 
-/// Picks each rung's bit rate from its trials and drops the rungs that add nothing.
-/// `trials[i]` are rung `i`'s, the fixed-rate trial first.
+/// A rung's bit rate at `crf`: the trials' rates joined by straight lines in log rate,
+/// extended at the ends.
+fn rate_at_crf(trials: &[Trial], crf: f64) -> Option<f64> {
+    let points = crf_points(trials);
+    let pair = points.windows(2).find(|w| crf <= w[1].0).or_else(|| points.windows(2).last())?;
+    let (a, b) = (pair[0], pair[1]);
+    let t = (crf - a.0) / (b.0 - a.0);
+    Some((a.2 + t * (b.2 - a.2)).exp())
+}
+
+/// Picks each rung's encoding from its trials and drops the rungs that add nothing.
+/// `trials[i]` are rung `i`'s, the fixed-rate trial first. A rung whose content
+/// reaches the fixed rate's quality (less `SSIM_MARGIN`) with clearly fewer bits is
+/// encoded at that constant quality (CRF, rounded down), capped at the fixed rate so it
+/// never spends more; constant quality holds the quality over the parts of the lecture
+/// the samples missed, where an average bit rate would not. Other rungs keep the fixed
+/// rate.
 pub fn choose(fixed: &[Rung], trials: &[Vec<Trial>]) -> (Vec<Rung>, Vec<RungChoice>) {
-    let mut choices: Vec<RungChoice> = fixed
+    let mut choices: Vec<(Rung, RungChoice)> = fixed
         .iter()
         .zip(trials)
         .map(|(rung, trials)| {
             let fixed_ssim = trials.iter().find(|t| t.mode == "fixed").map(|t| t.ssim).unwrap_or(1.0);
             let target = fixed_ssim - SSIM_MARGIN;
-            let (chosen, note) = match rate_for_quality(trials, target) {
-                Some(kbps) if kbps * RATE_HEADROOM < rung.video_kbps as f64 => {
-                    let chosen = ((kbps * RATE_HEADROOM / 10.0).ceil() as u32 * 10).max(MIN_KBPS).min(rung.video_kbps);
-                    (chosen, format!("SSIM {target:.4} needs about {kbps:.0} kbps; {:.0} % headroom", (RATE_HEADROOM - 1.0) * 100.0))
-                }
-                _ => (rung.video_kbps, "the content needs the fixed bit rate".to_string()),
+            let crf = crf_for_quality(trials, target).map(|c| (c + 1e-9).floor()).filter(|c| *c >= MIN_CRF as f64);
+            let expected = crf.and_then(|c| rate_at_crf(trials, c).map(|kbps| (c as u32, kbps)));
+            let (encoded, expected_kbps, note) = match expected {
+                Some((crf, kbps)) if kbps < SAVING_RATIO * rung.video_kbps as f64 => (
+                    Rung { crf: Some(crf), ..rung.clone() },
+                    (kbps.round() as u32).max(1),
+                    format!("CRF {crf} keeps SSIM {target:.4} at about {kbps:.0} kbps, capped at {} kbps", rung.video_kbps),
+                ),
+                _ => (rung.clone(), rung.video_kbps, "the content needs the fixed bit rate".to_string()),
             };
-            RungChoice {
+            let choice = RungChoice {
                 name: rung.name.clone(),
                 fixed_kbps: rung.video_kbps,
                 fixed_ssim,
-                chosen_kbps: chosen,
+                crf: encoded.crf,
+                expected_kbps,
                 kept: true,
                 note,
                 trials: trials.clone(),
-            }
+            };
+            (encoded, choice)
         })
         .collect();
     let mut last_kept: Option<u32> = None;
-    for c in choices.iter_mut() {
+    for (_, c) in choices.iter_mut() {
         if let Some(above) = last_kept
-            && c.chosen_kbps as f64 > KEEP_RATIO * above as f64
+            && c.expected_kbps as f64 > KEEP_RATIO * above as f64
         {
             c.kept = false;
-            c.note = format!("dropped: {} kbps is more than {:.0} % of the {above} kbps rung above", c.chosen_kbps, KEEP_RATIO * 100.0);
+            c.note = format!(
+                "dropped: about {} kbps is more than {:.0} % of the {above} kbps rung above",
+                c.expected_kbps,
+                KEEP_RATIO * 100.0
+            );
             continue;
         }
-        last_kept = Some(c.chosen_kbps);
+        last_kept = Some(c.expected_kbps);
     }
-    let ladder = fixed
-        .iter()
-        .zip(&choices)
-        .filter(|(_, c)| c.kept)
-        .map(|(r, c)| Rung { video_kbps: c.chosen_kbps, ..r.clone() })
-        .collect();
-    (ladder, choices)
+    let ladder = choices.iter().filter(|(_, c)| c.kept).map(|(r, _)| r.clone()).collect();
+    (ladder, choices.into_iter().map(|(_, c)| c).collect())
 }
 
 /// The ladder for this source: probed when `per_title`, else (or when the probe fails)
@@ -546,63 +618,76 @@ mod tests {
     use super::*;
 
     fn rung(name: &str, kbps: u32) -> Rung {
-        Rung { name: name.into(), width: 2, height: 2, video_kbps: kbps }
+        Rung { name: name.into(), width: 2, height: 2, video_kbps: kbps, crf: None }
     }
 
-    fn trial(mode: &str, kbps: f64, ssim: f64) -> Trial {
-        Trial { mode: mode.into(), crf: None, kbps, ssim }
+    fn fixed(kbps: f64, ssim: f64) -> Trial {
+        Trial { mode: "fixed".into(), crf: None, kbps, ssim }
+    }
+
+    fn crf(crf: u32, kbps: f64, ssim: f64) -> Trial {
+        Trial { mode: "crf".into(), crf: Some(crf), kbps, ssim }
     }
 
     #[test]
     fn ssim_is_one_for_equal_pictures_and_falls_with_noise() {
         let (w, h) = (64, 48);
         let a: Vec<u8> = (0..w * h).map(|i| ((i * 7) % 251) as u8).collect();
-        assert!((ssim_luma(&a, &a, w, h) - 1.0).abs() < 1e-12);
+        assert!((ssim_plane(&a, &a, w, h) - 1.0).abs() < 1e-12);
         let slight: Vec<u8> = a.iter().enumerate().map(|(i, p)| p.saturating_add((i % 3) as u8)).collect();
         let heavy: Vec<u8> = a.iter().enumerate().map(|(i, p)| p.wrapping_add(((i * 37) % 61) as u8)).collect();
-        let (s1, s2) = (ssim_luma(&a, &slight, w, h), ssim_luma(&a, &heavy, w, h));
+        let (s1, s2) = (ssim_plane(&a, &slight, w, h), ssim_plane(&a, &heavy, w, h));
         assert!(s1 < 1.0 && s1 > 0.9 && s2 < s1, "{s1} {s2}");
+        // I420: chroma counts for a third, as in ffmpeg's `All`.
+        let mut frame: Vec<u8> = a.iter().copied().chain(a[..w * h / 2].iter().copied()).collect();
+        let copy = frame.clone();
+        assert!((ssim_i420(&frame, &copy, w, h) - 1.0).abs() < 1e-12);
+        frame[w * h..].iter_mut().enumerate().for_each(|(i, p)| *p = p.wrapping_add(((i * 37) % 61) as u8));
+        let chroma_hit = ssim_i420(&frame, &copy, w, h);
+        assert!(chroma_hit < 1.0 && chroma_hit > 1.0 - 1.0 / 3.0, "{chroma_hit}");
         // Tiny pictures are one window.
-        assert!((ssim_luma(&[10, 20, 30, 40], &[10, 20, 30, 40], 2, 2) - 1.0).abs() < 1e-12);
+        assert!((ssim_plane(&[10, 20, 30, 40], &[10, 20, 30, 40], 2, 2) - 1.0).abs() < 1e-12);
     }
 
     #[test]
-    fn simple_content_gets_the_rate_that_keeps_its_quality() {
-        // The fixed 2800 kbps reaches 0.995; CRF trials trace the curve below it.
-        let trials = vec![
-            trial("fixed", 2800.0, 0.995),
-            trial("crf", 600.0, 0.994),
-            trial("crf", 300.0, 0.990),
-            trial("crf", 150.0, 0.980),
-        ];
+    fn simple_content_gets_the_constant_quality_that_keeps_its_ssim() {
+        // The fixed 2800 kbps reaches 0.995: 0.993 is a quarter of the way from CRF 17
+        // to 23, so CRF 18.5, rounded down to 18; about 535 kbps at CRF 18.
+        let trials = vec![fixed(2800.0, 0.995), crf(23, 300.0, 0.990), crf(17, 600.0, 0.994)];
         let (ladder, choices) = choose(&[rung("v720", 2800)], &[trials]);
-        // 0.993 lies three quarters of the way from 300 to 600 kbps (in log rate):
-        // 505 kbps, +10 %.
-        assert_eq!(ladder[0].video_kbps, 560, "{choices:?}");
+        assert_eq!((ladder[0].crf, ladder[0].video_kbps), (Some(18), 2800), "{choices:?}");
+        assert_eq!(choices[0].expected_kbps, 535);
+        // A target above the best trial: the line is extended at half its slope.
+        let trials = vec![fixed(2800.0, 0.9995), crf(23, 150.0, 0.994), crf(17, 250.0, 0.997)];
+        let (ladder, choices) = choose(&[rung("v720", 2800)], &[trials]);
+        assert_eq!(ladder[0].crf, Some(15), "{choices:?}");
+        assert_eq!(choices[0].expected_kbps, 296);
     }
 
     #[test]
     fn complex_content_keeps_the_fixed_rate() {
-        let trials =
-            vec![trial("fixed", 2790.0, 0.90), trial("crf", 9000.0, 0.95), trial("crf", 5000.0, 0.92), trial("crf", 2000.0, 0.88)];
-        let (ladder, _) = choose(&[rung("v720", 2800)], &[trials]);
-        assert_eq!(ladder[0].video_kbps, 2800);
-        // A curve that never reaches the target also keeps it.
-        let flat = vec![trial("fixed", 2800.0, 0.95), trial("crf", 100.0, 0.5)];
-        assert_eq!(choose(&[rung("v720", 2800)], &[flat]).0[0].video_kbps, 2800);
+        // CRF 19 would hold the quality, but at about 2836 kbps: no saving.
+        let trials = vec![fixed(3216.0, 0.981), crf(23, 1500.0, 0.968), crf(17, 3900.0, 0.9865)];
+        let (ladder, choices) = choose(&[rung("v720", 2800)], &[trials]);
+        assert_eq!(ladder, vec![rung("v720", 2800)], "{choices:?}");
+        assert_eq!(choices[0].expected_kbps, 2800);
+        // A curve that would have to be extended too far keeps it too.
+        let steep = vec![fixed(2800.0, 0.9999), crf(23, 100.0, 0.980), crf(17, 200.0, 0.990)];
+        assert_eq!(choose(&[rung("v720", 2800)], &[steep]).0, vec![rung("v720", 2800)]);
     }
 
     #[test]
     fn rungs_that_cost_nearly_as_much_as_the_one_above_are_dropped() {
-        let fixed = [rung("v720", 2800), rung("v480", 1400), rung("v360", 800), rung("v240", 400)];
-        // Rates already at the target quality at the lowest trial: 300, 240, 150, 120.
-        let at = |kbps: f64| vec![trial("fixed", 3000.0, 0.999), trial("crf", kbps, 0.999)];
-        let (ladder, choices) = choose(&fixed, &[at(300.0), at(240.0), at(150.0), at(120.0)]);
+        let fixed_ladder = [rung("v720", 2800), rung("v480", 1400), rung("v360", 800), rung("v240", 400)];
+        // The target, 0.997, lies at CRF 24.3 (CRF 24: 89 % of each CRF 23 rate).
+        let at = |kbps: f64| vec![fixed(3000.0, 0.999), crf(23, kbps, 0.999), crf(29, kbps / 2.0, 0.99)];
+        let (ladder, choices) = choose(&fixed_ladder, &[at(300.0), at(240.0), at(150.0), at(120.0)]);
         let names: Vec<&str> = ladder.iter().map(|r| r.name.as_str()).collect();
-        // 330 kept; 270 > 60 % of 330, dropped; 170 kept; 140 > 60 % of 170, dropped.
+        // 214 > 60 % of 267, dropped; 134 kept; 107 > 60 % of 134, dropped.
         assert_eq!(names, ["v720", "v360"], "{choices:?}");
         assert!(!choices[1].kept && choices[1].note.contains("dropped"));
-        assert!(ladder.windows(2).all(|w| w[0].video_kbps > w[1].video_kbps));
+        assert!(ladder.iter().all(|r| r.crf == Some(24)));
+        assert_eq!(choices.iter().map(|c| c.expected_kbps).collect::<Vec<_>>(), [267, 214, 134, 107]);
     }
 
     /// A 10 s 640x360 source made by GStreamer from `pattern`.
@@ -627,11 +712,13 @@ mod tests {
         assert_eq!(fixed.iter().map(|r| r.video_kbps).collect::<Vec<_>>(), [800, 400]);
         let (ladder, report) = fit_ladder(&still, &facts, fixed.clone(), true, timeout);
         assert_eq!(report.method, "per-title", "{report:?}");
-        // A ball moving over black: a few dozen kbps keep it as the fixed rates do.
-        assert!(ladder[0].video_kbps <= 800 / 4, "{report:#?}");
+        // A ball moving over black: constant quality keeps it with a fraction of the
+        // fixed rate's bits, which stays its ceiling.
         assert_eq!(ladder[0].name, "v360");
+        assert!(ladder[0].crf.is_some() && ladder[0].video_kbps == 800, "{report:#?}");
+        assert!(report.rungs[0].expected_kbps <= 800 / 4, "{report:#?}");
         for r in &report.rungs {
-            assert_eq!(r.trials.len(), 1 + TRIAL_CRFS.len());
+            assert_eq!(r.trials.len(), 3);
             assert!(r.fixed_ssim > 0.95 && r.fixed_ssim <= 1.0, "{r:?}");
         }
         // Noise is as complex as pictures get: every rung keeps its fixed rate.
@@ -652,7 +739,7 @@ mod tests {
         assert_eq!(windows_for(10.0), vec![4.0]);
         assert_eq!(windows_for(40.0), vec![9.0, 29.0]);
         let long = windows_for(600.0);
-        assert_eq!(long.len(), 3);
+        assert_eq!(long.len(), 2);
         assert!(long.iter().all(|s| *s >= 0.0 && s + WINDOW_SECS <= 600.0));
     }
 }

@@ -43,7 +43,7 @@ pub fn ladder_for(source: &SourceFacts) -> Vec<Rung> {
         .into_iter()
         .map(|(side, kbps)| {
             let (width, height) = size_for(side);
-            Rung { name: format!("v{side}"), width, height, video_kbps: kbps }
+            Rung { name: format!("v{side}"), width, height, video_kbps: kbps, crf: None }
         })
         .collect()
 }

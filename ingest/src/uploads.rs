@@ -422,7 +422,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 }
             }
             tx.commit().await?;
-            let kbps: Vec<String> = ladder.iter().map(|r| format!("{}:{}", r.name, r.video_kbps)).collect();
+            let kbps: Vec<String> = ladder.iter().map(|r| format!("{}:{}{}", r.name, r.video_kbps, r.crf.map(|c| format!("@crf{c}")).unwrap_or_default())).collect();
             tracing::info!(
                 lecture = %base.lecture_id, asset = %asset_id, ladder = %kbps.join(","), method = %report.method,
                 probe_secs = report.probe_secs, jobs = jobs.len(), "transcode jobs recorded"

@@ -376,6 +376,11 @@ pub fn transcode(
             )?;
             let enc = make("x264enc")?;
             enc.set_property("bitrate", rung.video_kbps);
+            if let Some(crf) = rung.crf {
+                // Constant quality, with `bitrate` as the rate control's ceiling.
+                enc.set_property_from_str("pass", "qual");
+                enc.set_property("quantizer", crf);
+            }
             enc.set_property("key-int-max", gop_frames);
             enc.set_property_from_str("speed-preset", X264_PRESET);
             enc.set_property("vbv-buf-capacity", X264_VBV_MS);
@@ -868,7 +873,7 @@ mod tests {
     use super::*;
 
     fn rung(width: u32, height: u32) -> Rung {
-        Rung { name: format!("v{height}"), width, height, video_kbps: 1000 }
+        Rung { name: format!("v{height}"), width, height, video_kbps: 1000, crf: None }
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn facts(w: u32, h: u32, fps: (u32, u32), secs: f64, video: bool, audio: bool) -
 }
 
 fn rung(name: &str, w: u32, h: u32, kbps: u32) -> Rung {
-    Rung { name: name.into(), width: w, height: h, video_kbps: kbps }
+    Rung { name: name.into(), width: w, height: h, video_kbps: kbps, crf: None }
 }
 
 #[test]
