@@ -37,8 +37,12 @@ pub const SAVING_RATIO: f64 = 0.9;
 pub const MIN_CRF: u32 = 12;
 /// A lower rung is kept only when it needs at most this share of the kept rung above.
 pub const KEEP_RATIO: f64 = 0.6;
-/// Frames a queue of the probe holds: enough for x264's lookahead to preroll.
-const QUEUED_FRAMES: u32 = 30;
+/// Raw frames the reference branch of a rung may queue: it must take in enough for
+/// x264's delay (lookahead, B-frames) while its sink waits to preroll, or the tee that
+/// feeds both would starve the encoder. Other queues hold two: they only decouple
+/// threads, and every raw 1080p frame queued is 3 MB.
+const REFERENCE_QUEUE: u32 = 16;
+const QUEUE: u32 = 2;
 /// Length of one sampled window, seconds.
 pub const WINDOW_SECS: f64 = 2.0;
 
@@ -259,11 +263,12 @@ fn measure_window(
     let failed: Arc<Mutex<Option<String>>> = Arc::default();
     let (gop_frames, _) = grid_frames(facts.fps_num, facts.fps_den, 6, 2);
     let mut results: Vec<(Arc<Mutex<TrialTotal>>, Arc<AtomicU64>)> = Vec::new();
+    let largest = ladder.iter().map(|r| r.width * r.height).max().unwrap_or(0);
     for (rung, setting) in ladder.iter().zip(settings) {
         let (w, h) = (rung.width, rung.height);
         // Every queue is bounded: before the seek the pipeline prerolls from the start of
         // the file, and an unbounded queue would take in every frame decoded meanwhile.
-        let q = queue(QUEUED_FRAMES)?;
+        let q = queue(QUEUE)?;
         let scale = make("videoscale")?;
         scale.set_property("add-borders", false);
         let size = capsfilter(
@@ -281,7 +286,7 @@ fn measure_window(
         let refs = Arc::new(References { frames: Mutex::new(HashMap::new()), arrived: Condvar::new() });
         // The reference sink never blocks, so its queue always drains: a trial waiting
         // for its reference frame cannot hold the tee that feeds both.
-        let ref_q = queue(QUEUED_FRAMES)?;
+        let ref_q = queue(REFERENCE_QUEUE)?;
         let ref_convert = make("videoconvert")?;
         let ref_sink = i420_sink(w, h);
         pipeline.add_many([&ref_q, &ref_convert, ref_sink.upcast_ref()]).map_err(|e| e.to_string())?;
@@ -307,12 +312,16 @@ fn measure_window(
         }
 
         {
-            let q = queue(QUEUED_FRAMES)?;
+            let q = queue(QUEUE)?;
             let enc = make("x264enc")?;
             enc.set_property_from_str("speed-preset", X264_PRESET);
             enc.set_property("key-int-max", gop_frames as u32);
             enc.set_property("vbv-buf-capacity", X264_VBV_MS);
-            enc.set_property("threads", 1u32);
+            // The largest rung bounds the wall time: two sliced threads, as the workers
+            // give it; the others one each, side by side.
+            let threads = if rung.width * rung.height == largest { available_cores().min(2) } else { 1 };
+            enc.set_property("threads", threads);
+            enc.set_property("sliced-threads", threads > 1);
             enc.set_property("option-string", X264_OPTIONS);
             match setting {
                 Setting::Fixed => enc.set_property("bitrate", rung.video_kbps),
@@ -411,6 +420,10 @@ fn measure_window(
         .iter()
         .map(|(total, bytes)| TrialTotal { bytes: bytes.load(Ordering::SeqCst), ..total.lock().expect("total lock").clone() })
         .collect())
+}
+
+fn available_cores() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
 }
 
 fn queue(max_buffers: u32) -> Result<gst::Element, String> {
