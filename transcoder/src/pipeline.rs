@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
+use lectern_common::messages::{JobPart, Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
 use lectern_packager::SegmentFacts;
 
 /// Thumbnail width of the storyboard sprite.
@@ -76,6 +76,9 @@ pub struct TranscodeOutput {
     pub thumbnails: Vec<Frame>,
     pub thumb_interval_secs: f64,
     pub duration_secs: f64,
+    /// The stills came from keyframes alone (a stills job whose source has keyframes
+    /// at least every few thumbnails).
+    pub stills_from_keyframes: bool,
 }
 
 /// What a rendition's segment sink reported: where each fragment opened (running
@@ -298,6 +301,37 @@ pub fn transcode(
     cancel: &std::sync::atomic::AtomicBool,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<TranscodeOutput, PipelineError> {
+    if job.part != JobPart::Stills {
+        return transcode_with(job, source, out_dir, watchdog, cancel, &mut on_progress, false);
+    }
+    // Stills from keyframes only. When they give too few thumbnails (keyframes further
+    // apart than the thumbnails, or not marked at all), from every frame.
+    match transcode_with(job, source, out_dir, watchdog, cancel, &mut on_progress, true) {
+        Ok(out) if out.poster.is_some() && enough_thumbnails(&out) => Ok(out),
+        first => {
+            let found = first.as_ref().map(|o| o.thumbnails.len()).ok();
+            tracing::info!(?found, "too few stills from keyframes alone; decoding every frame");
+            transcode_with(job, source, out_dir, watchdog, cancel, &mut on_progress, false)
+        }
+    }
+}
+
+/// At least 70 % of the thumbnails a storyboard of the lecture wants.
+fn enough_thumbnails(out: &TranscodeOutput) -> bool {
+    let wanted = (out.duration_secs / out.thumb_interval_secs.max(1.0)).floor() as usize;
+    out.thumbnails.len() * 10 >= wanted * 7
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transcode_with(
+    job: &TranscodeJob,
+    source: &Path,
+    out_dir: &Path,
+    watchdog: Watchdog,
+    cancel: &std::sync::atomic::AtomicBool,
+    on_progress: &mut impl FnMut(Progress),
+    keyframes_only: bool,
+) -> Result<TranscodeOutput, PipelineError> {
     gst::init().map_err(|e| PipelineError::Setup(e.to_string()))?;
     let facts = &job.source;
     let pipeline = gst::Pipeline::new();
@@ -326,7 +360,7 @@ pub fn transcode(
     let make_rungs = job.part.makes_video() && !job.ladder.is_empty();
     let make_stills = job.part.makes_stills();
     let make_audio = job.part.makes_audio() && facts.has_audio;
-    let range = Range::of(job);
+    let range = Range::of(job, keyframes_only);
 
     let mut video_head: Option<gst::Element> = None;
     let mut video_outputs = Vec::new();
@@ -347,6 +381,11 @@ pub fn transcode(
         flip.set_property_from_str("video-direction", "auto");
         let convert = make("videoconvert")?;
         let rate = make("videorate")?;
+        if range.is_some_and(|r| r.keyframes_only) {
+            // Only keyframes come: filling the frame rate between them would convert
+            // thirty copies a second for the grabbers to drop.
+            rate.set_property("drop-only", true);
+        }
         let caps = capsfilter(
             gst::Caps::builder("video/x-raw")
                 .field("format", "I420")
@@ -533,10 +572,10 @@ pub fn transcode(
 
     let result = match (range, &video_head) {
         (Some(range), Some(head)) => range.seek(&pipeline, head, &pads_ready, &origin, watchdog),
-        (Some(_), None) => Err(PipelineError::Media("a chunk job needs a video stream and a ladder".into())),
+        (Some(_), None) => Err(PipelineError::Media("a chunk or stills job needs a video stream".into())),
         (None, _) => Ok(()),
     }
-    .and_then(|()| run_to_eos(&pipeline, &src, range, duration, watchdog, &tallies, cancel, &mut on_progress));
+    .and_then(|()| run_to_eos(&pipeline, &src, range, duration, watchdog, &tallies, cancel, on_progress));
     let _ = pipeline.set_state(gst::State::Null);
     result?;
 
@@ -574,7 +613,15 @@ pub fn transcode(
         .or(audio.as_ref())
         .map(|r| r.segments.iter().map(|s| s.duration).sum::<f64>())
         .unwrap_or(facts.duration_secs);
-    Ok(TranscodeOutput { video, audio, poster, thumbnails, thumb_interval_secs: thumb_interval as f64, duration_secs: measured })
+    Ok(TranscodeOutput {
+        video,
+        audio,
+        poster,
+        thumbnails,
+        thumb_interval_secs: thumb_interval as f64,
+        duration_secs: measured,
+        stills_from_keyframes: range.is_some_and(|r| r.keyframes_only),
+    })
 }
 
 /// Segment facts for the files in `dir`: durations from where splitmuxsink opened each
@@ -650,6 +697,9 @@ struct Range {
     /// control then starts the chunk warm, as a single pass would, instead of guessing
     /// its first GOP's quantisers (SSIM -0.004 over the frames at chunk edges without).
     preroll_ns: u64,
+    /// The whole source, keyframes only (a trick-mode seek): the stills of a lecture
+    /// split into parts need a frame every few seconds, not every frame decoded.
+    keyframes_only: bool,
 }
 
 /// Where the source's timeline starts (the stream time of the first segment's start),
@@ -657,20 +707,22 @@ struct Range {
 type Origin = Arc<Mutex<Option<u64>>>;
 
 impl Range {
-    fn of(job: &TranscodeJob) -> Option<Range> {
+    fn of(job: &TranscodeJob, keyframes_only: bool) -> Option<Range> {
         let r = &job.range;
         let ranged = r.start_secs > 0.0 || r.end_secs.is_some();
+        let keyframes_only = keyframes_only && job.part == JobPart::Stills && !ranged;
         let fps = job.source.fps_num.max(1) as f64 / job.source.fps_den.max(1) as f64;
         let start_ns = (r.start_secs.max(0.0) * 1e9).round() as u64;
         let (gop_frames, _) = grid_frames(job.source.fps_num, job.source.fps_den, job.segment_secs, job.keyframe_secs);
         // Exactly as videorate times its frame slots, so the chunk's first frame keeps
         // its place on the grid.
         let gop_ns = (gop_frames as u128 * 1_000_000_000 * job.source.fps_den.max(1) as u128 / job.source.fps_num.max(1) as u128) as u64;
-        ranged.then(|| Range {
+        (ranged || keyframes_only).then(|| Range {
             start_ns,
             end_ns: r.end_secs.map(|e| (e.max(0.0) * 1e9).round() as u64),
             frame_ns: (1e9 / fps) as u64,
             preroll_ns: if start_ns >= gop_ns { gop_ns } else { 0 },
+            keyframes_only,
         })
     }
 
@@ -802,7 +854,14 @@ impl Range {
             Some(e) => (gst::SeekType::Set, Some(gst::ClockTime::from_nseconds(origin_ns + e))),
             None => (gst::SeekType::None, None),
         };
-        let seek = gst::event::Seek::new(1.0, gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, gst::SeekType::Set, start, stop_type, stop);
+        // Key-unit trick mode: demuxers that can skip to keyframes do, and video
+        // decoders drop the other frames undecoded.
+        let flags = if self.keyframes_only {
+            gst::SeekFlags::FLUSH | gst::SeekFlags::TRICKMODE_KEY_UNITS | gst::SeekFlags::TRICKMODE_NO_AUDIO
+        } else {
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE
+        };
+        let seek = gst::event::Seek::new(1.0, flags, gst::SeekType::Set, start, stop_type, stop);
         let pad = video_head.static_pad("sink").expect("queue has a sink pad");
         if pad.push_event(seek) {
             Ok(())

@@ -265,3 +265,35 @@ fn chunks_of_a_b_frame_mp4_with_an_edit_list_keep_every_frame_in_place() {
         assert!(db > 35.0, "segment {segment} of {chunk} is {db} dB from the single pass's");
     }
 }
+
+/// A stills job over 400 s of tiny video with a keyframe every `gop` frames (30 fps):
+/// thumbnails are wanted every 2 s.
+fn stills_of(gop: u32) -> lectern_transcoder::pipeline::TranscodeOutput {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    let desc = format!(
+        "videotestsrc num-buffers=12000 pattern=ball ! video/x-raw,width=160,height=90,framerate=30/1 ! x264enc speed-preset=ultrafast key-int-max={gop} ! h264parse ! mp4mux ! filesink location={}",
+        src.display()
+    );
+    assert!(Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap().success());
+    let mut stills = job(facts(160, 90, (30, 1), 400.0, true, false), vec![]);
+    stills.part = JobPart::Stills;
+    transcode(&stills, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |_| {}).unwrap()
+}
+
+#[test]
+fn a_stills_job_decodes_only_keyframes_when_they_are_close_enough() {
+    // Keyframes every 2 s, as often as thumbnails: only they are decoded.
+    let out = stills_of(60);
+    assert!(out.stills_from_keyframes);
+    assert!(out.video.is_empty() && out.audio.is_none());
+    let poster = out.poster.expect("a poster");
+    assert!((poster.pts_secs - 10.0).abs() < 0.05, "poster at {}", poster.pts_secs);
+    let times: Vec<f64> = out.thumbnails.iter().map(|t| t.pts_secs).collect();
+    assert!(times.len() >= 190 && times.last().is_some_and(|t| *t >= 396.0), "{} thumbnails: {times:?}", times.len());
+    // Keyframes 10 s apart would leave the storyboard a thumbnail in five: every frame
+    // is decoded instead.
+    let sparse = stills_of(300);
+    assert!(!sparse.stills_from_keyframes);
+    assert!(sparse.thumbnails.len() >= 190, "{} thumbnails", sparse.thumbnails.len());
+}
