@@ -218,6 +218,31 @@ pub fn ssim_i420(a: &[u8], b: &[u8], width: usize, height: usize) -> f64 {
     (y * luma as f64 + (u + v) * chroma as f64) / (luma + 2 * chroma) as f64
 }
 
+/// Hands each picture an appsink gets once measuring began (I420 planes, tight rows)
+/// to `on_frame` with its number, counted from the seek.
+fn on_frames(
+    sink: &gst_app::AppSink,
+    width: u32,
+    height: u32,
+    measuring: Arc<AtomicBool>,
+    on_frame: impl Fn(u64, Vec<u8>) -> Result<(), gst::FlowError> + Send + Sync + 'static,
+) {
+    let next = AtomicU64::new(0);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if !measuring.load(Ordering::SeqCst) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let picture = planes(&sample, width as usize, height as usize).ok_or(gst::FlowError::Error)?;
+                on_frame(next.fetch_add(1, Ordering::SeqCst), picture)?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
 fn make(factory: &str) -> Result<gst::Element, String> {
     gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element {factory} is not installed"))
 }
@@ -292,23 +317,12 @@ fn measure_window(
         pipeline.add_many([&ref_q, &ref_convert, ref_sink.upcast_ref()]).map_err(|e| e.to_string())?;
         gst::Element::link_many([&rung_tee, &ref_q, &ref_convert, ref_sink.upcast_ref()]).map_err(|e| e.to_string())?;
         {
-            let (refs, measuring) = (refs.clone(), measuring.clone());
-            let next = AtomicU64::new(0);
-            ref_sink.set_callbacks(
-                gst_app::AppSinkCallbacks::builder()
-                    .new_sample(move |sink| {
-                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        if !measuring.load(Ordering::SeqCst) {
-                            return Ok(gst::FlowSuccess::Ok);
-                        }
-                        let y = planes(&sample, w as usize, h as usize).ok_or(gst::FlowError::Error)?;
-                        let n = next.fetch_add(1, Ordering::SeqCst);
-                        refs.frames.lock().expect("refs lock").insert(n, Arc::new(y));
-                        refs.arrived.notify_all();
-                        Ok(gst::FlowSuccess::Ok)
-                    })
-                    .build(),
-            );
+            let refs = refs.clone();
+            on_frames(&ref_sink, w, h, measuring.clone(), move |n, picture| {
+                refs.frames.lock().expect("refs lock").insert(n, Arc::new(picture));
+                refs.arrived.notify_all();
+                Ok(())
+            });
         }
 
         {
@@ -355,38 +369,27 @@ fn measure_window(
             }
             let total = Arc::new(Mutex::new(TrialTotal::default()));
             {
-                let (refs, measuring, total, failed) = (refs.clone(), measuring.clone(), total.clone(), failed.clone());
-                let next = AtomicU64::new(0);
-                sink.set_callbacks(
-                    gst_app::AppSinkCallbacks::builder()
-                        .new_sample(move |sink| {
-                            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                            if !measuring.load(Ordering::SeqCst) {
-                                return Ok(gst::FlowSuccess::Ok);
+                let (refs, total, failed) = (refs.clone(), total.clone(), failed.clone());
+                on_frames(&sink, w, h, measuring.clone(), move |n, picture| {
+                    let reference = {
+                        let mut frames = refs.frames.lock().expect("refs lock");
+                        let waited = Instant::now();
+                        while !frames.contains_key(&n) {
+                            let (f, timeout) = refs.arrived.wait_timeout(frames, Duration::from_secs(1)).expect("refs lock");
+                            frames = f;
+                            if timeout.timed_out() && waited.elapsed() > Duration::from_secs(30) {
+                                *failed.lock().expect("failed lock") = Some("an encoded frame has no source frame".into());
+                                return Err(gst::FlowError::Error);
                             }
-                            let y = planes(&sample, w as usize, h as usize).ok_or(gst::FlowError::Error)?;
-                            let n = next.fetch_add(1, Ordering::SeqCst);
-                            let reference = {
-                                let mut frames = refs.frames.lock().expect("refs lock");
-                                let waited = Instant::now();
-                                while !frames.contains_key(&n) {
-                                    let (f, timeout) = refs.arrived.wait_timeout(frames, Duration::from_secs(1)).expect("refs lock");
-                                    frames = f;
-                                    if timeout.timed_out() && waited.elapsed() > Duration::from_secs(30) {
-                                        *failed.lock().expect("failed lock") = Some("an encoded frame has no source frame".into());
-                                        return Err(gst::FlowError::Error);
-                                    }
-                                }
-                                frames.remove(&n).expect("present")
-                            };
-                            let s = ssim_i420(&reference, &y, w as usize, h as usize);
-                            let mut t = total.lock().expect("total lock");
-                            t.frames += 1;
-                            t.ssim_sum += s;
-                            Ok(gst::FlowSuccess::Ok)
-                        })
-                        .build(),
-                );
+                        }
+                        frames.remove(&n).expect("present")
+                    };
+                    let s = ssim_i420(&reference, &picture, w as usize, h as usize);
+                    let mut t = total.lock().expect("total lock");
+                    t.frames += 1;
+                    t.ssim_sum += s;
+                    Ok(())
+                });
             }
             results.push((total, bytes));
         }
