@@ -752,6 +752,9 @@ mod tests {
         // Turned off, or with nothing to probe, the fixed ladder is used.
         let (ladder, report) = fit_ladder(&snow, &facts, fixed.clone(), false, timeout);
         assert_eq!((ladder, report.method.as_str()), (fixed.clone(), "fixed"));
+        // An audio-only lecture has no rungs: the record says so, not that it is off.
+        let (ladder, report) = fit_ladder(&snow, &facts, Vec::new(), true, timeout);
+        assert!(ladder.is_empty() && report.note.as_deref() == Some("no video"), "{report:?}");
         let (ladder, report) = fit_ladder(&dir.path().join("missing.mp4"), &facts, fixed.clone(), true, timeout);
         assert_eq!(ladder, fixed);
         assert!(report.note.unwrap().contains("probe failed"));

@@ -313,7 +313,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             && crate::probe::reaches_stated_end(&path, facts.duration_secs, std::time::Duration::from_secs(timeout));
         let fixed = if facts.has_video { crate::ladder::ladder_for(&facts) } else { Vec::new() };
         let (ladder, report) =
-            crate::complexity::fit_ladder(&path, &facts, fixed, per_title && facts.has_video, std::time::Duration::from_secs(timeout * 2));
+            crate::complexity::fit_ladder(&path, &facts, fixed, per_title, std::time::Duration::from_secs(timeout * 2));
         Ok((facts, chunkable, ladder, report))
     })
     .await
