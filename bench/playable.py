@@ -7,7 +7,11 @@ watchable while the rest is encoded.
 2. Time to playable (status `playable`) and to complete (`ready`) from the last upload
    byte, for lectures of several lengths, with 1, 2 and 3 workers in one `lectern
    serve` (LECTERN_WORKERS), and the one-job time of the same lecture with one worker.
-3. A projection for 8 and 32 workers, stated as such: this machine has 2 cores, so
+3. Watching early, for long lectures (BENCH_PLAYABLE_EARLY_MINUTES, default 60; the
+   run stops a few chunks after the lecture turns playable): time to playable with one
+   worker, and for a viewer who presses play at that moment, how long before the viewer
+   needs them the next chunks of the lowest rungs are stored (negative: a stall).
+4. A projection for 8 and 32 workers, stated as such: this machine has 2 cores, so
    workers beside each other share them. The jobs as measured with one worker (their
    own wall times, in the order ingest publishes them) are list-scheduled on N workers,
    each a machine like this one, plus the coordination time measured between jobs.
@@ -64,6 +68,44 @@ def transcode_once(lectern_bin, data, source, chunk_secs, workers=1):
         log = lec.log_path.read_text(errors="replace")
     asset = max((data / "objects" / "assets").iterdir(), key=lambda p: p.stat().st_mtime)
     return {"playable": playable, "ready": ready, "asset": asset, "log": log}
+
+
+def low_chunks_done(jobs):
+    """(first segment, done) of the lowest rungs' chunk jobs: those with the rungs of the
+    first chunk job, which ingest schedules first."""
+    first = next((p for p, _, _ in jobs if p.startswith("video-00000-")), None)
+    if first is None:
+        return []
+    rungs = first.split("-", 2)[2]
+    return sorted((int(p.split("-")[1]), t1) for p, _, t1 in jobs if p.startswith("video-") and p.split("-", 2)[2] == rungs)
+
+
+def early_viewing(lectern_bin, data, source, chunk_secs, chunks_ahead=3):
+    """One worker, a lecture watched from the moment it turns playable: returns (seconds
+    to playable, [margin of each of the next `chunks_ahead` low-rung chunks]). A margin is
+    when the viewer reaches the chunk minus when it was stored."""
+    shutil.rmtree(data, ignore_errors=True)
+    env = {"LECTERN_WORKERS": "1", "LECTERN_CHUNK_SECS": str(chunk_secs), "RUST_LOG": "info"}
+    with Lectern(lectern_bin, data, env=env) as lec:
+        owner = Api.signup(lec.url, "owner")
+        course = owner.post("/api/courses", {"title": "Watching early"})
+        lecture = owner.post(f"/api/courses/{course['id']}/lectures", {"title": "Lecture"})
+        tus_upload(owner, lecture["id"], source)
+        uploaded = time.time()
+        while owner.get(f"/api/lectures/{lecture['id']}")["status"] not in ("playable", "ready"):
+            if time.time() - uploaded > 3600:
+                raise RuntimeError("not playable after an hour")
+            time.sleep(0.25)
+        playable_at = time.time()
+        deadline = playable_at + 60 * (chunks_ahead + 2) * chunk_secs / 60 + 600
+        while len(low_chunks_done(job_log(lec.log_path.read_text(errors="replace")))) < chunks_ahead + 1:
+            if time.time() > deadline:
+                raise RuntimeError("the low-rung chunks did not come")
+            time.sleep(1)
+        done = low_chunks_done(job_log(lec.log_path.read_text(errors="replace")))
+    per_chunk = done[1][0] - done[0][0]
+    margins = [playable_at + (seg // per_chunk) * chunk_secs - t for seg, t in done[1:chunks_ahead + 1]]
+    return playable_at - uploaded, margins
 
 
 # ------------------------------------------------------------------ 1. quality
@@ -163,10 +205,21 @@ def job_log(log):
     return sorted(jobs, key=lambda j: j[1])
 
 
-def project(jobs, workers):
+def audio_first_report(log):
+    """Seconds from the audio job's start to its first report of stored segments, or None."""
+    jobs = {p: t0 for p, t0, _ in job_log(log)}
+    for line in log.splitlines():
+        if "first audio segments reported" in line and "audio" in jobs:
+            return datetime.fromisoformat(LOG_TIME.match(line).group(1).replace("Z", "+00:00")).timestamp() - jobs["audio"]
+    return None
+
+
+def project(jobs, workers, audio_first=None):
     """List-schedules the measured jobs (in start order) on `workers` machines; returns
     (time to playable, time to complete) from the first job's start. A job waits for a
-    free worker and for the coordination gap measured between jobs here."""
+    free worker and for the coordination gap measured between jobs here. `audio_first`:
+    seconds from the audio job's start to its first stored segments (it reports them as
+    it goes), if known."""
     gaps = [b[1] - a[2] for a, b in zip(jobs, jobs[1:])]
     gap = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
     free = [0.0] * workers
@@ -176,8 +229,10 @@ def project(jobs, workers):
         start = free[w] + gap
         free[w] = start + (t1 - t0)
         done[part] = free[w]
-    # Playable once the audio and the lowest rungs' first chunk (the first chunk job
-    # scheduled) are stored.
+        if part == "audio" and audio_first is not None:
+            done[part] = start + audio_first
+    # Playable once the first audio segments and the lowest rungs' first chunk (the
+    # first chunk job scheduled) are stored.
     low_first = next((p for p, _, _ in jobs if p.startswith("video-00000-")), None)
     firsts = [done[p] for p in ("audio", low_first) if p in done]
     return (max(firsts) if firsts else None), max(free), gap
@@ -200,7 +255,7 @@ def run(quick, lectern_bin, work):
         whole = transcode_once(lectern_bin, work / "data-timing", source, 0)
         rows.append({"content_min": m, "workers": 1, "jobs": "one", "to_playable_s": round(whole["ready"], 1),
                      "to_complete_s": round(whole["ready"], 1)})
-        measured_jobs = None
+        measured_jobs, audio_first = None, None
         for w in worker_counts:
             r = transcode_once(lectern_bin, work / "data-timing", source, chunk, workers=w)
             worst_playable = max(worst_playable, r["playable"])
@@ -209,14 +264,23 @@ def run(quick, lectern_bin, work):
                          "complete_vs_one_job_over_workers": round(r["ready"] / (whole["ready"] / w), 2)})
             if w == 1:
                 measured_jobs = job_log(r["log"])
+                audio_first = audio_first_report(r["log"])
         for w in [8, 32]:
-            playable, complete, gap = project(measured_jobs, w)
+            playable, complete, gap = project(measured_jobs, w, audio_first)
             ratio = complete / (whole["ready"] / w)
             projection_ok &= ratio <= 1.15
             rows.append({"content_min": m, "workers": w, "jobs": "chunks (projection)",
                          "to_playable_s": round(playable, 1) if playable is not None else None,
                          "to_complete_s": round(complete, 1), "complete_vs_one_job_over_workers": round(ratio, 2)})
         notes.append(f"{m} min: {len(measured_jobs)} jobs with one worker; coordination gap between jobs {gap:.2f} s (median)")
+    early = [] if quick else [float(m) for m in os.environ.get("BENCH_PLAYABLE_EARLY_MINUTES", "60").split(",") if m]
+    for m in early:
+        secs = round(m * 60)
+        source = make_source(work / f"source_720p30_{secs}s.mp4", secs, 1280, 720, reencode=False)
+        playable, margins = early_viewing(lectern_bin, work / "data-timing", source, chunk)
+        worst_playable = max(worst_playable, playable)
+        rows.append({"content_min": m, "workers": 1, "jobs": "chunks (watched early)", "to_playable_s": round(playable, 1),
+                     "next_chunks_stored_before_needed_s": ", ".join(f"{x:.1f}" for x in margins)})
     notes += [
         "to_playable: from the last upload byte to status `playable` (the EVENT playlists of the two lowest rungs and the "
         "audio); to_complete: to `ready` (VOD playlists of every rung, poster and storyboard)",

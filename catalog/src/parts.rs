@@ -27,17 +27,25 @@ pub enum Advance {
     Failed { reason: String },
 }
 
-/// Records a stored part and moves the lecture on. Idempotent: a part recorded twice,
-/// or one of an asset the lecture no longer uses, changes nothing.
+/// Records a stored part (or, for a partial report, what is stored of it so far) and
+/// moves the lecture on. Idempotent: a part recorded twice, or one of an asset the
+/// lecture no longer uses, changes nothing. A partial report never replaces a final
+/// one nor a partial one that lists as many segments, however late it arrives.
 pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &str, report: &PartReport) -> Result<Advance, CatalogError> {
     let json = serde_json::to_string(report).map_err(|e| CatalogError::Internal(e.to_string()))?;
-    let updated = sqlx::query("UPDATE asset_parts SET report = $1 WHERE asset_id = $2 AND part_key = $3 AND report IS NULL")
-        .bind(&json)
-        .bind(asset_id)
-        .bind(&report.key)
-        .execute(db)
-        .await?
-        .rows_affected();
+    let updated = sqlx::query(
+        "UPDATE asset_parts SET report = $1, partial = $4, segment_count = $5
+         WHERE asset_id = $2 AND part_key = $3
+           AND (report IS NULL OR (partial = 1 AND ($4 = 0 OR segment_count < $5)))",
+    )
+    .bind(&json)
+    .bind(asset_id)
+    .bind(&report.key)
+    .bind(i64::from(report.partial))
+    .bind(report.segment_count() as i64)
+    .execute(db)
+    .await?
+    .rows_affected();
     let current: Option<(String,)> = sqlx::query_as("SELECT status FROM lectures WHERE id = $1 AND asset_id = $2")
         .bind(lecture_id)
         .bind(asset_id)
@@ -150,14 +158,17 @@ pub async fn live_playlists(db: &Db, asset_id: &str) -> Result<Option<LecturePla
 struct PartsState {
     source: SourceFacts,
     ladder: Vec<Rung>,
+    /// Every report, partial ones included.
     reports: Vec<PartReport>,
     /// How many parts the asset has, stored or not.
     total: usize,
+    /// How many parts are stored whole (their reports are final).
+    stored: usize,
 }
 
 async fn load(db: &Db, asset_id: &str) -> Result<Option<PartsState>, CatalogError> {
-    let rows: Vec<(Option<String>,)> =
-        sqlx::query_as("SELECT report FROM asset_parts WHERE asset_id = $1").bind(asset_id).fetch_all(db).await?;
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT report, partial FROM asset_parts WHERE asset_id = $1").bind(asset_id).fetch_all(db).await?;
     if rows.is_empty() {
         return Ok(None);
     }
@@ -166,27 +177,30 @@ async fn load(db: &Db, asset_id: &str) -> Result<Option<PartsState>, CatalogErro
     let Some((probe, ladder)) = asset else { return Ok(None) };
     let bad = |e: serde_json::Error| CatalogError::Internal(format!("asset {asset_id}: {e}"));
     let mut reports = Vec::new();
-    for (report,) in &rows {
+    let mut stored = 0;
+    for (report, partial) in &rows {
         if let Some(r) = report {
             reports.push(serde_json::from_str::<PartReport>(r).map_err(bad)?);
+            stored += usize::from(*partial == 0);
         }
     }
     Ok(Some(PartsState {
         source: serde_json::from_str(&probe).map_err(bad)?,
         ladder: serde_json::from_str(&ladder).map_err(bad)?,
         total: rows.len(),
+        stored,
         reports,
     }))
 }
 
 impl PartsState {
     fn complete(&self) -> bool {
-        self.reports.len() == self.total
+        self.stored == self.total
     }
 
     fn percent(&self) -> u8 {
         // 100 is for ready, when the VOD playlists are written.
-        ((self.reports.len() * 100 / self.total.max(1)) as u8).min(99)
+        ((self.stored * 100 / self.total.max(1)) as u8).min(99)
     }
 
     /// Every rendition the lecture will have, with what is stored of it.
@@ -194,15 +208,22 @@ impl PartsState {
         let mut renditions: Vec<RenditionPieces> = self
             .ladder
             .iter()
-            .map(|r| RenditionPieces { name: r.name.clone(), codec: None, video: Some((r.width, r.height)), pieces: Vec::new() })
+            .map(|r| RenditionPieces {
+                name: r.name.clone(),
+                codec: None,
+                video: Some((r.width, r.height)),
+                pieces: Vec::new(),
+                growing: false,
+            })
             .collect();
         if self.source.has_audio {
-            renditions.push(RenditionPieces { name: "audio".into(), codec: None, video: None, pieces: Vec::new() });
+            renditions.push(RenditionPieces { name: "audio".into(), codec: None, video: None, pieces: Vec::new(), growing: false });
         }
         for report in &self.reports {
             for stored in &report.renditions {
                 if let Some(r) = renditions.iter_mut().find(|r| r.name == stored.name) {
                     r.codec.get_or_insert_with(|| stored.codec.clone());
+                    r.growing |= report.partial;
                     r.pieces.push(
                         stored
                             .segments
@@ -232,5 +253,96 @@ impl PartsState {
             .flat_map(|r| r.segments.iter())
             .map(|s| s.duration)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lectern_common::messages::{StoredRendition, StoredSegment};
+
+    fn rendition(name: &str, segments: std::ops::Range<u64>, duration: f64) -> StoredRendition {
+        StoredRendition {
+            name: name.into(),
+            codec: if name == "audio" { lectern_packager::AAC_LC.into() } else { "avc1.64001e".into() },
+            rung: None,
+            segments: segments.map(|index| StoredSegment { index, duration, bytes: 1000 }).collect(),
+        }
+    }
+
+    fn report(key: &str, r: StoredRendition, partial: bool) -> PartReport {
+        PartReport { key: key.into(), renditions: vec![r], has_poster: false, has_storyboard: false, partial }
+    }
+
+    /// A lecture processing a 30 s asset split into one video part and its audio.
+    async fn lecture(dir: &std::path::Path) -> (Db, SharedStore) {
+        let db = lectern_common::db::connect(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
+        let store = lectern_common::storage::open_storage(&format!("file://{}", dir.join("store").display())).await.unwrap();
+        let source = SourceFacts {
+            duration_secs: 30.0,
+            has_video: true,
+            has_audio: true,
+            width: 426,
+            height: 240,
+            fps_num: 25,
+            fps_den: 1,
+            audio_channels: 2,
+            container: "video/quicktime".into(),
+            video_codec: None,
+            audio_codec: None,
+        };
+        let ladder = vec![Rung { name: "v240".into(), width: 426, height: 240, video_kbps: 400, crf: None }];
+        for sql in [
+            "INSERT INTO users (id, email, name, password_hash, role, created_at) VALUES ('u', 'u@x', 'U', 'x', 'owner', 0)",
+            "INSERT INTO courses (id, owner_id, title, created_at, updated_at) VALUES ('c', 'u', 'C', 0, 0)",
+            "INSERT INTO lectures (id, course_id, title, position, status, asset_id, created_at, updated_at)
+             VALUES ('l', 'c', 'L', 0, 'processing', 'a', 0, 0)",
+            "INSERT INTO asset_parts (asset_id, part_key, position, report) VALUES ('a', 'video', 0, NULL), ('a', 'audio', 1, NULL)",
+        ] {
+            sqlx::query(sql).execute(&db).await.unwrap();
+        }
+        sqlx::query("INSERT INTO assets (id, lecture_id, upload_id, source_key, probe, ladder, created_at) VALUES ('a', 'l', 'up', 'src', $1, $2, 0)")
+            .bind(serde_json::to_string(&source).unwrap())
+            .bind(serde_json::to_string(&ladder).unwrap())
+            .execute(&db)
+            .await
+            .unwrap();
+        (db, store)
+    }
+
+    async fn playing(db: &Db, rendition: &str) -> usize {
+        let p = live_playlists(db, "a").await.unwrap().expect("playable");
+        p.file(&format!("{rendition}/{MEDIA_PLAYLIST}")).unwrap().lines().filter(|l| l.ends_with(".ts")).count()
+    }
+
+    #[tokio::test]
+    async fn partial_audio_reports_grow_the_lecture_and_never_undo_a_final_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = lecture(dir.path()).await;
+        let video = report("video", rendition("v240", 0..5, 6.0), false);
+        assert_eq!(record(&db, &store, "l", "a", &video).await.unwrap(), Advance::Progress { percent: 50 });
+        // Two audio segments so far: the lecture plays them, and two of video.
+        let two = report("audio", rendition("audio", 0..2, 6.016), true);
+        assert_eq!(record(&db, &store, "l", "a", &two).await.unwrap(), Advance::Playable);
+        assert_eq!((playing(&db, "v240").await, playing(&db, "audio").await), (2, 2));
+        // An older, shorter report arriving late changes nothing.
+        let one = report("audio", rendition("audio", 0..1, 6.016), true);
+        assert_eq!(record(&db, &store, "l", "a", &one).await.unwrap(), Advance::Nothing);
+        assert_eq!(playing(&db, "v240").await, 2);
+        let four = report("audio", rendition("audio", 0..4, 6.016), true);
+        record(&db, &store, "l", "a", &four).await.unwrap();
+        assert_eq!((playing(&db, "v240").await, playing(&db, "audio").await), (4, 4));
+        // Still partial: the lecture is not ready.
+        let status: (String,) = sqlx::query_as("SELECT status FROM lectures WHERE id = 'l'").fetch_one(&db).await.unwrap();
+        assert_eq!(status.0, "playable");
+
+        let whole = report("audio", rendition("audio", 0..5, 6.016), false);
+        assert_eq!(record(&db, &store, "l", "a", &whole).await.unwrap(), Advance::Ready { duration_secs: 30.0 });
+        // A partial report delivered after the final one is ignored.
+        assert_eq!(record(&db, &store, "l", "a", &four).await.unwrap(), Advance::Nothing);
+        let (stored,): (String,) = sqlx::query_as("SELECT report FROM asset_parts WHERE part_key = 'audio'").fetch_one(&db).await.unwrap();
+        assert_eq!(serde_json::from_str::<PartReport>(&stored).unwrap(), whole);
+        let vod = lectern_common::storage::read_to_vec(store.as_ref(), "assets/a/audio/index.m3u8").await.unwrap();
+        assert!(String::from_utf8(vod).unwrap().contains("#EXT-X-ENDLIST"));
     }
 }

@@ -122,6 +122,18 @@ pub struct PartReport {
     pub renditions: Vec<StoredRendition>,
     pub has_poster: bool,
     pub has_storyboard: bool,
+    /// A report of the part so far, while its job still runs: the whole-lecture audio
+    /// job sends these so a long lecture plays before all its audio is encoded. Its
+    /// segments are stored and final; the part's final report lists them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+impl PartReport {
+    /// How many segments the report lists, over every rendition.
+    pub fn segment_count(&self) -> usize {
+        self.renditions.iter().map(|r| r.segments.len()).sum()
+    }
 }
 
 /// Frames per GOP and per segment on the grid every rung and every chunk keeps: GOPs of

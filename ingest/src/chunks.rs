@@ -41,10 +41,13 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
 /// The jobs that make a lecture, in the order they should run. One chunk or none: the
 /// `whole` job alone. Otherwise, so that the lecture plays soon and a student who starts
 /// early never catches up with the encoders:
-/// 1. the audio of the whole lecture (fast: the video is not decoded);
-/// 2. the lowest rungs (the two lowest of three or more) of every chunk, from the start;
-/// 3. the other rungs of every chunk, from the start;
-/// 4. the poster and storyboard, which nobody waits for.
+/// 1. the lowest rungs (the two lowest of three or more) of the first chunk;
+/// 2. the audio of the whole lecture: it stores and reports its segments as it goes
+///    (about a minute of audio a second), so on one worker the lecture plays once the
+///    first of them are in, not after an hour of audio;
+/// 3. the lowest rungs of every other chunk, from the start;
+/// 4. the other rungs of every chunk, from the start;
+/// 5. the poster and storyboard, which nobody waits for.
 pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], mut new_id: impl FnMut() -> String) -> Vec<TranscodeJob> {
     if ranges.len() < 2 || whole.ladder.is_empty() {
         return vec![whole.clone()];
@@ -61,13 +64,13 @@ pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], mut new_id: impl FnM
     let low_count = if whole.ladder.len() >= 3 { 2 } else { 1 };
     let (high, low) = whole.ladder.split_at(whole.ladder.len() - low_count);
     let mut jobs = Vec::new();
-    if whole.source.has_audio {
-        jobs.push(part(JobPart::Audio, everything.clone(), &[]));
-    }
     for rungs in [low, high].into_iter().filter(|r| !r.is_empty()) {
         for range in ranges {
             jobs.push(part(JobPart::VideoChunk, range.clone(), rungs));
         }
+    }
+    if whole.source.has_audio {
+        jobs.insert(1, part(JobPart::Audio, everything.clone(), &[]));
     }
     jobs.push(part(JobPart::Stills, everything, &[]));
     jobs
@@ -174,8 +177,8 @@ mod tests {
         assert_eq!(
             summary,
             [
-                "audio",
                 "video-00000-v360-v240",
+                "audio",
                 "video-00010-v360-v240",
                 "video-00020-v360-v240",
                 "video-00000-v720-v480",

@@ -16,7 +16,14 @@ pub struct RenditionPieces {
     /// Picture size, for video renditions.
     pub video: Option<(u32, u32)>,
     pub pieces: Vec<Vec<SegmentFacts>>,
+    /// A part of it is still being encoded and stored as it goes (the audio of a long
+    /// lecture): what is stored may end before the lecture does.
+    pub growing: bool,
 }
+
+/// How far growing audio may fall short of a video segment's end, and the segment
+/// still play: less than an AAC frame (21 ms at 48 kHz) of silence.
+const AUDIO_SHORTFALL_SECS: f64 = 0.02;
 
 /// A lecture's master playlist and the media playlists it lists, by folder name.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +65,9 @@ fn contiguous_prefix(pieces: &[Vec<SegmentFacts>]) -> Result<Vec<SegmentFacts>, 
 /// `complete`, every part is stored: each rendition is stitched whole (a gap is an
 /// error) into VOD playlists. Before that the lecture plays once its lowest video rung
 /// has its first segments and its audio (if any) is stored, as EVENT playlists cut to
-/// what the lowest rung covers. Only the rungs that cover as much are listed, so a
-/// player switching rungs never runs past the end of one.
+/// what the lowest rung covers (and, while the audio grows, to what it covers). Only
+/// the rungs that cover as much are listed, so a player switching rungs never runs
+/// past the end of one.
 pub fn lecture_playlists(
     renditions: &[RenditionPieces],
     frame_rate: f64,
@@ -79,7 +87,20 @@ pub fn lecture_playlists(
     if !complete {
         // The lowest rung sets how far the lecture plays.
         videos.sort_by_key(|(r, _)| r.video.map(|(w, h)| u64::from(w) * u64::from(h)));
-        let Some(covered) = videos.first().map(|(_, s)| s.len()) else { return Ok(None) };
+        let Some(mut covered) = videos.first().map(|(_, s)| s.len()) else { return Ok(None) };
+        if let Some((a, segments)) = &audio
+            && a.growing
+        {
+            // Video past the audio stored so far would play silent, or stall the player
+            // waiting for audio: it waits for the audio to catch up.
+            let audio_end: f64 = segments.iter().map(|s| s.duration).sum();
+            let mut video_end = 0.0;
+            covered = videos[0].1.iter().take_while(|s| {
+                video_end += s.duration;
+                video_end <= audio_end + AUDIO_SHORTFALL_SECS
+            })
+            .count();
+        }
         if covered == 0 || audio.as_ref().is_some_and(|(_, s)| s.is_empty()) {
             return Ok(None);
         }
@@ -139,11 +160,15 @@ mod tests {
     }
 
     fn video(name: &str, height: u32, pieces: Vec<Vec<SegmentFacts>>) -> RenditionPieces {
-        RenditionPieces { name: name.into(), codec: Some("avc1.64001f".into()), video: Some((height * 16 / 9, height)), pieces }
+        RenditionPieces { name: name.into(), codec: Some("avc1.64001f".into()), video: Some((height * 16 / 9, height)), pieces, growing: false }
     }
 
     fn audio(pieces: Vec<Vec<SegmentFacts>>) -> RenditionPieces {
-        RenditionPieces { name: "audio".into(), codec: Some(crate::AAC_LC.into()), video: None, pieces }
+        RenditionPieces { name: "audio".into(), codec: Some(crate::AAC_LC.into()), video: None, pieces, growing: false }
+    }
+
+    fn growing_audio(segments: Vec<SegmentFacts>) -> RenditionPieces {
+        RenditionPieces { growing: true, ..audio(vec![segments]) }
     }
 
     fn uris(playlist: &str) -> Vec<&str> {
@@ -184,6 +209,24 @@ mod tests {
         for (_, playlist) in &p.media {
             assert!(crate::validate_media(playlist).is_empty(), "{playlist}");
         }
+    }
+
+    #[test]
+    fn growing_audio_holds_the_video_back_to_what_it_covers() {
+        let v240 = video("v240", 240, vec![segs(0, 10, 6.0)]);
+        // 4 audio segments of 6.016 s end at 24.064 s: 4 video segments fit, not 5.
+        let p = lecture_playlists(&[v240.clone(), growing_audio(segs(0, 4, 6.016))], 25.0, false).unwrap().unwrap();
+        assert_eq!(uris(p.file("v240/index.m3u8").unwrap()).len(), 4);
+        assert_eq!(uris(p.file("audio/index.m3u8").unwrap()).len(), 4);
+        // A few milliseconds short still plays the segment.
+        let p = lecture_playlists(&[v240.clone(), growing_audio(segs(0, 2, 5.995))], 25.0, false).unwrap().unwrap();
+        assert_eq!(uris(p.file("v240/index.m3u8").unwrap()).len(), 2);
+        // Less audio than one video segment: not playable yet.
+        assert_eq!(lecture_playlists(&[v240.clone(), growing_audio(segs(0, 1, 3.0))], 25.0, false), Ok(None));
+        // Audio stored whole but shorter than the video (a source whose sound stops
+        // early) does not hold the video back.
+        let p = lecture_playlists(&[v240, audio(vec![segs(0, 4, 6.016)])], 25.0, false).unwrap().unwrap();
+        assert_eq!(uris(p.file("v240/index.m3u8").unwrap()).len(), 10);
     }
 
     #[test]

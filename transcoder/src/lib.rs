@@ -11,6 +11,7 @@
 pub mod pipeline;
 pub mod storyboard;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use lectern_common::messages::{JobEvent, JobPart, PartReport, StoredRendition, StoredSegment, TranscodeJob, part_key};
 use lectern_common::queue::{Delivery, SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
-use lectern_packager::{AudioRendition, MASTER_PLAYLIST, MEDIA_PLAYLIST, PlaylistKind, VideoVariant};
+use lectern_packager::{AudioRendition, MASTER_PLAYLIST, MEDIA_PLAYLIST, PlaylistKind, SegmentFacts, VideoVariant};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
@@ -241,6 +242,12 @@ impl Worker {
                 }
             })
         };
+        // An audio part stores its segments as they are finished and reports them, so a
+        // long lecture can play before its audio is all encoded.
+        let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<SegmentFacts>>();
+        let grower = (job.part == JobPart::Audio).then(|| {
+            tokio::spawn(store_growing_audio(self.store.clone(), self.queue.clone(), job.clone(), out_dir.join("audio"), finished_rx))
+        });
         let output = {
             let job = job.clone();
             let out_dir = out_dir.clone();
@@ -253,10 +260,17 @@ impl Worker {
             tokio::task::spawn_blocking(move || {
                 pipeline::transcode(&job, &source, &out_dir, watchdog, &cancel, |p| {
                     let _ = progress_tx.send((p.fraction * 90.0) as u8);
+                    if let Some(finished) = p.audio_finished {
+                        let _ = finished_tx.send(finished);
+                    }
                 })
             })
             .await
             .map_err(|e| JobError::Internal(format!("the pipeline thread crashed: {e}")))?
+        };
+        let stored_early = match grower {
+            Some(grower) => grower.await.map_err(|e| JobError::Internal(format!("the audio uploader crashed: {e}")))?,
+            None => HashSet::new(),
         };
         let output = output.map_err(|e| match e {
             pipeline::PipelineError::Setup(m) => JobError::Internal(m),
@@ -265,7 +279,7 @@ impl Worker {
         let _ = tx.send(92);
         let event = match job.part {
             JobPart::Whole => self.store_outputs(job, &output).await?,
-            _ => self.store_part(job, &output).await?,
+            _ => self.store_part(job, &output, &stored_early).await?,
         };
         drop(tx);
         let _ = reporter.await;
@@ -324,12 +338,16 @@ impl Worker {
 
     /// Uploads one part's segments and stills, then its report: the report is the
     /// part's proof of completion, so it goes last.
-    async fn store_part(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput) -> Result<JobEvent, JobError> {
+    /// `stored_early` lists audio segments already stored while the job ran.
+    async fn store_part(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput, stored_early: &HashSet<u64>) -> Result<JobEvent, JobError> {
         let prefix = &job.output_prefix;
         let mut renditions = Vec::new();
         for r in out.video.iter().chain(out.audio.iter()) {
             let codec = codec_of(r)?;
-            self.store_segments(prefix, r).await?;
+            for s in r.segments.iter().filter(|s| r.rung.is_some() || !stored_early.contains(&s.index)) {
+                let name = lectern_packager::segment_name(s.index);
+                self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
+            }
             renditions.push(StoredRendition {
                 name: r.name.clone(),
                 codec,
@@ -338,7 +356,7 @@ impl Worker {
             });
         }
         let (has_poster, has_storyboard) = self.store_stills(prefix, out).await?;
-        let report = PartReport { key: part_key(job), renditions, has_poster, has_storyboard };
+        let report = PartReport { key: part_key(job), renditions, has_poster, has_storyboard, partial: false };
         let bytes = serde_json::to_vec(&report).expect("reports serialize");
         self.store.put_bytes(&format!("{prefix}/{PARTS_DIR}/{}.json", report.key), bytes.into()).await?;
         Ok(part_event(job, report))
@@ -421,6 +439,74 @@ impl Worker {
 /// A rendition's RFC 6381 codec string, which its playlists cannot do without.
 fn codec_of(r: &pipeline::RenditionOutput) -> Result<String, JobError> {
     r.codec.clone().ok_or_else(|| JobError::Internal(format!("no H.264 parameter sets found in rendition {}", r.name)))
+}
+
+/// How often, at most, an audio part reports what it has stored so far.
+const GROWING_REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// Stores an audio part's segments as the pipeline finishes them, and reports them as
+/// partial parts: the first as soon as it is stored, then at most every
+/// `GROWING_REPORT_EVERY`. Returns the indexes stored. A failed upload or report is
+/// only logged: the part's final report, after the run, is what must land.
+async fn store_growing_audio(
+    store: SharedStore,
+    queue: SharedQueue,
+    job: TranscodeJob,
+    dir: PathBuf,
+    mut finished: tokio::sync::mpsc::UnboundedReceiver<Vec<SegmentFacts>>,
+) -> HashSet<u64> {
+    let prefix = &job.output_prefix;
+    let mut stored = HashSet::new();
+    let mut reported = 0;
+    let mut last_report: Option<Instant> = None;
+    while let Some(mut segments) = finished.recv().await {
+        // Only the newest list matters: each one holds every finished segment.
+        while let Ok(newer) = finished.try_recv() {
+            segments = newer;
+        }
+        let mut stored_prefix = 0;
+        for s in &segments {
+            if !stored.contains(&s.index) {
+                let name = lectern_packager::segment_name(s.index);
+                if let Err(e) = store.put_file(&format!("{prefix}/audio/{name}"), &dir.join(&name)).await {
+                    tracing::warn!(job = %job.job_id, error = %e, "could not store an audio segment early");
+                    break;
+                }
+                stored.insert(s.index);
+            }
+            stored_prefix += 1;
+        }
+        if stored_prefix <= reported || last_report.is_some_and(|t| t.elapsed() < GROWING_REPORT_EVERY) {
+            continue;
+        }
+        let report = PartReport {
+            key: part_key(&job),
+            renditions: vec![StoredRendition {
+                name: "audio".into(),
+                codec: lectern_packager::AAC_LC.into(),
+                rung: None,
+                segments: segments[..stored_prefix]
+                    .iter()
+                    .map(|s| StoredSegment { index: s.index, duration: s.duration, bytes: s.bytes })
+                    .collect(),
+            }],
+            has_poster: false,
+            has_storyboard: false,
+            partial: true,
+        };
+        let event = serde_json::to_vec(&part_event(&job, report)).expect("events serialize");
+        match queue.publish(Topic::Events, event).await {
+            Ok(()) => {
+                if reported == 0 {
+                    tracing::info!(job = %job.job_id, segments = stored_prefix, "first audio segments reported");
+                }
+                reported = stored_prefix;
+                last_report = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(job = %job.job_id, error = %e, "could not report the audio stored so far"),
+        }
+    }
+    stored
 }
 
 fn part_event(job: &TranscodeJob, report: PartReport) -> JobEvent {

@@ -86,6 +86,8 @@ pub struct TranscodeOutput {
 #[derive(Default, Debug)]
 struct SinkTally {
     opened: BTreeMap<String, u64>,
+    /// Fragments splitmuxsink has finished writing, by location.
+    closed: std::collections::BTreeSet<String>,
     /// Earliest buffer start and latest buffer end, as buffer timestamps: only their
     /// difference is used, since the encoder may offset every timestamp (x264enc adds
     /// 1000 hours to keep DTS positive) without the segment saying so.
@@ -280,10 +282,12 @@ fn frame_grabber(
 
 pub struct Progress {
     pub fraction: f64,
+    /// The audio segments written for good so far, from the first, when more were
+    /// finished since the last call: an audio job's output, which is stored and
+    /// reported as it grows.
+    pub audio_finished: Option<Vec<SegmentFacts>>,
 }
 
-/// Runs the whole ladder for a job over a local source file, writing renditions under
-/// `out_dir`. `on_progress` is called about once a second.
 /// The watchdog's limits on one pipeline run.
 #[derive(Debug, Clone, Copy)]
 pub struct Watchdog {
@@ -293,6 +297,8 @@ pub struct Watchdog {
     pub total: Duration,
 }
 
+/// Runs the whole ladder for a job over a local source file, writing renditions under
+/// `out_dir`. `on_progress` is called about once a second.
 pub fn transcode(
     job: &TranscodeJob,
     source: &Path,
@@ -575,7 +581,11 @@ fn transcode_with(
         (Some(_), None) => Err(PipelineError::Media("a chunk or stills job needs a video stream".into())),
         (None, _) => Ok(()),
     }
-    .and_then(|()| run_to_eos(&pipeline, &src, range, duration, watchdog, &tallies, cancel, on_progress));
+    .and_then(|()| {
+        // An audio part's segments are handed over as they are finished.
+        let growing = (job.part == JobPart::Audio && make_audio).then_some(audio_dir.as_path());
+        run_to_eos(&pipeline, &src, range, duration, watchdog, &tallies, growing, cancel, on_progress)
+    });
     let _ = pipeline.set_state(gst::State::Null);
     result?;
 
@@ -628,16 +638,7 @@ fn transcode_with(
 /// fragment (keyframe running times) and where the stream ended.
 fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> Result<Vec<SegmentFacts>, PipelineError> {
     let Some(tally) = tally else { return Ok(Vec::new()) };
-    let mut opened: Vec<(u64, u64)> = Vec::new();
-    for (location, running_ns) in &tally.opened {
-        let name = Path::new(location).file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let Some(index) = name.strip_prefix("seg_").and_then(|n| n.strip_suffix(".ts")).and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        opened.push((index, *running_ns));
-    }
-    opened.sort();
+    let opened: Vec<(u64, u64)> = opened_fragments(tally).into_iter().map(|(index, start, _)| (index, start)).collect();
     // The stream ends its length after the first fragment opened.
     let length = tally.end_pts_ns.saturating_sub(tally.first_pts_ns.unwrap_or(0));
     let stream_end = opened.first().map_or(0, |(_, start)| *start) + length;
@@ -879,6 +880,7 @@ fn run_to_eos(
     duration_secs: f64,
     watchdog: Watchdog,
     tallies: &Tallies,
+    growing: Option<&Path>,
     cancel: &std::sync::atomic::AtomicBool,
     on_progress: &mut impl FnMut(Progress),
 ) -> Result<(), PipelineError> {
@@ -902,6 +904,7 @@ fn run_to_eos(
     let mut last_position = 0u64;
     let started = Instant::now();
     let mut last_advance = started;
+    let mut finished_count = 0;
     loop {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(PipelineError::Cancelled);
@@ -919,8 +922,10 @@ fn run_to_eos(
                 }
                 gst::MessageView::Element(el) => {
                     if let Some(s) = el.structure() {
-                        if s.name() == "splitmuxsink-fragment-opened" {
-                            record_fragment(s, tallies);
+                        match s.name().as_str() {
+                            "splitmuxsink-fragment-opened" => record_fragment(s, tallies),
+                            "splitmuxsink-fragment-closed" => record_closed(s, tallies),
+                            _ => {}
                         }
                     }
                 }
@@ -952,8 +957,50 @@ fn run_to_eos(
         } else {
             0.0
         };
-        on_progress(Progress { fraction: fraction.clamp(0.0, 1.0) });
+        let audio_finished = growing.and_then(|dir| {
+            let finished = finished_segments(dir, tallies.lock().expect("tally lock").get(dir_name(dir)?)?);
+            (finished.len() > finished_count).then(|| {
+                finished_count = finished.len();
+                finished
+            })
+        });
+        on_progress(Progress { fraction: fraction.clamp(0.0, 1.0), audio_finished });
     }
+}
+
+fn dir_name(dir: &Path) -> Option<&str> {
+    dir.file_name().and_then(|n| n.to_str())
+}
+
+/// A rendition's fragments: index, the running time each opened at, and location; in order.
+fn opened_fragments(tally: &SinkTally) -> Vec<(u64, u64, &str)> {
+    let mut opened: Vec<(u64, u64, &str)> = tally
+        .opened
+        .iter()
+        .filter_map(|(location, running_ns)| {
+            let name = Path::new(location).file_name().and_then(|n| n.to_str())?;
+            let index = name.strip_prefix("seg_").and_then(|n| n.strip_suffix(".ts")).and_then(|n| n.parse::<u64>().ok())?;
+            Some((index, *running_ns, location.as_str()))
+        })
+        .collect();
+    opened.sort();
+    opened
+}
+
+/// The segments written for good, from the first on: each closed, with its successor
+/// opened (which sets where it ends). The last fragment's end is known at EOS only.
+fn finished_segments(dir: &Path, tally: &SinkTally) -> Vec<SegmentFacts> {
+    let opened = opened_fragments(tally);
+    let mut segments = Vec::new();
+    for pair in opened.windows(2) {
+        let ((index, start, location), (_, end, _)) = (pair[0], pair[1]);
+        let Ok(meta) = std::fs::metadata(dir.join(lectern_packager::segment_name(index))) else { break };
+        if !tally.closed.contains(location) || end <= start {
+            break;
+        }
+        segments.push(SegmentFacts { index, duration: (end - start) as f64 / 1e9, bytes: meta.len() });
+    }
+    segments
 }
 
 /// Notes where splitmuxsink opened a fragment, under the rendition its folder names.
@@ -962,6 +1009,14 @@ fn record_fragment(s: &gst::StructureRef, tallies: &Tallies) {
     let Some(rendition) = Path::new(&location).parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) else { return };
     let mut t = tallies.lock().expect("tally lock");
     t.entry(rendition.to_string()).or_default().opened.insert(location.clone(), running);
+}
+
+/// Notes that splitmuxsink finished writing a fragment.
+fn record_closed(s: &gst::StructureRef, tallies: &Tallies) {
+    let Ok(location) = s.get::<String>("location") else { return };
+    let Some(rendition) = Path::new(&location).parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) else { return };
+    let mut t = tallies.lock().expect("tally lock");
+    t.entry(rendition.to_string()).or_default().closed.insert(location);
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The real GStreamer pipeline over synthetic sources made with gst-launch-1.0.
+//! The real GStreamer pipeline over synthetic sources made with gst-launch-1.0, and a
+//! worker running it against a real file store and the embedded queue.
 
 use std::path::Path;
 use std::process::Command;
@@ -296,4 +297,103 @@ fn a_stills_job_decodes_only_keyframes_when_they_are_close_enough() {
     let sparse = stills_of(300);
     assert!(!sparse.stills_from_keyframes);
     assert!(sparse.thumbnails.len() >= 190, "{} thumbnails", sparse.thumbnails.len());
+}
+
+/// An audio part of a lecture: the whole-length audio job of a chunked lecture.
+fn audio_part(secs: u32) -> (tempfile::TempDir, std::path::PathBuf, TranscodeJob) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    make_source(&src, None, true, secs, "mp4mux");
+    let mut audio = job(facts(0, 0, (30, 1), secs as f64, false, true), vec![]);
+    audio.part = JobPart::Audio;
+    (dir, src, audio)
+}
+
+#[test]
+fn an_audio_part_hands_over_its_segments_as_they_are_finished() {
+    let (dir, src, audio) = audio_part(300);
+    let mut handed = Vec::new();
+    let out = transcode(&audio, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |p| {
+        if let Some(finished) = p.audio_finished {
+            handed.push((p.fraction, finished));
+        }
+    })
+    .unwrap();
+    let all = out.audio.expect("an audio rendition").segments;
+    // 300 s in segments of whole AAC frames just under 6 s: 50 and a short one.
+    assert_eq!(all.len(), 51, "{all:?}");
+    assert!(handed.len() >= 3, "handed over {} times", handed.len());
+    // The first come early, long before the end; each list holds every segment so far,
+    // exactly as the final measure has them.
+    assert!(handed[0].0 < 0.5, "first handed over at {:.2} of the run", handed[0].0);
+    let mut before = 0;
+    for (_, finished) in &handed {
+        assert!(finished.len() > before);
+        before = finished.len();
+        assert_eq!(finished[..], all[..finished.len()]);
+    }
+    assert!(before >= all.len() - 2, "{before} of {} handed over", all.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stores_and_reports_an_audio_part_as_it_grows() {
+    use lectern_common::messages::JobEvent;
+    use lectern_common::queue::{EmbeddedQueue, SharedQueue, Topic};
+    use lectern_transcoder::{Worker, WorkerConfig};
+
+    let (dir, src, mut audio) = audio_part(300);
+    let store = lectern_common::storage::open_storage(&format!("file://{}", dir.path().join("store").display())).await.unwrap();
+    store.put_file("sources/s", &src).await.unwrap();
+    audio.source_key = "sources/s".into();
+    let url = format!("sqlite://{}", dir.path().join("queue.db").display());
+    let queue: SharedQueue = std::sync::Arc::new(EmbeddedQueue::open(&url, EmbeddedQueue::LEASE).await.unwrap());
+    queue.publish(Topic::Jobs, serde_json::to_vec(&audio).unwrap()).await.unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let config = WorkerConfig {
+        scratch_dir: dir.path().join("scratch"),
+        max_attempts: 1,
+        retry_base: Duration::from_secs(1),
+        stall_timeout: Duration::from_secs(30),
+        job_time_base: Duration::from_secs(120),
+        job_time_per_source_sec: 1.0,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let worker = tokio::spawn(Worker { store: store.clone(), queue: queue.clone(), config, shutdown }.run());
+
+    let mut events = queue.consumer(Topic::Events).await.unwrap();
+    let mut partials = Vec::new();
+    let last = loop {
+        let delivery = tokio::time::timeout(Duration::from_secs(120), events.next()).await.expect("an event in time").unwrap();
+        let event: JobEvent = serde_json::from_slice(&delivery.payload).unwrap();
+        delivery.ack().await.unwrap();
+        let JobEvent::PartStored { report, .. } = event else { panic!("not a part: {event:?}") };
+        assert_eq!(report.key, "audio");
+        if !report.partial {
+            break report;
+        }
+        // What a partial report lists is stored already, as listed.
+        for s in &report.renditions[0].segments {
+            let key = format!("assets/a/audio/{}", lectern_packager::segment_name(s.index));
+            assert_eq!(store.head(&key).await.map(|m| m.size).ok(), Some(s.bytes), "{key}");
+        }
+        partials.push(report);
+    };
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+
+    let all = &last.renditions[0].segments;
+    assert_eq!(all.len(), 51);
+    assert!(!partials.is_empty(), "no partial report came before the final one");
+    let mut before = 0;
+    for p in &partials {
+        let listed = &p.renditions[0].segments;
+        assert!(listed.len() > before && listed.len() < all.len(), "{} after {before}", listed.len());
+        before = listed.len();
+        assert_eq!(listed[..], all[..listed.len()]);
+    }
+    for s in all {
+        let key = format!("assets/a/audio/{}", lectern_packager::segment_name(s.index));
+        assert_eq!(store.head(&key).await.unwrap().size, s.bytes, "{key}");
+    }
+    assert!(store.head("assets/a/parts/audio.json").await.is_ok(), "the final report is stored");
 }
