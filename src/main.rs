@@ -261,7 +261,7 @@ async fn method_not_allowed() -> Response {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(b): State<Backends>) -> Response {
     if let Some(queue) = &b.queue {
-        for topic in [Topic::Jobs, Topic::Events] {
+        for topic in Topic::ALL {
             if let Ok(depth) = queue.depth(topic).await {
                 lectern_common::metrics::metrics().queue_depth.with_label_values(&[topic.name()]).set(depth as i64);
             }

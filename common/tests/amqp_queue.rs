@@ -69,3 +69,24 @@ async fn a_message_held_by_a_dead_consumer_is_redelivered_as_a_new_attempt() {
     assert_eq!(again.attempt, 2);
     again.ack().await.unwrap();
 }
+
+#[tokio::test]
+async fn audio_jobs_have_a_lane_of_their_own_with_its_own_retries() {
+    let Some((q, _)) = queue("t-audio-").await else { return };
+    q.publish(Topic::AudioJobs, b"audio".to_vec()).await.unwrap();
+    q.publish(Topic::Jobs, b"video".to_vec()).await.unwrap();
+    // Each lane holds one message in hand, whatever the other holds.
+    let mut video_lane = q.consumer(Topic::Jobs).await.unwrap();
+    let video = tokio::time::timeout(Duration::from_secs(20), video_lane.next()).await.unwrap().unwrap();
+    let mut audio_lane = q.consumer(Topic::AudioJobs).await.unwrap();
+    let audio = tokio::time::timeout(Duration::from_secs(20), audio_lane.next()).await.unwrap().unwrap();
+    assert_eq!((video.payload.as_slice(), audio.payload.as_slice()), (&b"video"[..], &b"audio"[..]));
+    // A retried audio job comes back to the audio lane, not the video one.
+    audio.retry_after(Duration::from_millis(500)).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(20), audio_lane.next()).await.unwrap().unwrap();
+    assert_eq!((again.payload.as_slice(), again.attempt), (&b"audio"[..], 2));
+    again.ack().await.unwrap();
+    video.ack().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((q.depth(Topic::Jobs).await.unwrap(), q.depth(Topic::AudioJobs).await.unwrap()), (0, 0));
+}

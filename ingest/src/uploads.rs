@@ -459,7 +459,8 @@ pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
             .await?;
     let mut published = 0;
     for (id, payload) in pending {
-        state.queue.publish(Topic::Jobs, payload.into_bytes()).await?;
+        let topic = serde_json::from_str::<TranscodeJob>(&payload).map(|job| Topic::for_job(&job)).unwrap_or(Topic::Jobs);
+        state.queue.publish(topic, payload.into_bytes()).await?;
         sqlx::query("UPDATE jobs SET published_at = $1 WHERE id = $2").bind(now_unix()).bind(&id).execute(&state.db).await?;
         published += 1;
     }

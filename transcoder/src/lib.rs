@@ -1,7 +1,8 @@
 //! lectern-transcoder: the worker role.
 //!
 //! It owns turning one `TranscodeJob` into stored HLS output: it takes jobs from the
-//! queue one at a time, runs one GStreamer pipeline per job (decode once, encode the
+//! queue one at a time (and, beside them, one whole-lecture audio job at a time from a
+//! lane of their own), runs one GStreamer pipeline per job (decode once, encode the
 //! whole ladder and one AAC rendition, grab a poster and storyboard), has packager
 //! write the playlists, uploads everything with the master playlist last, and reports
 //! progress, ready and failed events. It holds no database: queue and storage only.
@@ -83,15 +84,25 @@ async fn grace_expired(mut shutdown: watch::Receiver<bool>, grace: Duration) {
 
 impl Worker {
     /// Takes and processes jobs until shutdown is asked for: then it takes no more jobs,
-    /// finishes the one in hand (or, after the grace period, stops it and leaves it to
-    /// the queue to deliver again) and returns. A lost queue connection is re-established;
-    /// the job in hand when it broke is redelivered by the queue.
-    pub async fn run(mut self) {
+    /// finishes the ones in hand (or, after the grace period, stops them and leaves them
+    /// to the queue to deliver again) and returns. A lost queue connection is
+    /// re-established; the job in hand when it broke is redelivered by the queue.
+    ///
+    /// Two lanes: video and whole-length jobs one at a time, and beside them the audio
+    /// jobs of chunked lectures one at a time. An audio job is one core's work for up
+    /// to a minute or two; in the one lane, a worker would stop encoding the chunks a
+    /// viewer who started early needs next.
+    pub async fn run(self) {
+        tokio::join!(self.lane(Topic::Jobs), self.lane(Topic::AudioJobs));
+    }
+
+    async fn lane(&self, topic: Topic) {
+        let mut shutdown = self.shutdown.clone();
         loop {
-            if *self.shutdown.borrow() {
+            if *shutdown.borrow() {
                 return;
             }
-            let mut consumer = match self.queue.consumer(Topic::Jobs).await {
+            let mut consumer = match self.queue.consumer(topic).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "queue unavailable; retrying");
@@ -101,7 +112,7 @@ impl Worker {
             };
             loop {
                 let next = tokio::select! {
-                    _ = self.shutdown.wait_for(|stop| *stop) => {
+                    _ = shutdown.wait_for(|stop| *stop) => {
                         tracing::info!("shutting down: taking no more jobs");
                         return;
                     }

@@ -347,7 +347,8 @@ async fn a_worker_stores_and_reports_an_audio_part_as_it_grows() {
     audio.source_key = "sources/s".into();
     let url = format!("sqlite://{}", dir.path().join("queue.db").display());
     let queue: SharedQueue = std::sync::Arc::new(EmbeddedQueue::open(&url, EmbeddedQueue::LEASE).await.unwrap());
-    queue.publish(Topic::Jobs, serde_json::to_vec(&audio).unwrap()).await.unwrap();
+    // Published as ingest publishes it: to the audio lane.
+    queue.publish(Topic::for_job(&audio), serde_json::to_vec(&audio).unwrap()).await.unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let config = WorkerConfig {
         scratch_dir: dir.path().join("scratch"),
@@ -396,4 +397,57 @@ async fn a_worker_stores_and_reports_an_audio_part_as_it_grows() {
         assert_eq!(store.head(&key).await.unwrap().size, s.bytes, "{key}");
     }
     assert!(store.head("assets/a/parts/audio.json").await.is_ok(), "the final report is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_takes_an_audio_job_beside_its_video_job() {
+    use lectern_common::messages::JobEvent;
+    use lectern_common::queue::{EmbeddedQueue, SharedQueue, Topic};
+    use lectern_transcoder::{Worker, WorkerConfig};
+
+    let (dir, audio_src, mut audio) = audio_part(300);
+    let video_src = dir.path().join("video.mp4");
+    make_source(&video_src, Some((640, 360, "30/1")), false, 120, "mp4mux");
+    let store = lectern_common::storage::open_storage(&format!("file://{}", dir.path().join("store").display())).await.unwrap();
+    store.put_file("sources/audio", &audio_src).await.unwrap();
+    store.put_file("sources/video", &video_src).await.unwrap();
+    audio.source_key = "sources/audio".into();
+    let mut video = job(facts(640, 360, (30, 1), 120.0, true, false), vec![rung("v360", 640, 360, 800), rung("v180", 320, 180, 300)]);
+    video.source_key = "sources/video".into();
+    video.asset_id = "b".into();
+    video.output_prefix = "assets/b".into();
+    let url = format!("sqlite://{}", dir.path().join("queue.db").display());
+    let queue: SharedQueue = std::sync::Arc::new(EmbeddedQueue::open(&url, EmbeddedQueue::LEASE).await.unwrap());
+    // The video job is first in the queue.
+    queue.publish(Topic::for_job(&video), serde_json::to_vec(&video).unwrap()).await.unwrap();
+    queue.publish(Topic::for_job(&audio), serde_json::to_vec(&audio).unwrap()).await.unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let config = WorkerConfig {
+        scratch_dir: dir.path().join("scratch"),
+        max_attempts: 1,
+        retry_base: Duration::from_secs(1),
+        stall_timeout: Duration::from_secs(60),
+        job_time_base: Duration::from_secs(300),
+        job_time_per_source_sec: 1.0,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let worker = tokio::spawn(Worker { store: store.clone(), queue: queue.clone(), config, shutdown }.run());
+
+    let mut events = queue.consumer(Topic::Events).await.unwrap();
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let delivery = tokio::time::timeout(Duration::from_secs(300), events.next()).await.expect("an event in time").unwrap();
+        let event: JobEvent = serde_json::from_slice(&delivery.payload).unwrap();
+        delivery.ack().await.unwrap();
+        match event {
+            JobEvent::PartStored { report, .. } if !report.partial => order.push("audio"),
+            JobEvent::Ready { .. } => order.push("video"),
+            JobEvent::Failed { reason, .. } => panic!("a job failed: {reason}"),
+            _ => {}
+        }
+    }
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    // One worker, video first in the queue: the audio finished while the video ran.
+    assert_eq!(order, ["audio", "video"]);
 }

@@ -7,6 +7,8 @@
 //! - retries: the message is republished to `lectern.jobs.delay.<ms>`, a queue whose TTL
 //!   dead-letters it back to `lectern.jobs` (exponential back-off without a plugin);
 //! - `lectern.jobs.dead` (key `jobs.dead`) keeps given-up jobs with the reason;
+//! - quorum queue `lectern.jobs.audio` (key `audio`), with its own delay and dead
+//!   queues, for the whole-lecture audio jobs workers take beside video jobs;
 //! - topic exchange `lectern.events`, durable queue `lectern.events.catalog` (`job.#`).
 //!
 //! The attempt count is our header plus the quorum queue's `x-delivery-count`, so a
@@ -53,6 +55,7 @@ impl Names {
     fn queue(&self, topic: Topic) -> String {
         match topic {
             Topic::Jobs => self.name("lectern.jobs"),
+            Topic::AudioJobs => self.name("lectern.jobs.audio"),
             Topic::Events => self.name("lectern.events.catalog"),
         }
     }
@@ -66,6 +69,7 @@ impl Names {
     fn route(&self, topic: Topic) -> (String, &'static str) {
         match topic {
             Topic::Jobs => (self.jobs_exchange(), "jobs"),
+            Topic::AudioJobs => (self.jobs_exchange(), "audio"),
             Topic::Events => (self.events_exchange(), "job.event"),
         }
     }
@@ -157,11 +161,14 @@ impl AmqpQueue {
             .await
             .map_err(err)?;
         let quorum = args(&[("x-queue-type", text("quorum"))]);
-        ch.queue_declare(n.queue(Topic::Jobs).into(), durable(), quorum.clone()).await.map_err(err)?;
-        ch.queue_bind(n.queue(Topic::Jobs).into(), n.jobs_exchange().into(), "jobs".into(), QueueBindOptions::default(), FieldTable::default())
-            .await
-            .map_err(err)?;
-        ch.queue_declare(n.dead(Topic::Jobs).into(), durable(), FieldTable::default()).await.map_err(err)?;
+        for topic in [Topic::Jobs, Topic::AudioJobs] {
+            ch.queue_declare(n.queue(topic).into(), durable(), quorum.clone()).await.map_err(err)?;
+            let (exchange, key) = n.route(topic);
+            ch.queue_bind(n.queue(topic).into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+                .await
+                .map_err(err)?;
+            ch.queue_declare(n.dead(topic).into(), durable(), FieldTable::default()).await.map_err(err)?;
+        }
         ch.queue_declare(n.queue(Topic::Events).into(), durable(), quorum).await.map_err(err)?;
         ch.queue_bind(
             n.queue(Topic::Events).into(),

@@ -18,16 +18,28 @@ use tokio::sync::Notify;
 pub enum Topic {
     /// Transcode jobs, ingest → workers.
     Jobs,
+    /// The whole-lecture audio jobs of chunked lectures, ingest → workers. A lane of
+    /// their own, which every worker takes beside its video job: a long lecture's audio
+    /// (a minute or more on one core) then never holds back its video chunks.
+    AudioJobs,
     /// Job events, workers → catalog.
     Events,
 }
 
 impl Topic {
+    pub const ALL: [Topic; 3] = [Topic::Jobs, Topic::AudioJobs, Topic::Events];
+
     pub fn name(self) -> &'static str {
         match self {
             Topic::Jobs => "lectern.jobs",
+            Topic::AudioJobs => "lectern.jobs.audio",
             Topic::Events => "lectern.events",
         }
+    }
+
+    /// Where a transcode job is published.
+    pub fn for_job(job: &crate::messages::TranscodeJob) -> Topic {
+        if job.part == crate::messages::JobPart::Audio { Topic::AudioJobs } else { Topic::Jobs }
     }
 }
 
