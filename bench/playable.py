@@ -217,22 +217,26 @@ def audio_first_report(log):
 def project(jobs, workers, audio_first=None):
     """List-schedules the measured jobs (in start order) on `workers` machines; returns
     (time to playable, time to complete) from the first job's start. A job waits for a
-    free worker and for the coordination gap measured between jobs here. `audio_first`:
+    free worker and for the coordination gap measured between jobs here. The audio job
+    runs in a lane of its own beside the video jobs, from the start. `audio_first`:
     seconds from the audio job's start to its first stored segments (it reports them as
     it goes), if known."""
-    gaps = [b[1] - a[2] for a, b in zip(jobs, jobs[1:])]
+    video = [j for j in jobs if j[0] != "audio"]
+    gaps = [b[1] - a[2] for a, b in zip(video, video[1:])]
     gap = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
     free = [0.0] * workers
     done = {}
     for part, t0, t1 in jobs:
+        if part == "audio":
+            done[part] = gap + (audio_first if audio_first is not None else t1 - t0)
+            free.append(gap + t1 - t0)
+            continue
         w = min(range(workers), key=lambda i: free[i])
         start = free[w] + gap
         free[w] = start + (t1 - t0)
         done[part] = free[w]
-        if part == "audio" and audio_first is not None:
-            done[part] = start + audio_first
     # Playable once the first audio segments and the lowest rungs' first chunk (the
-    # first chunk job scheduled) are stored.
+    # first chunk job scheduled) are stored. (`free` holds the audio lane last.)
     low_first = next((p for p, _, _ in jobs if p.startswith("video-00000-")), None)
     firsts = [done[p] for p in ("audio", low_first) if p in done]
     return (max(firsts) if firsts else None), max(free), gap
