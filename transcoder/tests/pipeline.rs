@@ -5,8 +5,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lectern_common::messages::{JobPart, Rung, SourceFacts, TimeRange, TranscodeJob, grid_frames};
+use lectern_common::messages::{JobEvent, JobPart, Rung, SourceFacts, TimeRange, TranscodeJob, grid_frames};
+use lectern_common::queue::{EmbeddedQueue, SharedQueue, Topic};
+use lectern_common::storage::SharedStore;
 use lectern_transcoder::pipeline::{PipelineError, Watchdog, transcode};
+use lectern_transcoder::{Worker, WorkerConfig};
 
 fn watchdog(stall_secs: u64) -> Watchdog {
     Watchdog { stall: Duration::from_secs(stall_secs), total: Duration::from_secs(600) }
@@ -335,31 +338,40 @@ fn an_audio_part_hands_over_its_segments_as_they_are_finished() {
     assert!(before >= all.len() - 2, "{before} of {} handed over", all.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_stores_and_reports_an_audio_part_as_it_grows() {
-    use lectern_common::messages::JobEvent;
-    use lectern_common::queue::{EmbeddedQueue, SharedQueue, Topic};
-    use lectern_transcoder::{Worker, WorkerConfig};
-
-    let (dir, src, mut audio) = audio_part(300);
-    let store = lectern_common::storage::open_storage(&format!("file://{}", dir.path().join("store").display())).await.unwrap();
-    store.put_file("sources/s", &src).await.unwrap();
-    audio.source_key = "sources/s".into();
-    let url = format!("sqlite://{}", dir.path().join("queue.db").display());
+/// A file store and the embedded queue under `dir`, with `jobs` (and their sources,
+/// under their `source_key`) published as ingest publishes them.
+async fn queued(dir: &Path, jobs: &[(&TranscodeJob, &Path)]) -> (SharedStore, SharedQueue) {
+    let store = lectern_common::storage::open_storage(&format!("file://{}", dir.join("store").display())).await.unwrap();
+    let url = format!("sqlite://{}", dir.join("queue.db").display());
     let queue: SharedQueue = std::sync::Arc::new(EmbeddedQueue::open(&url, EmbeddedQueue::LEASE).await.unwrap());
-    // Published as ingest publishes it: to the audio lane.
-    queue.publish(Topic::for_job(&audio), serde_json::to_vec(&audio).unwrap()).await.unwrap();
+    for (job, source) in jobs {
+        store.put_file(&job.source_key, source).await.unwrap();
+        queue.publish(Topic::for_job(job), serde_json::to_vec(job).unwrap()).await.unwrap();
+    }
+    (store, queue)
+}
+
+/// One worker on `store` and `queue`; send true to stop it.
+fn start_worker(dir: &Path, store: &SharedStore, queue: &SharedQueue) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let config = WorkerConfig {
-        scratch_dir: dir.path().join("scratch"),
+        scratch_dir: dir.join("scratch"),
         max_attempts: 1,
         retry_base: Duration::from_secs(1),
-        stall_timeout: Duration::from_secs(30),
-        job_time_base: Duration::from_secs(120),
+        stall_timeout: Duration::from_secs(60),
+        job_time_base: Duration::from_secs(300),
         job_time_per_source_sec: 1.0,
         shutdown_grace: Duration::from_secs(1),
     };
-    let worker = tokio::spawn(Worker { store: store.clone(), queue: queue.clone(), config, shutdown }.run());
+    (stop, tokio::spawn(Worker { store: store.clone(), queue: queue.clone(), config, shutdown }.run()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stores_and_reports_an_audio_part_as_it_grows() {
+    let (dir, src, mut audio) = audio_part(300);
+    audio.source_key = "sources/s".into();
+    let (store, queue) = queued(dir.path(), &[(&audio, &src)]).await;
+    let (stop, worker) = start_worker(dir.path(), &store, &queue);
 
     let mut events = queue.consumer(Topic::Events).await.unwrap();
     let mut partials = Vec::new();
@@ -401,37 +413,17 @@ async fn a_worker_stores_and_reports_an_audio_part_as_it_grows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_takes_an_audio_job_beside_its_video_job() {
-    use lectern_common::messages::JobEvent;
-    use lectern_common::queue::{EmbeddedQueue, SharedQueue, Topic};
-    use lectern_transcoder::{Worker, WorkerConfig};
-
     let (dir, audio_src, mut audio) = audio_part(300);
     let video_src = dir.path().join("video.mp4");
     make_source(&video_src, Some((640, 360, "30/1")), false, 120, "mp4mux");
-    let store = lectern_common::storage::open_storage(&format!("file://{}", dir.path().join("store").display())).await.unwrap();
-    store.put_file("sources/audio", &audio_src).await.unwrap();
-    store.put_file("sources/video", &video_src).await.unwrap();
     audio.source_key = "sources/audio".into();
     let mut video = job(facts(640, 360, (30, 1), 120.0, true, false), vec![rung("v360", 640, 360, 800), rung("v180", 320, 180, 300)]);
     video.source_key = "sources/video".into();
     video.asset_id = "b".into();
     video.output_prefix = "assets/b".into();
-    let url = format!("sqlite://{}", dir.path().join("queue.db").display());
-    let queue: SharedQueue = std::sync::Arc::new(EmbeddedQueue::open(&url, EmbeddedQueue::LEASE).await.unwrap());
     // The video job is first in the queue.
-    queue.publish(Topic::for_job(&video), serde_json::to_vec(&video).unwrap()).await.unwrap();
-    queue.publish(Topic::for_job(&audio), serde_json::to_vec(&audio).unwrap()).await.unwrap();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let config = WorkerConfig {
-        scratch_dir: dir.path().join("scratch"),
-        max_attempts: 1,
-        retry_base: Duration::from_secs(1),
-        stall_timeout: Duration::from_secs(60),
-        job_time_base: Duration::from_secs(300),
-        job_time_per_source_sec: 1.0,
-        shutdown_grace: Duration::from_secs(1),
-    };
-    let worker = tokio::spawn(Worker { store: store.clone(), queue: queue.clone(), config, shutdown }.run());
+    let (store, queue) = queued(dir.path(), &[(&video, &video_src), (&audio, &audio_src)]).await;
+    let (stop, worker) = start_worker(dir.path(), &store, &queue);
 
     let mut events = queue.consumer(Topic::Events).await.unwrap();
     let mut order = Vec::new();
