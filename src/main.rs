@@ -115,7 +115,8 @@ struct Config {
     /// How long an unfinished upload is kept after its last chunk, in seconds.
     #[arg(long, env = "LECTERN_UPLOAD_TTL", default_value_t = 86_400, global = true)]
     upload_ttl: i64,
-    /// Transcode jobs run at once by this process.
+    /// Transcode workers in this process: each runs one job at a time, and one chunked
+    /// lecture's audio job beside it.
     #[arg(long, env = "LECTERN_WORKERS", default_value_t = 1, global = true)]
     workers: usize,
     /// Deliveries of a transcode job before it is reported failed.
