@@ -426,20 +426,25 @@ async fn a_worker_takes_an_audio_job_beside_its_video_job() {
     let (stop, worker) = start_worker(dir.path(), &store, &queue);
 
     let mut events = queue.consumer(Topic::Events).await.unwrap();
+    // What came in: "audio stored" for every report of the audio part (its partial
+    // reports start with its first segment), "video ready" for the video job.
     let mut order = Vec::new();
-    while order.len() < 2 {
+    while !order.contains(&"audio done") || !order.contains(&"video ready") {
         let delivery = tokio::time::timeout(Duration::from_secs(300), events.next()).await.expect("an event in time").unwrap();
         let event: JobEvent = serde_json::from_slice(&delivery.payload).unwrap();
         delivery.ack().await.unwrap();
         match event {
-            JobEvent::PartStored { report, .. } if !report.partial => order.push("audio"),
-            JobEvent::Ready { .. } => order.push("video"),
+            JobEvent::PartStored { report, .. } => order.push(if report.partial { "audio stored" } else { "audio done" }),
+            JobEvent::Ready { .. } => order.push("video ready"),
             JobEvent::Failed { reason, .. } => panic!("a job failed: {reason}"),
             _ => {}
         }
     }
     stop.send(true).unwrap();
     worker.await.unwrap();
-    // One worker, video first in the queue: the audio finished while the video ran.
-    assert_eq!(order, ["audio", "video"]);
+    // One worker, video first in the queue: audio segments were stored while the video
+    // job ran. (Which of the two finishes first depends on the machine's load; a worker
+    // with one lane would report no audio before the video is ready.)
+    let video_ready = order.iter().position(|e| *e == "video ready").unwrap();
+    assert!(order[..video_ready].iter().any(|e| e.starts_with("audio")), "no audio stored before the video was ready: {order:?}");
 }
