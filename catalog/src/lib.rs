@@ -48,17 +48,30 @@ pub enum Delivery {
     Direct,
 }
 
+/// What every catalog handler gets. Cloned for every request (axum clones a route's
+/// state into each call, and again for the `State` extractor), so it is one `Arc`:
+/// cloning the fields one by one cost a dozen atomic counters per clone and per drop,
+/// about a tenth of the CPU time of serving a cached playlist.
 #[derive(Clone)]
-pub struct CatalogState {
+pub struct CatalogState(Arc<CatalogParts>);
+
+pub struct CatalogParts {
     pub db: Db,
     pub store: SharedStore,
     pub queue: SharedQueue,
     pub tokens: AccessTokens,
     pub playback: playback::PlaybackTokens,
     pub hub: events::Hub,
-    pub config: Arc<CatalogConfig>,
+    pub config: CatalogConfig,
     pub limits: Arc<Limits>,
-    pub play_cache: Arc<cache::ObjectCache>,
+    pub play_cache: cache::ObjectCache,
+}
+
+impl std::ops::Deref for CatalogState {
+    type Target = CatalogParts;
+    fn deref(&self) -> &CatalogParts {
+        &self.0
+    }
 }
 
 impl FromRef<CatalogState> for AccessTokens {
@@ -77,8 +90,8 @@ impl CatalogState {
         config: CatalogConfig,
         limits: Arc<Limits>,
     ) -> Self {
-        let play_cache = Arc::new(cache::ObjectCache::new(config.play_cache_bytes));
-        Self { db, store, queue, tokens, playback, hub: events::hub(), config: Arc::new(config), limits, play_cache }
+        let play_cache = cache::ObjectCache::new(config.play_cache_bytes);
+        Self(Arc::new(CatalogParts { db, store, queue, tokens, playback, hub: events::hub(), config, limits, play_cache }))
     }
 }
 
