@@ -2,6 +2,9 @@
 //! every relative URI in the playlists inherits them and a CDN can cache by path; and
 //! the streaming of an asset's files from storage with Range, ETag and CORS.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +13,8 @@ use lectern_common::storage::ByteRange;
 
 const ISSUER: &str = "lectern";
 const AUDIENCE: &str = "lectern-play";
+/// How many verified tokens are remembered (about 400 bytes each).
+const VERIFIED_CAPACITY: usize = 8192;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct PlayClaims {
@@ -28,9 +33,16 @@ struct PlayClaims {
 /// Signs and checks playback tokens with their own key (not the access-token key).
 #[derive(Clone)]
 pub struct PlaybackTokens {
-    // Shared: the state holding them is cloned for every request.
-    encoding: std::sync::Arc<EncodingKey>,
-    decoding: std::sync::Arc<DecodingKey>,
+    encoding: Arc<EncodingKey>,
+    decoding: Arc<DecodingKey>,
+    // Built once: every request to /play checks a token, and building the rules
+    // allocates three sets.
+    validation: Arc<Validation>,
+    /// Tokens whose signature and claims were checked, by their exact text. A player
+    /// sends one token with every playlist and segment request; checking it anew
+    /// (base64, JSON, HMAC) was the largest share of a cached playlist's CPU time.
+    /// Expiry is still checked on every use; the key never changes while we run.
+    verified: Arc<Mutex<HashMap<Box<str>, Arc<PlayGrant>>>>,
     pub ttl_secs: i64,
 }
 
@@ -45,10 +57,23 @@ pub struct PlayGrant {
 impl PlaybackTokens {
     pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
         Self {
-            encoding: std::sync::Arc::new(EncodingKey::from_secret(secret)),
-            decoding: std::sync::Arc::new(DecodingKey::from_secret(secret)),
+            encoding: Arc::new(EncodingKey::from_secret(secret)),
+            decoding: Arc::new(DecodingKey::from_secret(secret)),
+            validation: Arc::new(Self::rules()),
+            verified: Arc::default(),
             ttl_secs,
         }
+    }
+
+    /// What a token must be: HS256 with this key, for the playback audience, from us,
+    /// unexpired to the second.
+    fn rules() -> Validation {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.leeway = 0;
+        validation
     }
 
     pub fn issue(&self, lecture_id: &str, asset_id: &str, user_id: &str) -> (String, i64) {
@@ -69,17 +94,31 @@ impl PlaybackTokens {
 
     /// The grant of a token, or None if it is forged, tampered, expired, unsigned
     /// (alg none) or signed with another key or algorithm.
-    pub fn verify(&self, token: &str) -> Option<PlayGrant> {
+    pub fn verify(&self, token: &str) -> Option<Arc<PlayGrant>> {
+        self.verify_at(token, lectern_common::now_unix())
+    }
+
+    /// `verify` at `now` (unix seconds) for remembered tokens; a token seen for the
+    /// first time is checked against the clock.
+    fn verify_at(&self, token: &str, now: i64) -> Option<Arc<PlayGrant>> {
         if token.len() > 4096 {
             return None;
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<PlayClaims>(token, &self.decoding, &validation).ok()?;
-        Some(PlayGrant { lecture_id: data.claims.sub, asset_id: data.claims.asset, expires_at: data.claims.exp })
+        if let Some(grant) = self.verified.lock().expect("verified tokens lock").get(token) {
+            // The signature check's own rule: valid up to and including `exp`.
+            return (now <= grant.expires_at).then(|| grant.clone());
+        }
+        let data = jsonwebtoken::decode::<PlayClaims>(token, &self.decoding, &self.validation).ok()?;
+        let grant = Arc::new(PlayGrant { lecture_id: data.claims.sub, asset_id: data.claims.asset, expires_at: data.claims.exp });
+        let mut verified = self.verified.lock().expect("verified tokens lock");
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, g| now <= g.expires_at);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), grant.clone());
+        Some(grant)
     }
 }
 
@@ -152,7 +191,9 @@ mod tests {
         let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
         let (token, exp) = t.issue("lec", "asset", "user");
         let grant = t.verify(&token).unwrap();
-        assert_eq!(grant, PlayGrant { lecture_id: "lec".into(), asset_id: "asset".into(), expires_at: exp });
+        assert_eq!(*grant, PlayGrant { lecture_id: "lec".into(), asset_id: "asset".into(), expires_at: exp });
+        // Again, from what the first check remembered.
+        assert_eq!(*t.verify(&token).unwrap(), *grant);
     }
 
     #[test]
@@ -172,6 +213,31 @@ mod tests {
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", token.split('.').nth(1).unwrap());
         assert!(t.verify(&none).is_none());
         assert!(t.verify("").is_none());
+        // Remembering the genuine token admits nothing else.
+        assert!(t.verify(&token).is_some());
+        if tampered != token {
+            assert!(t.verify(&tampered).is_none());
+        }
+        assert!(t.verify(&none).is_none());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
+        let (token, exp) = t.issue("lec", "a", "u");
+        assert!(t.verify(&token).is_some());
+        assert!(t.verify_at(&token, exp).is_some(), "valid through its last second");
+        assert!(t.verify_at(&token, exp + 1).is_none(), "expired, though remembered");
+    }
+
+    #[test]
+    fn remembered_tokens_stay_within_their_bound() {
+        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
+        for i in 0..VERIFIED_CAPACITY + 10 {
+            assert!(t.verify(&t.issue(&format!("lec{i}"), "a", "u").0).is_some());
+        }
+        let remembered = t.verified.lock().unwrap().len();
+        assert!(remembered > 0 && remembered <= VERIFIED_CAPACITY, "{remembered}");
     }
 
     #[test]
