@@ -7,16 +7,22 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use lectern_common::storage::ObjectMeta;
 
 /// How long an entry is served before storage is asked again.
 const LIFETIME: Duration = Duration::from_secs(300);
 
-#[derive(Clone)]
 pub struct Cached {
     pub meta: ObjectMeta,
     pub bytes: Bytes,
+    /// The object's `ETag` and `Last-Modified` headers, made once rather than for
+    /// every response.
+    pub etag: HeaderValue,
+    pub last_modified: Option<HeaderValue>,
 }
 
 pub struct ObjectCache {
@@ -27,7 +33,7 @@ pub struct ObjectCache {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, (Cached, Instant)>,
+    entries: HashMap<String, (Arc<Cached>, Instant)>,
     /// Insertion order, for eviction (oldest first).
     order: VecDeque<String>,
     bytes: usize,
@@ -45,7 +51,7 @@ impl ObjectCache {
         self.budget > 0 && size as usize <= self.max_entry
     }
 
-    pub fn get(&self, key: &str) -> Option<Cached> {
+    pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
         let mut inner = self.inner.lock().expect("cache lock");
         let (cached, at) = inner.entries.get(key)?;
         if at.elapsed() > LIFETIME {
@@ -66,7 +72,7 @@ impl ObjectCache {
             inner.bytes -= old.bytes.len();
         }
         inner.bytes += cached.bytes.len();
-        inner.entries.insert(key.to_string(), (cached, Instant::now()));
+        inner.entries.insert(key.to_string(), (Arc::new(cached), Instant::now()));
         inner.order.push_back(key.to_string());
         while inner.bytes > self.budget {
             let Some(oldest) = inner.order.pop_front() else { break };
@@ -87,7 +93,13 @@ mod tests {
     use super::*;
 
     fn object(n: usize) -> Cached {
-        Cached { meta: ObjectMeta { size: n as u64, modified_unix: 0, etag: format!("\"{n}\"") }, bytes: Bytes::from(vec![1u8; n]) }
+        let etag = format!("\"{n}\"");
+        Cached {
+            etag: HeaderValue::from_str(&etag).unwrap(),
+            meta: ObjectMeta { size: n as u64, modified_unix: 0, etag },
+            bytes: Bytes::from(vec![1u8; n]),
+            last_modified: None,
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::accounts::{self, User};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::error::CatalogError;
 use crate::cache::Cached;
+use lectern_common::storage::ObjectMeta;
 use crate::events;
 use crate::parts;
 use crate::playback::{parse_range, playable_file};
@@ -438,13 +439,8 @@ async fn play_preflight() -> Response {
     params(("token" = String, Path, description = "Playback token from POST /api/lectures/{id}/playback"), ("path" = String, Path, description = "master.m3u8, <rung>/index.m3u8, segments, poster.jpg, storyboard.vtt/jpg"), ("Range" = Option<String>, Header, description = "bytes=start-end")),
     responses((status = 200, description = "The file", content((Vec<u8> = "application/octet-stream"), (String = "application/vnd.apple.mpegurl"))), (status = 206, description = "Part of the file"), (status = 304, description = "Not modified"), (status = 403, description = "Invalid or expired playback token", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn play(
-    State(s): State<CatalogState>,
-    Path((token, path)): Path<(String, String)>,
-    method: Method,
-    headers: HeaderMap,
-    req: Request,
-) -> Result<Response, CatalogError> {
+async fn play(State(s): State<CatalogState>, Path((token, path)): Path<(String, String)>, req: Request) -> Result<Response, CatalogError> {
+    let (method, headers) = (req.method(), req.headers());
     let grant = s.playback.verify(&token).ok_or(CatalogError::BadPlaybackToken)?;
     // Our file names never need escaping; an escaped path is an attempt at something.
     if req.uri().path().contains('%') {
@@ -458,12 +454,12 @@ async fn play(
         match lectern_common::storage::read_to_vec(s.store.as_ref(), &key).await {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
-                return direct_media_playlist(&s, &key, &text, remaining as u64, &method).await;
+                return direct_media_playlist(&s, &key, &text, remaining as u64, method).await;
             }
             Err(e) => Err(CatalogError::from(e)),
         }
     } else {
-        serve_object(&s, &key, content_type, &format!("public, max-age={remaining}"), &method, &headers).await
+        serve_object(&s, &key, content_type, &format!("public, max-age={remaining}"), method, headers).await
     };
     match served {
         // A lecture still being encoded in parts: its playlists grow in the database
@@ -472,7 +468,7 @@ async fn play(
             let live = parts::live_playlists(&s.db, &grant.asset_id).await?.ok_or(CatalogError::NotFound("file"))?;
             let text = live.file(&path).ok_or(CatalogError::NotFound("file"))?;
             if direct {
-                return direct_media_playlist(&s, &key, text, remaining as u64, &method).await;
+                return direct_media_playlist(&s, &key, text, remaining as u64, method).await;
             }
             let headers = [
                 (header::CONTENT_TYPE, content_type.to_string()),
@@ -519,7 +515,7 @@ async fn direct_media_playlist(s: &CatalogState, key: &str, text: &str, expires_
 async fn serve_object(
     s: &CatalogState,
     key: &str,
-    content_type: &str,
+    content_type: &'static str,
     cache_control: &str,
     method: &Method,
     headers: &HeaderMap,
@@ -528,22 +524,28 @@ async fn serve_object(
     // look at its metadata first.
     let plain_get = method == Method::GET && !headers.contains_key(header::RANGE);
     let cached = s.play_cache.get(key);
-    let (meta, opened) = if let Some(c) = &cached {
-        (c.meta.clone(), None)
-    } else if plain_get {
-        let read = s.store.read(key, None).await?;
-        (read.meta, Some(read.body))
-    } else {
-        (s.store.head(key).await?, None)
+    let fetched_meta: ObjectMeta;
+    let mut opened = None;
+    let (meta, etag, last_modified) = match &cached {
+        Some(c) => (&c.meta, c.etag.clone(), c.last_modified.clone()),
+        None => {
+            fetched_meta = if plain_get {
+                let read = s.store.read(key, None).await?;
+                opened = Some(read.body);
+                read.meta
+            } else {
+                s.store.head(key).await?
+            };
+            let (etag, last_modified) = validators(&fetched_meta)?;
+            (&fetched_meta, etag, last_modified)
+        }
     };
-    let etag = HeaderValue::from_str(&meta.etag).map_err(|e| CatalogError::Internal(e.to_string()))?;
-    let mut common = HeaderMap::new();
-    common.insert(header::ETAG, etag);
+    let mut common = HeaderMap::with_capacity(8);
+    common.insert(header::ETAG, etag.clone());
     common.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control).map_err(|e| CatalogError::Internal(e.to_string()))?);
     common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.modified_unix.max(0) as u64);
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
-        common.insert(header::LAST_MODIFIED, v);
+    if let Some(v) = &last_modified {
+        common.insert(header::LAST_MODIFIED, v.clone());
     }
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
     if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == meta.etag || t.trim() == "*")) {
@@ -561,27 +563,34 @@ async fn serve_object(
         }
         None => (StatusCode::OK, meta.size),
     };
-    common.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).map_err(|e| CatalogError::Internal(e.to_string()))?);
+    common.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     common.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if method == Method::HEAD {
         return Ok((status, common).into_response());
     }
-    if let Some(c) = cached {
+    if let Some(c) = &cached {
         let bytes = match range {
             Some(r) => c.bytes.slice(r.start as usize..=r.end as usize),
-            None => c.bytes,
+            None => c.bytes.clone(),
         };
         return Ok((status, common, Body::from(bytes)).into_response());
     }
     match opened {
         Some(body) if range.is_none() && s.play_cache.admits(meta.size) => {
             let bytes = collect(body, meta.size).await?;
-            s.play_cache.put(key, Cached { meta, bytes: bytes.clone() });
+            s.play_cache.put(key, Cached { meta: meta.clone(), bytes: bytes.clone(), etag, last_modified });
             Ok((status, common, Body::from(bytes)).into_response())
         }
         Some(body) if range.is_none() => Ok((status, common, Body::from_stream(body)).into_response()),
         _ => Ok((status, common, Body::from_stream(s.store.read(key, range).await?.body)).into_response()),
     }
+}
+
+/// An object's `ETag` and `Last-Modified` headers.
+fn validators(meta: &ObjectMeta) -> Result<(HeaderValue, Option<HeaderValue>), CatalogError> {
+    let etag = HeaderValue::from_str(&meta.etag).map_err(|e| CatalogError::Internal(e.to_string()))?;
+    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.modified_unix.max(0) as u64);
+    Ok((etag, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).ok()))
 }
 
 async fn collect(mut body: lectern_common::storage::ByteStream, size: u64) -> Result<bytes::Bytes, CatalogError> {

@@ -119,6 +119,11 @@ def test_http_semantics_of_play(world):
     assert tail.status_code == 206 and tail.content == full.content[-188:]
     bad = requests.get(seg_url, headers={"Range": f"bytes={size}-"})
     assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{size}"
+    # Again, now from the memory cache: the same bytes under the same validators.
+    again = requests.get(seg_url)
+    assert again.content == full.content
+    for h in ("ETag", "Last-Modified", "Content-Type", "Content-Length", "Accept-Ranges"):
+        assert again.headers[h] == full.headers[h], h
     etag = full.headers["ETag"]
     assert requests.get(seg_url, headers={"If-None-Match": etag}).status_code == 304
     head = requests.head(seg_url)
