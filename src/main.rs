@@ -274,17 +274,16 @@ async fn metrics(State(b): State<Backends>) -> Response {
 /// Records the latency of every request under its route template (not the raw path,
 /// which would carry ids and tokens).
 async fn track_latency(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    // Both are cheap to clone (a shared string, a small enum); strings would cost two
+    // allocations on every request.
+    let route = req.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = std::time::Instant::now();
     let res = next.run(req).await;
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     lectern_common::metrics::metrics()
         .http_latency
-        .with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()])
+        .with_label_values(&[route, method.as_str(), res.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
     res
 }
@@ -434,6 +433,14 @@ async fn serve_http(
     let app = with_edge(app, edge);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "lectern is listening");
+    // Nagle's algorithm holds the last partial packet of a response (the tail of a
+    // segment) until the client's delayed ACK, 40 ms later, on a keep-alive connection.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let mut drained = shutdown.clone();
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
         let _ = shutdown.wait_for(|stop| *stop).await;

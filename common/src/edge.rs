@@ -71,8 +71,10 @@ async fn edge(config: Arc<EdgeConfig>, mut req: Request, next: Next) -> Response
     let id = request_id(req.headers());
     let ip = client_ip(&req, config.trust_forwarded);
     req.extensions_mut().insert(ClientIp(ip));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, v);
+    // Made once, then shared by the request and the response.
+    let id_header = HeaderValue::from_str(&id).ok();
+    if let Some(v) = &id_header {
+        req.headers_mut().insert(REQUEST_ID, v.clone());
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()), client = %ip);
     let started = Instant::now();
@@ -103,7 +105,7 @@ async fn edge(config: Arc<EdgeConfig>, mut req: Request, next: Next) -> Response
     }
     .instrument(span)
     .await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = id_header {
         res.headers_mut().insert(REQUEST_ID, v);
     }
     allow_origin(&config, origin.as_ref(), &mut res);
