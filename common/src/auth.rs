@@ -59,6 +59,8 @@ pub struct AccessTokens {
     // Shared: the state holding them is cloned for every request.
     encoding: std::sync::Arc<EncodingKey>,
     decoding: std::sync::Arc<DecodingKey>,
+    // Built once: every API request checks a token, and building the rules allocates.
+    validation: std::sync::Arc<Validation>,
     ttl_secs: i64,
 }
 
@@ -67,8 +69,19 @@ impl AccessTokens {
         Self {
             encoding: std::sync::Arc::new(EncodingKey::from_secret(secret)),
             decoding: std::sync::Arc::new(DecodingKey::from_secret(secret)),
+            validation: std::sync::Arc::new(Self::rules()),
             ttl_secs,
         }
+    }
+
+    /// What a token must be: HS256 with this key, for the access audience, from us,
+    /// unexpired to the second.
+    fn rules() -> Validation {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[ACCESS_AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = 0;
+        validation
     }
 
     pub fn issue(&self, user_id: &str, role: Role) -> String {
@@ -88,11 +101,7 @@ impl AccessTokens {
     /// The user a token speaks for, or None when it is forged, expired, for another
     /// audience or signed with another algorithm.
     pub fn verify(&self, token: &str) -> Option<AuthUser> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[ACCESS_AUDIENCE]);
-        validation.set_issuer(&[ISSUER]);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation).ok()?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok()?;
         Some(AuthUser { id: data.claims.sub, role: data.claims.role })
     }
 }
