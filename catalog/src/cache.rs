@@ -4,10 +4,8 @@
 //! lectures are then served without touching storage (a file read or an S3 request).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use bytes::Bytes;

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lectern_common::auth::AuthUser;
 use lectern_common::limits::{Action, ClientIp};
+use lectern_common::storage::ObjectMeta;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -19,7 +20,6 @@ use crate::accounts::{self, User};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::error::CatalogError;
 use crate::cache::Cached;
-use lectern_common::storage::ObjectMeta;
 use crate::events;
 use crate::parts;
 use crate::playback::{parse_range, playable_file};
