@@ -4,6 +4,8 @@
 //! lectures are then served without touching storage (a file read or an S3 request).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,44 @@ pub struct ObjectCache {
     budget: usize,
     max_entry: usize,
     inner: Mutex<Inner>,
+    /// One gate per key being loaded: requests that miss the same key at once (a class
+    /// pressing play together) wait for one read of storage instead of each starting
+    /// their own, which on a file store meant a blocking thread each.
+    loading: Mutex<HashMap<String, Arc<Gate>>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    turn: tokio::sync::Mutex<()>,
+    /// Set when a load did not keep the object (too large, or failed): the requests
+    /// still waiting then read storage on their own, in parallel, as without a gate.
+    not_kept: AtomicBool,
+}
+
+/// A request's hold on a key's gate. The last one to let go removes the gate, also
+/// when its request is dropped mid-load (clones are made under the map's lock, so the
+/// count cannot grow behind its back).
+struct GateHeld<'a> {
+    cache: &'a ObjectCache,
+    key: &'a str,
+    gate: Arc<Gate>,
+}
+
+impl Drop for GateHeld<'_> {
+    fn drop(&mut self) {
+        let mut loading = self.cache.loading.lock().expect("cache lock");
+        if Arc::strong_count(&self.gate) == 2 && loading.get(self.key).is_some_and(|g| Arc::ptr_eq(g, &self.gate)) {
+            loading.remove(self.key);
+        }
+    }
+}
+
+/// What a request that missed the cache ends up with.
+pub enum Loaded<T> {
+    /// The object, kept (by this request's load or by the one it waited for).
+    Kept(Arc<Cached>),
+    /// What this request's own load returned for an object not kept (it streams it).
+    Passed(T),
 }
 
 #[derive(Default)]
@@ -41,7 +81,7 @@ impl ObjectCache {
     /// A cache holding at most `budget` bytes; objects larger than a sixteenth of it
     /// (at most 8 MiB) are streamed instead. A budget of 0 disables it.
     pub fn new(budget: usize) -> Self {
-        ObjectCache { budget, max_entry: (budget / 16).min(8 << 20), inner: Mutex::default() }
+        ObjectCache { budget, max_entry: (budget / 16).min(8 << 20), inner: Mutex::default(), loading: Mutex::default() }
     }
 
     /// Whether an object of this size is worth keeping.
@@ -61,16 +101,51 @@ impl ObjectCache {
         Some(cached.clone())
     }
 
-    pub fn put(&self, key: &str, cached: Cached) {
+    /// The cached object, or else the result of `load`, which returns either an object
+    /// to keep or something else to hand back (an open stream of a large object).
+    /// Concurrent misses of one key run one load at a time: the first keeps the object
+    /// and the others are served from it.
+    pub async fn get_or_load<T, E, F, Fut>(&self, key: &str, load: F) -> Result<Loaded<T>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Result<Cached, T>, E>>,
+    {
+        if let Some(hit) = self.get(key) {
+            return Ok(Loaded::Kept(hit));
+        }
+        let gate = self.loading.lock().expect("cache lock").entry(key.to_string()).or_default().clone();
+        let gate = GateHeld { cache: self, key, gate };
+        let turn = gate.gate.turn.lock().await;
+        if gate.gate.not_kept.load(Ordering::Acquire) {
+            drop(turn);
+        } else if let Some(hit) = self.get(key) {
+            return Ok(Loaded::Kept(hit));
+        }
+        match load().await {
+            Ok(Ok(cached)) => Ok(Loaded::Kept(self.put(key, cached))),
+            Ok(Err(passed)) => {
+                gate.gate.not_kept.store(true, Ordering::Release);
+                Ok(Loaded::Passed(passed))
+            }
+            Err(e) => {
+                gate.gate.not_kept.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps an object (when it is small enough) and returns it shared.
+    pub fn put(&self, key: &str, cached: Cached) -> Arc<Cached> {
+        let cached = Arc::new(cached);
         if !self.admits(cached.bytes.len() as u64) {
-            return;
+            return cached;
         }
         let mut inner = self.inner.lock().expect("cache lock");
         if let Some((old, _)) = inner.entries.remove(key) {
             inner.bytes -= old.bytes.len();
         }
         inner.bytes += cached.bytes.len();
-        inner.entries.insert(key.to_string(), (Arc::new(cached), Instant::now()));
+        inner.entries.insert(key.to_string(), (cached.clone(), Instant::now()));
         inner.order.push_back(key.to_string());
         while inner.bytes > self.budget {
             let Some(oldest) = inner.order.pop_front() else { break };
@@ -83,6 +158,7 @@ impl ObjectCache {
             let Inner { entries, order, .. } = &mut *inner;
             order.retain(|k| entries.contains_key(k));
         }
+        cached
     }
 }
 
@@ -121,5 +197,99 @@ mod tests {
         let off = ObjectCache::new(0);
         off.put("k", object(1));
         assert!(off.get("k").is_none());
+    }
+
+    /// Ten requests missing one key at once, with a load that takes a while.
+    async fn ten_at_once(cache: &Arc<ObjectCache>, key: &'static str, size: usize, fail_first: bool) -> (usize, usize, Vec<bool>) {
+        use std::sync::atomic::AtomicUsize;
+        let loads = Arc::new(AtomicUsize::new(0));
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (cache, loads, running, most) = (cache.clone(), loads.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    let load = || async {
+                        let n = loads.fetch_add(1, Ordering::SeqCst);
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        if fail_first && n == 0 {
+                            return Err("storage hiccup");
+                        }
+                        Ok(if cache.admits(size as u64) { Ok(object(size)) } else { Err(size) })
+                    };
+                    match cache.get_or_load(key, load).await {
+                        Ok(Loaded::Kept(c)) => Some(c.bytes.len() == size),
+                        Ok(Loaded::Passed(n)) => Some(n == size),
+                        Err(_) => None,
+                    }
+                })
+            })
+            .collect();
+        let mut kept = Vec::new();
+        for t in tasks {
+            if let Some(ok) = t.await.unwrap() {
+                assert!(ok);
+                kept.push(true);
+            } else {
+                kept.push(false);
+            }
+        }
+        (loads.load(Ordering::SeqCst), most.load(Ordering::SeqCst), kept)
+    }
+
+    #[tokio::test]
+    async fn requests_missing_one_key_at_once_share_one_load() {
+        let cache = Arc::new(ObjectCache::new(16 * 1000));
+        let (loads, most, served) = ten_at_once(&cache, "k", 1000, false).await;
+        assert_eq!(loads, 1, "one read of storage for ten requests");
+        assert_eq!(most, 1);
+        assert!(served.iter().all(|&s| s));
+        assert!(cache.loading.lock().unwrap().is_empty(), "the gate is taken down");
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_not_shared_and_objects_not_kept_load_in_parallel() {
+        // The first load fails: only its request gets the error; the others load
+        // again (each on its own, since the gate saw nothing kept), and succeed.
+        let cache = Arc::new(ObjectCache::new(16 * 1000));
+        let (loads, _, served) = ten_at_once(&cache, "k", 1000, true).await;
+        assert_eq!(served.iter().filter(|&&s| !s).count(), 1, "{served:?}");
+        assert!(loads >= 2);
+        // Too large to keep: every request streams its own, without waiting in line.
+        let (loads, most, served) = ten_at_once(&cache, "big", 1001, false).await;
+        assert_eq!(loads, 10);
+        assert!(most >= 5, "at most {most} loads ran at once");
+        assert!(served.iter().all(|&s| s));
+        assert!(cache.loading.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_mid_load_hands_the_key_on() {
+        let cache = Arc::new(ObjectCache::new(16 * 1000));
+        let stuck = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let load = || async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<_, ()>(Ok::<_, ()>(object(10)))
+                };
+                let _ = cache.get_or_load("k", load).await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let load = || async { Ok::<_, ()>(Ok::<_, ()>(object(20))) };
+                matches!(cache.get_or_load("k", load).await, Ok(Loaded::Kept(c)) if c.bytes.len() == 20)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the second request waits for the first's load");
+        stuck.abort();
+        assert!(tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap());
+        assert!(cache.loading.lock().unwrap().is_empty());
     }
 }

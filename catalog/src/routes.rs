@@ -19,7 +19,7 @@ use crate::CatalogState;
 use crate::accounts::{self, User};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::error::CatalogError;
-use crate::cache::Cached;
+use crate::cache::{Cached, Loaded};
 use crate::events;
 use crate::parts;
 use crate::playback::{parse_range, playable_file};
@@ -520,21 +520,38 @@ async fn serve_object(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, CatalogError> {
-    // A plain GET (a player fetching a segment) opens the object once; HEAD and ranges
-    // look at its metadata first.
+    // A plain GET (a player fetching a segment) opens the object once, and the GETs
+    // that miss the cache at the same moment share that one read; HEAD and ranges look
+    // at its metadata first.
     let plain_get = method == Method::GET && !headers.contains_key(header::RANGE);
-    let cached = s.play_cache.get(key);
-    let fetched_meta: ObjectMeta;
     let mut opened = None;
+    let cached = if plain_get {
+        let load = || async {
+            let read = s.store.read(key, None).await?;
+            if !s.play_cache.admits(read.meta.size) {
+                return Ok(Err(read));
+            }
+            let (etag, last_modified) = validators(&read.meta)?;
+            let bytes = collect(read.body, read.meta.size).await?;
+            Ok::<_, CatalogError>(Ok(Cached { meta: read.meta, bytes, etag, last_modified }))
+        };
+        match s.play_cache.get_or_load(key, load).await? {
+            Loaded::Kept(cached) => Some(cached),
+            Loaded::Passed(read) => {
+                opened = Some(read);
+                None
+            }
+        }
+    } else {
+        s.play_cache.get(key)
+    };
+    let fetched_meta: ObjectMeta;
     let (meta, etag, last_modified) = match &cached {
         Some(c) => (&c.meta, c.etag.clone(), c.last_modified.clone()),
         None => {
-            fetched_meta = if plain_get {
-                let read = s.store.read(key, None).await?;
-                opened = Some(read.body);
-                read.meta
-            } else {
-                s.store.head(key).await?
+            fetched_meta = match &opened {
+                Some(read) => read.meta.clone(),
+                None => s.store.head(key).await?,
             };
             let (etag, last_modified) = validators(&fetched_meta)?;
             (&fetched_meta, etag, last_modified)
@@ -576,12 +593,7 @@ async fn serve_object(
         return Ok((status, common, Body::from(bytes)).into_response());
     }
     match opened {
-        Some(body) if range.is_none() && s.play_cache.admits(meta.size) => {
-            let bytes = collect(body, meta.size).await?;
-            s.play_cache.put(key, Cached { meta: meta.clone(), bytes: bytes.clone(), etag, last_modified });
-            Ok((status, common, Body::from(bytes)).into_response())
-        }
-        Some(body) if range.is_none() => Ok((status, common, Body::from_stream(body)).into_response()),
+        Some(read) if range.is_none() => Ok((status, common, Body::from_stream(read.body)).into_response()),
         _ => Ok((status, common, Body::from_stream(s.store.read(key, range).await?.body)).into_response()),
     }
 }

@@ -132,6 +132,30 @@ def test_http_semantics_of_play(world):
     assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "*"
     missing = requests.get(f"{base}/v360/seg_99999.ts")
     assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "*"
+    # Media is never a document: nosniff holds it to its type, and the document policy
+    # is left off (errors, being JSON, keep it).
+    for res in (master, playlist, full):
+        assert res.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Content-Security-Policy" not in res.headers and "Referrer-Policy" not in res.headers
+    assert "default-src" in missing.headers["Content-Security-Policy"]
+
+
+def test_many_viewers_asking_for_one_uncached_segment_at_once_get_it_whole(world):
+    # One request reads storage and the others wait for it (catalog's cache): each must
+    # still get the whole segment with its validators.
+    from concurrent.futures import ThreadPoolExecutor
+    server, owner, course, (video, audio) = world
+    base = server.url + owner.playback(video["id"])["url"].rsplit("/", 1)[0]
+    uri = [l for l in requests.get(base + "/master.m3u8").text.splitlines() if l and not l.startswith("#")][-1]
+    playlist = requests.get(f"{base}/{uri}").text
+    seg = [l for l in playlist.splitlines() if l.endswith(".ts")][-1]
+    seg_url = f"{base}/{uri.rsplit('/', 1)[0]}/{seg}"
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda _: requests.get(seg_url), range(64)))
+    assert all(a.status_code == 200 for a in answers), [a.status_code for a in answers]
+    assert len({a.content for a in answers}) == 1 and answers[0].content[0] == 0x47
+    assert len({a.headers["ETag"] for a in answers}) == 1
+    assert all(int(a.headers["Content-Length"]) == len(a.content) for a in answers)
 
 
 def test_public_poster_for_course_cards(world):
