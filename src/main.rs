@@ -315,7 +315,8 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
     })
 }
 
-/// Headers every response carries. The Content-Security-Policy fits player-web: its
+/// Security headers: nosniff on every response, the policy and referrer rules on every
+/// response but media (`is_media`). The Content-Security-Policy fits player-web: its
 /// own scripts and styles, hls.js's blob: media and worker, images from this origin
 /// (posters, storyboards) and the data: favicon, API and WebSocket calls to this origin,
 /// plus the S3 origin when segments are delivered from presigned URLs.
@@ -334,10 +335,12 @@ fn security_headers(app: Router, c: &Config) -> Router {
          media-src 'self' blob:; worker-src 'self' blob:; connect-src {connect}; \
          frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
     );
+    let csp = HeaderValue::from_str(&csp).expect("the policy is ASCII");
+    let referrer = HeaderValue::from_static("strict-origin-when-cross-origin");
     let mut app = app
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("content-security-policy"),
-            HeaderValue::from_str(&csp).expect("the policy is ASCII"),
+            move |res: &Response| (!is_media(res)).then(|| csp.clone()),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("x-content-type-options"),
@@ -345,7 +348,7 @@ fn security_headers(app: Router, c: &Config) -> Router {
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("referrer-policy"),
-            HeaderValue::from_static("strict-origin-when-cross-origin"),
+            move |res: &Response| (!is_media(res)).then(|| referrer.clone()),
         ));
     if c.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
         app = app.layer(SetResponseHeaderLayer::if_not_present(
@@ -354,6 +357,17 @@ fn security_headers(app: Router, c: &Config) -> Router {
         ));
     }
     app
+}
+
+/// Playlists, segments, posters and captions: never rendered as a document (nosniff
+/// holds a browser to the type), so the document-only headers are left off them. They
+/// were 330 of a playlist response's 774 bytes of headers.
+fn is_media(res: &Response) -> bool {
+    const MEDIA: [&str; 7] = ["application/vnd.apple.mpegurl", "video/mp2t", "video/mp4", "audio/", "image/jpeg", "image/webp", "text/vtt"];
+    res.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| MEDIA.iter().any(|m| ct.starts_with(m)))
 }
 
 /// The scheme://host:port of an s3:// URL's endpoint, for the CSP.
