@@ -439,14 +439,19 @@ async fn play_preflight() -> Response {
     params(("token" = String, Path, description = "Playback token from POST /api/lectures/{id}/playback"), ("path" = String, Path, description = "master.m3u8, <rung>/index.m3u8, segments, poster.jpg, storyboard.vtt/jpg"), ("Range" = Option<String>, Header, description = "bytes=start-end")),
     responses((status = 200, description = "The file", content((Vec<u8> = "application/octet-stream"), (String = "application/vnd.apple.mpegurl"))), (status = 206, description = "Part of the file"), (status = 304, description = "Not modified"), (status = 403, description = "Invalid or expired playback token", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn play(State(s): State<CatalogState>, Path((token, path)): Path<(String, String)>, req: Request) -> Result<Response, CatalogError> {
+async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, CatalogError> {
     let (method, headers) = (req.method(), req.headers());
-    let grant = s.playback.verify(&token).ok_or(CatalogError::BadPlaybackToken)?;
+    // The route is /play/{token}/{*path}. Read raw rather than through `Path`, which
+    // would percent-decode and copy the 400-byte token on every request: an escaped
+    // path is refused below anyway.
+    let (token, path) =
+        req.uri().path().strip_prefix("/play/").and_then(|rest| rest.split_once('/')).ok_or(CatalogError::NotFound("file"))?;
+    let grant = s.playback.verify(token).ok_or(CatalogError::BadPlaybackToken)?;
     // Our file names never need escaping; an escaped path is an attempt at something.
     if req.uri().path().contains('%') {
         return Err(CatalogError::Invalid("escaped characters are not allowed in playback paths".into()));
     }
-    let content_type = playable_file(&path).ok_or(CatalogError::NotFound("file"))?;
+    let content_type = playable_file(path).ok_or(CatalogError::NotFound("file"))?;
     let key = format!("assets/{}/{path}", grant.asset_id);
     let remaining = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400);
     let direct = s.config.delivery == crate::Delivery::Direct && path.ends_with("/index.m3u8");
@@ -557,45 +562,48 @@ async fn serve_object(
             (&fetched_meta, etag, last_modified)
         }
     };
-    let mut common = HeaderMap::with_capacity(8);
-    common.insert(header::ETAG, etag.clone());
-    common.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control).map_err(|e| CatalogError::Internal(e.to_string()))?);
-    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Some(v) = &last_modified {
-        common.insert(header::LAST_MODIFIED, v.clone());
+    // The response is built in place: a separate header map would be copied into it.
+    let mut res = Response::new(Body::empty());
+    let h = res.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control).map_err(|e| CatalogError::Internal(e.to_string()))?);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(v) = last_modified {
+        h.insert(header::LAST_MODIFIED, v);
     }
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
     if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == meta.etag || t.trim() == "*")) {
-        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(res);
     }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     // If-Range with a stale validator means: send the whole new object.
     let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == meta.etag);
     let range = if if_range_ok { parse_range(range_header, meta.size)? } else { None };
-    let (status, length) = match range {
+    let length = match range {
         Some(r) => {
             let v = format!("bytes {}-{}/{}", r.start, r.end, meta.size);
-            common.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).map_err(|e| CatalogError::Internal(e.to_string()))?);
-            (StatusCode::PARTIAL_CONTENT, r.len())
+            h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).map_err(|e| CatalogError::Internal(e.to_string()))?);
+            *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+            r.len()
         }
-        None => (StatusCode::OK, meta.size),
+        None => meta.size,
     };
-    common.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    common.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if method == Method::HEAD {
-        return Ok((status, common).into_response());
+        return Ok(res);
     }
-    if let Some(c) = &cached {
-        let bytes = match range {
+    *res.body_mut() = match (&cached, opened) {
+        (Some(c), _) => Body::from(match range {
             Some(r) => c.bytes.slice(r.start as usize..=r.end as usize),
             None => c.bytes.clone(),
-        };
-        return Ok((status, common, Body::from(bytes)).into_response());
-    }
-    match opened {
-        Some(read) if range.is_none() => Ok((status, common, Body::from_stream(read.body)).into_response()),
-        _ => Ok((status, common, Body::from_stream(s.store.read(key, range).await?.body)).into_response()),
-    }
+        }),
+        (None, Some(read)) if range.is_none() => Body::from_stream(read.body),
+        (None, _) => Body::from_stream(s.store.read(key, range).await?.body),
+    };
+    Ok(res)
 }
 
 /// An object's `ETag` and `Last-Modified` headers.
