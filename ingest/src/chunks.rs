@@ -38,6 +38,19 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
         .collect()
 }
 
+/// Ladders encoding at most this many pixels a second (720p30 + 360p30 is 34.6 M) have
+/// every chunk after the first encoded whole, in one job: measured on a 2-core worker,
+/// such a chunk job takes about a third of the chunk's play time (a 60 s chunk of a
+/// 720p lecture, v720 + v360: 21 s), so it keeps well ahead of a viewer even on a
+/// worker half as fast. Larger ladders keep their lowest rungs in jobs of their own.
+pub const WHOLE_CHUNK_PIXELS_PER_SEC: f64 = 40e6;
+
+/// The pixels a second `ladder` encodes at the source's frame rate.
+fn pixel_rate(source: &SourceFacts, ladder: &[lectern_common::messages::Rung]) -> f64 {
+    let fps = source.fps_num as f64 / source.fps_den.max(1) as f64;
+    ladder.iter().map(|r| r.width as f64 * r.height as f64 * fps).sum()
+}
+
 /// The jobs that make a lecture, in the order they should run. One chunk or none: the
 /// `whole` job alone. Otherwise, so that the lecture plays soon and a student who starts
 /// early never catches up with the encoders:
@@ -45,9 +58,12 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
 /// 2. the audio of the whole lecture: it stores and reports its segments as it goes
 ///    (about a minute of audio a second), so on one worker the lecture plays once the
 ///    first of them are in, not after an hour of audio;
-/// 3. the lowest rungs of every other chunk, from the start;
-/// 4. the other rungs of every chunk, from the start;
-/// 5. the poster and storyboard, which nobody waits for.
+/// 3. the rest of the video. For a small ladder (`WHOLE_CHUNK_PIXELS_PER_SEC`): the
+///    other rungs of the first chunk, then every other chunk with all its rungs, from the
+///    start, so each chunk is decoded once (a two-rung ladder split in two jobs per
+///    chunk did 1.36x the work of one job). Otherwise: the lowest rungs of every other
+///    chunk, from the start, then the other rungs of every chunk, from the start;
+/// 4. the poster and storyboard, which nobody waits for.
 pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], mut new_id: impl FnMut() -> String) -> Vec<TranscodeJob> {
     if ranges.len() < 2 || whole.ladder.is_empty() {
         return vec![whole.clone()];
@@ -64,9 +80,19 @@ pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], mut new_id: impl FnM
     let low_count = if whole.ladder.len() >= 3 { 2 } else { 1 };
     let (high, low) = whole.ladder.split_at(whole.ladder.len() - low_count);
     let mut jobs = Vec::new();
-    for rungs in [low, high].into_iter().filter(|r| !r.is_empty()) {
-        for range in ranges {
-            jobs.push(part(JobPart::VideoChunk, range.clone(), rungs));
+    if pixel_rate(&whole.source, &whole.ladder) <= WHOLE_CHUNK_PIXELS_PER_SEC {
+        jobs.push(part(JobPart::VideoChunk, ranges[0].clone(), low));
+        if !high.is_empty() {
+            jobs.push(part(JobPart::VideoChunk, ranges[0].clone(), high));
+        }
+        for range in &ranges[1..] {
+            jobs.push(part(JobPart::VideoChunk, range.clone(), &whole.ladder));
+        }
+    } else {
+        for rungs in [low, high].into_iter().filter(|r| !r.is_empty()) {
+            for range in ranges {
+                jobs.push(part(JobPart::VideoChunk, range.clone(), rungs));
+            }
         }
     }
     if whole.source.has_audio {
@@ -156,7 +182,11 @@ mod tests {
             range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
             ladder: rungs
                 .iter()
-                .map(|n| lectern_common::messages::Rung { name: n.to_string(), width: 0, height: 0, video_kbps: 0, crf: None })
+                .map(|n| {
+                    let height: u32 = n[1..].parse().unwrap();
+                    let width = (height * 16 / 9 + 1) & !1;
+                    lectern_common::messages::Rung { name: n.to_string(), width, height, video_kbps: 0, crf: None }
+                })
                 .collect(),
             audio_kbps: 128,
             segment_secs: 6,
@@ -197,13 +227,46 @@ mod tests {
     fn one_chunk_or_one_rung_ladders_schedule_as_expected() {
         let whole = whole_job(source(150.0, (30, 1), true), &["v240"]);
         assert_eq!(schedule(&whole, &[], || "x".into()), vec![whole.clone()]);
-        let mut silent = whole_job(source(150.0, (30, 1), true), &["v480", "v240"]);
+        let mut silent = whole_job(source(150.0, (60, 1), true), &["v720", "v240"]);
         silent.source.has_audio = false;
         let ranges = plan(&silent.source, 6, 2, 60);
         let keys: Vec<String> = schedule(&silent, &ranges, || "x".into()).iter().map(lectern_common::messages::part_key).collect();
         assert_eq!(keys[0], "video-00000-v240");
-        assert_eq!(keys[3], "video-00000-v480");
+        assert_eq!(keys[3], "video-00000-v720");
         assert_eq!(keys.last().map(String::as_str), Some("stills"));
         assert!(!keys.contains(&"audio".to_string()));
+    }
+
+    #[test]
+    fn a_small_ladder_encodes_each_chunk_after_the_first_whole() {
+        let keys = |whole: &TranscodeJob| -> Vec<String> {
+            let ranges = plan(&whole.source, 6, 2, 60);
+            schedule(whole, &ranges, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
+        };
+        // 720p30 + 360p30: 34.6 M pixels a second.
+        let small = whole_job(source(150.0, (30, 1), true), &["v720", "v360"]);
+        assert!(pixel_rate(&small.source, &small.ladder) <= WHOLE_CHUNK_PIXELS_PER_SEC);
+        assert_eq!(
+            keys(&small),
+            ["video-00000-v360", "audio", "video-00000-v720", "video-00010-v720-v360", "video-00020-v720-v360", "stills"]
+        );
+        // The same rungs at 60 fps are twice the work: each chunk's lowest rung first.
+        let fast = whole_job(source(150.0, (60, 1), true), &["v720", "v360"]);
+        assert_eq!(
+            keys(&fast),
+            [
+                "video-00000-v360",
+                "audio",
+                "video-00010-v360",
+                "video-00020-v360",
+                "video-00000-v720",
+                "video-00010-v720",
+                "video-00020-v720",
+                "stills"
+            ]
+        );
+        // One rung: its first chunk, then the others, all of one kind.
+        let single = whole_job(source(150.0, (30, 1), true), &["v480"]);
+        assert_eq!(keys(&single), ["video-00000-v480", "audio", "video-00010-v480", "video-00020-v480", "stills"]);
     }
 }
