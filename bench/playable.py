@@ -71,13 +71,14 @@ def transcode_once(lectern_bin, data, source, chunk_secs, workers=1):
 
 
 def low_chunks_done(jobs):
-    """(first segment, done) of the lowest rungs' chunk jobs: those with the rungs of the
-    first chunk job, which ingest schedules first."""
+    """(first segment, done) of the chunk jobs that store the lowest rung: that of the
+    first chunk job, which ingest schedules first (alone, or with the whole ladder when
+    it is small)."""
     first = next((p for p, _, _ in jobs if p.startswith("video-00000-")), None)
     if first is None:
         return []
-    rungs = first.split("-", 2)[2]
-    return sorted((int(p.split("-")[1]), t1) for p, _, t1 in jobs if p.startswith("video-") and p.split("-", 2)[2] == rungs)
+    lowest = first.split("-")[-1]
+    return sorted((int(p.split("-")[1]), t1) for p, _, t1 in jobs if p.startswith("video-") and lowest in p.split("-")[2:])
 
 
 def early_viewing(lectern_bin, data, source, chunk_secs, chunks_ahead=3):
