@@ -40,9 +40,10 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
 
 /// Ladders encoding at most this many pixels a second (720p30 + 360p30 is 34.6 M) have
 /// every chunk after the first encoded whole, in one job: measured on a 2-core worker,
-/// such a chunk job takes about a third of the chunk's play time (a 60 s chunk of a
-/// 720p lecture, v720 + v360: 21 s), so it keeps well ahead of a viewer even on a
-/// worker half as fast. Larger ladders keep their lowest rungs in jobs of their own.
+/// such a chunk job takes well under half its chunk's play time (a 60 s chunk of a
+/// 720p lecture, v720 + v360: 17.6 s alone, 22-26 s beside the lecture's audio job), so
+/// it keeps ahead of a viewer even on a worker half as fast. Larger ladders keep their
+/// lowest rungs in jobs of their own.
 pub const WHOLE_CHUNK_PIXELS_PER_SEC: f64 = 40e6;
 
 /// The pixels a second `ladder` encodes at the source's frame rate.
