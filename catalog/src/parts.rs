@@ -238,8 +238,7 @@ impl PartsState {
     }
 
     fn playlists(&self) -> Result<Option<LecturePlaylists>, CatalogError> {
-        let fps = self.source.fps_num as f64 / self.source.fps_den.max(1) as f64;
-        lectern_packager::lecture_playlists(&self.pieces(), fps, self.complete())
+        lectern_packager::lecture_playlists(&self.pieces(), self.source.fps(), self.complete())
             .map_err(|e| CatalogError::Internal(format!("stitching playlists: {e}")))
     }
 

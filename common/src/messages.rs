@@ -22,6 +22,13 @@ pub struct SourceFacts {
     pub audio_codec: Option<String>,
 }
 
+impl SourceFacts {
+    /// The output frame rate in frames a second (0 when unknown).
+    pub fn fps(&self) -> f64 {
+        self.fps_num as f64 / self.fps_den.max(1) as f64
+    }
+}
+
 /// One H.264 rendition of the ladder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rung {

@@ -48,8 +48,7 @@ pub const WHOLE_CHUNK_PIXELS_PER_SEC: f64 = 40e6;
 
 /// The pixels a second `ladder` encodes at the source's frame rate.
 fn pixel_rate(source: &SourceFacts, ladder: &[lectern_common::messages::Rung]) -> f64 {
-    let fps = source.fps_num as f64 / source.fps_den.max(1) as f64;
-    ladder.iter().map(|r| r.width as f64 * r.height as f64 * fps).sum()
+    ladder.iter().map(|r| r.width as f64 * r.height as f64 * source.fps()).sum()
 }
 
 /// The jobs that make a lecture, in the order they should run. One chunk or none: the

@@ -414,7 +414,7 @@ impl Worker {
                 uri: format!("{}/{MEDIA_PLAYLIST}", r.name),
                 width: rung.width,
                 height: rung.height,
-                frame_rate: job.source.fps_num as f64 / job.source.fps_den.max(1) as f64,
+                frame_rate: job.source.fps(),
                 codec,
                 segments: r.segments.clone(),
             });
