@@ -90,3 +90,33 @@ async fn audio_jobs_have_a_lane_of_their_own_with_its_own_retries() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!((q.depth(Topic::Jobs).await.unwrap(), q.depth(Topic::AudioJobs).await.unwrap()), (0, 0));
 }
+
+#[tokio::test]
+async fn consumers_are_counted_across_connections_and_leave_when_dropped() {
+    let Some((q, url)) = queue("t-consumers-").await else { return };
+    assert_eq!(q.consumers(Topic::Jobs).await.unwrap(), 0);
+    // Two other processes, each with its own connection.
+    let (a, b) = (open_queue(&url).await.unwrap(), open_queue(&url).await.unwrap());
+    let first = a.consumer(Topic::Jobs).await.unwrap();
+    let second = b.consumer(Topic::Jobs).await.unwrap();
+    let _audio = b.consumer(Topic::AudioJobs).await.unwrap();
+    assert_eq!(q.consumers(Topic::Jobs).await.unwrap(), 2);
+    assert_eq!(q.consumers(Topic::AudioJobs).await.unwrap(), 1);
+    let settled = |want: u64| {
+        let q = q.clone();
+        async move {
+            for _ in 0..50 {
+                if q.consumers(Topic::Jobs).await.unwrap() == want {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    drop(first);
+    assert!(settled(1).await, "a dropped consumer still counts");
+    drop(second);
+    drop(b);
+    assert!(settled(0).await, "a closed connection's consumer still counts");
+}

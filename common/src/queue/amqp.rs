@@ -274,12 +274,11 @@ impl Queue for AmqpQueue {
     }
 
     async fn depth(&self, topic: Topic) -> Result<u64> {
-        let ch = self.channel().await?;
-        let q = ch
-            .queue_declare(self.names.queue(topic).into(), QueueDeclareOptions { passive: true, ..durable() }, FieldTable::default())
-            .await
-            .map_err(err)?;
-        Ok(q.message_count() as u64)
+        Ok(self.declared(topic).await?.message_count() as u64)
+    }
+
+    async fn consumers(&self, topic: Topic) -> Result<u64> {
+        Ok(self.declared(topic).await?.consumer_count() as u64)
     }
 
     async fn check(&self) -> Result<()> {
@@ -292,6 +291,14 @@ impl Queue for AmqpQueue {
 type Handle = std::sync::Arc<AmqpQueue>;
 
 impl AmqpQueue {
+    /// A topic's queue as the broker reports it now (a passive declare: it must exist).
+    async fn declared(&self, topic: Topic) -> Result<lapin::Queue> {
+        let ch = self.channel().await?;
+        ch.queue_declare(self.names.queue(topic).into(), QueueDeclareOptions { passive: true, ..durable() }, FieldTable::default())
+            .await
+            .map_err(err)
+    }
+
     fn clone_handle(&self) -> Handle {
         std::sync::Arc::new(AmqpQueue { uri: self.uri.clone(), names: self.names.clone(), link: Mutex::new(None) })
     }

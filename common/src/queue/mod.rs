@@ -8,6 +8,7 @@ pub mod amqp;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +29,15 @@ pub enum Topic {
 
 impl Topic {
     pub const ALL: [Topic; 3] = [Topic::Jobs, Topic::AudioJobs, Topic::Events];
+
+    /// Its place in `ALL`.
+    fn index(self) -> usize {
+        match self {
+            Topic::Jobs => 0,
+            Topic::AudioJobs => 1,
+            Topic::Events => 2,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +77,9 @@ pub trait Queue: Send + Sync + 'static {
     async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>>;
     /// Messages of a topic waiting or in hand (ready + unacknowledged).
     async fn depth(&self, topic: Topic) -> Result<u64>;
+    /// Consumers taking a topic's messages now: the workers a lecture's chunks can be
+    /// spread over. The embedded queue counts the consumers of this process only.
+    async fn consumers(&self, topic: Topic) -> Result<u64>;
     /// Whether the backend answers (for /readyz).
     async fn check(&self) -> Result<()>;
 }
@@ -127,6 +140,8 @@ pub struct EmbeddedQueue {
     pool: SqlitePool,
     lease: Duration,
     wakeup: Arc<Notify>,
+    /// Live consumers of each topic in this process, by `Topic::index`.
+    consumers: Arc<[AtomicU64; 3]>,
 }
 
 impl EmbeddedQueue {
@@ -161,7 +176,7 @@ impl EmbeddedQueue {
         sqlx::query("CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, visible_at)")
             .execute(&pool)
             .await?;
-        Ok(Self { pool, lease, wakeup: Arc::new(Notify::new()) })
+        Ok(Self { pool, lease, wakeup: Arc::new(Notify::new()), consumers: Arc::default() })
     }
 
     async fn try_lease(&self, topic: Topic) -> Result<Option<Delivery>> {
@@ -204,6 +219,7 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>> {
+        self.consumers[topic.index()].fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(EmbeddedConsumer { queue: self.clone(), topic }))
     }
 
@@ -215,6 +231,10 @@ impl Queue for EmbeddedQueue {
         Ok(n as u64)
     }
 
+    async fn consumers(&self, topic: Topic) -> Result<u64> {
+        Ok(self.consumers[topic.index()].load(Ordering::Relaxed))
+    }
+
     async fn check(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -224,6 +244,12 @@ impl Queue for EmbeddedQueue {
 struct EmbeddedConsumer {
     queue: EmbeddedQueue,
     topic: Topic,
+}
+
+impl Drop for EmbeddedConsumer {
+    fn drop(&mut self) {
+        self.queue.consumers[self.topic.index()].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[async_trait]
@@ -333,6 +359,29 @@ mod tests {
 
     async fn queue(dir: &tempfile::TempDir, lease: Duration) -> EmbeddedQueue {
         EmbeddedQueue::open(&format!("sqlite://{}/q.db", dir.path().display()), lease).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn live_consumers_are_counted_per_topic_across_clones() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, EmbeddedQueue::LEASE).await;
+        let shared: SharedQueue = Arc::new(q.clone());
+        assert_eq!(shared.consumers(Topic::Jobs).await.unwrap(), 0);
+        let first = shared.consumer(Topic::Jobs).await.unwrap();
+        let second = q.consumer(Topic::Jobs).await.unwrap();
+        let audio = q.consumer(Topic::AudioJobs).await.unwrap();
+        assert_eq!(shared.consumers(Topic::Jobs).await.unwrap(), 2);
+        assert_eq!(q.consumers(Topic::AudioJobs).await.unwrap(), 1);
+        assert_eq!(q.consumers(Topic::Events).await.unwrap(), 0);
+        drop(first);
+        assert_eq!(shared.consumers(Topic::Jobs).await.unwrap(), 1);
+        drop((second, audio));
+        assert_eq!(q.consumers(Topic::Jobs).await.unwrap(), 0);
+        assert_eq!(q.consumers(Topic::AudioJobs).await.unwrap(), 0);
+        // Another process opening the same file counts its own consumers only.
+        let other = queue(&dir, EmbeddedQueue::LEASE).await;
+        let _held = q.consumer(Topic::Jobs).await.unwrap();
+        assert_eq!(other.consumers(Topic::Jobs).await.unwrap(), 0);
     }
 
     #[tokio::test]
