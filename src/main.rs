@@ -148,6 +148,11 @@ struct Config {
     /// segments) that any worker may take, and play before they finish; 0 never splits.
     #[arg(long, env = "LECTERN_CHUNK_SECS", default_value_t = 60, global = true)]
     chunk_secs: u32,
+    /// The workers a lecture's chunks are planned for: shorter chunks in whole rounds of
+    /// them, and larger ladders encoded whole. 0 counts the job queue's consumers when
+    /// the upload ends; set it where workers scale up after the jobs are queued.
+    #[arg(long, env = "LECTERN_PLAN_WORKERS", default_value_t = 0, global = true)]
+    plan_workers: u32,
     /// `per-title`: probe each source's complexity and fit every rung's bit rate to it,
     /// dropping rungs that add nothing; `fixed`: the same ladder for every source.
     #[arg(long, env = "LECTERN_LADDER", default_value = "per-title", value_parser = ["per-title", "fixed"], global = true)]
@@ -520,6 +525,7 @@ fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limi
             probe_timeout_secs: 30,
             scratch_dir: c.data_dir.join("scratch"),
             chunk_secs: c.chunk_secs,
+            plan_workers: c.plan_workers,
             per_title_ladder: c.ladder == "per-title",
         },
         limits,

@@ -38,12 +38,35 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
         .collect()
 }
 
+/// The shortest chunk `chunk_secs_for` cuts, in segments: each chunk also encodes one
+/// GOP before its start and starts a pipeline, which shorter chunks pay too often.
+pub const MIN_CHUNK_SEGMENTS: u32 = 3;
+
+/// The chunk length for a lecture of `duration_secs` spread over `workers`: at most
+/// `chunk_secs`, in whole segments, and so that the chunks come in whole rounds of
+/// the workers where the segment grid allows. A 10 min lecture on 8 workers gets 42 s
+/// chunks (14, the last 54 s: two rounds with nearly every worker busy) instead of 60 s
+/// ones (10: the second round keeps 2 of the 8 busy). One worker keeps `chunk_secs`.
+pub fn chunk_secs_for(duration_secs: f64, workers: u32, chunk_secs: u32, segment_secs: u32) -> u32 {
+    if workers <= 1 || chunk_secs == 0 || segment_secs == 0 || !(duration_secs > 0.0) {
+        return chunk_secs;
+    }
+    let slots = workers as f64;
+    let rounds = (duration_secs / (slots * chunk_secs as f64)).ceil().max(1.0);
+    // The shortest whole-segment length that makes at most `slots * rounds` chunks: `plan`
+    // joins a tail under half a chunk to the one before it, so over D / (n + 1/2).
+    let bound = duration_secs / ((slots * rounds + 0.5) * segment_secs as f64);
+    let segments = (bound.floor() as u32 + 1).max(MIN_CHUNK_SEGMENTS);
+    (segments * segment_secs).min(chunk_secs)
+}
+
 /// Ladders encoding at most this many pixels a second (720p30 + 360p30 is 34.6 M) have
 /// every chunk after the first encoded whole, in one job: measured on a 2-core worker,
 /// such a chunk job takes well under half its chunk's play time (a 60 s chunk of a
 /// 720p lecture, v720 + v360: 17.6 s alone, 22-26 s beside the lecture's audio job), so
 /// it keeps ahead of a viewer even on a worker half as fast. Larger ladders keep their
-/// lowest rungs in jobs of their own.
+/// lowest rungs in jobs of their own. The bound is per worker: chunks spread over `n`
+/// workers are encoded `n` at a time, so `n` times the pixels keep ahead as well.
 pub const WHOLE_CHUNK_PIXELS_PER_SEC: f64 = 40e6;
 
 /// The pixels a second `ladder` encodes at the source's frame rate.
@@ -58,13 +81,14 @@ fn pixel_rate(source: &SourceFacts, ladder: &[lectern_common::messages::Rung]) -
 /// 2. the audio of the whole lecture: it stores and reports its segments as it goes
 ///    (about a minute of audio a second), so on one worker the lecture plays once the
 ///    first of them are in, not after an hour of audio;
-/// 3. the rest of the video. For a small ladder (`WHOLE_CHUNK_PIXELS_PER_SEC`): the
+/// 3. the rest of the video. For a small ladder (`WHOLE_CHUNK_PIXELS_PER_SEC` times
+///    `workers`, the workers the chunks are spread over): the
 ///    other rungs of the first chunk, then every other chunk with all its rungs, from the
 ///    start, so each chunk is decoded once (a two-rung ladder split in two jobs per
 ///    chunk did 1.36x the work of one job). Otherwise: the lowest rungs of every other
 ///    chunk, from the start, then the other rungs of every chunk, from the start;
 /// 4. the poster and storyboard, which nobody waits for.
-pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], mut new_id: impl FnMut() -> String) -> Vec<TranscodeJob> {
+pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], workers: u32, mut new_id: impl FnMut() -> String) -> Vec<TranscodeJob> {
     if ranges.len() < 2 || whole.ladder.is_empty() {
         return vec![whole.clone()];
     }
@@ -80,7 +104,7 @@ pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], mut new_id: impl FnM
     let low_count = if whole.ladder.len() >= 3 { 2 } else { 1 };
     let (high, low) = whole.ladder.split_at(whole.ladder.len() - low_count);
     let mut jobs = Vec::new();
-    if pixel_rate(&whole.source, &whole.ladder) <= WHOLE_CHUNK_PIXELS_PER_SEC {
+    if pixel_rate(&whole.source, &whole.ladder) <= WHOLE_CHUNK_PIXELS_PER_SEC * workers.max(1) as f64 {
         jobs.push(part(JobPart::VideoChunk, ranges[0].clone(), low));
         if !high.is_empty() {
             jobs.push(part(JobPart::VideoChunk, ranges[0].clone(), high));
@@ -199,7 +223,7 @@ mod tests {
         let whole = whole_job(source(150.0, (30, 1), true), &["v720", "v480", "v360", "v240"]);
         let ranges = plan(&whole.source, 6, 2, 60);
         let mut n = 0;
-        let jobs = schedule(&whole, &ranges, || {
+        let jobs = schedule(&whole, &ranges, 1, || {
             n += 1;
             format!("j{n}")
         });
@@ -226,11 +250,11 @@ mod tests {
     #[test]
     fn one_chunk_or_one_rung_ladders_schedule_as_expected() {
         let whole = whole_job(source(150.0, (30, 1), true), &["v240"]);
-        assert_eq!(schedule(&whole, &[], || "x".into()), vec![whole.clone()]);
+        assert_eq!(schedule(&whole, &[], 1, || "x".into()), vec![whole.clone()]);
         let mut silent = whole_job(source(150.0, (60, 1), true), &["v720", "v240"]);
         silent.source.has_audio = false;
         let ranges = plan(&silent.source, 6, 2, 60);
-        let keys: Vec<String> = schedule(&silent, &ranges, || "x".into()).iter().map(lectern_common::messages::part_key).collect();
+        let keys: Vec<String> = schedule(&silent, &ranges, 1, || "x".into()).iter().map(lectern_common::messages::part_key).collect();
         assert_eq!(keys[0], "video-00000-v240");
         assert_eq!(keys[3], "video-00000-v720");
         assert_eq!(keys.last().map(String::as_str), Some("stills"));
@@ -241,7 +265,7 @@ mod tests {
     fn a_small_ladder_encodes_each_chunk_after_the_first_whole() {
         let keys = |whole: &TranscodeJob| -> Vec<String> {
             let ranges = plan(&whole.source, 6, 2, 60);
-            schedule(whole, &ranges, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
+            schedule(whole, &ranges, 1, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
         };
         // 720p30 + 360p30: 34.6 M pixels a second.
         let small = whole_job(source(150.0, (30, 1), true), &["v720", "v360"]);
@@ -268,5 +292,61 @@ mod tests {
         // One rung: its first chunk, then the others, all of one kind.
         let single = whole_job(source(150.0, (30, 1), true), &["v480"]);
         assert_eq!(keys(&single), ["video-00000-v480", "audio", "video-00010-v480", "video-00020-v480", "stills"]);
+    }
+
+    #[test]
+    fn more_workers_encode_larger_ladders_whole() {
+        // 720p30 in four rungs: 49.9 M pixels a second, split on one worker.
+        let whole = whole_job(source(150.0, (30, 1), true), &["v720", "v480", "v360", "v240"]);
+        let ranges = plan(&whole.source, 6, 2, 60);
+        let keys = |workers| -> Vec<String> {
+            schedule(&whole, &ranges, workers, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
+        };
+        assert_eq!(keys(0), keys(1));
+        assert_eq!(keys(1)[2], "video-00010-v360-v240");
+        assert_eq!(
+            keys(2),
+            [
+                "video-00000-v360-v240",
+                "audio",
+                "video-00000-v720-v480",
+                "video-00010-v720-v480-v360-v240",
+                "video-00020-v720-v480-v360-v240",
+                "stills"
+            ]
+        );
+    }
+
+    #[test]
+    fn chunks_come_in_whole_rounds_of_the_workers() {
+        // One worker, or no chunking: the configured length.
+        assert_eq!(chunk_secs_for(600.0, 1, 60, 6), 60);
+        assert_eq!(chunk_secs_for(600.0, 0, 60, 6), 60);
+        assert_eq!(chunk_secs_for(600.0, 8, 0, 6), 0);
+        // 10 min on 8 workers: two rounds of 37.5 s, cut at the next segment: 42 s.
+        assert_eq!(chunk_secs_for(600.0, 8, 60, 6), 42);
+        let chunks = plan(&source(600.0, (30, 1), true), 6, 2, 42);
+        assert_eq!(chunks.len(), 14, "13 chunks of 42 s and a last one of 54 s: two rounds of 8 workers");
+        // Never longer than configured, never shorter than MIN_CHUNK_SEGMENTS.
+        assert_eq!(chunk_secs_for(3600.0, 8, 60, 6), 60);
+        assert_eq!(chunk_secs_for(3000.0, 8, 60, 6), 54);
+        assert_eq!(chunk_secs_for(600.0, 32, 60, 6), 24);
+        assert_eq!(chunk_secs_for(300.0, 64, 60, 6), 18);
+        assert_eq!(chunk_secs_for(300.0, 64, 12, 6), 12);
+        // A probed length a little over whole seconds changes nothing: 36.02 s on two
+        // workers is two 18 s chunks, not 24 + 12.
+        assert_eq!(chunk_secs_for(36.02, 2, 24, 6), 18);
+        assert_eq!(plan(&source(36.02, (30, 1), true), 6, 2, 18).len(), 2);
+        // Whatever the workers and the length, the chunks `plan` cuts fill whole rounds
+        // of the workers (unless they are as short as allowed), in as few as 60 s allow.
+        for workers in 2..40 {
+            for secs in [75.0, 121.0, 300.0, 600.0, 601.5, 1800.0, 3600.0, 5400.0] {
+                let len = chunk_secs_for(secs, workers, 60, 6);
+                assert!((18..=60).contains(&len) && len % 6 == 0, "{workers} workers, {secs} s: {len}");
+                let chunks = plan(&source(secs, (30, 1), true), 6, 2, len).len().max(1) as u32;
+                let rounds = (secs / (workers as f64 * 60.0)).ceil() as u32;
+                assert!(chunks <= workers * rounds || len == 18, "{workers} workers, {secs} s: {chunks} chunks of {len} s");
+            }
+        }
     }
 }

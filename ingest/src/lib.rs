@@ -48,6 +48,9 @@ pub struct IngestConfig {
     /// Lectures longer than this (seconds) are split into chunk jobs that any worker
     /// may take; 0 keeps every lecture in one job.
     pub chunk_secs: u32,
+    /// The workers chunks are planned for (their length and which run whole); 0 counts
+    /// the job queue's consumers when the upload ends.
+    pub plan_workers: u32,
     /// Probe each source's complexity and fit the ladder's bit rates to it (true), or
     /// encode every source with the fixed ladder.
     pub per_title_ladder: bool,

@@ -359,12 +359,14 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 segment_secs: SEGMENT_SECS,
                 keyframe_secs: KEYFRAME_SECS,
             };
+            let workers = if chunkable { plan_workers(state).await } else { 1 };
             let ranges = if chunkable {
-                crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, chunk_secs)
+                let secs = crate::chunks::chunk_secs_for(source.duration_secs, workers, chunk_secs, SEGMENT_SECS);
+                crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, secs)
             } else {
                 Vec::new()
             };
-            let jobs = crate::chunks::schedule(&base, &ranges, new_id);
+            let jobs = crate::chunks::schedule(&base, &ranges, workers, new_id);
             let chunked = jobs.len() > 1;
             let mut tx = state.db.begin().await?;
             let updated = sqlx::query(
@@ -425,7 +427,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             let kbps: Vec<String> = ladder.iter().map(|r| format!("{}:{}{}", r.name, r.video_kbps, r.crf.map(|c| format!("@crf{c}")).unwrap_or_default())).collect();
             tracing::info!(
                 lecture = %base.lecture_id, asset = %asset_id, ladder = %kbps.join(","), method = %report.method,
-                probe_secs = report.probe_secs, jobs = jobs.len(), "transcode jobs recorded"
+                probe_secs = report.probe_secs, jobs = jobs.len(), chunks = ranges.len(), workers, "transcode jobs recorded"
             );
             publish_event(
                 state,
@@ -436,6 +438,26 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
         }
     }
     Ok(())
+}
+
+/// The workers a lecture's chunks are planned for: the configured number, or else the
+/// consumers the job queue has now. A queue that does not answer soon counts as one
+/// worker, the plan that suits every count.
+async fn plan_workers(state: &IngestState) -> u32 {
+    if state.config.plan_workers > 0 {
+        return state.config.plan_workers;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), state.queue.consumers(Topic::Jobs)).await {
+        Ok(Ok(n)) => n.clamp(1, u32::MAX as u64) as u32,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "counting the job queue's consumers failed; chunks planned for one worker");
+            1
+        }
+        Err(_) => {
+            tracing::warn!("the job queue did not say how many consumers it has; chunks planned for one worker");
+            1
+        }
+    }
 }
 
 async fn publish_event(state: &IngestState, event: &JobEvent) {

@@ -102,6 +102,29 @@ def test_killed_worker_loses_only_time(tmp_path, lectern_bin, synth):
         stop(*(s for s in (second, first, ingest, catalog) if s))
 
 
+def test_chunks_are_planned_for_the_workers_the_queue_has(tmp_path, lectern_bin, synth):
+    # One worker would get 24 s chunks (36 s: one of 24, one of 12), the four-rung ladder
+    # split in two jobs per chunk. Two consumers on the job queue: one round of two 18 s
+    # chunks, and the second chunk encoded whole (49.9 M pixels a second is under 2 x 40 M).
+    env = {"LECTERN_CHUNK_SECS": "24", "LECTERN_LADDER": "fixed"}
+    catalog, ingest, workers = cluster(tmp_path, workers=2, env=env)
+    try:
+        time.sleep(1)  # both workers' consumers are registered with the broker
+        owner, (lec,) = upload_lectures(catalog, ingest, synth.long_720p(36), 1)
+        done, _ = owner.wait_lecture(lec["id"], timeout=300)
+        assert done["status"] == "ready", done
+        recorded = re.search(r"transcode jobs recorded.*", ingest.log_path.read_text()).group(0)
+        assert "workers=2" in recorded and "chunks=2" in recorded and "jobs=5" in recorded, recorded
+        parts = sorted(p for w in workers for p in re.findall(r'transcode job started.*part="?([\w-]+)', w.log_path.read_text()))
+        assert parts == sorted(["video-00000-v360-v240", "audio", "video-00000-v720-v480",
+                                "video-00003-v720-v480-v360-v240", "stills"]), parts
+        url = catalog.url + owner.playback(lec["id"])["url"]
+        out = subprocess.run(["ffmpeg", "-v", "error", "-i", url, "-map", "0", "-f", "null", "-"], capture_output=True, text=True)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr[-1000:]
+    finally:
+        stop(*workers, ingest, catalog)
+
+
 def test_killed_worker_loses_only_its_chunk(tmp_path, lectern_bin, synth):
     chunked = {"LECTERN_CHUNK_SECS": "6", "LECTERN_LADDER": "fixed"}
     catalog, ingest, (first,) = cluster(tmp_path, workers=1, env=chunked)
