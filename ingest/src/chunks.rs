@@ -6,11 +6,17 @@
 
 use lectern_common::messages::{JobPart, SourceFacts, TimeRange, TranscodeJob, grid_frames};
 
-/// The chunks of `source`, about `chunk_secs` each, or nothing when one job should do
-/// it all (no video, an unknown rate or length, or a lecture that fits one chunk). A
-/// tail shorter than half a chunk joins the chunk before it; the last chunk runs to the
-/// end of the source (`end_secs` None), whatever its probed length said.
-pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_secs: u32) -> Vec<TimeRange> {
+/// The chunks of `source` for `workers` workers, at most about `chunk_secs` each, or
+/// nothing when one job should do it all (no video, an unknown rate or length, or a
+/// lecture that fits one chunk). The last chunk runs to the end of the source
+/// (`end_secs` None), whatever its probed length said.
+///
+/// One worker: chunks of `chunk_secs`, from the start; a tail shorter than half a chunk
+/// joins the chunk before it. More: as many chunks as fill whole rounds of the workers
+/// (never under `MIN_CHUNK_SEGMENTS`), their segments shared out evenly, since a round
+/// with a few workers busy is time the others idle. A 10 min lecture on 8 workers is 16
+/// chunks of 36 or 42 s instead of 10 of 60 s, whose second round kept 2 of 8 busy.
+pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_secs: u32, workers: u32) -> Vec<TimeRange> {
     if !source.has_video || source.fps_num == 0 || source.fps_den == 0 || !(source.duration_secs > 0.0) || chunk_secs == 0 {
         return Vec::new();
     }
@@ -18,47 +24,46 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
     let (_, segment_frames) = grid_frames(source.fps_num, source.fps_den, segment_secs, keyframe_secs);
     let segment_len = segment_frames as f64 * den as f64 / num as f64;
     let segments_per_chunk = ((chunk_secs as f64 / segment_len).round() as u64).max(1);
-    let chunk_frames = segment_frames * segments_per_chunk;
     let total_frames = (source.duration_secs * num as f64 / den as f64).ceil() as u64;
-    let mut chunks = total_frames / chunk_frames;
-    if total_frames % chunk_frames >= chunk_frames / 2 {
-        chunks += 1;
-    }
-    if chunks <= 1 {
+    // The first segment of each chunk.
+    let starts: Vec<u64> = if workers <= 1 {
+        let chunk_frames = segment_frames * segments_per_chunk;
+        let mut chunks = total_frames / chunk_frames;
+        if total_frames % chunk_frames >= chunk_frames / 2 {
+            chunks += 1;
+        }
+        (0..chunks).map(|k| k * segments_per_chunk).collect()
+    } else {
+        let segments = total_frames as f64 / segment_frames as f64;
+        let slots = workers as f64;
+        let rounds = (segments / (slots * segments_per_chunk as f64)).ceil().max(1.0);
+        let shortest = MIN_CHUNK_SEGMENTS.min(segments_per_chunk) as f64;
+        let chunks = (slots * rounds).min((segments / shortest).floor()) as u64;
+        // Each start at the segment edge nearest its even share.
+        let mut starts: Vec<u64> = (0..chunks).map(|k| (k as f64 * segments / chunks as f64).round() as u64).collect();
+        starts.dedup();
+        starts
+    };
+    if starts.len() <= 1 {
         return Vec::new();
     }
     // Seconds of frame `n`, exactly as the demuxers' own arithmetic gives it (ns).
     let at = |frame: u64| (frame as u128 * den as u128 * 1_000_000_000 / num as u128) as f64 / 1e9;
-    (0..chunks)
-        .map(|k| TimeRange {
-            start_secs: at(k * chunk_frames),
-            end_secs: (k + 1 < chunks).then(|| at((k + 1) * chunk_frames)),
-            first_segment: k * segments_per_chunk,
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &first)| TimeRange {
+            start_secs: at(first * segment_frames),
+            end_secs: starts.get(k + 1).map(|next| at(next * segment_frames)),
+            first_segment: first,
         })
         .collect()
 }
 
-/// The shortest chunk `chunk_secs_for` cuts, in segments: each chunk also encodes one
-/// GOP before its start and starts a pipeline, which shorter chunks pay too often.
-pub const MIN_CHUNK_SEGMENTS: u32 = 3;
-
-/// The chunk length for a lecture of `duration_secs` spread over `workers`: at most
-/// `chunk_secs`, in whole segments, and so that the chunks come in whole rounds of
-/// the workers where the segment grid allows. A 10 min lecture on 8 workers gets 42 s
-/// chunks (14, the last 54 s: two rounds with nearly every worker busy) instead of 60 s
-/// ones (10: the second round keeps 2 of the 8 busy). One worker keeps `chunk_secs`.
-pub fn chunk_secs_for(duration_secs: f64, workers: u32, chunk_secs: u32, segment_secs: u32) -> u32 {
-    if workers <= 1 || chunk_secs == 0 || segment_secs == 0 || !(duration_secs > 0.0) {
-        return chunk_secs;
-    }
-    let slots = workers as f64;
-    let rounds = (duration_secs / (slots * chunk_secs as f64)).ceil().max(1.0);
-    // The shortest whole-segment length that makes at most `slots * rounds` chunks: `plan`
-    // joins a tail under half a chunk to the one before it, so over D / (n + 1/2).
-    let bound = duration_secs / ((slots * rounds + 0.5) * segment_secs as f64);
-    let segments = (bound.floor() as u32 + 1).max(MIN_CHUNK_SEGMENTS);
-    (segments * segment_secs).min(chunk_secs)
-}
+/// The shortest chunk `plan` cuts for several workers, in segments (unless `chunk_secs`
+/// is shorter): each chunk also encodes one GOP before its start and starts a
+/// pipeline, which shorter chunks would pay too often.
+pub const MIN_CHUNK_SEGMENTS: u64 = 3;
 
 /// Ladders encoding at most this many pixels a second (720p30 + 360p30 is 34.6 M) have
 /// every chunk after the first encoded whole, in one job: measured on a 2-core worker,
@@ -152,43 +157,43 @@ mod tests {
 
     #[test]
     fn whole_minutes_at_30_fps() {
-        let plan = plan(&source(150.0, (30, 1), true), 6, 2, 60);
+        let plan = plan(&source(150.0, (30, 1), true), 6, 2, 60, 1);
         assert_eq!(edges(&plan), vec![(0.0, Some(60.0), 0), (60.0, Some(120.0), 10), (120.0, None, 20)]);
     }
 
     #[test]
     fn ntsc_edges_are_whole_segments_of_frames() {
         // 180-frame segments (6.006 s), ten per chunk: 1800 frames = 60.06 s.
-        let plan = plan(&source(250.0, (30000, 1001), true), 6, 2, 60);
+        let plan = plan(&source(250.0, (30000, 1001), true), 6, 2, 60, 1);
         assert_eq!(edges(&plan), vec![(0.0, Some(60.06), 0), (60.06, Some(120.12), 10), (120.12, Some(180.18), 20), (180.18, None, 30)]);
     }
 
     #[test]
     fn a_short_tail_joins_the_chunk_before_it() {
         // 125 s: the third chunk would hold 4.9 s, so the second runs to the end.
-        let plan = plan(&source(125.0, (30000, 1001), true), 6, 2, 60);
+        let plan = plan(&source(125.0, (30000, 1001), true), 6, 2, 60, 1);
         assert_eq!(edges(&plan), vec![(0.0, Some(60.06), 0), (60.06, None, 10)]);
         // 150 s at 25 fps: a 30 s tail is half a chunk and keeps its own.
         assert_eq!(plan_len(150.0, (25, 1)), 3);
     }
 
     fn plan_len(secs: f64, fps: (u32, u32)) -> usize {
-        plan(&source(secs, fps, true), 6, 2, 60).len()
+        plan(&source(secs, fps, true), 6, 2, 60, 1).len()
     }
 
     #[test]
     fn one_job_when_chunks_would_not_help() {
-        assert!(plan(&source(89.0, (30, 1), true), 6, 2, 60).is_empty(), "one chunk and a short tail");
-        assert!(plan(&source(3600.0, (30, 1), false), 6, 2, 60).is_empty(), "audio only");
-        assert!(plan(&source(3600.0, (0, 1), true), 6, 2, 60).is_empty(), "unknown rate");
-        assert!(plan(&source(f64::NAN, (30, 1), true), 6, 2, 60).is_empty(), "unknown length");
-        assert!(plan(&source(3600.0, (30, 1), true), 6, 2, 0).is_empty(), "chunking off");
+        assert!(plan(&source(89.0, (30, 1), true), 6, 2, 60, 1).is_empty(), "one chunk and a short tail");
+        assert!(plan(&source(3600.0, (30, 1), false), 6, 2, 60, 1).is_empty(), "audio only");
+        assert!(plan(&source(3600.0, (0, 1), true), 6, 2, 60, 1).is_empty(), "unknown rate");
+        assert!(plan(&source(f64::NAN, (30, 1), true), 6, 2, 60, 1).is_empty(), "unknown length");
+        assert!(plan(&source(3600.0, (30, 1), true), 6, 2, 0, 1).is_empty(), "chunking off");
     }
 
     #[test]
     fn chunks_are_never_shorter_than_a_segment() {
         // A 1 s chunk length still cuts whole segments.
-        let plan = plan(&source(30.0, (24000, 1001), true), 6, 2, 1);
+        let plan = plan(&source(30.0, (24000, 1001), true), 6, 2, 1, 1);
         assert_eq!(plan.len(), 5);
         assert!(plan.windows(2).all(|w| w[1].first_segment == w[0].first_segment + 1));
         assert!((plan[1].start_secs - 144.0 * 1001.0 / 24000.0).abs() < 1e-9, "{:?}", plan[1]);
@@ -221,7 +226,7 @@ mod tests {
     #[test]
     fn lowest_rungs_of_every_chunk_come_before_the_rest() {
         let whole = whole_job(source(150.0, (30, 1), true), &["v720", "v480", "v360", "v240"]);
-        let ranges = plan(&whole.source, 6, 2, 60);
+        let ranges = plan(&whole.source, 6, 2, 60, 1);
         let mut n = 0;
         let jobs = schedule(&whole, &ranges, 1, || {
             n += 1;
@@ -253,7 +258,7 @@ mod tests {
         assert_eq!(schedule(&whole, &[], 1, || "x".into()), vec![whole.clone()]);
         let mut silent = whole_job(source(150.0, (60, 1), true), &["v720", "v240"]);
         silent.source.has_audio = false;
-        let ranges = plan(&silent.source, 6, 2, 60);
+        let ranges = plan(&silent.source, 6, 2, 60, 1);
         let keys: Vec<String> = schedule(&silent, &ranges, 1, || "x".into()).iter().map(lectern_common::messages::part_key).collect();
         assert_eq!(keys[0], "video-00000-v240");
         assert_eq!(keys[3], "video-00000-v720");
@@ -264,7 +269,7 @@ mod tests {
     #[test]
     fn a_small_ladder_encodes_each_chunk_after_the_first_whole() {
         let keys = |whole: &TranscodeJob| -> Vec<String> {
-            let ranges = plan(&whole.source, 6, 2, 60);
+            let ranges = plan(&whole.source, 6, 2, 60, 1);
             schedule(whole, &ranges, 1, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
         };
         // 720p30 + 360p30: 34.6 M pixels a second.
@@ -298,7 +303,7 @@ mod tests {
     fn more_workers_encode_larger_ladders_whole() {
         // 720p30 in four rungs: 49.9 M pixels a second, split on one worker.
         let whole = whole_job(source(150.0, (30, 1), true), &["v720", "v480", "v360", "v240"]);
-        let ranges = plan(&whole.source, 6, 2, 60);
+        let ranges = plan(&whole.source, 6, 2, 60, 1);
         let keys = |workers| -> Vec<String> {
             schedule(&whole, &ranges, workers, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
         };
@@ -318,34 +323,54 @@ mod tests {
     }
 
     #[test]
-    fn chunks_come_in_whole_rounds_of_the_workers() {
-        // One worker, or no chunking: the configured length.
-        assert_eq!(chunk_secs_for(600.0, 1, 60, 6), 60);
-        assert_eq!(chunk_secs_for(600.0, 0, 60, 6), 60);
-        assert_eq!(chunk_secs_for(600.0, 8, 0, 6), 0);
-        // 10 min on 8 workers: two rounds of 37.5 s, cut at the next segment: 42 s.
-        assert_eq!(chunk_secs_for(600.0, 8, 60, 6), 42);
-        let chunks = plan(&source(600.0, (30, 1), true), 6, 2, 42);
-        assert_eq!(chunks.len(), 14, "13 chunks of 42 s and a last one of 54 s: two rounds of 8 workers");
-        // Never longer than configured, never shorter than MIN_CHUNK_SEGMENTS.
-        assert_eq!(chunk_secs_for(3600.0, 8, 60, 6), 60);
-        assert_eq!(chunk_secs_for(3000.0, 8, 60, 6), 54);
-        assert_eq!(chunk_secs_for(600.0, 32, 60, 6), 24);
-        assert_eq!(chunk_secs_for(300.0, 64, 60, 6), 18);
-        assert_eq!(chunk_secs_for(300.0, 64, 12, 6), 12);
+    fn chunks_for_several_workers_fill_whole_rounds_evenly() {
+        let lengths = |secs: f64, workers: u32, chunk_secs: u32| -> Vec<u64> {
+            let ranges = plan(&source(secs, (30, 1), true), 6, 2, chunk_secs, workers);
+            let mut firsts: Vec<u64> = ranges.iter().map(|r| r.first_segment).collect();
+            firsts.push((secs / 6.0).ceil() as u64);
+            firsts.windows(2).map(|w| w[1] - w[0]).collect()
+        };
+        // 10 min on 8 workers: 16 chunks (two rounds) of 6 or 7 segments, not 10 of 10.
+        let ten = lengths(600.0, 8, 60);
+        assert_eq!(ten.len(), 16, "{ten:?}");
+        assert!(ten.iter().all(|&n| n == 6 || n == 7) && ten.iter().sum::<u64>() == 100, "{ten:?}");
+        // The ranges join up: each ends where the next starts, the last at the source's end.
+        let ranges = plan(&source(600.0, (30000, 1001), true), 6, 2, 60, 8);
+        assert!(ranges.windows(2).all(|w| w[0].end_secs == Some(w[1].start_secs)));
+        assert_eq!(ranges.last().unwrap().end_secs, None);
+        assert!((ranges[1].start_secs - 6.0 * 180.0 * 1001.0 / 30000.0).abs() < 1e-9, "{:?}", ranges[1]);
+        // One worker, or none counted: the configured length.
+        assert_eq!(lengths(600.0, 1, 60), vec![10; 10]);
+        assert_eq!(plan(&source(600.0, (30, 1), true), 6, 2, 60, 0).len(), 10);
+        // Never longer than configured: 60 min on 8 workers is 64 chunks of 9-10 segments.
+        let hour = lengths(3600.0, 8, 60);
+        assert_eq!(hour.len(), 64);
+        assert!(hour.iter().all(|&n| n == 9 || n == 10), "{hour:?}");
+        // Never shorter than MIN_CHUNK_SEGMENTS: 5 min (50 segments) on 64 workers is 16
+        // chunks of 3 or 4 segments.
+        let many = lengths(300.0, 64, 60);
+        assert_eq!(many.len(), 16);
+        assert!(many.iter().all(|&n| n == 3 || n == 4), "{many:?}");
+        // Unless the configured length is shorter still.
+        assert_eq!(lengths(36.0, 4, 6), vec![1; 6]);
         // A probed length a little over whole seconds changes nothing: 36.02 s on two
-        // workers is two 18 s chunks, not 24 + 12.
-        assert_eq!(chunk_secs_for(36.02, 2, 24, 6), 18);
-        assert_eq!(plan(&source(36.02, (30, 1), true), 6, 2, 18).len(), 2);
-        // Whatever the workers and the length, the chunks `plan` cuts fill whole rounds
-        // of the workers (unless they are as short as allowed), in as few as 60 s allow.
+        // workers in chunks of up to 24 s is two of 18 s.
+        assert_eq!(lengths(36.02, 2, 24), vec![3, 4]);
+        assert_eq!(plan(&source(36.02, (30, 1), true), 6, 2, 24, 2)[1].first_segment, 3);
+        // Too short to share: one job.
+        assert!(plan(&source(20.0, (30, 1), true), 6, 2, 60, 8).is_empty());
+        // Whatever the workers and the length: whole rounds, chunks of 3 to 10 segments
+        // (the last may hold half of one more, or be a little short), within a segment
+        // and a half of each other.
         for workers in 2..40 {
             for secs in [75.0, 121.0, 300.0, 600.0, 601.5, 1800.0, 3600.0, 5400.0] {
-                let len = chunk_secs_for(secs, workers, 60, 6);
-                assert!((18..=60).contains(&len) && len % 6 == 0, "{workers} workers, {secs} s: {len}");
-                let chunks = plan(&source(secs, (30, 1), true), 6, 2, len).len().max(1) as u32;
-                let rounds = (secs / (workers as f64 * 60.0)).ceil() as u32;
-                assert!(chunks <= workers * rounds || len == 18, "{workers} workers, {secs} s: {chunks} chunks of {len} s");
+                let ranges = plan(&source(secs, (30, 1), true), 6, 2, 60, workers);
+                let got: Vec<f64> = ranges.iter().map(|r| (r.end_secs.unwrap_or(secs) - r.start_secs) / 6.0).collect();
+                let rounds = (secs / (workers as f64 * 60.0)).ceil() as usize;
+                assert!(got.len() > 1 && got.len() <= workers as usize * rounds, "{workers} workers, {secs} s: {got:?}");
+                let (min, max) = got.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
+                let inner_min = got[..got.len() - 1].iter().cloned().fold(f64::MAX, f64::min);
+                assert!(inner_min >= 3.0 && max <= 10.5 + 1e-9 && max - min <= 1.5 + 1e-9, "{workers} workers, {secs} s: {got:?}");
             }
         }
     }

@@ -361,8 +361,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             };
             let workers = if chunkable { plan_workers(state).await } else { 1 };
             let ranges = if chunkable {
-                let secs = crate::chunks::chunk_secs_for(source.duration_secs, workers, chunk_secs, SEGMENT_SECS);
-                crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, secs)
+                crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, chunk_secs, workers)
             } else {
                 Vec::new()
             };
