@@ -14,8 +14,9 @@ use lectern_common::messages::{JobPart, SourceFacts, TimeRange, TranscodeJob, gr
 /// One worker: chunks of `chunk_secs`, from the start; a tail shorter than half a chunk
 /// joins the chunk before it. More: as many chunks as fill whole rounds of the workers
 /// (never under `MIN_CHUNK_SEGMENTS`), their segments shared out evenly, since a round
-/// with a few workers busy is time the others idle. A 10 min lecture on 8 workers is 16
-/// chunks of 36 or 42 s instead of 10 of 60 s, whose second round kept 2 of 8 busy.
+/// with a few workers busy is time the others idle. A 10 min lecture on 8 workers is 15
+/// chunks of 36 or 42 s (16 jobs with the first chunk's two) instead of 10 of 60 s, whose
+/// 11 jobs left a second round with 3 of 8 workers busy.
 pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_secs: u32, workers: u32) -> Vec<TimeRange> {
     if !source.has_video || source.fps_num == 0 || source.fps_den == 0 || !(source.duration_secs > 0.0) || chunk_secs == 0 {
         return Vec::new();
@@ -36,9 +37,11 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
     } else {
         let segments = total_frames as f64 / segment_frames as f64;
         let slots = workers as f64;
-        let rounds = (segments / (slots * segments_per_chunk as f64)).ceil().max(1.0);
+        // `schedule` encodes the first chunk in two jobs (its lowest rungs first), so a
+        // round of the workers takes one chunk fewer than there are workers.
+        let rounds = ((segments / segments_per_chunk as f64 + 1.0) / slots).ceil().max(1.0);
         let shortest = MIN_CHUNK_SEGMENTS.min(segments_per_chunk) as f64;
-        let chunks = (slots * rounds).min((segments / shortest).floor()) as u64;
+        let chunks = (slots * rounds - 1.0).min((segments / shortest).floor()) as u64;
         // Each start at the segment edge nearest its even share.
         let mut starts: Vec<u64> = (0..chunks).map(|k| (k as f64 * segments / chunks as f64).round() as u64).collect();
         starts.dedup();
@@ -330,21 +333,22 @@ mod tests {
             firsts.push((secs / 6.0).ceil() as u64);
             firsts.windows(2).map(|w| w[1] - w[0]).collect()
         };
-        // 10 min on 8 workers: 16 chunks (two rounds) of 6 or 7 segments, not 10 of 10.
+        // 10 min on 8 workers: 15 chunks of 6 or 7 segments, not 10 of 10; with the
+        // first chunk's two jobs, two rounds.
         let ten = lengths(600.0, 8, 60);
-        assert_eq!(ten.len(), 16, "{ten:?}");
+        assert_eq!(ten.len(), 15, "{ten:?}");
         assert!(ten.iter().all(|&n| n == 6 || n == 7) && ten.iter().sum::<u64>() == 100, "{ten:?}");
         // The ranges join up: each ends where the next starts, the last at the source's end.
         let ranges = plan(&source(600.0, (30000, 1001), true), 6, 2, 60, 8);
         assert!(ranges.windows(2).all(|w| w[0].end_secs == Some(w[1].start_secs)));
         assert_eq!(ranges.last().unwrap().end_secs, None);
-        assert!((ranges[1].start_secs - 6.0 * 180.0 * 1001.0 / 30000.0).abs() < 1e-9, "{:?}", ranges[1]);
+        assert!((ranges[1].start_secs - 7.0 * 180.0 * 1001.0 / 30000.0).abs() < 1e-9, "{:?}", ranges[1]);
         // One worker, or none counted: the configured length.
         assert_eq!(lengths(600.0, 1, 60), vec![10; 10]);
         assert_eq!(plan(&source(600.0, (30, 1), true), 6, 2, 60, 0).len(), 10);
-        // Never longer than configured: 60 min on 8 workers is 64 chunks of 9-10 segments.
+        // Never longer than configured: 60 min on 8 workers is 63 chunks of 9-10 segments.
         let hour = lengths(3600.0, 8, 60);
-        assert_eq!(hour.len(), 64);
+        assert_eq!(hour.len(), 63);
         assert!(hour.iter().all(|&n| n == 9 || n == 10), "{hour:?}");
         // Never shorter than MIN_CHUNK_SEGMENTS: 5 min (50 segments) on 64 workers is 16
         // chunks of 3 or 4 segments.
@@ -366,8 +370,8 @@ mod tests {
             for secs in [75.0, 121.0, 300.0, 600.0, 601.5, 1800.0, 3600.0, 5400.0] {
                 let ranges = plan(&source(secs, (30, 1), true), 6, 2, 60, workers);
                 let got: Vec<f64> = ranges.iter().map(|r| (r.end_secs.unwrap_or(secs) - r.start_secs) / 6.0).collect();
-                let rounds = (secs / (workers as f64 * 60.0)).ceil() as usize;
-                assert!(got.len() > 1 && got.len() <= workers as usize * rounds, "{workers} workers, {secs} s: {got:?}");
+                let rounds = ((secs / 60.0 + 1.0) / workers as f64).ceil() as usize;
+                assert!(got.len() > 1 && got.len() < workers as usize * rounds, "{workers} workers, {secs} s: {got:?}");
                 let (min, max) = got.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
                 let inner_min = got[..got.len() - 1].iter().cloned().fold(f64::MAX, f64::min);
                 assert!(inner_min >= 3.0 && max <= 10.5 + 1e-9 && max - min <= 1.5 + 1e-9, "{workers} workers, {secs} s: {got:?}");
