@@ -359,11 +359,11 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 segment_secs: SEGMENT_SECS,
                 keyframe_secs: KEYFRAME_SECS,
             };
-            let workers = if chunkable { plan_workers(state).await } else { 1 };
-            let ranges = if chunkable {
-                crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, chunk_secs, workers)
+            let (workers, ranges) = if chunkable {
+                let workers = plan_workers(state).await;
+                (workers, crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, chunk_secs, workers))
             } else {
-                Vec::new()
+                (1, Vec::new())
             };
             let jobs = crate::chunks::schedule(&base, &ranges, workers, new_id);
             let chunked = jobs.len() > 1;

@@ -109,7 +109,9 @@ def test_chunks_are_planned_for_the_workers_the_queue_has(tmp_path, lectern_bin,
     env = {"LECTERN_CHUNK_SECS": "24", "LECTERN_LADDER": "fixed"}
     catalog, ingest, workers = cluster(tmp_path, workers=2, env=env)
     try:
-        time.sleep(1)  # both workers' consumers are registered with the broker
+        deadline = time.time() + 20
+        while rabbit_queue(catalog, "lectern.jobs").get("consumers") != 2 and time.time() < deadline:
+            time.sleep(0.2)
         owner, (lec,) = upload_lectures(catalog, ingest, synth.long_720p(36), 1)
         done, _ = owner.wait_lecture(lec["id"], timeout=300)
         assert done["status"] == "ready", done

@@ -141,7 +141,7 @@ pub struct EmbeddedQueue {
     lease: Duration,
     wakeup: Arc<Notify>,
     /// Live consumers of each topic in this process, by `Topic::index`.
-    consumers: Arc<[AtomicU64; 3]>,
+    consumers: Arc<[AtomicU64; Topic::ALL.len()]>,
 }
 
 impl EmbeddedQueue {
