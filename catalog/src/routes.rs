@@ -263,8 +263,9 @@ async fn enroll(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<courses::Enrollment>), CatalogError> {
     let body = body.map_err(|r| if r.status() == StatusCode::PAYLOAD_TOO_LARGE { CatalogError::TooLarge } else { CatalogError::Invalid(r.body_text()) })?;
-    // The body is optional: an empty one subscribes to a free course.
-    let req: courses::EnrollRequest = if body.iter().all(u8::is_ascii_whitespace) {
+    // The body is optional: none subscribes to a free course. One that is there must be
+    // a JSON object (a lone newline is not: the API description says so).
+    let req: courses::EnrollRequest = if body.is_empty() {
         Default::default()
     } else {
         object_body(serde_json::from_slice(&body).map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))?)?
