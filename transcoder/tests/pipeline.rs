@@ -97,6 +97,60 @@ fn ladder_segments_are_aligned_and_measured() {
     assert!(progress.last().copied().unwrap_or(0.0) > 0.3, "{progress:?}");
 }
 
+/// PSNR of a rendition against the source scaled straight to its size by GStreamer's
+/// 4-tap scaler (frames paired by their order). GStreamer and ffmpeg place the samples
+/// of a 854x480 picture differently: sharp colour bars are 29 dB apart between them.
+fn psnr_against_scaled_source(dir: &Path, rendition: &Path, source: &Path, w: u32, h: u32) -> f64 {
+    let reference = dir.join(format!("reference_{h}.mkv"));
+    let desc = format!(
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale method=4-tap add-borders=false \
+         ! video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1 ! avenc_ffv1 ! matroskamux ! filesink location={}",
+        source.display(),
+        reference.display()
+    );
+    assert!(Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap().success());
+    // The rendition starts at 3600 s, the reference at 0: pair frames by their order.
+    psnr_with(rendition, &reference, "[0:v]setpts=N/30/TB[r];[1:v]setpts=N/30/TB[s];[r][s]psnr")
+}
+
+fn frames_in(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    // MPEG-TS lists the stream again under its program: the first line is enough.
+    String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn rungs_scaled_from_a_larger_rung_keep_every_frame_and_the_picture() {
+    // From a 1080p source, 480p and 240p are scaled from the 720p rung's frames.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    // HD colour bars: sharp edges across the frame, where a crop, shift or stretch shows
+    // (480p cropped by 1 % is 25 dB from the reference; the cascade's picture 41 dB).
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "smptehdbars=size=1920x1080:rate=30", "-t", "4", "-c:v", "libx264"])
+        .args(["-preset", "ultrafast", "-crf", "18"])
+        .arg(&src)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let ladder = vec![rung("v720", 1280, 720, 2800), rung("v480", 854, 480, 1400), rung("v240", 426, 240, 400)];
+    let job = job(facts(1920, 1080, (30, 1), 4.0, true, false), ladder.clone());
+    let out = transcode(&job, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |_| {}).unwrap();
+    assert_eq!(out.video.len(), 3);
+    for (r, rung) in out.video.iter().zip(&ladder) {
+        assert_eq!(r.segments.len(), 1, "{}: {:?}", r.name, r.segments);
+        assert!((r.segments[0].duration - 4.0).abs() < 0.05, "{}: {:?}", r.name, r.segments);
+        let segment = dir.path().join("out").join(&r.name).join(lectern_packager::segment_name(0));
+        assert_eq!(frames_in(&segment), 120, "{}", r.name);
+        let db = psnr_against_scaled_source(dir.path(), &segment, &src, rung.width, rung.height);
+        assert!(db > 35.0, "{} is {db} dB from the source scaled straight to its size", r.name);
+    }
+}
+
 #[test]
 fn audio_only_source_gives_one_audio_rendition() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,8 +288,13 @@ fn chunks_of_a_variable_rate_source_keep_the_grid() {
 
 /// PSNR (dB) of the video of `a` against `b`, frames paired by index.
 fn psnr(a: &Path, b: &Path) -> f64 {
+    psnr_with(a, b, "[0:v][1:v]psnr")
+}
+
+/// The average PSNR (dB) that ffmpeg's filter graph `lavfi` over `a` and `b` prints.
+fn psnr_with(a: &Path, b: &Path, lavfi: &str) -> f64 {
     let out = Command::new("ffmpeg")
-        .args(["-i", a.to_str().unwrap(), "-i", b.to_str().unwrap(), "-lavfi", "[0:v][1:v]psnr", "-f", "null", "-"])
+        .args(["-i", a.to_str().unwrap(), "-i", b.to_str().unwrap(), "-lavfi", lavfi, "-f", "null", "-"])
         .output()
         .expect("ffmpeg runs");
     let text = String::from_utf8_lossy(&out.stderr);
