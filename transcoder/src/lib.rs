@@ -10,6 +10,7 @@
 //! back-off and reported failed after the last attempt.
 
 pub mod pipeline;
+pub mod scale;
 pub mod storyboard;
 
 use std::collections::HashSet;

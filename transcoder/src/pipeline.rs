@@ -1,8 +1,7 @@
 //! One GStreamer pipeline per job: decode the source once, then tee raw video to every
-//! H.264 rung (a rung far below the source is scaled from a larger rung's frames) and
-//! to the poster and storyboard grabbers, and raw audio to one AAC encode. Each
-//! rendition is cut into MPEG-TS segments by splitmuxsink at keyframes that x264 places
-//! on the same frame numbers in every rung.
+//! H.264 rung and to the poster and storyboard grabbers, and raw audio to one AAC
+//! encode. Each rendition is cut into MPEG-TS segments by splitmuxsink at keyframes
+//! that x264 places on the same frame numbers in every rung.
 //!
 //! This module runs on a blocking thread; it reports progress through a callback and
 //! returns what it wrote, measured.
@@ -17,6 +16,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use lectern_common::messages::{JobPart, Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
 use lectern_packager::SegmentFacts;
+
+use crate::scale::RungScaler;
 
 /// Thumbnail width of the storyboard sprite.
 pub const THUMB_WIDTH: u32 = 160;
@@ -134,68 +135,22 @@ fn encoder_threads(ladder: &[Rung], cores: u32) -> Vec<u32> {
 const VIDEO_DELAY_NS: u64 = 1024 * 1_000_000_000 / 48_000;
 
 
-/// The scaler for a downscale from `source` to `target` pixels (longest sides). 2-tap
-/// bilinear is exact enough up to 2x and the cheapest; beyond, it skips source pixels
-/// and aliases. The fixed 4-tap sinc keeps the low rungs within ffmpeg's bicubic
-/// (measured at the source's size, lossless: 3x SSIM +0.003, 4.5x -0.0008; bilinear
-/// there is -0.0005 and -0.0035) for about a third of lanczos' cost, and lanczos has an
-/// artefact at exactly 3x in GStreamer 1.22 (-0.004).
-fn scale_method(source: u32, target: u32) -> &'static str {
-    if source as u64 > 2 * target as u64 { "4-tap" } else { "bilinear" }
+/// How a rung is scaled from the decoded source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RungScale {
+    /// GStreamer's 2-tap bilinear `videoscale`: exact enough up to 2x down, and the
+    /// cheapest there (a third of Catmull-Rom's cost at 1080p to 720p, SSIM -0.0004).
+    Bilinear,
+    /// `scale::RungScaler` (Catmull-Rom, its kernel widened with the scale): beyond 2x
+    /// down, where bilinear skips source pixels and aliases. It matches ffmpeg's bicubic
+    /// (luma SSIM within 0.0002) at half the CPU of GStreamer's 4-tap, which cost 2.5x
+    /// swscale.
+    Bicubic,
 }
 
-/// Where a rung's frames are scaled from, and with which filter.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct ScaleFrom {
-    /// `None`: the decoded source; `Some(i)`: rung `i`'s scaled frames.
-    parent: Option<usize>,
-    method: &'static str,
-}
-
-/// Each rung's scaler. GStreamer's scalers were a fifth of a 1080p ladder's CPU with
-/// every rung scaled from the source, more than twice swscale's cost. A rung more than
-/// 2x below the source, where the 4-tap filter (fixed taps) under-filters, is scaled
-/// with it from the largest rung 1.4x-3x its size that is itself scaled from the
-/// source: one step more, never a chain. Measured on the bench source, lossless, SSIM
-/// at the source's size against every rung from the source: 480p from 720p +0.0003,
-/// 240p from 720p +0.0016, and 0.7 s less CPU a second of 1080p video. Steps of
-/// exactly 2x are left out: 360p from 720p lost 0.0035 (any filter), 240p from 360p
-/// from a 720p source 0.0018, and longer chains more (240p from 480p from 720p: -0.0096).
-fn scale_plan(source: (u32, u32), ladder: &[Rung]) -> Vec<ScaleFrom> {
-    // Longest sides, so that a rotated source compares the right sides.
-    let long = |w: u32, h: u32| w.max(h) as f64;
-    let src = long(source.0, source.1);
-    let from_source = |r: &Rung| ScaleFrom { parent: None, method: scale_method(src as u32, r.width.max(r.height)) };
-    let twice = |ratio: f64| (ratio - 2.0).abs() <= 0.05;
-    ladder
-        .iter()
-        .map(|rung| {
-            let target = long(rung.width, rung.height);
-            if from_source(rung).method == "bilinear" {
-                return from_source(rung);
-            }
-            let parent = ladder
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| {
-                    let size = long(r.width, r.height);
-                    // Scaled from the source itself (smaller than it, not at exactly 2x), with
-                    // the same shape.
-                    size < src
-                        && from_source(r).method == "bilinear"
-                        && !twice(src / size)
-                        && (r.width > r.height) == (rung.width > rung.height)
-                        && (1.4..=3.02).contains(&(size / target))
-                        && !twice(size / target)
-                })
-                .max_by_key(|(i, r)| (r.width.max(r.height), std::cmp::Reverse(*i)))
-                .map(|(i, _)| i);
-            match parent {
-                Some(i) => ScaleFrom { parent: Some(i), method: "4-tap" },
-                None => from_source(rung),
-            }
-        })
-        .collect()
+/// The scaler for a downscale from `source` to `target` pixels (longest sides).
+fn rung_scale(source: u32, target: u32) -> RungScale {
+    if source as u64 > 2 * target as u64 { RungScale::Bicubic } else { RungScale::Bilinear }
 }
 
 /// libav decoder threads: one per four cores. Decoding is about a tenth of a ladder's
@@ -477,20 +432,21 @@ fn transcode_with(
 
         let ladder: &[Rung] = if make_rungs { &job.ladder } else { &[] };
         let threads = encoder_threads(ladder, available_cores());
-        let scalers = scale_plan((facts.width, facts.height), ladder);
-        // A rung that others are scaled from hands its frames on through a tee of its own.
-        let rung_tees = (0..ladder.len())
-            .map(|i| scalers.iter().any(|s| s.parent == Some(i)).then(|| make("tee")).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut rung_heads = Vec::with_capacity(ladder.len());
-        for (i, (rung, threads)) in ladder.iter().zip(threads).enumerate() {
+        for (rung, threads) in ladder.iter().zip(threads) {
             let dir = out_dir.join(&rung.name);
             let q = queue(4)?;
-            let scale = make("videoscale")?;
-            scale.set_property_from_str("method", scalers[i].method);
-            // Fill the rung exactly: a 16:9 source in 426x240 is 0.2 % off, which borders
-            // would pay for with a shifted picture (PSNR 27 dB instead of 60).
-            scale.set_property("add-borders", false);
+            let scale = match rung_scale(facts.width.max(facts.height), rung.width.max(rung.height)) {
+                RungScale::Bilinear => {
+                    let scale = make("videoscale")?;
+                    scale.set_property_from_str("method", "bilinear");
+                    // Fill the rung exactly: a 16:9 source in 426x240 is 0.2 % off, which
+                    // borders would pay for with a shifted picture (PSNR 27 dB, not 60).
+                    scale.set_property("add-borders", false);
+                    scale
+                }
+                // It always fills the rung: no borders.
+                RungScale::Bicubic => RungScaler::new().upcast(),
+            };
             let size = capsfilter(
                 gst::Caps::builder("video/x-raw")
                     .field("width", rung.width as i32)
@@ -519,17 +475,9 @@ fn transcode_with(
             let parse = make("h264parse")?;
             parse.set_property("config-interval", -1i32);
             let sink = segment_sink(&dir, video_max, start_index)?;
-            let mut chain = vec![q.clone(), scale, size];
-            if let Some(rung_tee) = &rung_tees[i] {
-                // Every branch of a tee starts with a queue: the encoder of this rung
-                // must not hold up the rungs scaled from it.
-                chain.extend([rung_tee.clone(), queue(4)?]);
-            }
-            chain.extend([enc, profile, parse.clone()]);
-            pipeline.add_many(&chain)?;
-            pipeline.add(&sink)?;
-            gst::Element::link_many(&chain)?;
-            rung_heads.push(q);
+            pipeline.add_many([&q, &scale, &size, &enc, &profile, &parse, &sink])?;
+            gst::Element::link_many([&q, &scale, &size, &enc, &profile, &parse])?;
+            tee.link(&q)?;
             let video_pad = sink.request_pad_simple("video").ok_or_else(|| PipelineError::Setup("splitmuxsink video pad".into()))?;
             parse.static_pad("src").expect("parse src").link(&video_pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
             if range.is_some_and(|r| r.preroll_ns > 0) {
@@ -537,10 +485,6 @@ fn transcode_with(
             }
             tally_pad(&parse.static_pad("src").expect("parse src"), rung.name.clone(), tallies.clone());
             video_outputs.push((rung.clone(), dir));
-        }
-        for (head, scaler) in rung_heads.iter().zip(&scalers) {
-            let from = scaler.parent.and_then(|p| rung_tees[p].as_ref()).unwrap_or(&tee);
-            from.link(head)?;
         }
 
         // Poster: the frame nearest a tenth of the lecture (at most 10 s in).
@@ -1130,50 +1074,11 @@ mod tests {
 
     #[test]
     fn scaler_widens_past_twice_down() {
-        assert_eq!(scale_method(1920, 1280), "bilinear");
-        assert_eq!(scale_method(1920, 960), "bilinear");
-        assert_eq!(scale_method(1920, 640), "4-tap");
-        assert_eq!(scale_method(640, 1280), "bilinear");
-    }
-
-    #[test]
-    fn rungs_far_below_the_source_scale_from_a_rung_scaled_from_it() {
-        let from = |parent: Option<usize>, method: &'static str| ScaleFrom { parent, method };
-        let ladder = [rung(1920, 1080), rung(1280, 720), rung(854, 480), rung(640, 360), rung(426, 240)];
-        let expected = vec![
-            from(None, "bilinear"),
-            from(None, "bilinear"),
-            from(Some(1), "4-tap"),
-            // 720p is exactly twice 360p: from the source.
-            from(None, "4-tap"),
-            from(Some(1), "4-tap"),
-        ];
-        assert_eq!(scale_plan((1920, 1080), &ladder), expected);
-        // The order of the ladder does not matter.
-        let reversed: Vec<Rung> = ladder.iter().rev().cloned().collect();
-        let plan = scale_plan((1920, 1080), &reversed);
-        assert_eq!(plan[0], from(Some(3), "4-tap"));
-        assert_eq!(plan[2], from(Some(3), "4-tap"));
-        // A rotated (portrait) source and ladder.
-        let portrait: Vec<Rung> = ladder.iter().map(|r| rung(r.height, r.width)).collect();
-        assert_eq!(scale_plan((1080, 1920), &portrait), expected);
-        // A rung of another orientation is not a parent.
-        assert_eq!(scale_plan((1920, 1080), &[rung(720, 1280), rung(426, 240)]), vec![from(None, "bilinear"), from(None, "4-tap")]);
-        // No rung in reach: from the source, as before.
-        assert_eq!(scale_plan((1920, 1080), &[rung(1280, 720), rung(320, 180)]), vec![from(None, "bilinear"), from(None, "4-tap")]);
-        // A rung the source's size is never a parent, nor one scaled at exactly 2x: a 720p
-        // source's 240p comes from the source, not from its 360p.
-        let hd = [rung(1280, 720), rung(854, 480), rung(640, 360), rung(426, 240)];
-        let plan = scale_plan((1280, 720), &hd);
-        assert_eq!(plan[3], from(None, "4-tap"));
-        assert!(plan.iter().all(|s| s.parent.is_none()));
-        // A 1440p source: 720p is exactly 2x below it, 1080p 1.33x; 480p and 360p from 1080p.
-        let qhd = [rung(2560, 1440), rung(1920, 1080), rung(1280, 720), rung(854, 480), rung(640, 360)];
-        assert_eq!(
-            scale_plan((2560, 1440), &qhd),
-            vec![from(None, "bilinear"), from(None, "bilinear"), from(None, "bilinear"), from(Some(1), "4-tap"), from(Some(1), "4-tap")]
-        );
-        assert_eq!(scale_plan((1920, 1080), &[]), Vec::<ScaleFrom>::new());
+        assert_eq!(rung_scale(1920, 1280), RungScale::Bilinear);
+        assert_eq!(rung_scale(1920, 960), RungScale::Bilinear);
+        assert_eq!(rung_scale(1920, 958), RungScale::Bicubic);
+        assert_eq!(rung_scale(1920, 640), RungScale::Bicubic);
+        assert_eq!(rung_scale(640, 1280), RungScale::Bilinear);
     }
 
     #[test]
