@@ -184,9 +184,12 @@ fn segment_sink(dir: &Path, max_time: gst::ClockTime, start_index: u64) -> Resul
     std::fs::create_dir_all(dir).map_err(|e| PipelineError::Setup(format!("creating {}: {e}", dir.display())))?;
     let sink = make("splitmuxsink")?;
     let mux = make("mpegtsmux")?;
-    // PAT/PMT stay at mpegtsmux's 0.1 s although they cost 30 kbit/s per rendition:
-    // at 2 s, ffmpeg's HLS reader took a short audio segment for MPEG-PS and refused
-    // it (the legacy media matrix).
+    // PAT/PMT once per segment: splitmuxsink resets the muxer for every file, which
+    // then opens with them. mpegtsmux's 0.1 s default spent 30 kbit/s on tables in
+    // every rendition (a quarter of a 128k audio one); ffmpeg's HLS muxer also writes
+    // them once per segment.
+    mux.set_property("pat-interval", u32::MAX);
+    mux.set_property("pmt-interval", u32::MAX);
     let file = make("filesink")?;
     file.set_property("sync", false);
     file.set_property("async", false);
@@ -682,9 +685,7 @@ fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> 
     for (i, (index, start)) in opened.iter().enumerate() {
         let end = opened.get(i + 1).map(|(_, s)| *s).unwrap_or(stream_end);
         let path = dir.join(lectern_packager::segment_name(*index));
-        let bytes = std::fs::metadata(&path)
-            .map_err(|e| PipelineError::Setup(format!("segment {} missing: {e}", path.display())))?
-            .len();
+        let bytes = pad_short_segment(&path).map_err(|e| PipelineError::Setup(format!("segment {}: {e}", path.display())))?;
         if end <= *start {
             // An empty trailing fragment (a stream that ended at a cut) carries nothing.
             let _ = std::fs::remove_file(&path);
@@ -696,6 +697,31 @@ fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> 
         return Err(PipelineError::Setup("segment numbering does not start at the job's first segment".into()));
     }
     Ok(segments)
+}
+
+const TS_PACKET: u64 = 188;
+/// ffmpeg's format probe takes a file of fewer than eleven 204-byte blocks for MPEG-PS
+/// rather than MPEG-TS, and its HLS reader then refuses the rendition. A lecture a
+/// fraction of a second long has an audio segment that small (0.17 s of AAC: ten
+/// packets, tables included).
+const MIN_SEGMENT_PACKETS: u64 = 12;
+
+/// Pads a segment shorter than `MIN_SEGMENT_PACKETS` with null packets (PID 0x1FFF,
+/// which demuxers skip) and returns its size.
+fn pad_short_segment(path: &Path) -> std::io::Result<u64> {
+    use std::io::Write;
+    let len = std::fs::metadata(path)?.len();
+    let min = MIN_SEGMENT_PACKETS * TS_PACKET;
+    if len >= min || len % TS_PACKET != 0 {
+        return Ok(len);
+    }
+    let mut null = [0xffu8; TS_PACKET as usize];
+    null[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+    for _ in 0..(min - len) / TS_PACKET {
+        file.write_all(&null)?;
+    }
+    Ok(min)
 }
 
 /// Drops a rung's encoded pre-roll: everything before its second keyframe. Keyframes

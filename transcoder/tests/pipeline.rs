@@ -91,6 +91,17 @@ fn ladder_segments_are_aligned_and_measured() {
         assert!(r.codec.as_deref().unwrap().starts_with("avc1.64"), "{:?}", r.codec);
         assert!(r.segments.iter().all(|s| s.bytes > 0));
     }
+    // PAT and PMT open every segment, once: mpegtsmux's default repeated them every
+    // 0.1 s, 30 kbit/s in every rendition.
+    for name in out.video.iter().map(|r| r.name.as_str()).chain(["audio"]) {
+        for seg in std::fs::read_dir(dir.path().join("out").join(name)).unwrap() {
+            let pids = ts_pids(&seg.unwrap().path());
+            let pmt = pids[1];
+            assert_eq!(pids[0], 0, "{name}: a segment opens with the PAT");
+            assert!(pmt != 0 && pmt < 0x1fff, "{name}: then the PMT, not PID {pmt:#x}");
+            assert_eq!(pids.iter().filter(|&&p| p == 0 || p == pmt).count(), 2, "{name}: tables once a segment");
+        }
+    }
     let a = out.audio.as_ref().expect("audio rendition");
     let total: f64 = a.segments.iter().map(|s| s.duration).sum();
     assert!((total - 15.0).abs() < 0.2, "audio {total}");
@@ -104,6 +115,18 @@ fn ladder_segments_are_aligned_and_measured() {
 /// scaler (frames paired by their order: the rendition starts at 3600 s).
 fn psnr_against_ffmpeg_scaled(rendition: &Path, source: &Path, w: u32, h: u32) -> f64 {
     psnr_with(rendition, source, &format!("[0:v]setpts=N/30/TB[r];[1:v]setpts=N/30/TB,scale={w}:{h}:flags=bicubic[s];[r][s]psnr"))
+}
+
+/// The PID of every packet of an MPEG-TS file.
+fn ts_pids(path: &Path) -> Vec<u16> {
+    let data = std::fs::read(path).unwrap();
+    assert_eq!(data.len() % 188, 0, "{}: whole TS packets", path.display());
+    data.chunks(188)
+        .map(|p| {
+            assert_eq!(p[0], 0x47, "{}: sync byte", path.display());
+            u16::from_be_bytes([p[1] & 0x1f, p[2]])
+        })
+        .collect()
 }
 
 fn frames_in(path: &Path) -> u64 {
@@ -156,6 +179,30 @@ fn audio_only_source_gives_one_audio_rendition() {
     assert!(out.video.is_empty());
     assert!(out.poster.is_none());
     assert!(!out.audio.unwrap().segments.is_empty());
+}
+
+#[test]
+fn a_lecture_a_fraction_of_a_second_long_is_still_read_as_mpeg_ts() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("blip.m4a");
+    // Four frames of silence (0.09 s): an audio segment of eight TS packets as muxed.
+    let desc = format!(
+        "audiotestsrc wave=silence num-buffers=4 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! mp4mux ! filesink location={}",
+        src.display()
+    );
+    assert!(Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap().success());
+    let job = job(facts(0, 0, (0, 1), 0.09, false, true), vec![]);
+    let out = transcode(&job, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |_| {}).unwrap();
+    let segments = out.audio.unwrap().segments;
+    assert_eq!(segments.len(), 1);
+    let seg = dir.path().join("out/audio").join(lectern_packager::segment_name(segments[0].index));
+    assert_eq!(segments[0].bytes, std::fs::metadata(&seg).unwrap().len(), "the size stored is the padded one");
+    // ffmpeg's probe, which its HLS reader runs on a rendition's first segment, took
+    // fewer than eleven 204-byte blocks for MPEG-PS and refused the lecture.
+    let probe = Command::new("ffprobe").args(["-v", "error", "-show_entries", "format=format_name", "-of", "csv=p=0"]).arg(&seg).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "mpegts", "{}", String::from_utf8_lossy(&probe.stderr));
+    let decoded = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&seg).args(["-f", "null", "-"]).output().unwrap();
+    assert!(decoded.status.success() && decoded.stderr.is_empty(), "{}", String::from_utf8_lossy(&decoded.stderr));
 }
 
 #[test]
