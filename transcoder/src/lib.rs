@@ -9,6 +9,7 @@
 //! A job is acked only once every output is stored; failures are retried with
 //! back-off and reported failed after the last attempt.
 
+pub mod audio_pack;
 pub mod pipeline;
 pub mod scale;
 pub mod storyboard;

@@ -17,6 +17,7 @@ use gstreamer_app as gst_app;
 use lectern_common::messages::{JobPart, Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
 use lectern_packager::SegmentFacts;
 
+use crate::audio_pack::AdtsPacker;
 use crate::scale::RungScaler;
 
 /// Thumbnail width of the storyboard sprite.
@@ -531,13 +532,16 @@ fn transcode_with(
         let rate = make("audiorate")?;
         let enc = make("avenc_aac")?;
         enc.set_property_from_str("bitrate", &(job.audio_kbps * 1000).to_string());
+        // aacparse frames the encoder's output as ADTS (the packer's only caps), which
+        // the muxer then takes as it is.
         let parse = make("aacparse")?;
+        let pack = AdtsPacker::new().upcast::<gst::Element>();
         let sink = segment_sink(&audio_dir, gst::ClockTime::from_seconds(job.segment_secs as u64), start_index)?;
-        pipeline.add_many([&head, &convert, &resample, &caps, &rate, &enc, &parse, &sink])?;
-        gst::Element::link_many([&head, &convert, &resample, &caps, &rate, &enc, &parse])?;
+        pipeline.add_many([&head, &convert, &resample, &caps, &rate, &enc, &parse, &pack, &sink])?;
+        gst::Element::link_many([&head, &convert, &resample, &caps, &rate, &enc, &parse, &pack])?;
         let pad = sink.request_pad_simple("audio_%u").ok_or_else(|| PipelineError::Setup("splitmuxsink audio pad".into()))?;
-        parse.static_pad("src").expect("parse src").link(&pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
-        tally_pad(&parse.static_pad("src").expect("parse src"), "audio".into(), tallies.clone());
+        pack.static_pad("src").expect("packer src").link(&pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
+        tally_pad(&pack.static_pad("src").expect("packer src"), "audio".into(), tallies.clone());
         audio_head = Some(head);
     }
 

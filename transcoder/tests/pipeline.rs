@@ -181,6 +181,81 @@ fn audio_only_source_gives_one_audio_rendition() {
     assert!(!out.audio.unwrap().segments.is_empty());
 }
 
+/// The PES packets of one PID of an MPEG-TS file: their PTS (90 kHz) and payloads.
+fn pes_packets(path: &Path, pid: u16) -> Vec<(u64, Vec<u8>)> {
+    let data = std::fs::read(path).unwrap();
+    let mut packets: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    for p in data.chunks(188) {
+        if u16::from_be_bytes([p[1] & 0x1f, p[2]]) != pid || p[3] & 0x10 == 0 {
+            continue;
+        }
+        let start = if p[3] & 0x20 != 0 { 5 + p[4] as usize } else { 4 };
+        if p[1] & 0x40 != 0 {
+            if let Some(pes) = current.take() {
+                packets.push(split_pes(&pes));
+            }
+            current = Some(Vec::new());
+        }
+        if let Some(pes) = current.as_mut() {
+            pes.extend_from_slice(&p[start..]);
+        }
+    }
+    packets.extend(current.map(|pes| split_pes(&pes)));
+    packets
+}
+
+fn split_pes(pes: &[u8]) -> (u64, Vec<u8>) {
+    assert_eq!(&pes[..3], &[0, 0, 1], "a PES start code");
+    assert!(pes[7] & 0x80 != 0, "every audio PES carries a PTS");
+    let t = &pes[9..14];
+    let pts = ((t[0] as u64 >> 1) & 7) << 30 | (t[1] as u64) << 22 | (t[2] as u64 >> 1) << 15 | (t[3] as u64) << 7 | t[4] as u64 >> 1;
+    (pts, pes[9 + pes[8] as usize..].to_vec())
+}
+
+/// How many whole ADTS frames `payload` holds (None if it does not end on a frame).
+fn adts_frames(payload: &[u8]) -> Option<usize> {
+    let (mut at, mut frames) = (0, 0);
+    while at < payload.len() {
+        let h = payload.get(at..at + 7)?;
+        if h[0] != 0xff || h[1] & 0xf0 != 0xf0 {
+            return None;
+        }
+        at += ((h[3] as usize & 3) << 11) | (h[4] as usize) << 3 | (h[5] as usize) >> 5;
+        frames += 1;
+    }
+    (at == payload.len()).then_some(frames)
+}
+
+#[test]
+fn audio_frames_go_out_in_groups_timed_back_to_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("a.m4a");
+    make_source(&src, None, true, 15, "mp4mux");
+    let job = job(facts(0, 0, (0, 1), 15.0, false, true), vec![]);
+    let out = transcode(&job, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |_| {}).unwrap();
+    let mut pes = Vec::new();
+    for segment in &out.audio.unwrap().segments {
+        let path = dir.path().join("out/audio").join(lectern_packager::segment_name(segment.index));
+        let pmt = ts_pids(&path)[1];
+        let audio_pid = *ts_pids(&path).iter().find(|&&p| p != 0 && p != pmt && p != 0x1fff).expect("an audio PID");
+        pes.extend(pes_packets(&path, audio_pid));
+    }
+    let frames: Vec<usize> = pes.iter().map(|(_, payload)| adts_frames(payload).expect("whole ADTS frames in every PES")).collect();
+    let total: usize = frames.iter().sum();
+    assert!((total as f64 * 1024.0 / 48000.0 - 15.0).abs() < 0.1, "{total} frames for 15 s");
+    // One PES per 21 ms frame cost a 128k rendition a quarter of its size; ffmpeg's
+    // muxer fills PES packets up to 2930 bytes.
+    assert!(pes.iter().all(|(_, payload)| payload.len() <= 2930), "PES payloads within 2930 bytes");
+    assert!(total >= 5 * pes.len(), "{total} frames in {} PES packets", pes.len());
+    // A player times the frames of a PES from its PTS, 1024 samples apart: each PES
+    // must start where the frames before it end.
+    for (i, pair) in pes.windows(2).enumerate() {
+        let expected = pair[0].0 + frames[i] as u64 * 1024 * 90_000 / 48_000;
+        assert!(pair[1].0.abs_diff(expected) <= 2, "PES {}: PTS {} where the frames before end at {expected}", i + 1, pair[1].0);
+    }
+}
+
 #[test]
 fn a_lecture_a_fraction_of_a_second_long_is_still_read_as_mpeg_ts() {
     let dir = tempfile::tempdir().unwrap();
