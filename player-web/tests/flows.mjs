@@ -1,6 +1,6 @@
 // Browser flows against a running Lectern, in Debian's Chromium driven by
 // playwright-core: an owner publishes a course with a real video, a student finds,
-// enrolls in and watches it (quality switch, resume), and a student who is not
+// enrolls in and watches it (quality switch, resume) and a lecture with sound, and a student who is not
 // enrolled is told how to get in. Throws (exit 1) on the first broken promise.
 // Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR BIG_FILE SECOND_FILE
 import { chromium } from 'playwright-core';
@@ -103,6 +103,7 @@ await card.locator('img').waitFor();
 await shot(student, 'catalog');
 await card.click();
 await student.getByRole('button', { name: 'Enroll for free' }).click();
+const courseUrl = student.url();
 await student.getByRole('link', { name: 'Start the course' }).click();
 await student.waitForURL(/#\/watch\//);
 const video = student.locator('video');
@@ -130,6 +131,26 @@ await student.keyboard.press('m');
 assert.equal(await student.evaluate(() => document.querySelector('video').muted), true);
 const watchUrl = student.url();
 
+// --- a lecture with sound: hls.js plays its separate AAC rendition --------------------
+// (the lecture above is a silent screencast). It may still be transcoding: its title
+// becomes a link once it is playable.
+const soundLink = student.locator('a[href^="#/watch/"]', { hasText: names[1] }).first();
+for (let tries = 0; ; tries++) {
+  await student.goto(courseUrl);
+  if (await soundLink.waitFor({ timeout: 2_000 }).then(() => true, () => false)) break;
+  assert.ok(tries < 60, `"${names[1]}" never became playable`);
+}
+await soundLink.click();
+await student.waitForURL(/#\/watch\//);
+await student.locator('video').waitFor();
+await student.evaluate(() => { const v = document.querySelector('video'); v.muted = false; return v.play(); });
+await student.waitForFunction(() => document.querySelector('video').currentTime > 3, null, { timeout: 60_000 });
+const sound = await student.evaluate(() => ({
+  tracks: window.lecternPlayer.hls.audioTracks.length,
+  decodedBytes: document.querySelector('video').webkitAudioDecodedByteCount,
+}));
+assert.ok(sound.tracks >= 1 && sound.decodedBytes > 0, `audio of "${names[1]}": ${JSON.stringify(sound)}`);
+
 // --- a student who is not enrolled --------------------------------------------------
 const outsider = await newPage({ width: 390, height: 844 });
 await signUp(outsider, 'student', `outsider-${unique}@example.org`);
@@ -149,4 +170,4 @@ await shot(docs, 'api-docs');
 await browser.close();
 const real = problems.filter((p) => !p.includes('status of 401') && !p.includes('status of 409'));
 assert.deepEqual(real, [], `console errors:\n${real.join('\n')}`);
-console.log(JSON.stringify({ ok: true, levels, saved, resumed }));
+console.log(JSON.stringify({ ok: true, levels, saved, resumed, sound }));
