@@ -135,15 +135,25 @@ pub fn measure(path: &Path, facts: &SourceFacts, ladder: &[Rung], deadline: Inst
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let windows = windows_for(facts.duration_secs);
     let fps = facts.fps_num.max(1) as f64 / facts.fps_den.max(1) as f64;
-    // One pipeline per trial and window, each with every rung: x264 takes about 190 MB
-    // per encoder at 1024x768, so all trials at once would hold several ladders.
+    let largest = ladder.iter().map(|r| r.width * r.height).max().unwrap_or(0);
+    // One pipeline per trial, window and group of rungs: all trials at once would hold
+    // several ladders, and even one ladder's encoders, their decoders and the reference
+    // frames waiting for them took 740-890 MB at 1080p (the top rung alone 410).
     let run = |settings: &[Setting]| -> Result<Vec<Trial>, String> {
         let mut totals = vec![TrialTotal::default(); ladder.len()];
         for start in &windows {
-            for (total, t) in totals.iter_mut().zip(measure_window(path, facts, ladder, *start, settings, deadline)?) {
-                total.bytes += t.bytes;
-                total.frames += t.frames;
-                total.ssim_sum += t.ssim_sum;
+            for group in rung_groups(ladder) {
+                let rungs: Vec<Rung> = group.iter().map(|&i| ladder[i].clone()).collect();
+                let group_settings: Vec<Setting> = group.iter().map(|&i| settings[i]).collect();
+                let measured = measure_window(path, facts, &rungs, largest, *start, &group_settings, deadline);
+                // Each pipeline's frames were freed in its threads' arenas, where glibc
+                // keeps them: the process stayed at the probe's peak for good.
+                lectern_common::release_freed_memory();
+                for (&i, t) in group.iter().zip(measured?) {
+                    totals[i].bytes += t.bytes;
+                    totals[i].frames += t.frames;
+                    totals[i].ssim_sum += t.ssim_sum;
+                }
             }
         }
         totals
@@ -175,6 +185,35 @@ pub fn measure(path: &Path, facts: &SourceFacts, ladder: &[Rung], deadline: Inst
         .collect();
     let third = run(&third)?;
     Ok(fixed.into_iter().zip(mid).zip(third).map(|((f, m), t)| vec![f, m, t]).collect())
+}
+
+/// Pixels a probe pipeline encodes at once, at most about: a 1080p picture's. One
+/// pipeline with a whole 1080p ladder (its encoders, their decoders and the reference
+/// frames waiting for them) peaked at 740-890 MB, the 1080p rung alone at 410.
+const PIPELINE_PIXELS: u64 = 1920 * 1080;
+
+/// The rungs measured together, as indices into the ladder: as few groups as keep each
+/// near `PIPELINE_PIXELS`, balanced by pixels (each rung, largest first, joins the
+/// group with the fewest). A 1080p ladder makes two, 1080p and 720p to 240p; smaller
+/// ladders one. Each group decodes the windows again: 4 % more CPU at 1080p.
+fn rung_groups(ladder: &[Rung]) -> Vec<Vec<usize>> {
+    let pixels = |i: usize| ladder[i].width as u64 * ladder[i].height as u64;
+    let total: u64 = (0..ladder.len()).map(pixels).sum();
+    let count = total.div_ceil(PIPELINE_PIXELS).clamp(1, ladder.len().max(1) as u64) as usize;
+    let mut groups: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); count];
+    let mut order: Vec<usize> = (0..ladder.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(pixels(i)));
+    for i in order {
+        let (used, members) = groups.iter_mut().min_by_key(|(used, _)| *used).expect("at least one group");
+        *used += pixels(i);
+        members.push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_iter().map(|(_, mut members)| {
+        members.sort();
+        members
+    }).filter(|m| !m.is_empty()).collect();
+    groups.sort();
+    groups
 }
 
 #[derive(Debug, Clone, Default)]
@@ -257,11 +296,13 @@ fn i420_sink(width: u32, height: u32) -> gst_app::AppSink {
 }
 
 /// Encodes one window at every rung (rung `i` with `settings[i]`), comparing each
-/// encoded frame with its scaled source frame.
+/// encoded frame with its scaled source frame. `largest` is the pixel count of the whole
+/// ladder's top rung, which gets the threads the workers give it.
 fn measure_window(
     path: &Path,
     facts: &SourceFacts,
     ladder: &[Rung],
+    largest: u32,
     start: f64,
     settings: &[Setting],
     deadline: Instant,
@@ -274,6 +315,16 @@ fn measure_window(
     pipeline.add_many([&src, &decode, &convert, &tee]).map_err(|e| e.to_string())?;
     src.link(&decode).map_err(|e| e.to_string())?;
     convert.link(&tee).map_err(|e| e.to_string())?;
+    // One libav decoding thread per four cores, as in the workers: each frame thread
+    // holds pictures.
+    let decoding_threads = (available_cores() / 4).max(1) as i32;
+    if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
+        bin.connect_deep_element_added(move |_, _, element| {
+            if element.factory().is_some_and(|f| f.name().starts_with("avdec_")) && element.has_property("max-threads") {
+                element.set_property("max-threads", decoding_threads);
+            }
+        });
+    }
     {
         let convert = convert.downgrade();
         decode.connect_pad_added(move |_, pad| {
@@ -292,7 +343,6 @@ fn measure_window(
     let failed: Arc<Mutex<Option<String>>> = Arc::default();
     let (gop_frames, _) = grid_frames(facts.fps_num, facts.fps_den, 6, 2);
     let mut results: Vec<(Arc<Mutex<TrialTotal>>, Arc<AtomicU64>)> = Vec::new();
-    let largest = ladder.iter().map(|r| r.width * r.height).max().unwrap_or(0);
     for (rung, setting) in ladder.iter().zip(settings) {
         let (w, h) = (rung.width, rung.height);
         // Every queue is bounded: before the seek the pipeline prerolls from the start of
@@ -716,9 +766,13 @@ mod tests {
 
     /// A 10 s 640x360 source made by GStreamer from `pattern`.
     fn source_file(dir: &Path, pattern: &str) -> (std::path::PathBuf, SourceFacts) {
-        let path = dir.join(format!("{pattern}.mp4"));
+        sized_source(dir, pattern, 640, 360, 300)
+    }
+
+    fn sized_source(dir: &Path, pattern: &str, w: u32, h: u32, frames: u32) -> (std::path::PathBuf, SourceFacts) {
+        let path = dir.join(format!("{pattern}_{h}.mp4"));
         let desc = format!(
-            "videotestsrc pattern={pattern} num-buffers=300 ! video/x-raw,width=640,height=360,framerate=30/1 ! x264enc speed-preset=ultrafast key-int-max=60 pass=quant quantizer=0 ! h264parse ! mp4mux ! filesink location={}",
+            "videotestsrc pattern={pattern} num-buffers={frames} ! video/x-raw,width={w},height={h},framerate=30/1 ! x264enc speed-preset=ultrafast key-int-max=60 pass=quant quantizer=0 ! h264parse ! mp4mux ! filesink location={}",
             path.display()
         );
         let ok = std::process::Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap();
@@ -758,6 +812,39 @@ mod tests {
         let (ladder, report) = fit_ladder(&dir.path().join("missing.mp4"), &facts, fixed.clone(), true, timeout);
         assert_eq!(ladder, fixed);
         assert!(report.note.unwrap().contains("probe failed"));
+    }
+
+    #[test]
+    fn a_1080p_ladder_measured_in_two_pipelines_keeps_each_rung_its_own_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, facts) = sized_source(dir.path(), "ball", 1920, 1080, 75);
+        let fixed = crate::ladder::ladder_for(&facts);
+        assert_eq!(rung_groups(&fixed).len(), 2);
+        let trials = measure(&path, &facts, &fixed, Instant::now() + Duration::from_secs(120)).unwrap();
+        assert_eq!(trials.len(), fixed.len());
+        // The same picture at constant quality: fewer pixels, fewer bits, rung by rung.
+        // Numbers filed under the wrong rung (the groups put back out of order) break it.
+        let mid: Vec<f64> = trials.iter().map(|t| t[1].kbps).collect();
+        assert!(mid.windows(2).all(|w| w[0] > w[1]), "CRF {MID_CRF} kbit/s by rung: {mid:?}");
+        assert!(trials.iter().flatten().all(|t| t.ssim > 0.9 && t.ssim <= 1.0), "{trials:?}");
+    }
+
+    fn sized(w: u32, h: u32) -> Rung {
+        Rung { name: format!("v{h}"), width: w, height: h, video_kbps: 1000, crf: None }
+    }
+
+    #[test]
+    fn the_probe_splits_only_ladders_larger_than_a_1080p_picture() {
+        let hd = [sized(1920, 1080), sized(1280, 720), sized(854, 480), sized(640, 360), sized(426, 240)];
+        assert_eq!(rung_groups(&hd), vec![vec![0], vec![1, 2, 3, 4]]);
+        // A 1024x768 screencast: 2.0 Mpx in all, one pipeline.
+        let screen = [sized(1024, 768), sized(960, 720), sized(640, 480), sized(480, 360), sized(320, 240)];
+        assert_eq!(rung_groups(&screen), vec![vec![0, 1, 2, 3, 4]]);
+        // Portrait 1080x1920 with its own top rung: the same as landscape.
+        let tall = [sized(1080, 1920), sized(720, 1280), sized(480, 854), sized(360, 640), sized(240, 426)];
+        assert_eq!(rung_groups(&tall), vec![vec![0], vec![1, 2, 3, 4]]);
+        assert_eq!(rung_groups(&hd[..1]), vec![vec![0]]);
+        assert!(rung_groups(&[]).is_empty());
     }
 
     #[test]
