@@ -105,11 +105,14 @@ def timed(args):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def run_lectern(lectern_bin, source, work):
+def run_lectern(lectern_bin, source, work, ladder="fixed"):
     """Lectern's worker inside `lectern serve`: CPU is the process's CPU from the last
-    upload byte to ready (the upload itself is measured apart); peak RSS is the process's."""
-    # The fixed ladder: ffmpeg encodes the same rungs at the same rates.
-    with Lectern(lectern_bin, work / "lectern-data", env={"RUST_LOG": "info", "LECTERN_LADDER": "fixed"}) as lec:
+    upload byte to ready (the upload itself is measured apart); peak RSS is the process's.
+    The fixed ladder is what ffmpeg is compared with (the same rungs at the same rates);
+    `per-title`, Lectern's default, adds the complexity probe before the job."""
+    data = work / ("lectern-data" if ladder == "fixed" else f"lectern-data-{ladder}")
+    shutil.rmtree(data, ignore_errors=True)
+    with Lectern(lectern_bin, data, env={"RUST_LOG": "info", "LECTERN_LADDER": ladder}) as lec:
         owner = Api.signup(lec.url, "owner")
         course = owner.post("/api/courses", {"title": "Transcode bench"})
         lecture = owner.post(f"/api/courses/{course['id']}/lectures", {"title": "1080p"})
@@ -119,7 +122,7 @@ def run_lectern(lectern_bin, source, work):
         wait_lecture_ready(owner, lecture["id"], timeout=3600)
         wall = time.time() - started
         after = lec.stats()
-        assets = sorted((work / "lectern-data" / "objects" / "assets").iterdir(), key=lambda p: p.stat().st_mtime)
+        assets = sorted((data / "objects" / "assets").iterdir(), key=lambda p: p.stat().st_mtime)
         return wall, after["cpu_s"] - before["cpu_s"], after["peak_rss_mib"], assets[-1]
 
 
@@ -182,6 +185,10 @@ def run(quick, lectern_bin, work):
         {"system": "lectern / ffmpeg", "wall_s": ratio(lx_wall, ff_wall), "cpu_s": ratio(lx_cpu, ff_cpu),
          "peak_rss_mib": ratio(lx_rss, ff_rss)},
     ]
+    if not quick:
+        pt_wall, pt_cpu, pt_rss, _ = run_lectern(lectern_bin, source, work, ladder="per-title")
+        rows.append({"system": "lectern, per-title ladder (default; probe included)", "wall_s": round(pt_wall, 1),
+                     "cpu_s": round(pt_cpu, 1), "peak_rss_mib": round(pt_rss)})
     ssim_ok = True
     lectern_rungs = {int(re.sub(r"\D", "", d.name)): d for d in asset.iterdir() if d.is_dir() and d.name.startswith("v")}
     for h, kbps in ladder:
