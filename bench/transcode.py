@@ -175,7 +175,6 @@ def run(quick, lectern_bin, work):
     ]
     if quick:
         notes.append("quick run: 4 s 360p source, numbers not meaningful")
-    shutil.rmtree(work / "lectern-data", ignore_errors=True)
     shutil.rmtree(work / "ffmpeg-out", ignore_errors=True)
     ff_wall, ff_cpu, ff_rss = run_ffmpeg(source, work / "ffmpeg-out", ladder)
     lx_wall, lx_cpu, lx_rss, asset = run_lectern(lectern_bin, source, work)

@@ -274,12 +274,17 @@ impl Worker {
             };
             let progress_tx = tx.clone();
             tokio::task::spawn_blocking(move || {
-                pipeline::transcode(&job, &source, &out_dir, watchdog, &cancel, |p| {
+                let output = pipeline::transcode(&job, &source, &out_dir, watchdog, &cancel, |p| {
                     let _ = progress_tx.send((p.fraction * 90.0) as u8);
                     if let Some(finished) = p.audio_finished {
                         let _ = finished_tx.send(finished);
                     }
-                })
+                });
+                // The pipeline is gone; its frames, freed in its threads' arenas, go back
+                // to the system instead of holding the worker at its peak (300 MiB after
+                // a 1080p job).
+                lectern_common::release_freed_memory();
+                output
             })
             .await
             .map_err(|e| JobError::Internal(format!("the pipeline thread crashed: {e}")))?

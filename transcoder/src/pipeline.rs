@@ -329,21 +329,6 @@ pub fn transcode(
     cancel: &std::sync::atomic::AtomicBool,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<TranscodeOutput, PipelineError> {
-    let out = transcode_job(job, source, out_dir, watchdog, cancel, &mut on_progress);
-    // The pipeline is gone; its frames, freed in its threads' arenas, go back to the
-    // system instead of holding a worker at its peak (300 MiB after a 1080p job).
-    lectern_common::release_freed_memory();
-    out
-}
-
-fn transcode_job(
-    job: &TranscodeJob,
-    source: &Path,
-    out_dir: &Path,
-    watchdog: Watchdog,
-    cancel: &std::sync::atomic::AtomicBool,
-    mut on_progress: impl FnMut(Progress),
-) -> Result<TranscodeOutput, PipelineError> {
     if job.part != JobPart::Stills {
         return transcode_with(job, source, out_dir, watchdog, cancel, &mut on_progress, false);
     }

@@ -32,6 +32,11 @@ fn make_source(path: &Path, video: Option<(u32, u32, &str)>, audio: bool, secs: 
             "audiotestsrc num-buffers={buffers} samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! queue ! mux. "
         );
     }
+    gst_launch(&desc);
+}
+
+/// Runs a gst-launch-1.0 pipeline that makes a test source; panics if it fails.
+fn gst_launch(desc: &str) {
     let status = Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().expect("gst-launch-1.0 runs");
     assert!(status.success(), "making a test source failed: {desc}");
 }
@@ -265,7 +270,7 @@ fn a_lecture_a_fraction_of_a_second_long_is_still_read_as_mpeg_ts() {
         "audiotestsrc wave=silence num-buffers=4 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse ! mp4mux ! filesink location={}",
         src.display()
     );
-    assert!(Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap().success());
+    gst_launch(&desc);
     let job = job(facts(0, 0, (0, 1), 0.09, false, true), vec![]);
     let out = transcode(&job, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |_| {}).unwrap();
     let segments = out.audio.unwrap().segments;
@@ -418,7 +423,7 @@ fn chunks_of_a_b_frame_mp4_with_an_edit_list_keep_every_frame_in_place() {
         "videotestsrc pattern=ball num-buffers=400 ! video/x-raw,width=640,height=360,framerate=25/1,format=I420 ! y4menc ! filesink location={}",
         y4m.display()
     );
-    assert!(Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap().success());
+    gst_launch(&desc);
     let src = tmp.path().join("bframes.mp4");
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-i", y4m.to_str().unwrap(), "-c:v", "libx264", "-preset", "fast", "-bf", "3", "-g", "50"])
@@ -444,7 +449,7 @@ fn stills_of(gop: u32) -> lectern_transcoder::pipeline::TranscodeOutput {
         "videotestsrc num-buffers=12000 pattern=ball ! video/x-raw,width=160,height=90,framerate=30/1 ! x264enc speed-preset=ultrafast key-int-max={gop} ! h264parse ! mp4mux ! filesink location={}",
         src.display()
     );
-    assert!(Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap().success());
+    gst_launch(&desc);
     let mut stills = job(facts(160, 90, (30, 1), 400.0, true, false), vec![]);
     stills.part = JobPart::Stills;
     transcode(&stills, &src, &dir.path().join("out"), watchdog(60), &Default::default(), |_| {}).unwrap()
