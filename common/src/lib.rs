@@ -4,8 +4,8 @@
 //! embedded backends, the messages that travel on the queue (transcode jobs and job
 //! events), access tokens and the request extractor that checks them, the one JSON
 //! error shape every HTTP error uses, and the HTTP edge every request passes (request
-//! ids, timeouts, CORS, compression, rate limits). Domain logic lives in the service
-//! crates.
+//! ids, timeouts, CORS, compression, rate limits) with the socket that sends cached
+//! media by sendfile. Domain logic lives in the service crates.
 
 pub mod auth;
 pub mod db;
@@ -16,6 +16,7 @@ pub mod messages;
 pub mod metrics;
 pub mod queue;
 pub mod storage;
+pub mod zero_copy;
 
 /// Seconds since the Unix epoch, the one time format Lectern stores.
 pub fn now_unix() -> i64 {

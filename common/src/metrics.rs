@@ -12,6 +12,8 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     /// Bytes received by tus uploads.
     pub upload_bytes: IntCounter,
+    /// Bytes of cached media sent with sendfile, without a copy through the process.
+    pub sendfile_bytes: IntCounter,
     /// Transcode jobs being worked on in this process.
     pub jobs_in_flight: IntGauge,
     /// Wall time of finished transcode jobs.
@@ -31,6 +33,8 @@ fn build() -> Metrics {
     )
     .expect("valid metric");
     let upload_bytes = IntCounter::new("upload_bytes_total", "Bytes received by uploads").expect("valid metric");
+    let sendfile_bytes =
+        IntCounter::new("play_sendfile_bytes_total", "Bytes of cached media sent with sendfile").expect("valid metric");
     let jobs_in_flight = IntGauge::new("jobs_in_flight", "Transcode jobs in progress in this process").expect("valid metric");
     let job_duration = Histogram::with_opts(
         HistogramOpts::new("job_duration_seconds", "Wall time of finished transcode jobs")
@@ -47,6 +51,7 @@ fn build() -> Metrics {
     for c in [
         Box::new(http_latency.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(upload_bytes.clone()),
+        Box::new(sendfile_bytes.clone()),
         Box::new(jobs_in_flight.clone()),
         Box::new(job_duration.clone()),
         Box::new(transcode_speed.clone()),
@@ -54,7 +59,7 @@ fn build() -> Metrics {
     ] {
         registry.register(c).expect("metrics register once");
     }
-    Metrics { registry, http_latency, upload_bytes, jobs_in_flight, job_duration, transcode_speed, queue_depth }
+    Metrics { registry, http_latency, upload_bytes, sendfile_bytes, jobs_in_flight, job_duration, transcode_speed, queue_depth }
 }
 
 pub fn metrics() -> &'static Metrics {
