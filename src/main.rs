@@ -452,6 +452,8 @@ async fn serve_http(
     let app = with_edge(app, edge);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "lectern is listening");
+    // Cached segments then leave with sendfile instead of a copy per request.
+    let listener = lectern_common::zero_copy::SendfileListener::new(listener);
     // Nagle's algorithm holds the last partial packet of a response (the tail of a
     // segment) until the client's delayed ACK, 40 ms later, on a keep-alive connection.
     use axum::serve::ListenerExt;
@@ -592,6 +594,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let c = cli.config;
+    lectern_common::zero_copy::raise_open_file_limit();
     match cli.command {
         Command::Serve => {
             let (db, store, queue) = open(&c).await?;

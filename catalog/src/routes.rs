@@ -538,7 +538,14 @@ async fn serve_object(
                 return Ok(Err(read));
             }
             let (etag, last_modified) = validators(&read.meta)?;
-            let bytes = collect(read.body, read.meta.size).await?;
+            // Kept so the socket can send it with sendfile: a stored file is mapped in
+            // place (a few quick system calls, not worth a blocking thread), anything
+            // else is read into a memory file.
+            let mapped = s.store.local_path(key).and_then(|path| lectern_common::zero_copy::map_stored_file(&path, read.meta.size));
+            let bytes = match mapped {
+                Some(bytes) => bytes,
+                None => lectern_common::zero_copy::file_backed(collect(read.body, read.meta.size).await?),
+            };
             Ok::<_, CatalogError>(Ok(Cached { meta: read.meta, bytes, etag, last_modified }))
         };
         match s.play_cache.get_or_load(key, load).await? {

@@ -2,6 +2,7 @@
 faking one. Also the HTTP semantics of /play (Range, ETag, Cache-Control, CORS)."""
 import http.client
 import json
+import re
 import time
 
 import pytest
@@ -138,6 +139,33 @@ def test_http_semantics_of_play(world):
         assert res.headers["X-Content-Type-Options"] == "nosniff"
         assert "Content-Security-Policy" not in res.headers and "Referrer-Policy" not in res.headers
     assert "default-src" in missing.headers["Content-Security-Policy"]
+
+
+def sendfile_bytes(server):
+    metrics = requests.get(server.url + "/metrics").text
+    return int(re.search(r"^lectern_play_sendfile_bytes_total (\d+)$", metrics, re.M).group(1))
+
+
+def test_cached_segments_leave_by_sendfile_with_the_same_bytes(world):
+    # Segments are sent from a mapped file (the stored object, or a memory file holding
+    # what came from S3) with sendfile: the bytes and ranges must still be exact.
+    server, owner, course, (video, audio) = world
+    base = server.url + owner.playback(video["id"])["url"].rsplit("/", 1)[0]
+    uri = [l for l in requests.get(base + "/master.m3u8").text.splitlines() if l and not l.startswith("#")][-1]
+    rung = uri.rsplit("/", 1)[0]
+    segs = [l for l in requests.get(f"{base}/{uri}").text.splitlines() if l.endswith(".ts")]
+    heads = {s: int(requests.head(f"{base}/{rung}/{s}").headers["Content-Length"]) for s in segs}
+    seg_url = f"{base}/{rung}/{max(heads, key=heads.get)}"
+    size = max(heads.values())
+    assert size >= 2 * 65536, heads  # what the test needs: a body sent by sendfile
+    before = sendfile_bytes(server)
+    first = requests.get(seg_url)  # loads the cache
+    again = requests.get(seg_url)
+    part = requests.get(seg_url, headers={"Range": f"bytes=1000-{size - 2}"})
+    assert first.status_code == again.status_code == 200 and part.status_code == 206
+    assert len(first.content) == size and first.content[0] == 0x47
+    assert again.content == first.content and part.content == first.content[1000:size - 1]
+    assert sendfile_bytes(server) - before >= 3 * size - 1001
 
 
 def test_many_viewers_asking_for_one_uncached_segment_at_once_get_it_whole(world):
