@@ -2,6 +2,8 @@
 //! asset's files never change once stored (a new upload is a new asset), so an entry
 //! is only ever stale when its asset is deleted; a short lifetime bounds that. Popular
 //! lectures are then served without touching storage (a file read or an S3 request).
+//! Entries of 64 KiB or more are file mappings (`lectern_common::zero_copy`), which the
+//! socket sends with sendfile rather than copying.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
