@@ -144,6 +144,39 @@ pub struct FileStore {
     root: PathBuf,
 }
 
+/// How many appended bytes are handed to the disk at a time, while the rest of the body
+/// still arrives. The sync at the end of a PATCH then waits for the last window only;
+/// it used to wait for the whole PATCH (64 MiB from tus-js-client: about 40 ms on a
+/// fast disk, with the client idle meanwhile). 8 MiB windows measured the same.
+const WRITEBACK_EVERY: u64 = 2 << 20;
+
+/// Starts writing a range of the file to disk without waiting for it (Linux; elsewhere
+/// the final sync does it all).
+async fn start_writeback(file: &tokio::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // It can block while the disk's queue is full: on a blocking thread, with its
+        // own descriptor of the file.
+        let copy = file.try_clone().await?.into_std().await;
+        tokio::task::spawn_blocking(move || {
+            // SAFETY: `copy` is open for the whole call; the call only queues the range
+            // for writeback.
+            match unsafe { libc::sync_file_range(copy.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE) } {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, offset, len);
+        Ok(())
+    }
+}
+
 impl FileStore {
     fn path(&self, key: &str) -> Result<PathBuf> {
         check_key(key)?;
@@ -272,12 +305,18 @@ impl ObjectStore for FileStore {
         }
         file.seek(io::SeekFrom::Start(offset)).await?;
         let mut written = offset;
+        let mut written_back = offset;
         let mut interrupted = None;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) => {
                     file.write_all(&bytes).await?;
                     written += bytes.len() as u64;
+                    if written - written_back >= WRITEBACK_EVERY {
+                        file.flush().await?;
+                        start_writeback(&file, written_back, written - written_back).await?;
+                        written_back = written;
+                    }
                 }
                 Err(e) => {
                     interrupted = Some(e);
@@ -392,5 +431,27 @@ mod tests {
         ));
         store.truncate("up/1", 3).await.unwrap();
         assert_eq!(read_all(&store, "up/1", None).await, b"abc");
+    }
+
+    /// Long bodies are handed to the disk in windows while they arrive (from an offset
+    /// within the file, and cut by an interruption): the bytes must be the same.
+    #[tokio::test]
+    async fn a_body_longer_than_many_writeback_windows_is_stored_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
+        let data: Vec<u8> = (0..(5 * WRITEBACK_EVERY as usize + 12_345)).map(|i| (i % 251) as u8).collect();
+        let chunks = |from: usize, to: usize| -> Vec<io::Result<Bytes>> {
+            data[from..to].chunks(100_003).map(|c| Ok(Bytes::copy_from_slice(c))).collect()
+        };
+        let first = 7_777;
+        store.append("up/2", 0, futures::stream::iter(chunks(0, first)).boxed()).await.unwrap();
+        let mut rest = chunks(first, data.len() - 1000);
+        rest.push(Err(io::Error::other("client went away")));
+        let out = store.append("up/2", first as u64, futures::stream::iter(rest).boxed()).await.unwrap();
+        assert!(out.interrupted.is_some());
+        assert_eq!(out.new_len, (data.len() - 1000) as u64);
+        let out = store.append("up/2", out.new_len, futures::stream::iter(chunks(data.len() - 1000, data.len())).boxed()).await.unwrap();
+        assert_eq!(out.new_len, data.len() as u64);
+        assert!(read_all(&store, "up/2", None).await == data);
     }
 }
