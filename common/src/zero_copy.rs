@@ -77,7 +77,7 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// A TCP listener whose connections send memory-file bodies with sendfile.
+/// A TCP listener whose connections send mapped-file bodies with sendfile.
 pub struct SendfileListener(TcpListener);
 
 impl SendfileListener {
