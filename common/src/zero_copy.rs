@@ -124,13 +124,17 @@ impl AsyncWrite for SendfileStream {
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         #[cfg(target_os = "linux")]
         if let Some((index, file)) = linux::first_file_backed(bufs) {
-            return if index == 0 {
-                linux::poll_sendfile(&self.0, cx, file, bufs[0].len())
-            } else {
+            if index > 0 {
                 // What comes before the file (a response head) goes first, held back
                 // until the file's pages follow so both leave in the same packets.
-                linux::poll_send_more(&self.0, cx, &bufs[..index])
-            };
+                return linux::poll_send_more(&self.0, cx, &bufs[..index]);
+            }
+            match linux::poll_sendfile(&self.0, cx, file, bufs[0].len()) {
+                // A file system that maps but will not sendfile: this file's bytes are
+                // written from memory from now on, like any other body.
+                Poll::Ready(Err(e)) if linux::refuses_sendfile(&e) => linux::forget(file, &e),
+                sent => return sent,
+            }
         }
         Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
@@ -265,18 +269,44 @@ mod linux {
         }
     }
 
-    /// Where a slice lives in a mapped file: its descriptor and offset.
+    /// Where a slice lives in a mapped file: its descriptor and offset, and where the
+    /// mapping starts.
     #[derive(Clone, Copy)]
     pub struct FileSlice {
         fd: RawFd,
         offset: i64,
+        base: usize,
     }
 
     fn find(buf: &[u8]) -> Option<FileSlice> {
         let start = buf.as_ptr() as usize;
         let mappings = MAPPINGS.read().expect("mappings lock");
         let (&base, &(len, fd)) = mappings.range(..=start).next_back()?;
-        (start + buf.len() <= base + len).then_some(FileSlice { fd, offset: (start - base) as i64 })
+        (start + buf.len() <= base + len).then_some(FileSlice { fd, offset: (start - base) as i64, base })
+    }
+
+    /// sendfile's answers for a file it cannot send (EINVAL: no page-cache reads on
+    /// this file system), as against a socket that failed.
+    pub fn refuses_sendfile(e: &io::Error) -> bool {
+        matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP))
+    }
+
+    /// Stops looking `file`'s mapping up: its bytes stay readable (the mapping lives
+    /// until its owner drops it) and go out by plain writes.
+    pub fn forget(file: FileSlice, why: &io::Error) {
+        let mut mappings = MAPPINGS.write().expect("mappings lock");
+        if mappings.get(&file.base).is_some_and(|&(_, fd)| fd == file.fd) {
+            mappings.remove(&file.base);
+            tracing::warn!(error = %why, "sendfile refused a cached file; sending it by copying");
+        }
+    }
+
+    /// Points a live mapping's entry at another descriptor (tests: one sendfile
+    /// refuses).
+    #[cfg(test)]
+    pub fn swap_descriptor(data: &[u8], fd: RawFd) {
+        let slice = find(data).expect("a mapped body");
+        MAPPINGS.write().expect("mappings lock").insert(slice.base, (data.len() + slice.offset as usize, fd));
     }
 
     /// The first buffer long enough to be worth it that lies in a mapped file.
@@ -364,6 +394,39 @@ mod tests {
             assert_eq!(&mapped[..], &data[..]);
             assert!(linux::first_file_backed(&[io::IoSlice::new(&mapped[5..100_000])]).is_some());
         }
+    }
+
+    /// A mapping whose file sendfile refuses (here a directory: EINVAL, as from a file
+    /// system without page-cache reads) is still sent
+    /// whole, by copying, and is no longer looked up after the first refusal.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_body_whose_file_refuses_sendfile_is_copied_whole() {
+        use std::os::fd::AsRawFd;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let data: Vec<u8> = (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let body = file_backed(Bytes::from(data.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let refusing = std::fs::File::open(dir.path()).unwrap();
+        linux::swap_descriptor(&body, refusing.as_raw_fd());
+        let kept = body.clone();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut stream = SendfileStream(listener.accept().await.unwrap().0);
+            for _ in 0..2 {
+                stream.write_all(&body[1000..]).await.unwrap();
+            }
+            stream.shutdown().await.unwrap();
+        });
+        let mut received = Vec::new();
+        TcpStream::connect(addr).await.unwrap().read_to_end(&mut received).await.unwrap();
+        server.await.unwrap();
+        assert_eq!(received.len(), 2 * (data.len() - 1000));
+        assert!(received[..data.len() - 1000] == data[1000..] && received[data.len() - 1000..] == data[1000..]);
+        assert_eq!(bytes_sent_by_sendfile(), 0);
+        assert!(linux::first_file_backed(&[io::IoSlice::new(&kept)]).is_none(), "no longer looked up");
     }
 
     /// A real server and a slow client: the file's bytes must arrive whole, in order,
