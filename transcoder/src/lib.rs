@@ -13,6 +13,7 @@ pub mod audio_pack;
 pub mod pipeline;
 pub mod scale;
 pub mod storyboard;
+pub mod x264;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
