@@ -1,11 +1,12 @@
 //! `X264Encoder`: H.264 with libx264, as gst-plugins-ugly's `x264enc` makes it (the
-//! same preset, options, rate control and profile; byte-stream access units), but
-//! holding no input frames. x264 copies each picture into its own frame pool before
-//! `x264_encoder_encode` returns; `x264enc` still keeps the input buffer until the
-//! frame's output comes, about nine frames a rung later (lookahead, B-frames). In a
-//! five-rung ladder those buffers were about 50 MB of the peak. Here each input buffer
-//! is released as soon as x264 has its copy. Built into the binary, not a plugin; the
-//! pipeline makes it with `X264Encoder::new`. The C side is `x264_shim.c`.
+//! same preset, options, rate control, profile and VUI: the streams are identical byte
+//! for byte), but holding no input frames. x264 copies each picture into its own frame
+//! pool before `x264_encoder_encode` returns; `x264enc` still keeps the input buffer
+//! until the frame's output comes, x264's delay later (5-6 frames at Lectern's
+//! settings). Here each input buffer is released as soon as x264 has its copy: 14 MiB
+//! of a five-rung 1080p ladder's peak (bench/results/2026-12-06-0601-*). Built into the
+//! binary, not a plugin; the pipeline makes it with `X264Encoder::new`. The C side is
+//! `x264_shim.c`.
 
 use std::ffi::{CString, c_char, c_int};
 
