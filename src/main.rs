@@ -37,7 +37,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// MIMALLOC_ALLOW_THP=0; setting that variable to anything leaves the choice to it).
 /// x264 asks for huge pages for its frames and mimalloc's arenas got them too: whole
 /// 2 MiB pages for partly used memory were 50 MiB of a transcode's peak (467 -> 417 MiB
-/// on a 12 s 1080p clip, four runs each way; the bench's fixed ladder 479 -> 423) at no
+/// on a 12 s 1080p clip, four runs each way; the bench's fixed ladder 479 -> 432) at no
 /// measurable CPU cost (14.69 s against 14.71), and serving did not move either.
 fn without_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
@@ -701,9 +701,6 @@ mod tests {
         kib / 1024
     }
 
-    /// 96 MiB of medium buffers (mimalloc keeps those in its arenas, not in mappings of
-    /// their own), freed: within half a second most of it must have left the process.
-    /// With mimalloc's own delay, or the option set at the wrong place, it stays a second.
     /// Memory that asks for huge pages (as x264's frames do) gets none. On a machine whose
     /// kernel gives no huge pages at all this cannot fail; this one gives them on request.
     #[cfg(target_os = "linux")]
@@ -728,6 +725,9 @@ mod tests {
         assert_eq!(huge_kib, 0, "huge pages in a mapping that asked for them");
     }
 
+    /// 96 MiB of medium buffers (mimalloc keeps those in its arenas, not in mappings of
+    /// their own), freed: within half a second most of it must have left the process.
+    /// With mimalloc's own delay, or the option set at the wrong place, it stays a second.
     #[cfg(target_os = "linux")]
     #[test]
     fn freed_memory_leaves_the_process_within_half_a_second() {
