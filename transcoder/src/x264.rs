@@ -592,6 +592,21 @@ mod tests {
         assert!(high > low * 4, "1500 kbit/s gave {high} bytes, 150 gave {low}");
     }
 
+    /// Every rung's encoder opens on its own streaming thread, at about the same time:
+    /// reading the options must not share state between them.
+    #[test]
+    fn encoders_opened_on_many_threads_at_once_all_open() {
+        let s = settings(None);
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, 64, 64).fps(gst::Fraction::new(30, 1)).build().unwrap();
+        let failures: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| (0..400).filter(|_| Encoder::open(&s, &info).is_err()).count()))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        assert_eq!(failures, 0, "{failures} of 3200 encoders refused their settings");
+    }
+
     #[test]
     fn settings_x264_refuses_fail_the_pipeline_with_its_reason() {
         let mut bad = settings(None);

@@ -2,6 +2,7 @@
  * structs (x264_param_t, x264_picture_t) change layout between its builds, so only
  * code compiled against the installed <x264.h> touches them. */
 
+#define _POSIX_C_SOURCE 200809L /* strtok_r under -std=c11 */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,7 +38,9 @@ static int apply_options(x264_param_t *p, const char *options, char *error, size
         return -1;
     }
     strcpy(copy, options);
-    for (char *pair = strtok(copy, ":"); pair; pair = strtok(NULL, ":")) {
+    /* strtok_r: every rung's encoder opens on its own streaming thread, at once */
+    char *rest = NULL;
+    for (char *pair = strtok_r(copy, ":", &rest); pair; pair = strtok_r(NULL, ":", &rest)) {
         char *value = strchr(pair, '=');
         if (value)
             *value++ = '\0';
