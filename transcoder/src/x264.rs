@@ -325,7 +325,7 @@ mod imp {
             let info = input.info().clone();
             let settings = self.settings.lock().expect("settings lock").clone().ok_or_else(|| gst::loggable_error!(gst::CAT_RUST, "no x264 settings"))?;
             let encoder = Encoder::open(&settings, &info).map_err(|e| {
-                gst::element_imp_error!(self, gst::LibraryError::Init, ["{e}"]);
+                gst::element_imp_error!(self, gst::LibraryError::Init, ("{e}"));
                 gst::loggable_error!(gst::CAT_RUST, "{e}")
             })?;
             let mut caps = gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au");
@@ -350,7 +350,7 @@ mod imp {
                 let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
                 let input = frame.input_buffer().ok_or(gst::FlowError::Error)?;
                 let picture = gst_video::VideoFrameRef::from_buffer_ref_readable(input, &state.info).map_err(|_| {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ["the input frame does not fit its caps"]);
+                    gst::element_imp_error!(self, gst::StreamError::Format, ("the input frame does not fit its caps"));
                     gst::FlowError::Error
                 })?;
                 let pts = frame.pts().map_or(0, |t| t.nseconds() as i64);
@@ -366,7 +366,7 @@ mod imp {
             match coded {
                 Ok(unit) => self.push(unit),
                 Err(()) => {
-                    gst::element_imp_error!(self, gst::StreamError::Encode, ["x264 failed to encode a frame"]);
+                    gst::element_imp_error!(self, gst::StreamError::Encode, ("x264 failed to encode a frame"));
                     Err(gst::FlowError::Error)
                 }
             }
@@ -401,7 +401,7 @@ mod imp {
                         return Ok(gst::FlowSuccess::Ok);
                     }
                     state.encoder.encode(None).map_err(|()| {
-                        gst::element_imp_error!(self, gst::StreamError::Encode, ["x264 failed to drain"]);
+                        gst::element_imp_error!(self, gst::StreamError::Encode, ("x264 failed to drain"));
                         gst::FlowError::Error
                     })?
                 };
@@ -414,7 +414,7 @@ mod imp {
             let Some(unit) = unit else { return Ok(gst::FlowSuccess::Ok) };
             let obj = self.obj();
             let Some(mut frame) = i32::try_from(unit.frame_number).ok().and_then(|n| obj.frame(n)) else {
-                gst::element_imp_error!(self, gst::StreamError::Encode, ["x264 returned a frame it was never given"]);
+                gst::element_imp_error!(self, gst::StreamError::Encode, ("x264 returned a frame it was never given"));
                 return Err(gst::FlowError::Error);
             };
             frame.set_dts(u64::try_from(unit.dts).ok().map(gst::ClockTime::from_nseconds));
@@ -612,6 +612,8 @@ mod tests {
         let mut bad = settings(None);
         bad.options = "no-such-option=1".into();
         let error = try_encode(bad, 5).unwrap_err();
-        assert!(error.contains("no-such-option"), "{error}");
+        // In the message itself, which is what a failed job reports.
+        let message = error.split(" (").next().unwrap();
+        assert!(message.contains("no-such-option"), "{error}");
     }
 }
