@@ -18,7 +18,7 @@ use lectern_catalog::playback::PlaybackTokens;
 use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
 use lectern_common::db::Db;
-use lectern_common::edge::{EdgeConfig, with_edge};
+use lectern_common::edge::{EdgeConfig, SecurityHeaders, with_edge};
 use lectern_common::http::error_response;
 use lectern_common::limits::{Limits, LimitsConfig};
 use lectern_common::queue::{SharedQueue, Topic};
@@ -240,6 +240,29 @@ impl Config {
             trust_forwarded: self.trust_forwarded,
             cors_origins: self.cors_origins.iter().map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect(),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            security: Some(self.security_headers()),
+        }
+    }
+    /// The Content-Security-Policy fits player-web: its own scripts and styles, hls.js's
+    /// blob: media and worker, images from this origin (posters, storyboards) and the
+    /// data: favicon, API and WebSocket calls to this origin, plus the S3 origin when
+    /// segments are delivered from presigned URLs.
+    fn security_headers(&self) -> SecurityHeaders {
+        let mut connect = String::from("'self' ws: wss:");
+        if self.playback_delivery == "direct" {
+            if let Some(origin) = storage_origin(&self.storage_url()) {
+                connect.push(' ');
+                connect.push_str(&origin);
+            }
+        }
+        let csp = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+             media-src 'self' blob:; worker-src 'self' blob:; connect-src {connect}; \
+             frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
+        );
+        SecurityHeaders {
+            content_security_policy: axum::http::HeaderValue::from_str(&csp).expect("the policy is ASCII"),
+            strict_transport: self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
         }
     }
     fn playback_tokens(&self) -> anyhow::Result<PlaybackTokens> {
@@ -307,23 +330,6 @@ async fn metrics(State(b): State<Backends>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], lectern_common::metrics::render()).into_response()
 }
 
-/// Records the latency of every request under its route template (not the raw path,
-/// which would carry ids and tokens).
-async fn track_latency(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    // Both are cheap to clone (a shared string, a small enum); strings would cost two
-    // allocations on every request.
-    let route = req.extensions().get::<axum::extract::MatchedPath>().cloned();
-    let method = req.method().clone();
-    let started = std::time::Instant::now();
-    let res = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
-    lectern_common::metrics::metrics()
-        .http_latency
-        .with_label_values(&[route, method.as_str(), res.status().as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    res
-}
-
 /// The web app's static files, where they were built, and the API reference at
 /// /api/docs; the API alone otherwise. Unknown API paths keep their JSON 404.
 fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
@@ -349,61 +355,6 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
             }
         }
     })
-}
-
-/// Security headers: nosniff on every response, the policy and referrer rules on every
-/// response but media (`is_media`). The Content-Security-Policy fits player-web: its
-/// own scripts and styles, hls.js's blob: media and worker, images from this origin
-/// (posters, storyboards) and the data: favicon, API and WebSocket calls to this origin,
-/// plus the S3 origin when segments are delivered from presigned URLs.
-fn security_headers(app: Router, c: &Config) -> Router {
-    use axum::http::{HeaderName, HeaderValue};
-    use tower_http::set_header::SetResponseHeaderLayer;
-    let mut connect = String::from("'self' ws: wss:");
-    if c.playback_delivery == "direct" {
-        if let Some(origin) = storage_origin(&c.storage_url()) {
-            connect.push(' ');
-            connect.push_str(&origin);
-        }
-    }
-    let csp = format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         media-src 'self' blob:; worker-src 'self' blob:; connect-src {connect}; \
-         frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
-    );
-    let csp = HeaderValue::from_str(&csp).expect("the policy is ASCII");
-    let referrer = HeaderValue::from_static("strict-origin-when-cross-origin");
-    let mut app = app
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("content-security-policy"),
-            move |res: &Response| (!is_media(res)).then(|| csp.clone()),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("x-content-type-options"),
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("referrer-policy"),
-            move |res: &Response| (!is_media(res)).then(|| referrer.clone()),
-        ));
-    if c.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) {
-        app = app.layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("strict-transport-security"),
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ));
-    }
-    app
-}
-
-/// Playlists, segments, posters and captions: never rendered as a document (nosniff
-/// holds a browser to the type), so the document-only headers are left off them. They
-/// were 330 of a playlist response's 774 bytes of headers.
-fn is_media(res: &Response) -> bool {
-    const MEDIA: [&str; 7] = ["application/vnd.apple.mpegurl", "video/mp2t", "video/mp4", "audio/", "image/jpeg", "image/webp", "text/vtt"];
-    res.headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| MEDIA.iter().any(|m| ct.starts_with(m)))
 }
 
 /// The scheme://host:port of an s3:// URL's endpoint, for the CSP.
@@ -468,14 +419,44 @@ fn with_health(app: Router, backends: Backends) -> Router {
     app.merge(health)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(axum::middleware::from_fn(track_latency))
+        .route_layer(lectern_common::metrics::RouteLatencyLayer::matched())
+}
+
+/// The catalog's /play service, its latency recorded like a route's.
+fn play_service(catalog: CatalogState) -> impl HttpService {
+    use tower::Layer;
+    lectern_common::metrics::RouteLatencyLayer::named(lectern_catalog::PLAY_ROUTE).layer(lectern_catalog::play_service(catalog))
+}
+
+/// /play requests go straight to the play service; the router gets the rest.
+fn with_play(play: impl HttpService, app: Router) -> impl HttpService {
+    lectern_common::edge::PathPrefix::new(lectern_catalog::PLAY_PREFIX, play, app)
+}
+
+/// What `serve_http` serves: an app of routes, or routes behind a path split.
+trait HttpService:
+    tower::Service<axum::extract::Request, Response = Response, Error = std::convert::Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: tower::Service<axum::extract::Request, Response = Response, Error = std::convert::Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// Serves HTTP until shutdown, draining requests in flight, then waits for the
 /// workers to finish their jobs in hand.
 async fn serve_http(
     listen: SocketAddr,
-    app: Router,
+    app: impl HttpService,
     edge: EdgeConfig,
     mut shutdown: watch::Receiver<bool>,
     workers: Vec<JoinHandle<()>>,
@@ -494,7 +475,8 @@ async fn serve_http(
         }
     });
     let mut drained = shutdown.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
@@ -638,10 +620,11 @@ async fn main() -> anyhow::Result<()> {
             lectern_catalog::spawn_background(catalog.clone());
             let shutdown = shutdown_flag();
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
+            let play = play_service(catalog.clone());
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
             let app = with_openapi(app, openapi(true, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), c.edge(), shutdown, workers).await
+            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), shutdown, workers).await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
@@ -649,15 +632,16 @@ async fn main() -> anyhow::Result<()> {
             lectern_ingest::spawn_background(ingest.clone());
             let app = with_openapi(lectern_ingest::router(ingest), openapi(true, false));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, security_headers(app, &c), c.edge(), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, app, c.edge(), shutdown_flag(), Vec::new()).await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
             let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone(), c.limits()?)?;
             lectern_catalog::spawn_background(catalog.clone());
+            let play = play_service(catalog.clone());
             let app = with_openapi(lectern_catalog::router(catalog), openapi(false, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, security_headers(with_web(app, &c.web_dir), &c), c.edge(), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), shutdown_flag(), Vec::new()).await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.
@@ -667,7 +651,8 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_flag();
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, app, c.edge(), shutdown, workers).await
+            // A health port: no documents, so no security headers.
+            serve_http(c.listen, app, EdgeConfig { security: None, ..c.edge() }, shutdown, workers).await
         }
         Command::Healthcheck => {
             let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen)).await.unwrap_or(false);

@@ -25,7 +25,7 @@ use lectern_common::queue::SharedQueue;
 use lectern_common::storage::SharedStore;
 
 pub use error::CatalogError;
-pub use routes::{CatalogApi, router};
+pub use routes::{CatalogApi, PLAY_PREFIX, PLAY_ROUTE, play_service, router};
 
 #[derive(Debug, Clone, Default)]
 pub struct CatalogConfig {

@@ -133,6 +133,17 @@ def test_http_semantics_of_play(world):
     assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == "*"
     missing = requests.get(f"{base}/v360/seg_99999.ts")
     assert missing.status_code == 404 and missing.headers["Access-Control-Allow-Origin"] == "*"
+    # Playback URLs only read: a write is refused in the API's error shape, and the
+    # refusal is readable cross-origin like every other /play answer.
+    write = requests.post(seg_url, data=b"x")
+    assert write.status_code == 405 and write.json()["error"]["code"] == "method_not_allowed"
+    assert write.headers["Allow"] == "GET, HEAD, OPTIONS" and write.headers["Access-Control-Allow-Origin"] == "*"
+    assert all(res.headers.get("X-Request-Id") for res in (master, full, part, pre, missing, write))
+    # /play is served ahead of the router, but its latency is still recorded under its
+    # template (never the token).
+    metrics = requests.get(server.url + "/metrics").text
+    assert re.search(r'lectern_http_request_duration_seconds_count\{method="GET",route="/play/\{token\}/\{\*path\}",status="206"\} [1-9]', metrics)
+    assert base.rsplit("/", 1)[1] not in metrics
     # Media is never a document: nosniff holds it to its type, and the document policy
     # is left off (errors, being JSON, keep it).
     for res in (master, playlist, full):
