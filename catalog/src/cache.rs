@@ -73,7 +73,8 @@ pub enum Loaded<T> {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, (Arc<Cached>, Instant)>,
+    /// foldhash: looked up on every /play request, with keys of 60-80 bytes.
+    entries: HashMap<String, (Arc<Cached>, Instant), foldhash::quality::RandomState>,
     /// Insertion order, for eviction (oldest first).
     order: VecDeque<String>,
     bytes: usize,

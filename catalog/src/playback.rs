@@ -42,7 +42,9 @@ pub struct PlaybackTokens {
     /// sends one token with every playlist and segment request; checking it anew
     /// (base64, JSON, HMAC) was the largest share of a cached playlist's CPU time.
     /// Expiry is still checked on every use; the key never changes while we run.
-    verified: Arc<Mutex<HashMap<Box<str>, Arc<PlayGrant>>>>,
+    /// Hashed with foldhash: SipHash over the 400-byte token took more of the look-up
+    /// than the rest of it.
+    verified: Arc<Mutex<HashMap<Box<str>, Arc<PlayGrant>, foldhash::quality::RandomState>>>,
     pub ttl_secs: i64,
 }
 
