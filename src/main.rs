@@ -207,6 +207,10 @@ struct Config {
     /// Longest wait for a response head, in seconds (upload bodies are exempt).
     #[arg(long, env = "LECTERN_REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
     request_timeout_secs: u64,
+    /// Longest time a client may take to send a request's head, in seconds, on a new
+    /// connection and between requests on a kept-alive one; the connection is then closed.
+    #[arg(long, env = "LECTERN_HEADER_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    header_timeout_secs: u64,
     /// A transcode running longer than this many seconds plus 8x the source's duration is
     /// stopped (and retried or failed).
     #[arg(long, env = "LECTERN_JOB_TIMEOUT_BASE_SECS", default_value_t = 600, global = true)]
@@ -264,6 +268,9 @@ impl Config {
             content_security_policy: axum::http::HeaderValue::from_str(&csp).expect("the policy is ASCII"),
             strict_transport: self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
         }
+    }
+    fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.max(1))
     }
     fn playback_tokens(&self) -> anyhow::Result<PlaybackTokens> {
         let secret = load_or_create_secret(self.playback_secret.as_deref(), &self.data_dir.join("keys/playback.key"))
@@ -458,6 +465,7 @@ async fn serve_http(
     listen: SocketAddr,
     app: impl HttpService,
     edge: EdgeConfig,
+    header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     workers: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
@@ -466,23 +474,14 @@ async fn serve_http(
     tracing::info!(address = %listener.local_addr()?, "lectern is listening");
     // Cached segments then leave with sendfile instead of a copy per request.
     let listener = lectern_common::zero_copy::SendfileListener::new(listener);
-    // Nagle's algorithm holds the last partial packet of a response (the tail of a
-    // segment) until the client's delayed ACK, 40 ms later, on a keep-alive connection.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
     let mut drained = shutdown.clone();
-    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = lectern_common::serve::serve(listener, app, header_timeout, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
     // the process forever.
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         _ = async {
             let _ = drained.wait_for(|stop| *stop).await;
             tokio::time::sleep(Duration::from_secs(20)).await;
@@ -624,7 +623,7 @@ async fn main() -> anyhow::Result<()> {
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
             let app = with_openapi(app, openapi(true, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), shutdown, workers).await
+            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.header_timeout(), shutdown, workers).await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
@@ -632,7 +631,7 @@ async fn main() -> anyhow::Result<()> {
             lectern_ingest::spawn_background(ingest.clone());
             let app = with_openapi(lectern_ingest::router(ingest), openapi(true, false));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, app, c.edge(), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, app, c.edge(), c.header_timeout(), shutdown_flag(), Vec::new()).await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
@@ -641,7 +640,7 @@ async fn main() -> anyhow::Result<()> {
             let play = play_service(catalog.clone());
             let app = with_openapi(lectern_catalog::router(catalog), openapi(false, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.header_timeout(), shutdown_flag(), Vec::new()).await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.
@@ -652,7 +651,7 @@ async fn main() -> anyhow::Result<()> {
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
             // A health port: no documents, so no security headers.
-            serve_http(c.listen, app, EdgeConfig { security: None, ..c.edge() }, shutdown, workers).await
+            serve_http(c.listen, app, EdgeConfig { security: None, ..c.edge() }, c.header_timeout(), shutdown, workers).await
         }
         Command::Healthcheck => {
             let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen)).await.unwrap_or(false);

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod queue;
+pub mod serve;
 pub mod storage;
 pub mod zero_copy;
 

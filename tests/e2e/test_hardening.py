@@ -263,6 +263,47 @@ def test_the_request_time_limit_spares_slow_upload_bodies(tmp_path, lectern_bin)
         s.stop()
 
 
+def test_a_client_that_does_not_send_a_request_head_in_time_is_cut_off(tmp_path, lectern_bin):
+    """Slowloris: half a request head, or a kept-alive connection left idle, is closed
+    once LECTERN_HEADER_TIMEOUT_SECS passes. A body (an upload) and a WebSocket, both
+    past their heads, are not timed by it."""
+    from websockets.sync.client import connect
+
+    s = Server(tmp_path / "data", env={"LECTERN_HEADER_TIMEOUT_SECS": "2"}).start()
+    try:
+        owner = Api.signup(s.url, "owner")
+        lecture = owner.lecture(owner.course()["id"])
+        path = create_upload(owner, lecture["id"], 30_000, "a.bin").headers["Location"]
+        partial = socket.create_connection(("127.0.0.1", s.port))
+        partial.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        idle = socket.create_connection(("127.0.0.1", s.port))
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+        with connect(s.url.replace("http://", "ws://") + f"/api/events?token={owner.token}") as ws:
+            assert json.loads(ws.recv(timeout=5))["type"] == "hello"
+            started = time.time()
+            # A PATCH whose body trickles in over 4 s, twice the limit, still lands.
+            with open_patch(s, owner, path, 4000, b"") as sock:
+                for _ in range(4):
+                    sock.sendall(b"z" * 1000)
+                    time.sleep(1)
+                reply = sock.recv(4096).decode()
+            assert reply.startswith("HTTP/1.1 204") and "upload-offset: 4000" in reply.lower(), reply
+            for sock in (partial, idle):
+                sock.settimeout(5)
+                try:
+                    assert sock.recv(4096) == b""
+                except ConnectionResetError:
+                    pass
+                sock.close()
+            assert time.time() - started < 10
+            # The WebSocket, idle as long, still answers a ping.
+            assert ws.ping().wait(5)
+        assert requests.get(s.url + "/healthz").status_code == 200
+    finally:
+        s.stop()
+
+
 def test_a_stalled_upload_body_is_cut_keeping_its_bytes_and_the_client_resumes(tmp_path, lectern_bin):
     s = Server(tmp_path / "data", env={"LECTERN_UPLOAD_IDLE_SECS": "1"}).start()
     try:
