@@ -51,9 +51,10 @@ fn check_password(password: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<String, CatalogError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+/// The length is counted before trimming, as the API description's maxLength is.
+fn check_name(sent: &str) -> Result<String, CatalogError> {
+    let name = sent.trim();
+    if name.is_empty() || sent.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(CatalogError::Invalid("name must be 1 to 100 printable characters".into()));
     }
     Ok(name.to_string())
@@ -208,6 +209,7 @@ mod tests {
         assert!(check_password(&"x".repeat(300)).is_err());
         assert!(check_name("  ").is_err());
         assert_eq!(check_name(" Ada ").unwrap(), "Ada");
+        assert!(check_name(&format!(" {}", "a".repeat(100))).is_err());
     }
 
     #[tokio::test]

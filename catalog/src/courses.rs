@@ -97,9 +97,11 @@ impl Lecture {
     }
 }
 
+// Lengths are counted before trimming: the API description's maxLength bounds what the
+// client sends, spaces included.
 fn check_title(title: &str) -> Result<String, CatalogError> {
     let t = title.trim();
-    if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
+    if t.is_empty() || title.chars().count() > 200 || t.chars().any(char::is_control) {
         return Err(CatalogError::Invalid("title must be 1 to 200 printable characters".into()));
     }
     Ok(t.to_string())
@@ -112,9 +114,9 @@ fn check_description(d: &str) -> Result<String, CatalogError> {
     Ok(d.trim().to_string())
 }
 
-fn check_category(c: &str) -> Result<String, CatalogError> {
-    let c = c.trim();
-    if c.chars().count() > 60 || c.chars().any(char::is_control) {
+fn check_category(category: &str) -> Result<String, CatalogError> {
+    let c = category.trim();
+    if category.chars().count() > 60 || c.chars().any(char::is_control) {
         return Err(CatalogError::Invalid("category must be at most 60 printable characters".into()));
     }
     Ok(c.to_string())
@@ -679,5 +681,9 @@ mod tests {
         assert!(check_price(-1).is_err());
         assert!(check_price(1999).is_ok());
         assert!(check_category("a\u{7}").is_err());
+        // Over the limit only with the spaces that trimming drops: still over.
+        assert!(check_title(&format!("\u{a0}{}", "x".repeat(200))).is_err());
+        assert!(check_category(&format!("\u{a0}{}", "x".repeat(60))).is_err());
+        assert_eq!(check_category(&format!(" {} ", "x".repeat(58))).unwrap(), "x".repeat(58));
     }
 }
