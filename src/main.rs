@@ -321,7 +321,7 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+    lectern_common::http::method_not_allowed(None)
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",

@@ -83,15 +83,7 @@ async fn play_any_method(State(s): State<CatalogState>, req: Request) -> Respons
     let mut res = match *req.method() {
         Method::GET | Method::HEAD => play(State(s), req).await.into_response(),
         Method::OPTIONS => play_preflight(),
-        _ => {
-            let mut res = lectern_common::http::error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            );
-            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-            res
-        }
+        _ => lectern_common::http::method_not_allowed(Some("GET, HEAD, OPTIONS")),
     };
     open_cors(&mut res);
     res

@@ -3,9 +3,7 @@
 //! operator allows, security headers, and compressed JSON.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -14,6 +12,7 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, FutureExt};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -62,7 +61,7 @@ impl SecurityHeaders {
 /// Playlists, segments, posters and captions: never rendered as a document (nosniff
 /// holds a browser to the type), so the document-only headers are left off them. They
 /// were 330 of a playlist response's 774 bytes of headers.
-pub fn is_media(res: &Response) -> bool {
+fn is_media(res: &Response) -> bool {
     const MEDIA: [&str; 7] = ["application/vnd.apple.mpegurl", "video/mp2t", "video/mp4", "audio/", "image/jpeg", "image/webp", "text/vtt"];
     res.headers()
         .get(header::CONTENT_TYPE)
@@ -312,7 +311,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -323,7 +322,7 @@ where
         let fresh = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, fresh);
         let config = self.config.clone();
-        Box::pin(async move { Ok(edge(config, req, ready).await) })
+        async move { Ok(edge(config, req, ready).await) }.boxed()
     }
 }
 

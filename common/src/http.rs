@@ -36,6 +36,16 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
     (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// 405 for a method the route does not take; `allow` lists the ones it does, when the
+/// caller knows them.
+pub fn method_not_allowed(allow: Option<&'static str>) -> Response {
+    let mut res = error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method");
+    if let Some(allow) = allow {
+        res.headers_mut().insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static(allow));
+    }
+    res
+}
+
 /// 429 with the refusal's reason and when to come back (Retry-After, whole seconds).
 pub fn rate_limited(refusal: &crate::limits::Refusal) -> Response {
     let mut res = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &refusal.message);

@@ -3,8 +3,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -12,6 +10,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use futures::future::{BoxFuture, FutureExt};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -124,7 +123,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -137,12 +136,13 @@ where
         let method = req.method().clone();
         let started = Instant::now();
         let answer = self.inner.call(req);
-        Box::pin(async move {
+        async move {
             let Ok(res) = answer.await;
             let route = named.or(matched.as_ref().map(|p| p.as_str())).unwrap_or("unmatched");
             latency_histogram(route, &method, res.status()).observe(started.elapsed().as_secs_f64());
             Ok(res)
-        })
+        }
+        .boxed()
     }
 }
 

@@ -34,8 +34,8 @@ where
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     // CONNECT protocol, for WebSockets over HTTP/2.
     builder.http2().enable_connect_protocol();
-    // Every connection holds a receiver; shutdown drops the sender, and the loop then
-    // waits for the last receiver to go.
+    // Every connection's task holds a receiver: on shutdown the sender tells them all,
+    // then waits until the last task has ended and dropped its receiver.
     let (stop_tx, stop_rx) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -74,7 +74,6 @@ where
                     }
                 }
             }
-            drop(stopping);
         });
     }
     drop(listener);
