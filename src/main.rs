@@ -21,6 +21,7 @@ use lectern_common::db::Db;
 use lectern_common::edge::{EdgeConfig, SecurityHeaders, with_edge};
 use lectern_common::http::error_response;
 use lectern_common::limits::{Limits, LimitsConfig};
+use lectern_common::serve::HttpThreads;
 use lectern_common::queue::{SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
 use lectern_ingest::{IngestConfig, IngestState};
@@ -211,6 +212,9 @@ struct Config {
     /// connection and between requests on a kept-alive one; the connection is then closed.
     #[arg(long, env = "LECTERN_HEADER_TIMEOUT_SECS", default_value_t = 30, global = true)]
     header_timeout_secs: u64,
+    /// Threads that serve HTTP connections, each with its own runtime (0: one per core).
+    #[arg(long, env = "LECTERN_HTTP_THREADS", default_value_t = 0, global = true)]
+    http_threads: usize,
     /// A transcode running longer than this many seconds plus 8x the source's duration is
     /// stopped (and retried or failed).
     #[arg(long, env = "LECTERN_JOB_TIMEOUT_BASE_SECS", default_value_t = 600, global = true)]
@@ -269,8 +273,8 @@ impl Config {
             strict_transport: self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
         }
     }
-    fn header_timeout(&self) -> Duration {
-        Duration::from_secs(self.header_timeout_secs.max(1))
+    fn serving(&self) -> Serving {
+        Serving { header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)), threads: self.http_threads }
     }
     fn playback_tokens(&self) -> anyhow::Result<PlaybackTokens> {
         let secret = load_or_create_secret(self.playback_secret.as_deref(), &self.data_dir.join("keys/playback.key"))
@@ -459,23 +463,31 @@ impl<S> HttpService for S where
 {
 }
 
+/// How connections are served, besides the edge.
+struct Serving {
+    header_timeout: Duration,
+    /// HTTP threads; 0 for one per core.
+    threads: usize,
+}
+
 /// Serves HTTP until shutdown, draining requests in flight, then waits for the
 /// workers to finish their jobs in hand.
 async fn serve_http(
     listen: SocketAddr,
     app: impl HttpService,
     edge: EdgeConfig,
-    header_timeout: Duration,
+    serving: Serving,
     mut shutdown: watch::Receiver<bool>,
     workers: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
     let app = with_edge(app, edge);
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "lectern is listening");
+    let threads = HttpThreads::start(serving.threads).context("starting the HTTP threads")?;
+    tracing::info!(address = %listener.local_addr()?, threads = threads.len(), "lectern is listening");
     // Cached segments then leave with sendfile instead of a copy per request.
     let listener = lectern_common::zero_copy::SendfileListener::new(listener);
     let mut drained = shutdown.clone();
-    let server = lectern_common::serve::serve(listener, app, header_timeout, async move {
+    let server = lectern_common::serve::serve(listener, app, &threads, serving.header_timeout, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
@@ -623,7 +635,7 @@ async fn main() -> anyhow::Result<()> {
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
             let app = with_openapi(app, openapi(true, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.header_timeout(), shutdown, workers).await
+            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.serving(), shutdown, workers).await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
@@ -631,7 +643,7 @@ async fn main() -> anyhow::Result<()> {
             lectern_ingest::spawn_background(ingest.clone());
             let app = with_openapi(lectern_ingest::router(ingest), openapi(true, false));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, app, c.edge(), c.header_timeout(), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, app, c.edge(), c.serving(), shutdown_flag(), Vec::new()).await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
@@ -640,7 +652,7 @@ async fn main() -> anyhow::Result<()> {
             let play = play_service(catalog.clone());
             let app = with_openapi(lectern_catalog::router(catalog), openapi(false, true));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.header_timeout(), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.serving(), shutdown_flag(), Vec::new()).await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.
@@ -651,7 +663,7 @@ async fn main() -> anyhow::Result<()> {
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
             // A health port: no documents, so no security headers.
-            serve_http(c.listen, app, EdgeConfig { security: None, ..c.edge() }, c.header_timeout(), shutdown, workers).await
+            serve_http(c.listen, app, EdgeConfig { security: None, ..c.edge() }, c.serving(), shutdown, workers).await
         }
         Command::Healthcheck => {
             let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen)).await.unwrap_or(false);

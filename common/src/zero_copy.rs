@@ -108,6 +108,16 @@ impl SendfileStream {
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.0.set_nodelay(on)
     }
+
+    /// The socket, taken off this runtime's reactor so another runtime can own it.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        self.0.into_std()
+    }
+
+    /// A socket from `into_std`, on the reactor of the runtime this is called in.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<Self> {
+        TcpStream::from_std(stream).map(SendfileStream)
+    }
 }
 
 impl AsyncRead for SendfileStream {
