@@ -5,45 +5,45 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::error::CatalogError;
 use lectern_common::storage::ByteRange;
 
-const ISSUER: &str = "lectern";
-const AUDIENCE: &str = "lectern-play";
-/// How many verified tokens are remembered (about 400 bytes each).
+/// How many verified tokens are remembered.
 const VERIFIED_CAPACITY: usize = 8192;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct PlayClaims {
-    /// The lecture this token plays.
-    sub: String,
-    /// The asset (transcode output) it plays.
-    asset: String,
-    /// Who it was issued to, for the logs.
-    uid: String,
-    iss: String,
-    aud: String,
-    iat: i64,
-    exp: i64,
-}
+/// A playback token is 57 bytes, written in base64url without padding (76 characters,
+/// a fifth of the JWT it replaced: a player sends it with every playlist and segment,
+/// and hyper checks every byte of the path):
+///
+/// | bytes | what |
+/// |---|---|
+/// | 0 | the format, [`FORMAT`] |
+/// | 1..9 | expiry, unix seconds, big-endian |
+/// | 9..25 | the lecture's id (a UUID) |
+/// | 25..41 | the asset's id (a UUID) |
+/// | 41..57 | the first 16 bytes of HMAC-SHA256 over bytes 0..41, with the playback key |
+const FORMAT: u8 = 1;
+const SIGNED_LEN: usize = 41;
+const TAG_LEN: usize = 16;
+const TOKEN_LEN: usize = SIGNED_LEN + TAG_LEN;
+/// 57 bytes are 19 whole groups of three: no padding, and no spare bits that would let
+/// two spellings decode to one token.
+const TOKEN_CHARS: usize = TOKEN_LEN / 3 * 4;
 
 /// Signs and checks playback tokens with their own key (not the access-token key).
 #[derive(Clone)]
 pub struct PlaybackTokens {
-    encoding: Arc<EncodingKey>,
-    decoding: Arc<DecodingKey>,
-    // Built once: every request to /play checks a token, and building the rules
-    // allocates three sets.
-    validation: Arc<Validation>,
-    /// Tokens whose signature and claims were checked, by their exact text. A player
-    /// sends one token with every playlist and segment request; checking it anew
-    /// (base64, JSON, HMAC) was the largest share of a cached playlist's CPU time.
-    /// Expiry is still checked on every use; the key never changes while we run.
-    /// Hashed with foldhash: SipHash over the 400-byte token took more of the look-up
-    /// than the rest of it.
+    /// HMAC keyed once: each use clones the state instead of hashing the key again.
+    mac: Hmac<Sha256>,
+    /// Tokens whose signature was checked, by their exact text. A player sends one
+    /// token with every playlist and segment request; the look-up costs less than the
+    /// HMAC. Expiry is still checked on every use; the key never changes while we run.
     verified: Arc<Mutex<HashMap<Box<str>, Arc<PlayGrant>, foldhash::quality::RandomState>>>,
     pub ttl_secs: i64,
 }
@@ -59,59 +59,59 @@ pub struct PlayGrant {
 impl PlaybackTokens {
     pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
         Self {
-            encoding: Arc::new(EncodingKey::from_secret(secret)),
-            decoding: Arc::new(DecodingKey::from_secret(secret)),
-            validation: Arc::new(Self::rules()),
+            mac: Hmac::new_from_slice(secret).expect("HMAC takes a key of any length"),
             verified: Arc::default(),
             ttl_secs,
         }
     }
 
-    /// What a token must be: HS256 with this key, for the playback audience, from us,
-    /// unexpired to the second.
-    fn rules() -> Validation {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        validation.leeway = 0;
-        validation
-    }
-
-    pub fn issue(&self, lecture_id: &str, asset_id: &str, user_id: &str) -> (String, i64) {
-        let now = lectern_common::now_unix();
-        let exp = now + self.ttl_secs;
-        let claims = PlayClaims {
-            sub: lecture_id.into(),
-            asset: asset_id.into(),
-            uid: user_id.into(),
-            iss: ISSUER.into(),
-            aud: AUDIENCE.into(),
-            iat: now,
-            exp,
+    /// A token for `asset_id` of `lecture_id`, and when it expires. Both are Lectern
+    /// ids (UUIDs in their usual lowercase spelling); anything else is refused rather
+    /// than signed as something the token would read back differently.
+    pub fn issue(&self, lecture_id: &str, asset_id: &str) -> Result<(String, i64), CatalogError> {
+        let id = |text: &str| {
+            Uuid::try_parse(text)
+                .ok()
+                .filter(|id| id.hyphenated().to_string() == text)
+                .ok_or_else(|| CatalogError::Internal(format!("{text:?} is not an id a playback token can carry")))
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail");
-        (token, exp)
+        let (lecture, asset) = (id(lecture_id)?, id(asset_id)?);
+        let exp = lectern_common::now_unix() + self.ttl_secs;
+        let mut token = [0u8; TOKEN_LEN];
+        token[0] = FORMAT;
+        token[1..9].copy_from_slice(&exp.to_be_bytes());
+        token[9..25].copy_from_slice(lecture.as_bytes());
+        token[25..41].copy_from_slice(asset.as_bytes());
+        let tag = self.tag(&token[..SIGNED_LEN]);
+        token[SIGNED_LEN..].copy_from_slice(&tag[..TAG_LEN]);
+        Ok((URL_SAFE_NO_PAD.encode(token), exp))
     }
 
-    /// The grant of a token, or None if it is forged, tampered, expired, unsigned
-    /// (alg none) or signed with another key or algorithm.
+    fn tag(&self, signed: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(signed);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The grant of a token, or None if it is forged, tampered, expired, of another
+    /// format or signed with another key.
     pub fn verify(&self, token: &str) -> Option<Arc<PlayGrant>> {
         self.verify_at(token, lectern_common::now_unix())
     }
 
-    /// `verify` at `now` (unix seconds) for remembered tokens; a token seen for the
-    /// first time is checked against the clock.
+    /// `verify` at `now` (unix seconds).
     fn verify_at(&self, token: &str, now: i64) -> Option<Arc<PlayGrant>> {
-        if token.len() > 4096 {
+        if token.len() != TOKEN_CHARS {
             return None;
         }
         if let Some(grant) = self.verified.lock().expect("verified tokens lock").get(token) {
-            // The signature check's own rule: valid up to and including `exp`.
+            // Valid up to and including `exp`, as below.
             return (now <= grant.expires_at).then(|| grant.clone());
         }
-        let data = jsonwebtoken::decode::<PlayClaims>(token, &self.decoding, &self.validation).ok()?;
-        let grant = Arc::new(PlayGrant { lecture_id: data.claims.sub, asset_id: data.claims.asset, expires_at: data.claims.exp });
+        let grant = Arc::new(self.check(token)?);
+        if now > grant.expires_at {
+            return None;
+        }
         let mut verified = self.verified.lock().expect("verified tokens lock");
         if verified.len() >= VERIFIED_CAPACITY {
             verified.retain(|_, g| now <= g.expires_at);
@@ -121,6 +121,28 @@ impl PlaybackTokens {
         }
         verified.insert(token.into(), grant.clone());
         Some(grant)
+    }
+
+    /// The signature and format of a token's text, and what it grants (expiry aside).
+    fn check(&self, token: &str) -> Option<PlayGrant> {
+        let mut raw = [0u8; TOKEN_LEN];
+        if URL_SAFE_NO_PAD.decode_slice(token, &mut raw).ok()? != TOKEN_LEN {
+            return None;
+        }
+        let (signed, tag) = raw.split_at(SIGNED_LEN);
+        let mut mac = self.mac.clone();
+        mac.update(signed);
+        // Constant time, so the tag cannot be guessed a byte at a time.
+        mac.verify_truncated_left(tag).ok()?;
+        if signed[0] != FORMAT {
+            return None;
+        }
+        let id = |bytes: &[u8]| Uuid::from_slice(bytes).expect("16 bytes").hyphenated().to_string();
+        Some(PlayGrant {
+            expires_at: i64::from_be_bytes(signed[1..9].try_into().expect("8 bytes")),
+            lecture_id: id(&signed[9..25]),
+            asset_id: id(&signed[25..41]),
+        })
     }
 }
 
@@ -188,55 +210,106 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>,
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_verify_and_carry_their_grant() {
-        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
-        let (token, exp) = t.issue("lec", "asset", "user");
-        let grant = t.verify(&token).unwrap();
-        assert_eq!(*grant, PlayGrant { lecture_id: "lec".into(), asset_id: "asset".into(), expires_at: exp });
-        // Again, from what the first check remembered.
-        assert_eq!(*t.verify(&token).unwrap(), *grant);
+    const KEY: &[u8] = b"playback-secret-playback-secret-";
+    const LECTURE: &str = "0b7f3c2e-9a41-4c55-8d0e-2f6a1b9c7d10";
+    const ASSET: &str = "6e1d2a8f-3b4c-4d5e-9f60-7a8b9c0d1e2f";
+
+    fn issue(t: &PlaybackTokens) -> String {
+        t.issue(LECTURE, ASSET).unwrap().0
+    }
+
+    /// The token's bytes with `edit` applied, signed again with `key`: what a forger
+    /// who held the key could write.
+    fn resigned(token: &str, key: &[u8], edit: impl FnOnce(&mut [u8])) -> String {
+        let mut raw = URL_SAFE_NO_PAD.decode(token).unwrap();
+        edit(&mut raw);
+        let tag = PlaybackTokens::new(key, 60).tag(&raw[..SIGNED_LEN]);
+        raw[SIGNED_LEN..].copy_from_slice(&tag[..TAG_LEN]);
+        URL_SAFE_NO_PAD.encode(raw)
     }
 
     #[test]
-    fn forged_expired_tampered_and_unsigned_tokens_fail() {
-        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
-        let other = PlaybackTokens::new(b"another-secret-another-secret-xx", 60);
-        assert!(t.verify(&other.issue("lec", "a", "u").0).is_none());
-        let expired = PlaybackTokens::new(b"playback-secret-playback-secret-", -5);
-        assert!(t.verify(&expired.issue("lec", "a", "u").0).is_none());
-        let (token, _) = t.issue("lec", "a", "u");
-        let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
-        parts[2] = format!("{}A", &parts[2][..parts[2].len() - 1]);
-        let tampered = parts.join(".");
-        if tampered != token {
-            assert!(t.verify(&tampered).is_none());
+    fn tokens_verify_and_carry_their_grant() {
+        let t = PlaybackTokens::new(KEY, 60);
+        let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
+        assert_eq!(token.len(), 76);
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+        let grant = t.verify(&token).unwrap();
+        assert_eq!(*grant, PlayGrant { lecture_id: LECTURE.into(), asset_id: ASSET.into(), expires_at: exp });
+        // Again, from what the first check remembered.
+        assert_eq!(*t.verify(&token).unwrap(), *grant);
+        // The same key in another process (a restart, another catalog replica).
+        assert_eq!(*PlaybackTokens::new(KEY, 60).verify(&token).unwrap(), *grant);
+    }
+
+    #[test]
+    fn only_lectern_ids_are_signed() {
+        let t = PlaybackTokens::new(KEY, 60);
+        for (lecture, asset) in [("lec", ASSET), (LECTURE, "../../uploads"), (&LECTURE.to_uppercase(), ASSET), (LECTURE, "6e1d2a8f3b4c4d5e9f607a8b9c0d1e2f")] {
+            assert!(matches!(t.issue(lecture, asset), Err(CatalogError::Internal(_))), "{lecture} {asset}");
         }
-        let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", token.split('.').nth(1).unwrap());
-        assert!(t.verify(&none).is_none());
-        assert!(t.verify("").is_none());
+    }
+
+    #[test]
+    fn forged_expired_tampered_and_foreign_tokens_fail() {
+        let t = PlaybackTokens::new(KEY, 60);
+        let token = issue(&t);
+        let other_key = b"another-secret-another-secret-xx";
+        let mut refused = vec![
+            issue(&PlaybackTokens::new(other_key, 60)),
+            issue(&PlaybackTokens::new(KEY, -5)),
+            // Signed by the key, but not as `issue` writes.
+            resigned(&token, KEY, |raw| raw[0] = 2),
+            resigned(&token, KEY, |raw| raw[1..9].copy_from_slice(&(lectern_common::now_unix() - 1).to_be_bytes())),
+            // Another asset, signed with another key.
+            resigned(&token, other_key, |raw| raw[40] ^= 1),
+            String::new(),
+            "garbage".into(),
+            format!("{token}A"),
+            token[..75].to_string(),
+            // The format this replaced: a JWT of the same claims, HS256, this key.
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwYjdmM2MyZSJ9.c2lnbmF0dXJl".into(),
+            "=".repeat(76),
+            "+".repeat(76),
+        ];
+        let mut tampered = token.clone().into_bytes();
+        tampered[60] = if tampered[60] == b'A' { b'B' } else { b'A' };
+        refused.push(String::from_utf8(tampered).unwrap());
+        for at in [0, 10, 40, 55, 56] {
+            let mut raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
+            raw[at] ^= 0x80;
+            refused.push(URL_SAFE_NO_PAD.encode(raw));
+        }
+        for bad in &refused {
+            assert!(t.verify(bad).is_none(), "{bad:?}");
+        }
         // Remembering the genuine token admits nothing else.
         assert!(t.verify(&token).is_some());
-        if tampered != token {
-            assert!(t.verify(&tampered).is_none());
+        for bad in &refused {
+            assert!(t.verify(bad).is_none(), "{bad:?}");
         }
-        assert!(t.verify(&none).is_none());
+        // What only the key makes valid: the helper above signs as `issue` does.
+        let other_asset = t.verify(&resigned(&token, KEY, |raw| raw[40] ^= 1)).expect("signed with the key");
+        assert_ne!(other_asset.asset_id, ASSET);
     }
 
     #[test]
     fn a_remembered_token_still_expires() {
-        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
-        let (token, exp) = t.issue("lec", "a", "u");
+        let t = PlaybackTokens::new(KEY, 60);
+        let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
         assert!(t.verify(&token).is_some());
         assert!(t.verify_at(&token, exp).is_some(), "valid through its last second");
         assert!(t.verify_at(&token, exp + 1).is_none(), "expired, though remembered");
+        let fresh = PlaybackTokens::new(KEY, 60);
+        assert!(fresh.verify_at(&token, exp + 1).is_none(), "expired, seen for the first time");
     }
 
     #[test]
     fn remembered_tokens_stay_within_their_bound() {
-        let t = PlaybackTokens::new(b"playback-secret-playback-secret-", 60);
-        for i in 0..VERIFIED_CAPACITY + 10 {
-            assert!(t.verify(&t.issue(&format!("lec{i}"), "a", "u").0).is_some());
+        let t = PlaybackTokens::new(KEY, 60);
+        for _ in 0..VERIFIED_CAPACITY + 10 {
+            let token = t.issue(&lectern_common::new_id(), ASSET).unwrap().0;
+            assert!(t.verify(&token).is_some());
         }
         let remembered = t.verified.lock().unwrap().len();
         assert!(remembered > 0 && remembered <= VERIFIED_CAPACITY, "{remembered}");

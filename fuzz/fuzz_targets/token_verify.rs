@@ -1,18 +1,23 @@
 //! Access and playback token checks on arbitrary text (common::auth, catalog::playback).
 //!
-//! Each input is tried three ways against `AccessTokens::verify` and
+//! Each input is tried four ways against `AccessTokens::verify` and
 //! `PlaybackTokens::verify`, both keyed with SECRET:
 //! 1. the bytes as a token (lossy UTF-8);
 //! 2. the bytes split at '.', each part base64url-encoded: so the fuzzer writes the
 //!    JSON of the header and claims and the raw signature bytes;
 //! 3. as 2, but the first two parts signed with HS256 and SECRET, as if the key had
-//!    signed claims that `issue` never writes.
+//!    signed claims that `issue` never writes;
+//! 4. the first 41 bytes as a playback token's signed part (format, expiry, lecture,
+//!    asset), tagged with HMAC-SHA256 and SECRET as `PlaybackTokens::issue` tags, and
+//!    base64url-encoded.
 //!
 //! Properties: verify never panics; 1 and 2 are never accepted (nothing here was
-//! produced by `issue` with SECRET, and the fuzzer cannot compute an HMAC); in 3 a token
-//! is accepted only if its header says HS256 and its claims are ones the verifier must
-//! take: the right issuer and audience, an expiry not past, and the grant returned is
-//! the one the claims state.
+//! produced by `issue` with SECRET, and the fuzzer cannot compute an HMAC); in 3 only
+//! an access token is accepted, and only if its header says HS256 and its claims are
+//! ones the verifier must take: the right issuer and audience, an expiry not past, and
+//! the user returned is the one the claims state; in 4 a playback token is accepted
+//! only in format 1 with an expiry not past, granting the ids its bytes hold, and never
+//! as an access token.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -24,6 +29,9 @@ use libfuzzer_sys::fuzz_target;
 use lectern_catalog::playback::PlaybackTokens;
 use lectern_common::auth::{AccessTokens, Role};
 use serde_json::Value;
+use sha2::Sha256;
+use hmac::{Hmac, Mac};
+use uuid::Uuid;
 
 /// No committed seed is signed with this key.
 const SECRET: &[u8] = b"lectern-fuzz-token-secret-000001";
@@ -63,13 +71,22 @@ fn check_signed(token: &str) {
         assert_eq!(claims["sub"].as_str(), Some(user.id.as_str()), "{claims}");
         assert_eq!(claims["role"].as_str().and_then(Role::parse), Some(user.role), "{claims}");
     }
-    if let Some(grant) = playback {
-        assert_eq!(claims["aud"], "lectern-play", "playback token accepted: {claims}");
-        assert_eq!(claims["sub"].as_str(), Some(grant.lecture_id.as_str()), "{claims}");
-        assert_eq!(claims["asset"].as_str(), Some(grant.asset_id.as_str()), "{claims}");
-        assert_eq!(grant.expires_at, exp, "{claims}");
-        assert!(claims["uid"].is_string(), "{claims}");
-    }
+    assert!(playback.is_none(), "a JWT accepted as a playback token: {claims}");
+}
+
+fn check_signed_playback(signed: &[u8]) {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).expect("any key length");
+    mac.update(signed);
+    let tag = mac.finalize().into_bytes();
+    let token = URL_SAFE_NO_PAD.encode([signed, &tag[..16]].concat());
+    assert!(ACCESS.verify(&token).is_none(), "a playback token accepted as an access token: {token}");
+    let Some(grant) = PLAYBACK.verify(&token) else { return };
+    let exp = i64::from_be_bytes(signed[1..9].try_into().unwrap());
+    assert_eq!(signed[0], 1, "accepted another format: {token}");
+    assert!(exp >= lectern_common::now_unix(), "accepted an expired token: {token}");
+    assert_eq!(grant.expires_at, exp);
+    assert_eq!(grant.lecture_id, Uuid::from_slice(&signed[9..25]).unwrap().to_string());
+    assert_eq!(grant.asset_id, Uuid::from_slice(&signed[25..41]).unwrap().to_string());
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -83,5 +100,9 @@ fuzz_target!(|data: &[u8]| {
         let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256)
             .expect("HS256 signing cannot fail");
         check_signed(&format!("{message}.{signature}"));
+    }
+
+    if data.len() >= 41 {
+        check_signed_playback(&data[..41]);
     }
 });

@@ -1,14 +1,18 @@
 """Signed playback: who may get a token, what a token opens, and every way of
 faking one. Also the HTTP semantics of /play (Range, ETag, Cache-Control, CORS)."""
+import base64
+import hashlib
+import hmac
 import http.client
 import json
 import re
 import time
+import uuid
 
 import pytest
 import requests
 
-from conftest import Api, Server, b64url, jwt_claims, sign_jwt
+from conftest import Api, Server, b64url, sign_jwt
 from test_media import transcode
 
 
@@ -51,34 +55,62 @@ def assert_refused(r):
     assert b"#EXTM3U" not in r.content
 
 
+def token_bytes(token: str) -> bytes:
+    """A playback token's 57 bytes: format (1), expiry (8, big-endian), lecture id (16),
+    asset id (16), then the first 16 bytes of HMAC-SHA256 over the 41 before."""
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert len(raw) == 57 and len(token) == 76, token
+    return raw
+
+
+def sign_token(signed: bytes, key: bytes) -> str:
+    return b64url(signed + hmac.new(key, signed, hashlib.sha256).digest()[:16])
+
+
+def token_asset(token: str) -> str:
+    return str(uuid.UUID(bytes=token_bytes(token)[25:41]))
+
+
 def test_token_attacks_are_refused_without_bytes(world):
     server, owner, course, (video, audio) = world
     grant = owner.playback(video["id"])
     token = grant["url"].split("/")[2]
     assert get(server, f"/play/{token}/master.m3u8").status_code == 200
-    claims = jwt_claims(token)
-    key = server.playback_key()
-    head = {"alg": "HS256", "typ": "JWT"}
-    forged_key = sign_jwt(head, claims, b"not the real key at all, sorry!!")
-    expired = sign_jwt(head, {**claims, "iat": claims["iat"] - 7200, "exp": int(time.time()) - 1}, key)
-    other_lecture = sign_jwt(head, {**claims, "sub": audio["id"]}, b"guess")
-    unsigned = f"{b64url(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{token.split('.')[1]}."
-    tampered_payload = token.split(".")
-    tampered_payload[1] = b64url(json.dumps({**claims, "asset": "../../uploads"}).encode())
+    raw = token_bytes(token)
+    signed, key = raw[:41], server.playback_key()
+    assert raw[0] == 1 and raw[9:25] == uuid.UUID(video["id"]).bytes
+    assert int.from_bytes(raw[1:9], "big") == grant["expires_at"]
+    # This test writes tokens as the server does: re-signing the same bytes gives the token back.
+    assert sign_token(signed, key) == token
+    audio_token = owner.playback(audio["id"])["url"].split("/")[2]
+    audio_signed = token_bytes(audio_token)[:41]
+    now = int(time.time())
+    forged_key = sign_token(signed, b"not the real key at all, sorry!!")
+    expired = sign_token(signed[:1] + (now - 1).to_bytes(8, "big") + signed[9:], key)
+    far_future_unsigned = signed[:1] + (now + 10**9).to_bytes(8, "big") + signed[9:] + raw[41:]
+    other_lecture = sign_token(audio_signed, b"guess")
+    other_asset_old_tag = signed[:25] + audio_signed[25:41] + raw[41:]
+    other_format = sign_token(b"\x02" + signed[1:], key)
+    # The JWT format this token replaced, signed with the real key.
+    old_jwt = sign_jwt({"alg": "HS256", "typ": "JWT"}, {"sub": video["id"], "asset": token_asset(token), "uid": "x",
+                                                        "iss": "lectern", "aud": "lectern-play", "iat": now, "exp": now + 3600}, key)
+    unsigned_jwt = f"{b64url(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{old_jwt.split('.')[1]}."
     access_token_as_playback = owner.token
-    wrong_audience = sign_jwt(head, {**claims, "aud": "lectern-api"}, key)
-    hs512 = "{}.{}.{}".format(b64url(json.dumps({"alg": "HS512", "typ": "JWT"}).encode()), token.split(".")[1], token.split(".")[2])
-    for bad in [forged_key, expired, other_lecture, unsigned, ".".join(tampered_payload), access_token_as_playback,
-                wrong_audience, hs512, "garbage", token[:-3] + "abc"]:
+    for bad in [forged_key, expired, b64url(far_future_unsigned), other_lecture, b64url(other_asset_old_tag), other_format,
+                old_jwt, unsigned_jwt, access_token_as_playback, "garbage", token[:-3] + ("abc" if not token.endswith("abc") else "abd"),
+                token[:-1], token + "A", token.upper() if token.upper() != token else token.lower(), "=" * 76]:
         for path in ["master.m3u8", "poster.jpg", "storyboard.vtt"]:
             assert_refused(get(server, f"/play/{bad}/{path}"))
+    # What the key signs is taken (here an earlier expiry): each refusal above is for its one fault.
+    sooner = sign_token(signed[:1] + (now + 60).to_bytes(8, "big") + signed[9:], key)
+    assert get(server, f"/play/{sooner}/master.m3u8").status_code == 200
 
 
 def test_a_token_opens_only_its_own_lecture(world):
     server, owner, course, (video, audio) = world
     video_token = owner.playback(video["id"])["url"].split("/")[2]
     audio_grant = owner.playback(audio["id"])
-    audio_asset = jwt_claims(audio_grant["url"].split("/")[2])["asset"]
+    audio_asset = token_asset(audio_grant["url"].split("/")[2])
     # The asset comes from the signed token, never from the path.
     for path in [
         f"../{audio_asset}/master.m3u8", f"..%2F{audio_asset}%2Fmaster.m3u8", f"%2e%2e/{audio_asset}/master.m3u8",
