@@ -2,19 +2,21 @@
 //! every relative URI in the playlists inherits them and a CDN can cache by path; and
 //! the streaming of an asset's files from storage with Range, ETag and CORS.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
 use lectern_common::storage::ByteRange;
 
-/// How many verified tokens are remembered.
+/// How many verified tokens each thread remembers.
 const VERIFIED_CAPACITY: usize = 8192;
 
 /// A playback token is 57 bytes, written in base64url without padding (76 characters,
@@ -41,12 +43,18 @@ const TOKEN_CHARS: usize = TOKEN_LEN / 3 * 4;
 pub struct PlaybackTokens {
     /// HMAC keyed once: each use clones the state instead of hashing the key again.
     mac: Hmac<Sha256>,
-    /// Tokens whose signature was checked, by their exact text. A player sends one
-    /// token with every playlist and segment request; the look-up costs less than the
-    /// HMAC. Expiry is still checked on every use; the key never changes while we run.
-    verified: Arc<Mutex<HashMap<Box<str>, Arc<PlayGrant>, foldhash::quality::RandomState>>>,
+    /// Tokens whose signature was checked, by their exact text, one map per thread. A
+    /// player sends one token with every playlist and segment request, and the look-up
+    /// costs less than the HMAC. Its connection stays on one HTTP thread, so a map per
+    /// thread checks each token about once, and takes no lock or reference count shared
+    /// with the other cores: with one shared map those cost 0.3 µs of a cached
+    /// playlist's 7.2 (2026-12-06). Expiry is still checked on every use; the key never
+    /// changes while we run.
+    verified: Arc<ThreadLocal<RefCell<VerifiedTokens>>>,
     pub ttl_secs: i64,
 }
+
+type VerifiedTokens = HashMap<Box<str>, Arc<PlayGrant>, foldhash::quality::RandomState>;
 
 /// What a valid playback token grants.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +112,8 @@ impl PlaybackTokens {
         if token.len() != TOKEN_CHARS {
             return None;
         }
-        if let Some(grant) = self.verified.lock().expect("verified tokens lock").get(token) {
+        let verified = self.verified.get_or_default();
+        if let Some(grant) = verified.borrow().get(token) {
             // Valid up to and including `exp`, as below.
             return (now <= grant.expires_at).then(|| grant.clone());
         }
@@ -112,7 +121,7 @@ impl PlaybackTokens {
         if now > grant.expires_at {
             return None;
         }
-        let mut verified = self.verified.lock().expect("verified tokens lock");
+        let mut verified = verified.borrow_mut();
         if verified.len() >= VERIFIED_CAPACITY {
             verified.retain(|_, g| now <= g.expires_at);
             if verified.len() >= VERIFIED_CAPACITY {
@@ -305,13 +314,34 @@ mod tests {
     }
 
     #[test]
+    fn each_thread_checks_a_token_itself() {
+        let t = PlaybackTokens::new(KEY, 60);
+        let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
+        assert!(t.verify(&token).is_some());
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert!(t.verified.get().is_none(), "nothing remembered on a new thread");
+                assert!(t.verify_at(&token, exp + 1).is_none(), "expired, though another thread remembers it");
+                assert!(t.verify(&token).is_some());
+                assert!(t.verify(&format!("{}A", &token[..75])).is_none());
+                assert_eq!(t.verified.get().unwrap().borrow().len(), 1);
+            });
+        });
+        // Another key's tokens remembered on this thread open nothing here.
+        let other = PlaybackTokens::new(b"another-secret-another-secret-xx", 60);
+        let (foreign, _) = other.issue(LECTURE, ASSET).unwrap();
+        assert!(other.verify(&foreign).is_some());
+        assert!(t.verify(&foreign).is_none());
+    }
+
+    #[test]
     fn remembered_tokens_stay_within_their_bound() {
         let t = PlaybackTokens::new(KEY, 60);
         for _ in 0..VERIFIED_CAPACITY + 10 {
             let token = t.issue(&lectern_common::new_id(), ASSET).unwrap().0;
             assert!(t.verify(&token).is_some());
         }
-        let remembered = t.verified.lock().unwrap().len();
+        let remembered = t.verified.get().unwrap().borrow().len();
         assert!(remembered > 0 && remembered <= VERIFIED_CAPACITY, "{remembered}");
     }
 
