@@ -463,6 +463,13 @@ impl<S> HttpService for S where
 {
 }
 
+/// Playback files are answered on their connection's HTTP thread: a cached one needs
+/// nothing else. API requests go to the main runtime, where the database and queue
+/// connections live and idle workers steal work.
+fn is_playback(req: &axum::extract::Request) -> bool {
+    req.uri().path().starts_with(lectern_catalog::PLAY_PREFIX)
+}
+
 /// How connections are served, besides the edge.
 struct Serving {
     header_timeout: Duration,
@@ -487,7 +494,7 @@ async fn serve_http(
     // Cached segments then leave with sendfile instead of a copy per request.
     let listener = lectern_common::zero_copy::SendfileListener::new(listener);
     let mut drained = shutdown.clone();
-    let server = lectern_common::serve::serve(listener, app, &threads, serving.header_timeout, async move {
+    let server = lectern_common::serve::serve(listener, app, &threads, is_playback, serving.header_timeout, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold

@@ -19,11 +19,14 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
+use axum::http::StatusCode;
 use axum::response::Response;
+use futures::future::{BoxFuture, Either};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -109,14 +112,68 @@ impl Drop for OpenConnection {
     }
 }
 
+/// Which requests a connection's thread answers itself.
+pub type InPlace = fn(&Request) -> bool;
+
+/// Answers the requests `in_place` picks on the connection's thread, and hands the rest
+/// to the runtime `serve` was called on: a work-stealing runtime suits requests that
+/// wait on a database, whose connections live there.
+#[derive(Clone)]
+struct HandOff<S> {
+    app: S,
+    main: Handle,
+    in_place: InPlace,
+}
+
+impl<S> Service<Request> for HandOff<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.app.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if (self.in_place)(&req) {
+            return Either::Left(self.app.call(req));
+        }
+        let mut answer = AbortOnDrop(self.main.spawn(self.app.call(req)));
+        Either::Right(Box::pin(async move {
+            match (&mut answer.0).await {
+                Ok(res) => res,
+                Err(e) => {
+                    tracing::error!(error = %e, "a request's handler failed");
+                    Ok(crate::http::error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed to answer"))
+                }
+            }
+        }))
+    }
+}
+
+/// A handed-off request ends with its connection, as one answered in place would.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Serves `app` on every connection `listener` accepts, on `threads`, until `shutdown`
 /// resolves; then lets the connections finish the requests in hand and returns once
-/// all are closed. Each request carries `ConnectInfo<SocketAddr>` with its peer's
-/// address.
+/// all are closed. Requests `in_place` picks are answered on their connection's
+/// thread, the rest on the runtime this is called on. Each request carries
+/// `ConnectInfo<SocketAddr>` with its peer's address.
 pub async fn serve<S>(
     mut listener: SendfileListener,
     app: S,
     threads: &HttpThreads,
+    in_place: InPlace,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -130,6 +187,7 @@ pub async fn serve<S>(
     // Every connection's task holds a receiver: on shutdown the sender tells them all,
     // then waits until the last task has ended and dropped its receiver.
     let (stop_tx, stop_rx) = watch::channel(());
+    let app = HandOff { app, main: Handle::current(), in_place };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -209,7 +267,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            serve(SendfileListener::new(listener), app, &threads, Duration::from_secs(5), async move {
+            serve(SendfileListener::new(listener), app, &threads, |req| req.uri().path() != "/main", Duration::from_secs(5), async move {
                 let _ = stopped.await;
             })
             .await;
@@ -283,6 +341,43 @@ mod tests {
         // The second's thread is now the less busy one (on a tie the first would win).
         let mut third = BufReader::new(TcpStream::connect(addr).await.unwrap());
         assert_eq!(fetch(&mut third, "/").await, b);
+    }
+
+    #[tokio::test]
+    async fn requests_not_picked_run_on_the_callers_runtime_and_end_with_their_connection() {
+        use std::sync::atomic::AtomicBool;
+        let finished = Arc::new(AtomicBool::new(false));
+        let done = finished.clone();
+        let app = axum::Router::new()
+            .route("/", get(|| async { thread_name() }))
+            .route(
+                "/main",
+                get(move |req: Request| async move {
+                    if req.uri().query() == Some("panic") {
+                        panic!("a handler bug");
+                    }
+                    if req.uri().query() == Some("slow") {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        done.store(true, Ordering::SeqCst);
+                    }
+                    thread_name()
+                }),
+            );
+        let (addr, _stop, _server) = start(app).await;
+        let mut conn = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        assert!(fetch(&mut conn, "/").await.starts_with("lectern-http-"));
+        assert_eq!(fetch(&mut conn, "/main").await, thread_name(), "handed to the runtime serve runs on");
+        let failed = fetch(&mut conn, "/main?panic").await;
+        assert!(failed.contains(r#""code":"internal""#), "{failed}");
+        // The same connection still serves.
+        assert!(fetch(&mut conn, "/").await.starts_with("lectern-http-"));
+        // A client that leaves mid-request takes its handler with it.
+        let mut leaving = TcpStream::connect(addr).await.unwrap();
+        leaving.write_all(b"GET /main?slow HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(leaving);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!finished.load(Ordering::SeqCst), "the handler ran on after its client left");
     }
 
     #[tokio::test]
