@@ -5,9 +5,11 @@
 //!   ([`HttpThreads`]), as nginx's workers or actix-web's do: each connection lives on
 //!   the thread with the fewest open ones, and its requests never cross threads. On the
 //!   shared work-stealing runtime, parking and waking its workers and sharing one timer
-//!   took 1.1 µs of a cached playlist's 8.7 (2026-12-06). Work a request starts with
-//!   `tokio::spawn` runs on its connection's thread; heavy work belongs in
-//!   `spawn_blocking` there as anywhere.
+//!   took 1.1 µs of a cached playlist's 8.7 (2026-12-06). Only the requests the caller
+//!   picks (`in_place`: playback files) are answered there; the others are handed to the
+//!   runtime `serve` runs on, with the database connections and work stealing (on the
+//!   threads, API saturation fell 13-15 %). What an in-place request starts with
+//!   `tokio::spawn` runs on its connection's thread.
 //! - A client gets `header_timeout` to send a request's head, on a new connection and
 //!   between requests on a kept-alive one; then the connection is closed. Without it a
 //!   client that sends half a request (slowloris), or nothing at all, held its
