@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RateMeter, cueAt, formatBytes, formatDuration, formatEta, formatPrice, levelLabel, parseStoryboard, resumePosition } from './format';
+import { RateMeter, cueAt, formatBytes, formatDuration, formatEta, formatPrice, levelLabel, parseStoryboard, playPrefix, renewDelayMs, resumePosition, withPlayToken } from './format';
 
 describe('formatting', () => {
   it('formats durations', () => {
@@ -58,5 +58,27 @@ describe('resume', () => {
     expect(resumePosition({ position_secs: 300, completed: true }, 600)).toBe(0);
     expect(resumePosition({ position_secs: 1, completed: false }, 600)).toBe(0);
     expect(resumePosition(null, 600)).toBe(0);
+  });
+});
+
+describe('playback token renewal', () => {
+  const token = 'AQAAAABnZ2dnC38sLppBTFWNDi9qG5x9EG4dKo87TE1en2B6i5wNHi8xAbCdEfGh';
+  it('swaps the token of this server\'s playback URLs only', () => {
+    const prefix = playPrefix(`http://h:1/play/${token}/master.m3u8`)!;
+    expect(prefix).toBe('http://h:1/play/');
+    expect(playPrefix(`https://h/lectern/play/${token}/master.m3u8`)).toBe('https://h/lectern/play/');
+    expect(playPrefix('https://h/x.m3u8?next=/play/a/')).toBeNull();
+    expect(withPlayToken(`http://h:1/play/${token}/v720/index.m3u8`, prefix, 'NEW')).toBe('http://h:1/play/NEW/v720/index.m3u8');
+    expect(withPlayToken(`http://h:1/play/${token}/poster.jpg`, prefix, 'NEW')).toBe('http://h:1/play/NEW/poster.jpg');
+    // Presigned storage URLs (direct delivery) stay as they are, even with /play/ in their path.
+    const presigned = 'https://s3.example/play/assets/a/v720/seg.ts?X-Amz-Signature=x';
+    expect(withPlayToken(presigned, prefix, 'NEW')).toBe(presigned);
+    expect(withPlayToken('http://h:1/api/me', prefix, 'NEW')).toBe('http://h:1/api/me');
+  });
+  it('renews a minute early, or halfway for short lives, never in the past', () => {
+    const now = 1_000_000_000_000;
+    expect(renewDelayMs(now / 1000 + 3600, now)).toBe(3_540_000);
+    expect(renewDelayMs(now / 1000 + 10, now)).toBe(5_000);
+    expect(renewDelayMs(now / 1000 - 5, now)).toBe(0);
   });
 });

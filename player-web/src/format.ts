@@ -119,3 +119,26 @@ export function resumePosition(saved: { position_secs: number; completed: boolea
   if (duration && saved.position_secs > duration - 5) return 0;
   return saved.position_secs > 3 ? saved.position_secs : 0;
 }
+
+/** Where a playback URL's token starts: everything up to and including `/play/`
+ * (origin and any path prefix), or null for a URL that is not one. */
+export function playPrefix(url: string): string | null {
+  const at = url.split(/[?#]/)[0].indexOf('/play/');
+  return at < 0 ? null : url.slice(0, at + '/play/'.length);
+}
+
+/** `url` with `token` in place of its playback token, if it lies under `prefix`
+ * (from `playPrefix`); any other URL (a presigned storage URL) is returned as it is. */
+export function withPlayToken(url: string, prefix: string, token: string): string {
+  if (!url.startsWith(prefix)) return url;
+  const slash = url.indexOf('/', prefix.length);
+  return slash < 0 ? url : prefix + token + url.slice(slash);
+}
+
+/** When to ask for a new playback grant, in ms from `nowMs`, for one expiring at
+ * `expiresAt` (unix seconds): a minute before it expires, or halfway through a
+ * shorter life. */
+export function renewDelayMs(expiresAt: number, nowMs: number): number {
+  const left = expiresAt * 1000 - nowMs;
+  return Math.max(0, left - Math.min(60_000, left / 2));
+}

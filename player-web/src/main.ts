@@ -263,6 +263,7 @@ async function watchPage(lectureId: string) {
   };
   const player: Player = createPlayer(grant, {
     startAt: resumePosition(saved, lecture.duration_secs),
+    renew: () => Api.playback(lecture.id),
     onTime: (t) => (position = t),
     onPause: () => save(),
     onEnded: () => {

@@ -3,11 +3,14 @@
 // keyboard shortcuts, and resume.
 import Hls from 'hls.js';
 import { h } from './dom';
-import { cueAt, formatDuration, levelLabel, parseStoryboard, type StoryboardCue } from './format';
+import { cueAt, formatDuration, levelLabel, parseStoryboard, playPrefix, renewDelayMs, withPlayToken, type StoryboardCue } from './format';
 import type { PlaybackGrant } from './api';
 
 export interface PlayerOptions {
   startAt: number;
+  /** A new grant for the same lecture. The player asks for one before its token
+   * expires, so a long lecture or a long pause outlives the token. */
+  renew?: () => Promise<PlaybackGrant>;
   onTime?: (t: number) => void;
   onPause?: (t: number) => void;
   onEnded?: () => void;
@@ -36,6 +39,33 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
   const controls = h('div', { class: 'controls' }, playBtn, h('div', { class: 'seekwrap' }, seek, thumb), time, muteBtn, volume, speed, quality, fullBtn);
   const element = h('div', { class: 'player', tabindex: 0, role: 'region', 'aria-label': 'Video player (space: play/pause, arrows: seek and volume, f: full screen, m: mute)' }, video, controls);
 
+  // Every request hls.js makes under /play/ carries the newest token: playlists and
+  // segments are resolved against the first grant's URL, so they are rewritten.
+  const prefix = playPrefix(new URL(grant.url, location.href).href);
+  let token = prefix ? new URL(grant.url, location.href).href.slice(prefix.length).split('/')[0] : '';
+  const current = (url: string) => (prefix && token ? withPlayToken(url, prefix, token) : url);
+  let renewTimer = 0;
+  let renewing: Promise<void> | null = null;
+  const renew = (): Promise<void> => {
+    if (!opts.renew) return Promise.resolve();
+    window.clearTimeout(renewTimer);
+    renewing ??= opts
+      .renew()
+      .then((fresh) => {
+        const url = new URL(fresh.url, location.href).href;
+        if (prefix && url.startsWith(prefix)) token = url.slice(prefix.length).split('/')[0];
+        renewTimer = window.setTimeout(renew, renewDelayMs(fresh.expires_at, Date.now()));
+      })
+      .catch(() => {
+        renewTimer = window.setTimeout(renew, 10_000);
+      })
+      .finally(() => {
+        renewing = null;
+      });
+    return renewing;
+  };
+  if (opts.renew) renewTimer = window.setTimeout(renew, renewDelayMs(grant.expires_at, Date.now()));
+
   let hls: Hls | null = null;
   let started = false;
   const start = () => {
@@ -47,7 +77,14 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
   if (Hls.isSupported()) {
     // A lecture still being encoded is an EVENT playlist, which hls.js would start at
     // its live edge: lectures start at the start (or where the student left off).
-    hls = new Hls({ startPosition: opts.startAt > 0 ? opts.startAt : 0, capLevelToPlayerSize: false });
+    hls = new Hls({
+      startPosition: opts.startAt > 0 ? opts.startAt : 0,
+      capLevelToPlayerSize: false,
+      xhrSetup: (xhr, url) => {
+        const fresh = current(url);
+        if (fresh !== url) xhr.open('GET', fresh, true);
+      },
+    });
     hls.loadSource(grant.url);
     hls.attachMedia(video);
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
@@ -58,9 +95,15 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
     });
     hls.on(Hls.Events.LEVEL_SWITCHED, () => updateQualityLabel());
     hls.on(Hls.Events.ERROR, (_e, data) => {
+      // Refused: the token expired (the tab slept through its renewal, or the server's
+      // key changed). hls.js retries the request, with the new token once it is here.
+      const refused = data.response?.code === 403;
+      if (refused) void renew();
       if (!data.fatal) return;
-      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls!.startLoad();
-      else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls!.recoverMediaError();
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        if (refused) void renew().then(() => hls?.startLoad());
+        else hls!.startLoad();
+      } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls!.recoverMediaError();
     });
   } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
     video.src = grant.url;
@@ -174,7 +217,7 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
     if (cue) {
       img.style.width = `${cue.w}px`;
       img.style.height = `${cue.h}px`;
-      img.style.backgroundImage = `url("${cue.url}")`;
+      img.style.backgroundImage = `url("${current(cue.url)}")`;
       img.style.backgroundPosition = `-${cue.x}px -${cue.y}px`;
       img.hidden = false;
     } else {
@@ -193,6 +236,7 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       return hls;
     },
     destroy() {
+      window.clearTimeout(renewTimer);
       hls?.destroy();
       video.removeAttribute('src');
       video.load();

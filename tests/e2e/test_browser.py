@@ -1,13 +1,15 @@
 """player-web in Debian's Chromium (playwright-core): the owner's studio flow, the
 student's find-enroll-watch flow (adaptive levels, quality switch, resume) and the
-not-enrolled student, with screenshots kept as test artifacts."""
+not-enrolled student, with screenshots kept as test artifacts; and a player that
+outlives its playback token."""
 import json
 import os
 import subprocess
 
 import pytest
 
-from conftest import ARTIFACTS, ROOT, WORLD, Server
+from conftest import ARTIFACTS, ROOT, WORLD, Api, Server
+from test_media import transcode
 
 WEB = ROOT / "player-web"
 
@@ -51,3 +53,28 @@ def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_p
     assert result["ok"] and len(result["levels"]) >= 2
     for name in ["catalog", "watch", "studio", "not-enrolled-phone"]:
         assert (shots / f"{name}.png").stat().st_size > 10_000
+
+
+def test_a_player_outlives_its_playback_token_in_chromium(tmp_path, samples, lectern_bin):
+    if not (WEB / "dist" / "index.html").exists():
+        pytest.fail("player-web is not built: run `npm run build` in player-web (scripts/test.sh does)")
+    ttl = 8
+    server = Server(tmp_path / "data", env={"LECTERN_WEB_DIR": str(WEB / "dist"), "LECTERN_PLAYBACK_TOKEN_TTL": str(ttl)}).start()
+    try:
+        owner = Api.signup(server.url, "owner")
+        lecture, _ = transcode(owner, samples / "good/gnome_screencast_vp8_1024x768_37s.webm", "Longer than a token")
+        assert lecture["status"] == "ready", lecture
+        session = json.dumps({"token": owner.token, "user": owner.ok(owner.get("/api/me"))})
+        out = subprocess.run(["timeout", "300", "node", str(WEB / "tests" / "renewal.mjs"), server.url, session, lecture["id"], str(ttl)],
+                             capture_output=True, text=True)
+    finally:
+        server.stop()
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["firstNow"] == 403, report
+    # After the first token expired: a playlist and segments of the new rung, all
+    # answered, with a renewed token.
+    after = report["after"]
+    assert any(a["file"].endswith("index.m3u8") for a in after) and any(a["file"].endswith(".ts") for a in after), report
+    assert all(a["status"] in (200, 206) and a["renewed"] for a in after), report
+    assert not [e for e in report["errors"] if "(fatal)" in e], report
