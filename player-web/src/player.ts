@@ -46,18 +46,20 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
   const current = (url: string) => (prefix && token ? withPlayToken(url, prefix, token) : url);
   let renewTimer = 0;
   let renewing: Promise<void> | null = null;
+  let destroyed = false;
   const renew = (): Promise<void> => {
-    if (!opts.renew) return Promise.resolve();
+    if (!opts.renew || destroyed) return Promise.resolve();
     window.clearTimeout(renewTimer);
     renewing ??= opts
       .renew()
       .then((fresh) => {
+        if (destroyed) return;
         const url = new URL(fresh.url, location.href).href;
         if (prefix && url.startsWith(prefix)) token = url.slice(prefix.length).split('/')[0];
         renewTimer = window.setTimeout(renew, renewDelayMs(fresh.expires_at, Date.now()));
       })
       .catch(() => {
-        renewTimer = window.setTimeout(renew, 10_000);
+        if (!destroyed) renewTimer = window.setTimeout(renew, 10_000);
       })
       .finally(() => {
         renewing = null;
@@ -236,6 +238,7 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       return hls;
     },
     destroy() {
+      destroyed = true;
       window.clearTimeout(renewTimer);
       hls?.destroy();
       video.removeAttribute('src');
