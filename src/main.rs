@@ -249,6 +249,7 @@ impl Config {
             cors_origins: self.cors_origins.iter().map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect(),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             security: Some(self.security_headers()),
+            unspanned_prefix: Some(lectern_catalog::PLAY_PREFIX),
         }
     }
     /// The Content-Security-Policy fits player-web: its own scripts and styles, hls.js's

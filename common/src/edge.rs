@@ -32,6 +32,11 @@ pub struct EdgeConfig {
     pub request_timeout: Duration,
     /// Security headers for the responses (none when `None`: a worker's health port).
     pub security: Option<SecurityHeaders>,
+    /// Requests under this path prefix get no tracing span (cached playback files: the
+    /// span cost 0.8 µs of a 7.9 µs playlist at the default log level). The edge's own
+    /// lines (refused, failed, timed out) carry the request's id, method, path and
+    /// client either way; only lines a handler writes itself go without them.
+    pub unspanned_prefix: Option<&'static str>,
 }
 
 /// nosniff on every response; the Content-Security-Policy and Referrer-Policy on every
@@ -107,6 +112,10 @@ fn is_upload_body(req: &Request) -> bool {
     req.uri().path().starts_with("/api/uploads") && matches!(*req.method(), Method::PATCH | Method::POST)
 }
 
+/// Marks the answer the edge gave when the handler ran out of time.
+#[derive(Clone, Copy)]
+struct TimedOut(Duration);
+
 async fn edge<S, B>(config: Arc<EdgeConfig>, mut req: Request, mut inner: S) -> Response
 where
     S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
@@ -121,7 +130,16 @@ where
     if let Some(v) = &id_header {
         req.headers_mut().insert(REQUEST_ID, v.clone());
     }
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()), client = %ip);
+    let spanned = config.unspanned_prefix.is_none_or(|prefix| !req.uri().path().starts_with(prefix));
+    let span = if spanned {
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()), client = %ip)
+    } else {
+        tracing::Span::none()
+    };
+    // What the edge's own lines say of an unspanned request (the URI shares the
+    // request head's buffer; the path is made loggable only when a line is written).
+    let method = req.method().clone();
+    let uri = (!spanned).then(|| req.uri().clone());
     let started = Instant::now();
     let timeout = (!is_upload_body(&req)).then_some(config.request_timeout);
     let origin = req.headers().get(header::ORIGIN).cloned();
@@ -130,29 +148,42 @@ where
             return res;
         }
         let answer = inner.call(req);
-        let res = match timeout {
+        match timeout {
             Some(limit) => match tokio::time::timeout(limit, answer).await {
                 Ok(Ok(res)) => res.map(Body::new),
                 Err(_) => {
-                    tracing::warn!(limit_secs = limit.as_secs(), "request timed out");
-                    error_response(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the server took too long to answer; try again")
+                    let mut res = error_response(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the server took too long to answer; try again");
+                    res.extensions_mut().insert(TimedOut(limit));
+                    res
                 }
             },
             None => match answer.await {
                 Ok(res) => res.map(Body::new),
             },
-        };
-        let status = res.status();
-        let ms = started.elapsed().as_millis() as u64;
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), ms, "request failed");
-        } else {
-            tracing::debug!(status = status.as_u16(), ms, "request done");
         }
-        res
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
+    let status = res.status();
+    let logged = status.is_client_error() || status.is_server_error() || tracing::enabled!(tracing::Level::DEBUG);
+    if logged {
+        // Inside the span when there is one (its fields name the request); otherwise the
+        // fields are written out here.
+        let _entered = span.enter();
+        let ms = started.elapsed().as_millis() as u64;
+        let status_code = status.as_u16();
+        let path = uri.as_ref().map(|uri| loggable_path(uri.path()));
+        let (id, method, path, client) = if spanned { (None, None, None, None) } else { (Some(id.as_str()), Some(method.as_str()), path.as_deref(), Some(ip)) };
+        if let Some(TimedOut(limit)) = res.extensions().get::<TimedOut>() {
+            tracing::warn!(request_id = id, method, path, client = client.map(tracing::field::display), limit_secs = limit.as_secs(), "request timed out");
+        } else if status.is_server_error() {
+            tracing::warn!(request_id = id, method, path, client = client.map(tracing::field::display), status = status_code, ms, "request failed");
+        } else if let Some(refusal) = res.extensions().get::<crate::http::Refusal>() {
+            tracing::info!(request_id = id, method, path, client = client.map(tracing::field::display), status = status_code, code = refusal.code, message = refusal.message, "request refused");
+        } else {
+            tracing::debug!(request_id = id, method, path, client = client.map(tracing::field::display), status = status_code, ms, "request done");
+        }
+    }
     if let Some(v) = id_header {
         res.headers_mut().insert(REQUEST_ID, v);
     }
@@ -420,6 +451,60 @@ mod tests {
             let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
             assert_eq!(body, answer.as_bytes(), "{path}");
         }
+    }
+
+    /// What the edge logs while `requests` are served, at `level`.
+    async fn log_of(level: tracing::Level, requests: &[(&str, &str)]) -> String {
+        use std::sync::Mutex;
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(move || writer.clone()).finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        use axum::routing::get;
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route("/api/refuse", get(|| async { crate::http::error_response(StatusCode::FORBIDDEN, "not_yours", "not yours to see") }))
+            .route("/api/fine", get(|| async { "fine" }))
+            .route("/play/{token}/{*file}", get(|| async { crate::http::error_response(StatusCode::FORBIDDEN, "bad_playback_token", "bad token") }));
+        let app = with_edge(app, EdgeConfig { request_timeout: Duration::from_secs(5), unspanned_prefix: Some("/play/"), ..Default::default() });
+        for (path, id) in requests {
+            let req = Request::builder().uri(*path).header("x-request-id", *id).body(Body::empty()).unwrap();
+            app.clone().oneshot(req).await.unwrap();
+        }
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_are_logged_with_the_request_in_and_out_of_spans() {
+        let log = log_of(tracing::Level::INFO, &[("/api/refuse", "api-1"), ("/play/SECRET-TOKEN/v1/index.m3u8", "play-1"), ("/api/fine", "ok-1"), ("/play/SECRET-TOKEN/master.m3u8", "play-2")]).await;
+        let line = |id: &str| log.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("no line for {id}: {log}")).to_string();
+        let api = line("api-1");
+        assert!(api.contains("request refused") && api.contains("not_yours") && api.contains("/api/refuse") && api.contains("GET"), "{api}");
+        let play = line("play-1");
+        assert!(play.contains("request refused") && play.contains("bad_playback_token") && play.contains("/play/…/v1/index.m3u8") && play.contains("GET"), "{play}");
+        assert!(!log.contains("SECRET-TOKEN"), "{log}");
+        // At the default level a request that went well writes nothing.
+        assert!(!log.contains("ok-1"), "{log}");
+        assert_eq!(log.lines().count(), 3, "{log}");
+    }
+
+    #[tokio::test]
+    async fn every_request_is_logged_at_debug() {
+        let log = log_of(tracing::Level::DEBUG, &[("/api/fine", "ok-1"), ("/play/SECRET-TOKEN/master.m3u8", "play-1")]).await;
+        assert!(log.lines().any(|l| l.contains("ok-1") && l.contains("request done") && l.contains("status=200")), "{log}");
+        assert!(log.lines().any(|l| l.contains("play-1") && l.contains("status=403")), "{log}");
+        assert!(!log.contains("SECRET-TOKEN"), "{log}");
     }
 
     #[test]

@@ -22,18 +22,28 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// The response for an error: the stable JSON body with the given status.
-/// Refusals are logged here (inside the request's span, so with its request id);
-/// server errors are logged by the caller and sent with a generic message, so no
-/// internal detail reaches a client.
+/// What a refusal (a 4xx answer) said, for the edge to log with the request's id,
+/// method, path and client.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
+
+/// The response for an error: the stable JSON body with the given status. A refusal
+/// carries its code and message as a `Refusal` extension, which the edge logs; server
+/// errors are logged by the caller and sent with a generic message, so no internal
+/// detail reaches a client.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    if status.is_client_error() {
-        tracing::info!(status = status.as_u16(), code, message, "request refused");
-    }
     let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message: message.to_string() } };
-    let body = serde_json::to_string(&body)
+    let json = serde_json::to_string(&body)
         .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"internal error"}}"#.into());
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut res = (status, [(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response();
+    if status.is_client_error() {
+        let ErrorBody { error: ErrorDetail { code, message } } = body;
+        res.extensions_mut().insert(Refusal { code, message });
+    }
+    res
 }
 
 /// 405 for a method the route does not take; `allow` lists the ones it does, when the
