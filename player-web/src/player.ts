@@ -41,8 +41,11 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
 
   // Every request hls.js makes under /play/ carries the newest token: playlists and
   // segments are resolved against the first grant's URL, so they are rewritten.
-  const prefix = playPrefix(new URL(grant.url, location.href).href);
-  let token = prefix ? new URL(grant.url, location.href).href.slice(prefix.length).split('/')[0] : '';
+  const absolute = (url: string) => new URL(url, location.href).href;
+  const first = absolute(grant.url);
+  const prefix = playPrefix(first);
+  const tokenOf = (url: string) => (prefix && url.startsWith(prefix) ? url.slice(prefix.length).split('/')[0] : '');
+  let token = tokenOf(first);
   const current = (url: string) => (prefix && token ? withPlayToken(url, prefix, token) : url);
   let renewTimer = 0;
   let renewing: Promise<void> | null = null;
@@ -54,8 +57,7 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       .renew()
       .then((fresh) => {
         if (destroyed) return;
-        const url = new URL(fresh.url, location.href).href;
-        if (prefix && url.startsWith(prefix)) token = url.slice(prefix.length).split('/')[0];
+        token = tokenOf(absolute(fresh.url)) || token;
         renewTimer = window.setTimeout(renew, renewDelayMs(fresh.expires_at, Date.now()));
       })
       .catch(() => {
