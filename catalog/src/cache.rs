@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
@@ -74,7 +74,8 @@ pub enum Loaded<T> {
 #[derive(Default)]
 struct Inner {
     /// foldhash: looked up on every /play request, with keys of 60-80 bytes.
-    entries: HashMap<String, (Arc<Cached>, Instant), foldhash::quality::RandomState>,
+    /// Each object with the time it was kept (`coarse_monotonic`).
+    entries: HashMap<String, (Arc<Cached>, Duration), foldhash::quality::RandomState>,
     /// Insertion order, for eviction (oldest first).
     order: VecDeque<String>,
     bytes: usize,
@@ -95,7 +96,7 @@ impl ObjectCache {
     pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
         let mut inner = self.inner.lock().expect("cache lock");
         let (cached, at) = inner.entries.get(key)?;
-        if at.elapsed() > LIFETIME {
+        if lectern_common::coarse_monotonic().saturating_sub(*at) > LIFETIME {
             let size = cached.bytes.len();
             inner.entries.remove(key);
             inner.bytes -= size;
@@ -148,7 +149,7 @@ impl ObjectCache {
             inner.bytes -= old.bytes.len();
         }
         inner.bytes += cached.bytes.len();
-        inner.entries.insert(key.to_string(), (cached.clone(), Instant::now()));
+        inner.entries.insert(key.to_string(), (cached.clone(), lectern_common::coarse_monotonic()));
         inner.order.push_back(key.to_string());
         while inner.bytes > self.budget {
             let Some(oldest) = inner.order.pop_front() else { break };
