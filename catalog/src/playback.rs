@@ -161,17 +161,18 @@ pub fn playable_file(path: &str) -> Option<&'static str> {
     if path.is_empty() || path.len() > 200 {
         return None;
     }
-    let parts: Vec<&str> = path.split('/').collect();
-    if parts.len() > 2 {
-        return None;
-    }
-    for part in &parts {
+    // A file at the top, or in one folder (a rung); a second `/` fails the character
+    // check below.
+    let (folder, name) = match path.split_once('/') {
+        Some((folder, name)) => (Some(folder), name),
+        None => (None, path),
+    };
+    for part in folder.into_iter().chain([name]) {
         let ok_chars = part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
         if part.is_empty() || !ok_chars || part.starts_with('.') || part.contains("..") {
             return None;
         }
     }
-    let name = parts[parts.len() - 1];
     let content_type = match name.rsplit_once('.').map(|(_, ext)| ext) {
         Some("m3u8") => "application/vnd.apple.mpegurl",
         Some("ts") => "video/mp2t",
@@ -179,7 +180,7 @@ pub fn playable_file(path: &str) -> Option<&'static str> {
         Some("vtt") => "text/vtt; charset=utf-8",
         _ => return None,
     };
-    if parts.len() == 1 {
+    if folder.is_none() {
         // Top level: the master playlist, poster and storyboard only.
         let known = ["master.m3u8", "poster.jpg", "storyboard.jpg", "storyboard.vtt"];
         return known.contains(&name).then_some(content_type);
@@ -354,7 +355,8 @@ mod tests {
         assert!(playable_file("storyboard.vtt").unwrap().starts_with("text/vtt"));
         for bad in [
             "manifest.json", "../x/master.m3u8", "v720/../../etc/passwd", "a/b/c.ts", "", "/master.m3u8", ".hidden.ts",
-            "v720/seg.ts/..", "v720\\seg.ts", "v720/%2e%2e", "v720/index.m3u8.bak", "random.m3u8",
+            "v720/seg.ts/..", "v720\\seg.ts", "v720/%2e%2e", "v720/index.m3u8.bak", "random.m3u8", "v720//seg.ts", "v720/",
+            "/v720/seg.ts", "v720/.ts",
         ] {
             assert_eq!(playable_file(bad), None, "{bad}");
         }

@@ -471,7 +471,7 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
         return Err(CatalogError::Invalid("escaped characters are not allowed in playback paths".into()));
     }
     let content_type = playable_file(path).ok_or(CatalogError::NotFound("file"))?;
-    let key = format!("assets/{}/{path}", grant.asset_id);
+    let key = ["assets/", &grant.asset_id, "/", path].concat();
     let remaining = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400);
     let direct = s.config.delivery == crate::Delivery::Direct && path.ends_with("/index.m3u8");
     let served = if direct {
@@ -490,7 +490,7 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
         // until every part is stored and they are written out.
         Err(CatalogError::NotFound(_)) if content_type == "application/vnd.apple.mpegurl" => {
             let live = parts::live_playlists(&s.db, &grant.asset_id).await?.ok_or(CatalogError::NotFound("file"))?;
-            let text = live.file(&path).ok_or(CatalogError::NotFound("file"))?;
+            let text = live.file(path).ok_or(CatalogError::NotFound("file"))?;
             if direct {
                 return direct_media_playlist(&s, &key, text, remaining as u64, method).await;
             }
@@ -589,7 +589,9 @@ async fn serve_object(
         }
     };
     // The response is built in place: a separate header map would be copied into it.
+    // Room for what the edge adds too (id, CORS, nosniff): growing rehashes them all.
     let mut res = Response::new(Body::empty());
+    *res.headers_mut() = HeaderMap::with_capacity(16);
     let h = res.headers_mut();
     h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control).map_err(|e| CatalogError::Internal(e.to_string()))?);

@@ -76,13 +76,17 @@ fn is_media(res: &Response) -> bool {
 }
 
 /// The request id a client sent, when it is a short token safe to log; else a new one.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+/// Made as the header it is sent back in (one copy of the text, none for a client's).
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let safe = |v: &&HeaderValue| {
+        let text = v.as_bytes();
+        !text.is_empty() && text.len() <= 64 && text.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+    };
+    if let Some(sent) = headers.get(&REQUEST_ID).filter(safe) {
+        return sent.clone();
+    }
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text)).expect("a UUID is a valid header value")
 }
 
 fn client_ip(req: &Request, trust_forwarded: bool) -> IpAddr {
@@ -128,16 +132,13 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let id = request_id(req.headers());
+    let id_header = request_id(req.headers());
+    // Only ASCII letters, digits and `-_.` (above).
+    let id = id_header.to_str().unwrap_or_default();
     let ip = client_ip(&req, config.trust_forwarded);
     req.extensions_mut().insert(ClientIp(ip));
-    // Made once, then shared by the request and the response.
-    let id_header = HeaderValue::from_str(&id).ok();
-    if let Some(v) = &id_header {
-        req.headers_mut().insert(REQUEST_ID, v.clone());
-    }
     let spanned = config.unspanned_prefix.is_none_or(|prefix| !req.uri().path().starts_with(prefix));
-    let span = if spanned { request_span(&id, req.method(), req.uri().path(), ip) } else { tracing::Span::none() };
+    let span = if spanned { request_span(id, req.method(), req.uri().path(), ip) } else { tracing::Span::none() };
     // An unspanned request gets its span only if a line is written about it (the URI
     // shares the request head's buffer).
     let unspanned = (!spanned).then(|| (req.method().clone(), req.uri().clone()));
@@ -168,7 +169,7 @@ where
     let status = res.status();
     if status.is_client_error() || status.is_server_error() || tracing::enabled!(tracing::Level::DEBUG) {
         let span = match &unspanned {
-            Some((method, uri)) => request_span(&id, method, uri.path(), ip),
+            Some((method, uri)) => request_span(id, method, uri.path(), ip),
             None => span,
         };
         let _entered = span.enter();
@@ -183,9 +184,7 @@ where
             tracing::debug!(status = status.as_u16(), ms, "request done");
         }
     }
-    if let Some(v) = id_header {
-        res.headers_mut().insert(REQUEST_ID, v);
-    }
+    res.headers_mut().insert(REQUEST_ID, id_header);
     allow_origin(&config, origin.as_ref(), &mut res);
     if let Some(security) = &config.security {
         security.apply(&mut res);
