@@ -25,6 +25,8 @@ pub struct Cached {
     /// every response.
     pub etag: HeaderValue,
     pub last_modified: Option<HeaderValue>,
+    /// The whole object's `Content-Length`.
+    pub length: HeaderValue,
 }
 
 pub struct ObjectCache {
@@ -177,6 +179,7 @@ mod tests {
             meta: ObjectMeta { size: n as u64, modified_unix: 0, etag },
             bytes: Bytes::from(vec![1u8; n]),
             last_modified: None,
+            length: HeaderValue::from(n),
         }
     }
 

@@ -483,7 +483,7 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
             Err(e) => Err(CatalogError::from(e)),
         }
     } else {
-        serve_object(&s, &key, content_type, &format!("public, max-age={remaining}"), method, headers).await
+        serve_object(&s, &key, content_type, public_max_age(remaining as u64), method, headers).await
     };
     match served {
         // A lecture still being encoded in parts: its playlists grow in the database
@@ -506,6 +506,14 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
         }
         other => other,
     }
+}
+
+/// `Cache-Control: public, max-age=<secs>`, made without the formatting machinery and
+/// without a second copy (once a playback request).
+fn public_max_age(secs: u64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    let value = ["public, max-age=", digits.format(secs)].concat();
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).expect("ASCII letters, digits and punctuation")
 }
 
 /// A media playlist whose segments point at presigned storage URLs expiring with the
@@ -540,7 +548,7 @@ async fn serve_object(
     s: &CatalogState,
     key: &str,
     content_type: &'static str,
-    cache_control: &str,
+    cache_control: HeaderValue,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, CatalogError> {
@@ -564,7 +572,8 @@ async fn serve_object(
                 Some(bytes) => bytes,
                 None => lectern_common::zero_copy::file_backed(collect(read.body, read.meta.size).await?),
             };
-            Ok::<_, CatalogError>(Ok(Cached { meta: read.meta, bytes, etag, last_modified }))
+            let length = HeaderValue::from(read.meta.size);
+            Ok::<_, CatalogError>(Ok(Cached { meta: read.meta, bytes, etag, last_modified, length }))
         };
         match s.play_cache.get_or_load(key, load).await? {
             Loaded::Kept(cached) => Some(cached),
@@ -594,7 +603,7 @@ async fn serve_object(
     *res.headers_mut() = HeaderMap::with_capacity(16);
     let h = res.headers_mut();
     h.insert(header::ETAG, etag);
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_str(cache_control).map_err(|e| CatalogError::Internal(e.to_string()))?);
+    h.insert(header::CACHE_CONTROL, cache_control);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(v) = last_modified {
         h.insert(header::LAST_MODIFIED, v);
@@ -619,7 +628,8 @@ async fn serve_object(
     };
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let whole_length = cached.as_ref().filter(|_| range.is_none()).map(|c| c.length.clone());
+    h.insert(header::CONTENT_LENGTH, whole_length.unwrap_or_else(|| HeaderValue::from(length)));
     if method == Method::HEAD {
         return Ok(res);
     }
@@ -672,5 +682,5 @@ async fn public_poster(
     .fetch_optional(&s.db)
     .await?;
     let asset = row.and_then(|(a,)| a).ok_or(CatalogError::NotFound("poster"))?;
-    serve_object(&s, &format!("assets/{asset}/poster.jpg"), "image/jpeg", "public, max-age=300", &method, &headers).await
+    serve_object(&s, &format!("assets/{asset}/poster.jpg"), "image/jpeg", HeaderValue::from_static("public, max-age=300"), &method, &headers).await
 }

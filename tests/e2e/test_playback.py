@@ -132,10 +132,15 @@ def test_a_token_opens_only_its_own_lecture(world):
 
 def test_http_semantics_of_play(world):
     server, owner, course, (video, audio) = world
-    base = server.url + owner.playback(video["id"])["url"].rsplit("/", 1)[0]
+    grant = owner.playback(video["id"])
+    base = server.url + grant["url"].rsplit("/", 1)[0]
     master = requests.get(base + "/master.m3u8")
     assert master.headers["Access-Control-Allow-Origin"] == "*"
-    assert master.headers["Cache-Control"].startswith("public, max-age=")
+    # Cacheable for as long as the token lives, and no longer.
+    cache_control = master.headers["Cache-Control"]
+    assert re.fullmatch(r"public, max-age=\d+", cache_control), cache_control
+    left = grant["expires_at"] - time.time()
+    assert left - 5 <= int(cache_control.rsplit("=", 1)[1]) <= left + 1, (cache_control, left)
     uri = [l for l in master.text.splitlines() if l and not l.startswith("#")][0]
     playlist = requests.get(f"{base}/{uri}")
     seg = [l for l in playlist.text.splitlines() if l.endswith(".ts")][0]
