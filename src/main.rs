@@ -18,7 +18,7 @@ use lectern_catalog::playback::PlaybackTokens;
 use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
 use lectern_common::db::Db;
-use lectern_common::edge::{EdgeConfig, SecurityHeaders, with_edge};
+use lectern_common::edge::{EdgeConfig, SecurityHeaders, compress_json, with_edge};
 use lectern_common::http::error_response;
 use lectern_common::limits::{Limits, LimitsConfig};
 use lectern_common::serve::HttpThreads;
@@ -442,7 +442,7 @@ fn play_service(catalog: CatalogState) -> impl HttpService {
 
 /// /play requests go straight to the play service; the router gets the rest.
 fn with_play(play: impl HttpService, app: Router) -> impl HttpService {
-    lectern_common::edge::PathPrefix::new(lectern_catalog::PLAY_PREFIX, play, app)
+    lectern_common::edge::PathPrefix::new(lectern_catalog::PLAY_PREFIX, play, compress_json(app))
 }
 
 /// What `serve_http` serves: an app of routes, or routes behind a path split.
@@ -651,7 +651,7 @@ async fn main() -> anyhow::Result<()> {
             lectern_ingest::spawn_background(ingest.clone());
             let app = with_openapi(lectern_ingest::router(ingest), openapi(true, false));
             let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, app, c.edge(), c.serving(), shutdown_flag(), Vec::new()).await
+            serve_http(c.listen, compress_json(app), c.edge(), c.serving(), shutdown_flag(), Vec::new()).await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
@@ -671,7 +671,7 @@ async fn main() -> anyhow::Result<()> {
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
             let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
             // A health port: no documents, so no security headers.
-            serve_http(c.listen, app, EdgeConfig { security: None, ..c.edge() }, c.serving(), shutdown, workers).await
+            serve_http(c.listen, compress_json(app), EdgeConfig { security: None, ..c.edge() }, c.serving(), shutdown, workers).await
         }
         Command::Healthcheck => {
             let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen)).await.unwrap_or(false);

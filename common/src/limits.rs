@@ -19,7 +19,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<ClientIp>().copied().unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0]))))
+        // The edge sets it when it reads X-Forwarded-For; otherwise it is the peer.
+        let set = parts.extensions.get::<ClientIp>().copied();
+        let peer = || parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| ClientIp(c.0.ip()));
+        Ok(set.or_else(peer).unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0]))))
     }
 }
 
@@ -284,6 +287,26 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_client_address_is_the_edges_or_else_the_peers() {
+        use axum::extract::ConnectInfo;
+        let peer: std::net::SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let ip_of = |extensions: &[&dyn Fn(&mut axum::http::Extensions)]| {
+            let mut req = axum::http::Request::new(());
+            extensions.iter().for_each(|add| add(req.extensions_mut()));
+            async move { ClientIp::from_request_parts(&mut req.into_parts().0, &()).await.unwrap().0.to_string() }
+        };
+        let from_peer = |e: &mut axum::http::Extensions| {
+            e.insert(ConnectInfo(peer));
+        };
+        let forwarded = |e: &mut axum::http::Extensions| {
+            e.insert(ClientIp(IpAddr::from([198, 51, 100, 1])));
+        };
+        assert_eq!(ip_of(&[&from_peer]).await, "192.0.2.7");
+        assert_eq!(ip_of(&[&from_peer, &forwarded]).await, "198.51.100.1");
+        assert_eq!(ip_of(&[]).await, "0.0.0.0");
+    }
 
     fn ip(last: u8) -> ClientIp {
         ClientIp(IpAddr::from([10, 0, 0, last]))
