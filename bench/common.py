@@ -95,7 +95,11 @@ def services_env(command):
     """The variables `scripts/services.sh COMMAND` prints (`start` installs and starts
     PostgreSQL, RabbitMQ and S3 first; `env` only prints where they listen)."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "services.sh"
-    out = subprocess.run([str(script), command], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run([str(script), command], capture_output=True, text=True)
+    if done.returncode != 0:
+        # Its own words on which service did not come up, not just the exit status.
+        raise RuntimeError(f"scripts/services.sh {command} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    out = done.stdout
     env = {}
     for line in out.splitlines():
         if line.startswith("export ") and "=" in line:
