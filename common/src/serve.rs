@@ -265,11 +265,19 @@ mod tests {
     }
 
     async fn start_on(app: axum::Router, threads: Arc<HttpThreads>) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        start_with(app, threads, Duration::from_secs(5)).await
+    }
+
+    async fn start_with(
+        app: axum::Router,
+        threads: Arc<HttpThreads>,
+        header_timeout: Duration,
+    ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            serve(SendfileListener::new(listener), app, &threads, |req| req.uri().path() != "/main", Duration::from_secs(5), async move {
+            serve(SendfileListener::new(listener), app, &threads, |req| req.uri().path() != "/main", header_timeout, async move {
                 let _ = stopped.await;
             })
             .await;
@@ -399,6 +407,30 @@ mod tests {
         assert_eq!(answer.await.unwrap(), "done");
         tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve returns once drained").unwrap();
         assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
+    }
+
+    #[tokio::test]
+    async fn a_head_not_sent_in_time_closes_its_connection_while_timely_ones_serve_on() {
+        let app = axum::Router::new().route("/", get(|| async { "ok" }));
+        let limit = Duration::from_millis(500);
+        let (addr, _stop, _server) = start_with(app, Arc::new(HttpThreads::start(2).unwrap()), limit).await;
+        let started = std::time::Instant::now();
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ").await.unwrap();
+        let closed = tokio::spawn(async move {
+            let mut rest = Vec::new();
+            let _ = half.read_to_end(&mut rest).await;
+            (started.elapsed(), rest)
+        });
+        // Heads every 100 ms for three times the limit, on one kept-alive connection.
+        let mut timely = BufReader::new(TcpStream::connect(addr).await.unwrap());
+        while started.elapsed() < limit * 3 {
+            assert_eq!(fetch(&mut timely, "/").await, "ok");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (after, rest) = tokio::time::timeout(Duration::from_secs(5), closed).await.expect("the half head's connection is closed").unwrap();
+        assert!(after >= limit && after < limit * 2, "closed after {after:?}");
+        assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{rest:?}");
     }
 
     #[tokio::test]
