@@ -154,8 +154,8 @@ where
             return res;
         }
         let mut answer = std::pin::pin!(inner.call(req));
-        // A cached file is answered on the first poll: no timer is armed for it (a
-        // clock read, the timer's handle and a larger future, 3 % of a playlist).
+        // A cached file is answered on the first poll: no timer is made for it (a clock
+        // read and a timer entry).
         if let Poll::Ready(Ok(res)) = futures::poll!(answer.as_mut()) {
             return res.map(Body::new);
         }
