@@ -25,8 +25,6 @@ pub struct Cached {
     /// every response.
     pub etag: HeaderValue,
     pub last_modified: Option<HeaderValue>,
-    /// The whole object's `Content-Length`.
-    pub length: HeaderValue,
 }
 
 pub struct ObjectCache {
@@ -179,7 +177,6 @@ mod tests {
             meta: ObjectMeta { size: n as u64, modified_unix: 0, etag },
             bytes: Bytes::from(vec![1u8; n]),
             last_modified: None,
-            length: HeaderValue::from(n),
         }
     }
 

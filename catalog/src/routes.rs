@@ -508,12 +508,10 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
     }
 }
 
-/// `Cache-Control: public, max-age=<secs>`, made without the formatting machinery and
-/// without a second copy (once a playback request).
+/// `Cache-Control: public, max-age=<secs>`; the header takes the text over without a
+/// second copy.
 fn public_max_age(secs: u64) -> HeaderValue {
-    let mut digits = itoa::Buffer::new();
-    let value = ["public, max-age=", digits.format(secs)].concat();
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).expect("ASCII letters, digits and punctuation")
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("public, max-age={secs}"))).expect("ASCII letters, digits and punctuation")
 }
 
 /// A media playlist whose segments point at presigned storage URLs expiring with the
@@ -572,8 +570,7 @@ async fn serve_object(
                 Some(bytes) => bytes,
                 None => lectern_common::zero_copy::file_backed(collect(read.body, read.meta.size).await?),
             };
-            let length = HeaderValue::from(read.meta.size);
-            Ok::<_, CatalogError>(Ok(Cached { meta: read.meta, bytes, etag, last_modified, length }))
+            Ok::<_, CatalogError>(Ok(Cached { meta: read.meta, bytes, etag, last_modified }))
         };
         match s.play_cache.get_or_load(key, load).await? {
             Loaded::Kept(cached) => Some(cached),
@@ -628,8 +625,7 @@ async fn serve_object(
     };
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    let whole_length = cached.as_ref().filter(|_| range.is_none()).map(|c| c.length.clone());
-    h.insert(header::CONTENT_LENGTH, whole_length.unwrap_or_else(|| HeaderValue::from(length)));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if method == Method::HEAD {
         return Ok(res);
     }
