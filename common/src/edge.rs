@@ -3,13 +3,13 @@
 //! operator allows, security headers, and compressed JSON.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::{BoxFuture, FutureExt};
@@ -90,7 +90,7 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 fn client_ip(req: &Request, trust_forwarded: bool) -> IpAddr {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let peer = crate::limits::peer_ip(req.extensions());
     if !trust_forwarded {
         return peer;
     }

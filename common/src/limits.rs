@@ -20,10 +20,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         // The edge sets it when it reads X-Forwarded-For; otherwise it is the peer.
-        let set = parts.extensions.get::<ClientIp>().copied();
-        let peer = || parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| ClientIp(c.0.ip()));
-        Ok(set.or_else(peer).unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0]))))
+        Ok(parts.extensions.get::<ClientIp>().copied().unwrap_or_else(|| ClientIp(peer_ip(&parts.extensions))))
     }
+}
+
+/// The connection's peer (`ConnectInfo`, which the server puts on every request);
+/// 0.0.0.0 for a request that came from no socket (tests).
+pub fn peer_ip(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
 }
 
 /// At most `count` requests per `per`, as a burst or spread out.
