@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +22,11 @@ use lectern_common::db::Db;
 use lectern_common::edge::{EdgeConfig, SecurityHeaders, compress_json, with_edge};
 use lectern_common::http::error_response;
 use lectern_common::limits::{Limits, LimitsConfig};
-use lectern_common::serve::HttpThreads;
 use lectern_common::queue::{SharedQueue, Topic};
+use lectern_common::serve::HttpThreads;
 use lectern_common::storage::SharedStore;
+use lectern_gate::fence::{Fence, Limits as FenceLimits};
+use lectern_ingest::probe::SourceLimits;
 use lectern_ingest::{IngestConfig, IngestState};
 use lectern_transcoder::{Worker, WorkerConfig};
 use tokio::sync::watch;
@@ -66,7 +69,11 @@ fn return_freed_memory_promptly() {
 }
 
 #[derive(Parser)]
-#[command(name = "lectern", version, about = "Course videos: upload, transcode to adaptive HLS, stream")]
+#[command(
+    name = "lectern",
+    version,
+    about = "Course videos: upload, transcode to adaptive HLS, stream"
+)]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -115,7 +122,12 @@ enum UserCommand {
 #[derive(Args, Clone)]
 struct Config {
     /// Address the HTTP server listens on.
-    #[arg(long, env = "LECTERN_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     listen: SocketAddr,
     /// Folder for the embedded database, objects, queue, keys and scratch space.
     #[arg(long, env = "LECTERN_DATA_DIR", default_value = "data", global = true)]
@@ -130,22 +142,47 @@ struct Config {
     #[arg(long, env = "QUEUE_URL", global = true)]
     queue_url: Option<String>,
     /// Secret for access tokens [default: generated once into DATA_DIR/keys].
-    #[arg(long, env = "LECTERN_JWT_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     jwt_secret: Option<String>,
     /// Secret for playback tokens, distinct from the access-token one [default: generated].
-    #[arg(long, env = "LECTERN_PLAYBACK_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_PLAYBACK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     playback_secret: Option<String>,
     /// Lifetime of access tokens, in seconds.
-    #[arg(long, env = "LECTERN_ACCESS_TOKEN_TTL", default_value_t = 43_200, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_ACCESS_TOKEN_TTL",
+        default_value_t = 43_200,
+        global = true
+    )]
     access_token_ttl: i64,
     /// Lifetime of playback tokens, in seconds.
-    #[arg(long, env = "LECTERN_PLAYBACK_TOKEN_TTL", default_value_t = 3_600, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_PLAYBACK_TOKEN_TTL",
+        default_value_t = 3_600,
+        global = true
+    )]
     playback_token_ttl: i64,
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "LECTERN_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024 * 1024, global = true)]
     max_upload_bytes: u64,
     /// How long an unfinished upload is kept after its last chunk, in seconds.
-    #[arg(long, env = "LECTERN_UPLOAD_TTL", default_value_t = 86_400, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_UPLOAD_TTL",
+        default_value_t = 86_400,
+        global = true
+    )]
     upload_ttl: i64,
     /// Transcode workers in this process: each runs one job at a time, and one chunked
     /// lecture's audio job beside it.
@@ -155,20 +192,40 @@ struct Config {
     #[arg(long, env = "LECTERN_MAX_ATTEMPTS", default_value_t = 3, global = true)]
     max_attempts: u32,
     /// First retry delay of a failed job, in seconds (doubling after each attempt).
-    #[arg(long, env = "LECTERN_RETRY_BASE_SECS", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_RETRY_BASE_SECS",
+        default_value_t = 5,
+        global = true
+    )]
     retry_base_secs: u64,
     /// A transcode that makes no progress for this long is stopped, in seconds.
-    #[arg(long, env = "LECTERN_STALL_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_STALL_TIMEOUT_SECS",
+        default_value_t = 120,
+        global = true
+    )]
     stall_timeout_secs: u64,
     /// On SIGTERM a worker finishes its job in hand; after this many seconds it stops it
     /// and leaves it to the queue (keep terminationGracePeriodSeconds above it).
-    #[arg(long, env = "LECTERN_SHUTDOWN_GRACE_SECS", default_value_t = 1800, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_SHUTDOWN_GRACE_SECS",
+        default_value_t = 1800,
+        global = true
+    )]
     shutdown_grace_secs: u64,
     /// Public origin put in front of playback URLs (for players on other sites).
     #[arg(long, env = "LECTERN_PUBLIC_URL", global = true)]
     public_url: Option<String>,
     /// Folder of the built web app (player-web/dist), served by `serve` and `catalog`.
-    #[arg(long, env = "LECTERN_WEB_DIR", default_value = "player-web/dist", global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_WEB_DIR",
+        default_value = "player-web/dist",
+        global = true
+    )]
     web_dir: PathBuf,
     /// How segments reach players: `proxy` (through /play) or `direct` (presigned S3 URLs).
     #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "direct"], global = true)]
@@ -190,7 +247,12 @@ struct Config {
     #[arg(long, env = "LECTERN_LADDER", default_value = "per-title", value_parser = ["per-title", "fixed"], global = true)]
     ladder: String,
     /// An upload body that sends no bytes for this long is cut; what arrived is kept.
-    #[arg(long, env = "LECTERN_UPLOAD_IDLE_SECS", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_UPLOAD_IDLE_SECS",
+        default_value_t = 60,
+        global = true
+    )]
     upload_idle_secs: u64,
     /// Bytes of source files one owner may hold; 0 for no quota.
     #[arg(long, env = "LECTERN_UPLOAD_QUOTA_BYTES", default_value_t = 100 * 1024 * 1024 * 1024, global = true)]
@@ -200,53 +262,154 @@ struct Config {
     #[arg(long, env = "LECTERN_RATE_LIMITS", default_value = "", global = true)]
     rate_limits: String,
     /// Origins allowed to call the API from browsers, comma-separated (`*` for any).
-    #[arg(long, env = "LECTERN_CORS_ORIGINS", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
     cors_origins: Vec<String>,
     /// Take client addresses from X-Forwarded-For (only behind a proxy that sets it).
-    #[arg(long, env = "LECTERN_TRUST_FORWARDED", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_TRUST_FORWARDED",
+        default_value_t = false,
+        global = true
+    )]
     trust_forwarded: bool,
     /// Longest wait for a response head, in seconds (upload bodies are exempt).
-    #[arg(long, env = "LECTERN_REQUEST_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
     request_timeout_secs: u64,
     /// Longest time a client may take to send a request's head, in seconds, on a new
     /// connection and between requests on a kept-alive one; the connection is then closed.
-    #[arg(long, env = "LECTERN_HEADER_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_HEADER_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
     header_timeout_secs: u64,
     /// Threads that serve HTTP connections, each with its own runtime (0: one per core).
     #[arg(long, env = "LECTERN_HTTP_THREADS", default_value_t = 0, global = true)]
     http_threads: usize,
     /// A transcode running longer than this many seconds plus 8x the source's duration is
     /// stopped (and retried or failed).
-    #[arg(long, env = "LECTERN_JOB_TIMEOUT_BASE_SECS", default_value_t = 600, global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_JOB_TIMEOUT_BASE_SECS",
+        default_value_t = 600,
+        global = true
+    )]
     job_timeout_base_secs: u64,
+    /// Uploads wider than this many pixels are refused.
+    #[arg(long, env = "LECTERN_MAX_WIDTH", default_value_t = 8192, global = true)]
+    max_width: u32,
+    /// Uploads taller than this many pixels are refused.
+    #[arg(
+        long,
+        env = "LECTERN_MAX_HEIGHT",
+        default_value_t = 8192,
+        global = true
+    )]
+    max_height: u32,
+    /// Uploads whose stated frame rate is above this are refused.
+    #[arg(long, env = "LECTERN_MAX_FPS", default_value_t = 300, global = true)]
+    max_fps: u32,
+    /// Uploads lasting longer than this many seconds are refused.
+    #[arg(long, env = "LECTERN_MAX_DURATION_SECS", default_value_t = 12 * 3600, global = true)]
+    max_duration_secs: u32,
+    /// A video whose timeline has a stretch without pictures longer than this many
+    /// seconds fails, instead of being filled with copies of one frame.
+    #[arg(
+        long,
+        env = "LECTERN_MAX_GAP_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    max_gap_secs: u32,
+    /// Address space of a fenced child (probing or transcoding one upload), MiB.
+    #[arg(
+        long,
+        env = "LECTERN_FENCE_MEMORY_MB",
+        default_value_t = 8192,
+        global = true
+    )]
+    fence_memory_mb: u64,
+    /// The largest file a fenced child may write, MiB.
+    #[arg(
+        long,
+        env = "LECTERN_FENCE_FILE_MB",
+        default_value_t = 2048,
+        global = true
+    )]
+    fence_file_mb: u64,
 }
 
 impl Config {
+    fn source_limits(&self) -> SourceLimits {
+        SourceLimits {
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_fps: self.max_fps,
+            max_duration_secs: self.max_duration_secs,
+            max_gap_secs: self.max_gap_secs,
+        }
+    }
+    /// Children of this binary, started for every upload's probe and transcode. The
+    /// plugin registry they read is brought up to date here, by the trusted parent.
+    fn fence(&self) -> anyhow::Result<Fence> {
+        lectern_gate::init().map_err(|e| anyhow::anyhow!("GStreamer: {e}"))?;
+        let limits = FenceLimits {
+            memory_bytes: self.fence_memory_mb << 20,
+            file_bytes: self.fence_file_mb << 20,
+        };
+        Fence::of_this_binary(limits).context("finding the lectern binary for fenced children")
+    }
     fn data(&self, name: &str) -> String {
         self.data_dir.join(name).to_string_lossy().into_owned()
     }
     fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data("lectern.db")))
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data("lectern.db")))
     }
     fn storage_url(&self) -> String {
-        self.storage_url.clone().unwrap_or_else(|| format!("file://{}", self.data("objects")))
+        self.storage_url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.data("objects")))
     }
     fn queue_url(&self) -> String {
-        self.queue_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data("queue.db")))
+        self.queue_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data("queue.db")))
     }
     fn access_tokens(&self) -> anyhow::Result<AccessTokens> {
-        let secret = load_or_create_secret(self.jwt_secret.as_deref(), &self.data_dir.join("keys/access.key"))
-            .context("loading the access-token secret")?;
+        let secret = load_or_create_secret(
+            self.jwt_secret.as_deref(),
+            &self.data_dir.join("keys/access.key"),
+        )
+        .context("loading the access-token secret")?;
         Ok(AccessTokens::new(&secret, self.access_token_ttl))
     }
     fn limits(&self) -> anyhow::Result<Arc<Limits>> {
-        let config = LimitsConfig::parse(&self.rate_limits).map_err(|e| anyhow::anyhow!("LECTERN_RATE_LIMITS: {e}"))?;
+        let config = LimitsConfig::parse(&self.rate_limits)
+            .map_err(|e| anyhow::anyhow!("LECTERN_RATE_LIMITS: {e}"))?;
         Ok(Arc::new(Limits::new(config)))
     }
     fn edge(&self) -> EdgeConfig {
         EdgeConfig {
             trust_forwarded: self.trust_forwarded,
-            cors_origins: self.cors_origins.iter().map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect(),
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             security: Some(self.security_headers()),
             unspanned_prefix: Some(lectern_catalog::PLAY_PREFIX),
@@ -270,16 +433,26 @@ impl Config {
              frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
         );
         SecurityHeaders {
-            content_security_policy: axum::http::HeaderValue::from_str(&csp).expect("the policy is ASCII"),
-            strict_transport: self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")),
+            content_security_policy: axum::http::HeaderValue::from_str(&csp)
+                .expect("the policy is ASCII"),
+            strict_transport: self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
         }
     }
     fn serving(&self) -> Serving {
-        Serving { header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)), threads: self.http_threads }
+        Serving {
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            threads: self.http_threads,
+        }
     }
     fn playback_tokens(&self) -> anyhow::Result<PlaybackTokens> {
-        let secret = load_or_create_secret(self.playback_secret.as_deref(), &self.data_dir.join("keys/playback.key"))
-            .context("loading the playback-token secret")?;
+        let secret = load_or_create_secret(
+            self.playback_secret.as_deref(),
+            &self.data_dir.join("keys/playback.key"),
+        )
+        .context("loading the playback-token secret")?;
         Ok(PlaybackTokens::new(&secret, self.playback_token_ttl))
     }
 }
@@ -305,19 +478,32 @@ async fn readyz(State(b): State<Backends>) -> Response {
     if let Some(db) = &b.db {
         let ok = sqlx::query("SELECT 1").execute(db).await.is_ok();
         ready &= ok;
-        report.insert("database".into(), (if ok { "ok" } else { "unavailable" }).into());
+        report.insert(
+            "database".into(),
+            (if ok { "ok" } else { "unavailable" }).into(),
+        );
     }
     if let Some(store) = &b.store {
         let ok = store.check().await.is_ok();
         ready &= ok;
-        report.insert("storage".into(), (if ok { "ok" } else { "unavailable" }).into());
+        report.insert(
+            "storage".into(),
+            (if ok { "ok" } else { "unavailable" }).into(),
+        );
     }
     if let Some(queue) = &b.queue {
         let ok = queue.check().await.is_ok();
         ready &= ok;
-        report.insert("queue".into(), (if ok { "ok" } else { "unavailable" }).into());
+        report.insert(
+            "queue".into(),
+            (if ok { "ok" } else { "unavailable" }).into(),
+        );
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(serde_json::json!({"status": if ready { "ready" } else { "not_ready" }, "backends": report}))).into_response()
 }
 
@@ -335,11 +521,21 @@ async fn metrics(State(b): State<Backends>) -> Response {
     if let Some(queue) = &b.queue {
         for topic in Topic::ALL {
             if let Ok(depth) = queue.depth(topic).await {
-                lectern_common::metrics::metrics().queue_depth.with_label_values(&[topic.name()]).set(depth as i64);
+                lectern_common::metrics::metrics()
+                    .queue_depth
+                    .with_label_values(&[topic.name()])
+                    .set(depth as i64);
             }
         }
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], lectern_common::metrics::render()).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        lectern_common::metrics::render(),
+    )
+        .into_response()
 }
 
 /// The web app's static files, where they were built, and the API reference at
@@ -349,24 +545,33 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
         tracing::info!(dir = %web_dir.display(), "no web app built there; serving the API only");
         return app;
     }
-    let files = tower_http::services::ServeDir::new(web_dir)
-        .fallback(tower_http::services::ServeFile::new(web_dir.join("index.html")));
+    let files = tower_http::services::ServeDir::new(web_dir).fallback(
+        tower_http::services::ServeFile::new(web_dir.join("index.html")),
+    );
     let docs = tower_http::services::ServeFile::new(web_dir.join("api-docs.html"));
-    app.route_service("/api/docs", docs).fallback(move |req: axum::extract::Request| {
-        let files = files.clone();
-        async move {
-            let path = req.uri().path();
-            let reads = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
-            if !reads || ["/api/", "/play/", "/media/"].iter().any(|p| path.starts_with(p)) {
-                return not_found().await;
+    app.route_service("/api/docs", docs)
+        .fallback(move |req: axum::extract::Request| {
+            let files = files.clone();
+            async move {
+                let path = req.uri().path();
+                let reads = matches!(
+                    *req.method(),
+                    axum::http::Method::GET | axum::http::Method::HEAD
+                );
+                if !reads
+                    || ["/api/", "/play/", "/media/"]
+                        .iter()
+                        .any(|p| path.starts_with(p))
+                {
+                    return not_found().await;
+                }
+                use tower::ServiceExt;
+                match files.oneshot(req).await {
+                    Ok(res) => res.into_response(),
+                    Err(e) => lectern_common::http::internal_error("serving the web app", &e),
+                }
             }
-            use tower::ServiceExt;
-            match files.oneshot(req).await {
-                Ok(res) => res.into_response(),
-                Err(e) => lectern_common::http::internal_error("serving the web app", &e),
-            }
-        }
-    })
+        })
 }
 
 /// The scheme://host:port of an s3:// URL's endpoint, for the CSP.
@@ -393,7 +598,12 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -413,13 +623,21 @@ fn openapi(ingest: bool, catalog: bool) -> utoipa::openapi::OpenApi {
 }
 
 async fn openapi_json(State(doc): State<std::sync::Arc<String>>) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.as_str().to_owned(),
+    )
+        .into_response()
 }
 
 /// /api/openapi.json, describing exactly the routes this process serves.
 fn with_openapi(app: Router, doc: utoipa::openapi::OpenApi) -> Router {
     let json = std::sync::Arc::new(doc.to_pretty_json().expect("the description serialises"));
-    app.merge(Router::new().route("/api/openapi.json", get(openapi_json)).with_state(json))
+    app.merge(
+        Router::new()
+            .route("/api/openapi.json", get(openapi_json))
+            .with_state(json),
+    )
 }
 
 fn with_health(app: Router, backends: Backends) -> Router {
@@ -437,7 +655,8 @@ fn with_health(app: Router, backends: Backends) -> Router {
 /// The catalog's /play service, its latency recorded like a route's.
 fn play_service(catalog: CatalogState) -> impl HttpService {
     use tower::Layer;
-    lectern_common::metrics::RouteLatencyLayer::named(lectern_catalog::PLAY_ROUTE).layer(lectern_catalog::play_service(catalog))
+    lectern_common::metrics::RouteLatencyLayer::named(lectern_catalog::PLAY_ROUTE)
+        .layer(lectern_catalog::play_service(catalog))
 }
 
 /// /play requests go straight to the play service; the router gets the rest.
@@ -447,8 +666,12 @@ fn with_play(play: impl HttpService, app: Router) -> impl HttpService {
 
 /// What `serve_http` serves: an app of routes, or routes behind a path split.
 trait HttpService:
-    tower::Service<axum::extract::Request, Response = Response, Error = std::convert::Infallible, Future: Send + 'static>
-    + Clone
+    tower::Service<
+        axum::extract::Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
     + Send
     + Sync
     + 'static
@@ -456,8 +679,12 @@ trait HttpService:
 }
 
 impl<S> HttpService for S where
-    S: tower::Service<axum::extract::Request, Response = Response, Error = std::convert::Infallible, Future: Send + 'static>
-        + Clone
+    S: tower::Service<
+            axum::extract::Request,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
         + Send
         + Sync
         + 'static
@@ -489,15 +716,24 @@ async fn serve_http(
     workers: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
     let app = with_edge(app, edge);
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
     let threads = HttpThreads::start(serving.threads).context("starting the HTTP threads")?;
     tracing::info!(address = %listener.local_addr()?, threads = threads.len(), "lectern is listening");
     // Cached segments then leave with sendfile instead of a copy per request.
     let listener = lectern_common::zero_copy::SendfileListener::new(listener);
     let mut drained = shutdown.clone();
-    let server = lectern_common::serve::serve(listener, app, &threads, is_playback, serving.header_timeout, async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    });
+    let server = lectern_common::serve::serve(
+        listener,
+        app,
+        &threads,
+        is_playback,
+        serving.header_timeout,
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        },
+    );
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
     // the process forever.
     tokio::select! {
@@ -521,20 +757,25 @@ async fn healthz_answers(listen: SocketAddr) -> bool {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
     let request = format!("GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n");
     if stream.write_all(request.as_bytes()).await.is_err() {
         return false;
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+    stream.read_exact(&mut head).await.is_ok()
+        && head.starts_with(b"HTTP/1.")
+        && &head[9..12] == b"200"
 }
 
 /// A flag that turns true on SIGTERM or Ctrl-C.
 fn shutdown_flag() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
@@ -545,7 +786,13 @@ fn shutdown_flag() -> watch::Receiver<bool> {
     rx
 }
 
-fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limits: Arc<Limits>) -> anyhow::Result<IngestState> {
+fn ingest_state(
+    c: &Config,
+    db: Db,
+    store: SharedStore,
+    queue: SharedQueue,
+    limits: Arc<Limits>,
+) -> anyhow::Result<IngestState> {
     Ok(IngestState::new(
         db,
         store,
@@ -557,6 +804,8 @@ fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limi
             upload_idle: Duration::from_secs(c.upload_idle_secs.max(1)),
             upload_ttl_secs: c.upload_ttl,
             probe_timeout_secs: 30,
+            source_limits: c.source_limits(),
+            fence: c.fence()?,
             scratch_dir: c.data_dir.join("scratch"),
             chunk_secs: c.chunk_secs,
             plan_workers: c.plan_workers,
@@ -566,7 +815,13 @@ fn ingest_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limi
     ))
 }
 
-fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, limits: Arc<Limits>) -> anyhow::Result<CatalogState> {
+fn catalog_state(
+    c: &Config,
+    db: Db,
+    store: SharedStore,
+    queue: SharedQueue,
+    limits: Arc<Limits>,
+) -> anyhow::Result<CatalogState> {
     Ok(CatalogState::new(
         db,
         store,
@@ -575,14 +830,24 @@ fn catalog_state(c: &Config, db: Db, store: SharedStore, queue: SharedQueue, lim
         c.playback_tokens()?,
         CatalogConfig {
             public_url: c.public_url.clone(),
-            delivery: if c.playback_delivery == "direct" { Delivery::Direct } else { Delivery::Proxy },
+            delivery: if c.playback_delivery == "direct" {
+                Delivery::Direct
+            } else {
+                Delivery::Proxy
+            },
             play_cache_bytes: c.play_cache_bytes,
         },
         limits,
     ))
 }
 
-fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+fn spawn_workers(
+    c: &Config,
+    store: SharedStore,
+    queue: SharedQueue,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let fence = c.fence()?;
     let mut handles = Vec::new();
     for _ in 0..c.workers.max(1) {
         let worker = Worker {
@@ -596,32 +861,76 @@ fn spawn_workers(c: &Config, store: SharedStore, queue: SharedQueue, shutdown: &
                 job_time_base: Duration::from_secs(c.job_timeout_base_secs),
                 job_time_per_source_sec: 8.0,
                 shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
+                max_gap: Duration::from_secs(c.max_gap_secs as u64),
+                fence: fence.clone(),
             },
             shutdown: shutdown.clone(),
         };
         handles.push(tokio::spawn(worker.run()));
     }
-    handles
+    Ok(handles)
 }
 
 async fn open(c: &Config) -> anyhow::Result<(Db, SharedStore, SharedQueue)> {
-    std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
+    std::fs::create_dir_all(&c.data_dir)
+        .with_context(|| format!("creating {}", c.data_dir.display()))?;
     if c.playback_delivery == "direct" && !c.storage_url().starts_with("s3://") {
-        anyhow::bail!("PLAYBACK_DELIVERY=direct needs S3 storage (STORAGE_URL=s3://…) to presign segment URLs");
+        anyhow::bail!(
+            "PLAYBACK_DELIVERY=direct needs S3 storage (STORAGE_URL=s3://…) to presign segment URLs"
+        );
     }
-    let db = lectern_common::db::connect(&c.database_url()).await.context("opening the database")?;
-    let store = lectern_common::storage::open_storage(&c.storage_url()).await.context("opening object storage")?;
-    let queue = lectern_common::queue::open_queue(&c.queue_url()).await.context("opening the queue")?;
+    let db = lectern_common::db::connect(&c.database_url())
+        .await
+        .context("opening the database")?;
+    let store = lectern_common::storage::open_storage(&c.storage_url())
+        .await
+        .context("opening object storage")?;
+    let queue = lectern_common::queue::open_queue(&c.queue_url())
+        .await
+        .context("opening the queue")?;
     Ok((db, store, queue))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
+    // A fenced child fences itself in before any other thread exists.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(lectern_gate::fence::SUBCOMMAND) {
+        return Ok(fenced_child(args.next().as_deref()));
+    }
+    tokio::runtime::Runtime::new()
+        .context("starting the runtime")?
+        .block_on(run())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lectern fenced TASK`: one task over an upload, started by a parent role, speaking
+/// JSON lines on stdin and stdout. Its log goes to stderr, which the parent keeps.
+fn fenced_child(task: Option<&str>) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match task {
+        Some(lectern_ingest::analyse::TASK) => lectern_ingest::analyse::serve(),
+        Some(lectern_transcoder::fenced::TASK) => lectern_transcoder::fenced::serve(),
+        Some(lectern_gate::fence::CHECK_TASK) => lectern_gate::fence::check::serve(),
+        _ => {
+            eprintln!("lectern fenced: unknown task {task:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -633,25 +942,56 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let (db, store, queue) = open(&c).await?;
             let limits = c.limits()?;
-            let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone(), limits.clone())?;
+            let ingest =
+                ingest_state(&c, db.clone(), store.clone(), queue.clone(), limits.clone())?;
             let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone(), limits)?;
             lectern_ingest::spawn_background(ingest.clone());
             lectern_catalog::spawn_background(catalog.clone());
             let shutdown = shutdown_flag();
-            let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
+            let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown)?;
             let play = play_service(catalog.clone());
             let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
             let app = with_openapi(app, openapi(true, true));
-            let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.serving(), shutdown, workers).await
+            let app = with_health(
+                app,
+                Backends {
+                    db: Some(db),
+                    store: Some(store),
+                    queue: Some(queue),
+                },
+            );
+            serve_http(
+                c.listen,
+                with_play(play, with_web(app, &c.web_dir)),
+                c.edge(),
+                c.serving(),
+                shutdown,
+                workers,
+            )
+            .await
         }
         Command::Ingest => {
             let (db, store, queue) = open(&c).await?;
             let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone(), c.limits()?)?;
             lectern_ingest::spawn_background(ingest.clone());
             let app = with_openapi(lectern_ingest::router(ingest), openapi(true, false));
-            let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, compress_json(app), c.edge(), c.serving(), shutdown_flag(), Vec::new()).await
+            let app = with_health(
+                app,
+                Backends {
+                    db: Some(db),
+                    store: Some(store),
+                    queue: Some(queue),
+                },
+            );
+            serve_http(
+                c.listen,
+                compress_json(app),
+                c.edge(),
+                c.serving(),
+                shutdown_flag(),
+                Vec::new(),
+            )
+            .await
         }
         Command::Catalog => {
             let (db, store, queue) = open(&c).await?;
@@ -659,8 +999,23 @@ async fn main() -> anyhow::Result<()> {
             lectern_catalog::spawn_background(catalog.clone());
             let play = play_service(catalog.clone());
             let app = with_openapi(lectern_catalog::router(catalog), openapi(false, true));
-            let app = with_health(app, Backends { db: Some(db), store: Some(store), queue: Some(queue) });
-            serve_http(c.listen, with_play(play, with_web(app, &c.web_dir)), c.edge(), c.serving(), shutdown_flag(), Vec::new()).await
+            let app = with_health(
+                app,
+                Backends {
+                    db: Some(db),
+                    store: Some(store),
+                    queue: Some(queue),
+                },
+            );
+            serve_http(
+                c.listen,
+                with_play(play, with_web(app, &c.web_dir)),
+                c.edge(),
+                c.serving(),
+                shutdown_flag(),
+                Vec::new(),
+            )
+            .await
         }
         Command::Worker => {
             // Workers hold no database: queue and storage only.
@@ -668,30 +1023,67 @@ async fn main() -> anyhow::Result<()> {
             let store = lectern_common::storage::open_storage(&c.storage_url()).await?;
             let queue = lectern_common::queue::open_queue(&c.queue_url()).await?;
             let shutdown = shutdown_flag();
-            let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown);
-            let app = with_health(Router::new(), Backends { db: None, store: Some(store), queue: Some(queue) });
+            let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown)?;
+            let app = with_health(
+                Router::new(),
+                Backends {
+                    db: None,
+                    store: Some(store),
+                    queue: Some(queue),
+                },
+            );
             // A health port: no documents, so no security headers.
-            serve_http(c.listen, compress_json(app), EdgeConfig { security: None, ..c.edge() }, c.serving(), shutdown, workers).await
+            serve_http(
+                c.listen,
+                compress_json(app),
+                EdgeConfig {
+                    security: None,
+                    ..c.edge()
+                },
+                c.serving(),
+                shutdown,
+                workers,
+            )
+            .await
         }
         Command::Healthcheck => {
-            let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen)).await.unwrap_or(false);
+            let healthy = tokio::time::timeout(Duration::from_secs(3), healthz_answers(c.listen))
+                .await
+                .unwrap_or(false);
             std::process::exit(if healthy { 0 } else { 1 });
         }
         Command::Migrate => {
             std::fs::create_dir_all(&c.data_dir)?;
-            let db = lectern_common::db::connect_only(&c.database_url()).await.context("opening the database")?;
-            lectern_common::db::migrate(&db).await.context("migrating the database")?;
+            let db = lectern_common::db::connect_only(&c.database_url())
+                .await
+                .context("opening the database")?;
+            lectern_common::db::migrate(&db)
+                .await
+                .context("migrating the database")?;
             println!("database is up to date");
             Ok(())
         }
-        Command::User { command: UserCommand::Create { email, password, name, role } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    password,
+                    name,
+                    role,
+                },
+        } => {
             std::fs::create_dir_all(&c.data_dir)?;
-            let db = lectern_common::db::connect(&c.database_url()).await.context("opening the database")?;
+            let db = lectern_common::db::connect(&c.database_url())
+                .await
+                .context("opening the database")?;
             let role = Role::parse(&role).expect("clap checked the role");
             let user = lectern_catalog::accounts::create_user(&db, &email, &password, &name, role)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("{}", serde_json::json!({"id": user.id, "email": user.email, "role": user.role}));
+            println!(
+                "{}",
+                serde_json::json!({"id": user.id, "email": user.email, "role": user.role})
+            );
             Ok(())
         }
     }
@@ -701,7 +1093,15 @@ async fn main() -> anyhow::Result<()> {
 mod tests {
     fn resident_mib() -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .unwrap();
         kib / 1024
     }
 
@@ -715,16 +1115,33 @@ mod tests {
         // SAFETY: a fresh private anonymous mapping, written within its length and
         // unmapped once at the end.
         let huge_kib = unsafe {
-            let ptr = libc::mmap(std::ptr::null_mut(), LEN, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            let ptr = libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
             assert_ne!(ptr, libc::MAP_FAILED);
             libc::madvise(ptr, LEN, libc::MADV_HUGEPAGE);
             std::ptr::write_bytes(ptr.cast::<u8>(), 1, LEN);
             let start = format!("{:x}-", ptr as usize);
             let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-            let region = smaps.split_once(start.as_str()).expect("the mapping is listed").1;
-            let huge = region.lines().find_map(|l| l.strip_prefix("AnonHugePages:")).unwrap();
+            let region = smaps
+                .split_once(start.as_str())
+                .expect("the mapping is listed")
+                .1;
+            let huge = region
+                .lines()
+                .find_map(|l| l.strip_prefix("AnonHugePages:"))
+                .unwrap();
             libc::munmap(ptr, LEN);
-            huge.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap()
+            huge.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap()
         };
         assert_eq!(huge_kib, 0, "huge pages in a mapping that asked for them");
     }
@@ -750,6 +1167,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let after = resident_mib();
-        assert!(after <= before + 32, "{before} MiB before, {held} held, still {after} half a second after freeing");
+        assert!(
+            after <= before + 32,
+            "{before} MiB before, {held} held, still {after} half a second after freeing"
+        );
     }
 }

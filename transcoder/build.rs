@@ -5,9 +5,13 @@ fn main() {
     let x264 = pkg_config::Config::new()
         .atleast_version("0.155")
         .probe("x264")
-        .unwrap_or_else(|e| panic!("libx264 and its headers are needed (apt install libx264-dev): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("libx264 and its headers are needed (apt install libx264-dev): {e}")
+        });
     let mut shim = cc::Build::new();
-    shim.file("src/x264_shim.c").warnings(true).flag_if_supported("-std=c11");
+    shim.file("src/x264_shim.c")
+        .warnings(true)
+        .flag_if_supported("-std=c11");
     for dir in &x264.include_paths {
         shim.include(dir);
     }

@@ -9,7 +9,7 @@ fn main() {
     };
     let per_title = args.next().as_deref() != Some("fixed");
     let path = std::path::PathBuf::from(path);
-    let facts = match lectern_ingest::probe::probe_file(&path, 30) {
+    let facts = match lectern_ingest::probe::probe_file(&path, 30, &Default::default()) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{e}");
@@ -17,7 +17,16 @@ fn main() {
         }
     };
     let fixed = lectern_ingest::ladder::ladder_for(&facts);
-    let (ladder, report) =
-        lectern_ingest::complexity::fit_ladder(&path, &facts, fixed, per_title, std::time::Duration::from_secs(120));
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ladder": ladder, "report": report })).expect("json"));
+    let (ladder, report) = lectern_ingest::complexity::fit_ladder(
+        &path,
+        &facts,
+        fixed,
+        per_title,
+        std::time::Duration::from_secs(120),
+    );
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "ladder": ladder, "report": report }))
+            .expect("json")
+    );
 }

@@ -17,12 +17,24 @@ use lectern_common::messages::{JobPart, SourceFacts, TimeRange, TranscodeJob, gr
 /// with a few workers busy is time the others idle. A 10 min lecture on 8 workers is 15
 /// chunks of 36 or 42 s (16 jobs with the first chunk's two) instead of 10 of 60 s, whose
 /// 11 jobs left a second round with 3 of 8 workers busy.
-pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_secs: u32, workers: u32) -> Vec<TimeRange> {
-    if !source.has_video || source.fps_num == 0 || source.fps_den == 0 || !(source.duration_secs > 0.0) || chunk_secs == 0 {
+pub fn plan(
+    source: &SourceFacts,
+    segment_secs: u32,
+    keyframe_secs: u32,
+    chunk_secs: u32,
+    workers: u32,
+) -> Vec<TimeRange> {
+    if !source.has_video
+        || source.fps_num == 0
+        || source.fps_den == 0
+        || !(source.duration_secs > 0.0)
+        || chunk_secs == 0
+    {
         return Vec::new();
     }
     let (num, den) = (source.fps_num as u64, source.fps_den as u64);
-    let (_, segment_frames) = grid_frames(source.fps_num, source.fps_den, segment_secs, keyframe_secs);
+    let (_, segment_frames) =
+        grid_frames(source.fps_num, source.fps_den, segment_secs, keyframe_secs);
     let segment_len = segment_frames as f64 * den as f64 / num as f64;
     let segments_per_chunk = ((chunk_secs as f64 / segment_len).round() as u64).max(1);
     let total_frames = (source.duration_secs * num as f64 / den as f64).ceil() as u64;
@@ -39,11 +51,15 @@ pub fn plan(source: &SourceFacts, segment_secs: u32, keyframe_secs: u32, chunk_s
         let slots = workers as f64;
         // `schedule` encodes the first chunk in two jobs (its lowest rungs first), so a
         // round of the workers takes one chunk fewer than there are workers.
-        let rounds = ((segments / segments_per_chunk as f64 + 1.0) / slots).ceil().max(1.0);
+        let rounds = ((segments / segments_per_chunk as f64 + 1.0) / slots)
+            .ceil()
+            .max(1.0);
         let shortest = MIN_CHUNK_SEGMENTS.min(segments_per_chunk) as f64;
         let chunks = (slots * rounds - 1.0).min((segments / shortest).floor()) as u64;
         // Each start at the segment edge nearest its even share.
-        let mut starts: Vec<u64> = (0..chunks).map(|k| (k as f64 * segments / chunks as f64).round() as u64).collect();
+        let mut starts: Vec<u64> = (0..chunks)
+            .map(|k| (k as f64 * segments / chunks as f64).round() as u64)
+            .collect();
         starts.dedup();
         starts
     };
@@ -79,7 +95,10 @@ pub const WHOLE_CHUNK_PIXELS_PER_SEC: f64 = 40e6;
 
 /// The pixels a second `ladder` encodes at the source's frame rate.
 fn pixel_rate(source: &SourceFacts, ladder: &[lectern_common::messages::Rung]) -> f64 {
-    ladder.iter().map(|r| r.width as f64 * r.height as f64 * source.fps()).sum()
+    ladder
+        .iter()
+        .map(|r| r.width as f64 * r.height as f64 * source.fps())
+        .sum()
 }
 
 /// The jobs that make a lecture, in the order they should run. One chunk or none: the
@@ -96,23 +115,35 @@ fn pixel_rate(source: &SourceFacts, ladder: &[lectern_common::messages::Rung]) -
 ///    chunk did 1.36x the work of one job). Otherwise: the lowest rungs of every other
 ///    chunk, from the start, then the other rungs of every chunk, from the start;
 /// 4. the poster and storyboard, which nobody waits for.
-pub fn schedule(whole: &TranscodeJob, ranges: &[TimeRange], workers: u32, mut new_id: impl FnMut() -> String) -> Vec<TranscodeJob> {
+pub fn schedule(
+    whole: &TranscodeJob,
+    ranges: &[TimeRange],
+    workers: u32,
+    mut new_id: impl FnMut() -> String,
+) -> Vec<TranscodeJob> {
     if ranges.len() < 2 || whole.ladder.is_empty() {
         return vec![whole.clone()];
     }
-    let mut part = |part: JobPart, range: TimeRange, ladder: &[lectern_common::messages::Rung]| TranscodeJob {
-        job_id: new_id(),
-        part,
-        range,
-        ladder: ladder.to_vec(),
-        ..whole.clone()
+    let mut part =
+        |part: JobPart, range: TimeRange, ladder: &[lectern_common::messages::Rung]| TranscodeJob {
+            job_id: new_id(),
+            part,
+            range,
+            ladder: ladder.to_vec(),
+            ..whole.clone()
+        };
+    let everything = TimeRange {
+        start_secs: 0.0,
+        end_secs: None,
+        first_segment: 0,
     };
-    let everything = TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 };
     // The ladder is ordered highest first.
     let low_count = if whole.ladder.len() >= 3 { 2 } else { 1 };
     let (high, low) = whole.ladder.split_at(whole.ladder.len() - low_count);
     let mut jobs = Vec::new();
-    if pixel_rate(&whole.source, &whole.ladder) <= WHOLE_CHUNK_PIXELS_PER_SEC * workers.max(1) as f64 {
+    if pixel_rate(&whole.source, &whole.ladder)
+        <= WHOLE_CHUNK_PIXELS_PER_SEC * workers.max(1) as f64
+    {
         jobs.push(part(JobPart::VideoChunk, ranges[0].clone(), low));
         if !high.is_empty() {
             jobs.push(part(JobPart::VideoChunk, ranges[0].clone(), high));
@@ -155,20 +186,38 @@ mod tests {
     }
 
     fn edges(ranges: &[TimeRange]) -> Vec<(f64, Option<f64>, u64)> {
-        ranges.iter().map(|r| (r.start_secs, r.end_secs, r.first_segment)).collect()
+        ranges
+            .iter()
+            .map(|r| (r.start_secs, r.end_secs, r.first_segment))
+            .collect()
     }
 
     #[test]
     fn whole_minutes_at_30_fps() {
         let plan = plan(&source(150.0, (30, 1), true), 6, 2, 60, 1);
-        assert_eq!(edges(&plan), vec![(0.0, Some(60.0), 0), (60.0, Some(120.0), 10), (120.0, None, 20)]);
+        assert_eq!(
+            edges(&plan),
+            vec![
+                (0.0, Some(60.0), 0),
+                (60.0, Some(120.0), 10),
+                (120.0, None, 20)
+            ]
+        );
     }
 
     #[test]
     fn ntsc_edges_are_whole_segments_of_frames() {
         // 180-frame segments (6.006 s), ten per chunk: 1800 frames = 60.06 s.
         let plan = plan(&source(250.0, (30000, 1001), true), 6, 2, 60, 1);
-        assert_eq!(edges(&plan), vec![(0.0, Some(60.06), 0), (60.06, Some(120.12), 10), (120.12, Some(180.18), 20), (180.18, None, 30)]);
+        assert_eq!(
+            edges(&plan),
+            vec![
+                (0.0, Some(60.06), 0),
+                (60.06, Some(120.12), 10),
+                (120.12, Some(180.18), 20),
+                (180.18, None, 30)
+            ]
+        );
     }
 
     #[test]
@@ -186,11 +235,26 @@ mod tests {
 
     #[test]
     fn one_job_when_chunks_would_not_help() {
-        assert!(plan(&source(89.0, (30, 1), true), 6, 2, 60, 1).is_empty(), "one chunk and a short tail");
-        assert!(plan(&source(3600.0, (30, 1), false), 6, 2, 60, 1).is_empty(), "audio only");
-        assert!(plan(&source(3600.0, (0, 1), true), 6, 2, 60, 1).is_empty(), "unknown rate");
-        assert!(plan(&source(f64::NAN, (30, 1), true), 6, 2, 60, 1).is_empty(), "unknown length");
-        assert!(plan(&source(3600.0, (30, 1), true), 6, 2, 0, 1).is_empty(), "chunking off");
+        assert!(
+            plan(&source(89.0, (30, 1), true), 6, 2, 60, 1).is_empty(),
+            "one chunk and a short tail"
+        );
+        assert!(
+            plan(&source(3600.0, (30, 1), false), 6, 2, 60, 1).is_empty(),
+            "audio only"
+        );
+        assert!(
+            plan(&source(3600.0, (0, 1), true), 6, 2, 60, 1).is_empty(),
+            "unknown rate"
+        );
+        assert!(
+            plan(&source(f64::NAN, (30, 1), true), 6, 2, 60, 1).is_empty(),
+            "unknown length"
+        );
+        assert!(
+            plan(&source(3600.0, (30, 1), true), 6, 2, 0, 1).is_empty(),
+            "chunking off"
+        );
     }
 
     #[test]
@@ -198,8 +262,15 @@ mod tests {
         // A 1 s chunk length still cuts whole segments.
         let plan = plan(&source(30.0, (24000, 1001), true), 6, 2, 1, 1);
         assert_eq!(plan.len(), 5);
-        assert!(plan.windows(2).all(|w| w[1].first_segment == w[0].first_segment + 1));
-        assert!((plan[1].start_secs - 144.0 * 1001.0 / 24000.0).abs() < 1e-9, "{:?}", plan[1]);
+        assert!(
+            plan.windows(2)
+                .all(|w| w[1].first_segment == w[0].first_segment + 1)
+        );
+        assert!(
+            (plan[1].start_secs - 144.0 * 1001.0 / 24000.0).abs() < 1e-9,
+            "{:?}",
+            plan[1]
+        );
     }
 
     fn whole_job(source: SourceFacts, rungs: &[&str]) -> TranscodeJob {
@@ -211,13 +282,23 @@ mod tests {
             output_prefix: "assets/a".into(),
             source,
             part: JobPart::Whole,
-            range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
+            range: TimeRange {
+                start_secs: 0.0,
+                end_secs: None,
+                first_segment: 0,
+            },
             ladder: rungs
                 .iter()
                 .map(|n| {
                     let height: u32 = n[1..].parse().unwrap();
                     let width = (height * 16 / 9 + 1) & !1;
-                    lectern_common::messages::Rung { name: n.to_string(), width, height, video_kbps: 0, crf: None }
+                    lectern_common::messages::Rung {
+                        name: n.to_string(),
+                        width,
+                        height,
+                        video_kbps: 0,
+                        crf: None,
+                    }
                 })
                 .collect(),
             audio_kbps: 128,
@@ -228,14 +309,20 @@ mod tests {
 
     #[test]
     fn lowest_rungs_of_every_chunk_come_before_the_rest() {
-        let whole = whole_job(source(150.0, (30, 1), true), &["v720", "v480", "v360", "v240"]);
+        let whole = whole_job(
+            source(150.0, (30, 1), true),
+            &["v720", "v480", "v360", "v240"],
+        );
         let ranges = plan(&whole.source, 6, 2, 60, 1);
         let mut n = 0;
         let jobs = schedule(&whole, &ranges, 1, || {
             n += 1;
             format!("j{n}")
         });
-        let summary: Vec<String> = jobs.iter().map(lectern_common::messages::part_key).collect();
+        let summary: Vec<String> = jobs
+            .iter()
+            .map(lectern_common::messages::part_key)
+            .collect();
         assert_eq!(
             summary,
             [
@@ -252,7 +339,10 @@ mod tests {
         let ids: std::collections::HashSet<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
         assert_eq!(ids.len(), jobs.len(), "every job has its own id");
         assert_eq!(jobs[3].range, ranges[2]);
-        assert!(jobs.iter().all(|j| j.asset_id == "a" && j.output_prefix == "assets/a"));
+        assert!(
+            jobs.iter()
+                .all(|j| j.asset_id == "a" && j.output_prefix == "assets/a")
+        );
     }
 
     #[test]
@@ -262,7 +352,10 @@ mod tests {
         let mut silent = whole_job(source(150.0, (60, 1), true), &["v720", "v240"]);
         silent.source.has_audio = false;
         let ranges = plan(&silent.source, 6, 2, 60, 1);
-        let keys: Vec<String> = schedule(&silent, &ranges, 1, || "x".into()).iter().map(lectern_common::messages::part_key).collect();
+        let keys: Vec<String> = schedule(&silent, &ranges, 1, || "x".into())
+            .iter()
+            .map(lectern_common::messages::part_key)
+            .collect();
         assert_eq!(keys[0], "video-00000-v240");
         assert_eq!(keys[3], "video-00000-v720");
         assert_eq!(keys.last().map(String::as_str), Some("stills"));
@@ -273,14 +366,24 @@ mod tests {
     fn a_small_ladder_encodes_each_chunk_after_the_first_whole() {
         let keys = |whole: &TranscodeJob| -> Vec<String> {
             let ranges = plan(&whole.source, 6, 2, 60, 1);
-            schedule(whole, &ranges, 1, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
+            schedule(whole, &ranges, 1, || "x".into())
+                .iter()
+                .map(lectern_common::messages::part_key)
+                .collect()
         };
         // 720p30 + 360p30: 34.6 M pixels a second.
         let small = whole_job(source(150.0, (30, 1), true), &["v720", "v360"]);
         assert!(pixel_rate(&small.source, &small.ladder) <= WHOLE_CHUNK_PIXELS_PER_SEC);
         assert_eq!(
             keys(&small),
-            ["video-00000-v360", "audio", "video-00000-v720", "video-00010-v720-v360", "video-00020-v720-v360", "stills"]
+            [
+                "video-00000-v360",
+                "audio",
+                "video-00000-v720",
+                "video-00010-v720-v360",
+                "video-00020-v720-v360",
+                "stills"
+            ]
         );
         // The same rungs at 60 fps are twice the work: each chunk's lowest rung first.
         let fast = whole_job(source(150.0, (60, 1), true), &["v720", "v360"]);
@@ -299,16 +402,31 @@ mod tests {
         );
         // One rung: its first chunk, then the others, all of one kind.
         let single = whole_job(source(150.0, (30, 1), true), &["v480"]);
-        assert_eq!(keys(&single), ["video-00000-v480", "audio", "video-00010-v480", "video-00020-v480", "stills"]);
+        assert_eq!(
+            keys(&single),
+            [
+                "video-00000-v480",
+                "audio",
+                "video-00010-v480",
+                "video-00020-v480",
+                "stills"
+            ]
+        );
     }
 
     #[test]
     fn more_workers_encode_larger_ladders_whole() {
         // 720p30 in four rungs: 49.9 M pixels a second, split on one worker.
-        let whole = whole_job(source(150.0, (30, 1), true), &["v720", "v480", "v360", "v240"]);
+        let whole = whole_job(
+            source(150.0, (30, 1), true),
+            &["v720", "v480", "v360", "v240"],
+        );
         let ranges = plan(&whole.source, 6, 2, 60, 1);
         let keys = |workers| -> Vec<String> {
-            schedule(&whole, &ranges, workers, || "x".into()).iter().map(lectern_common::messages::part_key).collect()
+            schedule(&whole, &ranges, workers, || "x".into())
+                .iter()
+                .map(lectern_common::messages::part_key)
+                .collect()
         };
         assert_eq!(keys(0), keys(1));
         assert_eq!(keys(1)[2], "video-00010-v360-v240");
@@ -337,12 +455,23 @@ mod tests {
         // first chunk's two jobs, two rounds.
         let ten = lengths(600.0, 8, 60);
         assert_eq!(ten.len(), 15, "{ten:?}");
-        assert!(ten.iter().all(|&n| n == 6 || n == 7) && ten.iter().sum::<u64>() == 100, "{ten:?}");
+        assert!(
+            ten.iter().all(|&n| n == 6 || n == 7) && ten.iter().sum::<u64>() == 100,
+            "{ten:?}"
+        );
         // The ranges join up: each ends where the next starts, the last at the source's end.
         let ranges = plan(&source(600.0, (30000, 1001), true), 6, 2, 60, 8);
-        assert!(ranges.windows(2).all(|w| w[0].end_secs == Some(w[1].start_secs)));
+        assert!(
+            ranges
+                .windows(2)
+                .all(|w| w[0].end_secs == Some(w[1].start_secs))
+        );
         assert_eq!(ranges.last().unwrap().end_secs, None);
-        assert!((ranges[1].start_secs - 7.0 * 180.0 * 1001.0 / 30000.0).abs() < 1e-9, "{:?}", ranges[1]);
+        assert!(
+            (ranges[1].start_secs - 7.0 * 180.0 * 1001.0 / 30000.0).abs() < 1e-9,
+            "{:?}",
+            ranges[1]
+        );
         // One worker, or none counted: the configured length.
         assert_eq!(lengths(600.0, 1, 60), vec![10; 10]);
         assert_eq!(plan(&source(600.0, (30, 1), true), 6, 2, 60, 0).len(), 10);
@@ -360,7 +489,10 @@ mod tests {
         // A probed length a little over whole seconds changes nothing: 36.02 s on two
         // workers in chunks of up to 24 s is two of 18 s.
         assert_eq!(lengths(36.02, 2, 24), vec![3, 4]);
-        assert_eq!(plan(&source(36.02, (30, 1), true), 6, 2, 24, 2)[1].first_segment, 3);
+        assert_eq!(
+            plan(&source(36.02, (30, 1), true), 6, 2, 24, 2)[1].first_segment,
+            3
+        );
         // Too short to share: one job.
         assert!(plan(&source(20.0, (30, 1), true), 6, 2, 60, 8).is_empty());
         // Whatever the workers and the length: whole rounds, chunks of 3 to 10 segments
@@ -369,12 +501,26 @@ mod tests {
         for workers in 2..40 {
             for secs in [75.0, 121.0, 300.0, 600.0, 601.5, 1800.0, 3600.0, 5400.0] {
                 let ranges = plan(&source(secs, (30, 1), true), 6, 2, 60, workers);
-                let got: Vec<f64> = ranges.iter().map(|r| (r.end_secs.unwrap_or(secs) - r.start_secs) / 6.0).collect();
+                let got: Vec<f64> = ranges
+                    .iter()
+                    .map(|r| (r.end_secs.unwrap_or(secs) - r.start_secs) / 6.0)
+                    .collect();
                 let rounds = ((secs / 60.0 + 1.0) / workers as f64).ceil() as usize;
-                assert!(got.len() > 1 && got.len() < workers as usize * rounds, "{workers} workers, {secs} s: {got:?}");
-                let (min, max) = got.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
-                let inner_min = got[..got.len() - 1].iter().cloned().fold(f64::MAX, f64::min);
-                assert!(inner_min >= 3.0 && max <= 10.5 + 1e-9 && max - min <= 1.5 + 1e-9, "{workers} workers, {secs} s: {got:?}");
+                assert!(
+                    got.len() > 1 && got.len() < workers as usize * rounds,
+                    "{workers} workers, {secs} s: {got:?}"
+                );
+                let (min, max) = got
+                    .iter()
+                    .fold((f64::MAX, 0.0f64), |(lo, hi), &n| (lo.min(n), hi.max(n)));
+                let inner_min = got[..got.len() - 1]
+                    .iter()
+                    .cloned()
+                    .fold(f64::MAX, f64::min);
+                assert!(
+                    inner_min >= 3.0 && max <= 10.5 + 1e-9 && max - min <= 1.5 + 1e-9,
+                    "{workers} workers, {secs} s: {got:?}"
+                );
             }
         }
     }

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{Rung, SourceFacts, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
+use lectern_common::messages::{
+    Rung, SourceFacts, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames,
+};
 use serde::{Deserialize, Serialize};
 
 /// The constant qualities a rung is tried at, besides its fixed bit rate: the middle
@@ -95,7 +97,13 @@ pub struct LadderReport {
 
 impl LadderReport {
     pub fn fixed(note: impl Into<String>) -> Self {
-        LadderReport { method: "fixed".into(), note: Some(note.into()), windows: Vec::new(), rungs: Vec::new(), probe_secs: 0.0 }
+        LadderReport {
+            method: "fixed".into(),
+            note: Some(note.into()),
+            windows: Vec::new(),
+            rungs: Vec::new(),
+            probe_secs: 0.0,
+        }
     }
 }
 
@@ -128,7 +136,12 @@ enum Setting {
 /// trial's (the curve between it and the fixed rate needs a point) or `HIGH_CRF` where
 /// it lies below. Three encodes per rung: the probe runs before any chunk, so its time
 /// is added to the time to playable.
-pub fn measure(path: &Path, facts: &SourceFacts, ladder: &[Rung], deadline: Instant) -> Result<Vec<Vec<Trial>>, String> {
+pub fn measure(
+    path: &Path,
+    facts: &SourceFacts,
+    ladder: &[Rung],
+    deadline: Instant,
+) -> Result<Vec<Vec<Trial>>, String> {
     gst::init().map_err(|e| e.to_string())?;
     // One probe at a time per process: each holds a ladder's worth of encoders.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -145,7 +158,15 @@ pub fn measure(path: &Path, facts: &SourceFacts, ladder: &[Rung], deadline: Inst
             for group in rung_groups(ladder) {
                 let rungs: Vec<Rung> = group.iter().map(|&i| ladder[i].clone()).collect();
                 let group_settings: Vec<Setting> = group.iter().map(|&i| settings[i]).collect();
-                let measured = measure_window(path, facts, &rungs, largest, *start, &group_settings, deadline);
+                let measured = measure_window(
+                    path,
+                    facts,
+                    &rungs,
+                    largest,
+                    *start,
+                    &group_settings,
+                    deadline,
+                );
                 // Each pipeline's frames were freed in its threads' arenas, where glibc
                 // keeps them: the process stayed at the probe's peak for good.
                 lectern_common::release_freed_memory();
@@ -165,7 +186,11 @@ pub fn measure(path: &Path, facts: &SourceFacts, ladder: &[Rung], deadline: Inst
                 }
                 let secs = t.frames as f64 / fps;
                 Ok(Trial {
-                    mode: if *setting == Setting::Fixed { "fixed".into() } else { "crf".into() },
+                    mode: if *setting == Setting::Fixed {
+                        "fixed".into()
+                    } else {
+                        "crf".into()
+                    },
                     crf: match setting {
                         Setting::Crf(crf) => Some(*crf),
                         Setting::Fixed => None,
@@ -181,10 +206,21 @@ pub fn measure(path: &Path, facts: &SourceFacts, ladder: &[Rung], deadline: Inst
     let third: Vec<Setting> = fixed
         .iter()
         .zip(&mid)
-        .map(|(f, m)| if m.ssim < f.ssim - SSIM_MARGIN { Setting::Crf(LOW_CRF) } else { Setting::Crf(HIGH_CRF) })
+        .map(|(f, m)| {
+            if m.ssim < f.ssim - SSIM_MARGIN {
+                Setting::Crf(LOW_CRF)
+            } else {
+                Setting::Crf(HIGH_CRF)
+            }
+        })
         .collect();
     let third = run(&third)?;
-    Ok(fixed.into_iter().zip(mid).zip(third).map(|((f, m), t)| vec![f, m, t]).collect())
+    Ok(fixed
+        .into_iter()
+        .zip(mid)
+        .zip(third)
+        .map(|((f, m), t)| vec![f, m, t])
+        .collect())
 }
 
 /// Pixels a probe pipeline encodes at once, at most about: a 1080p picture's. One
@@ -199,19 +235,28 @@ const PIPELINE_PIXELS: u64 = 1920 * 1080;
 fn rung_groups(ladder: &[Rung]) -> Vec<Vec<usize>> {
     let pixels = |i: usize| ladder[i].width as u64 * ladder[i].height as u64;
     let total: u64 = (0..ladder.len()).map(pixels).sum();
-    let count = total.div_ceil(PIPELINE_PIXELS).clamp(1, ladder.len().max(1) as u64) as usize;
+    let count = total
+        .div_ceil(PIPELINE_PIXELS)
+        .clamp(1, ladder.len().max(1) as u64) as usize;
     let mut groups: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); count];
     let mut order: Vec<usize> = (0..ladder.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(pixels(i)));
     for i in order {
-        let (used, members) = groups.iter_mut().min_by_key(|(used, _)| *used).expect("at least one group");
+        let (used, members) = groups
+            .iter_mut()
+            .min_by_key(|(used, _)| *used)
+            .expect("at least one group");
         *used += pixels(i);
         members.push(i);
     }
-    let mut groups: Vec<Vec<usize>> = groups.into_iter().map(|(_, mut members)| {
-        members.sort();
-        members
-    }).filter(|m| !m.is_empty()).collect();
+    let mut groups: Vec<Vec<usize>> = groups
+        .into_iter()
+        .map(|(_, mut members)| {
+            members.sort();
+            members
+        })
+        .filter(|m| !m.is_empty())
+        .collect();
     groups.sort();
     groups
 }
@@ -256,8 +301,18 @@ fn planes(sample: &gst::Sample, width: usize, height: usize) -> Option<Vec<u8>> 
 pub fn ssim_i420(a: &[u8], b: &[u8], width: usize, height: usize) -> f64 {
     let (luma, chroma) = (width * height, (width / 2) * (height / 2));
     let y = ssim_plane(&a[..luma], &b[..luma], width, height);
-    let u = ssim_plane(&a[luma..luma + chroma], &b[luma..luma + chroma], width / 2, height / 2);
-    let v = ssim_plane(&a[luma + chroma..], &b[luma + chroma..], width / 2, height / 2);
+    let u = ssim_plane(
+        &a[luma..luma + chroma],
+        &b[luma..luma + chroma],
+        width / 2,
+        height / 2,
+    );
+    let v = ssim_plane(
+        &a[luma + chroma..],
+        &b[luma + chroma..],
+        width / 2,
+        height / 2,
+    );
     (y * luma as f64 + (u + v) * chroma as f64) / (luma + 2 * chroma) as f64
 }
 
@@ -278,7 +333,8 @@ fn on_frames(
                 if !measuring.load(Ordering::SeqCst) {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                let picture = planes(&sample, width as usize, height as usize).ok_or(gst::FlowError::Error)?;
+                let picture = planes(&sample, width as usize, height as usize)
+                    .ok_or(gst::FlowError::Error)?;
                 on_frame(next.fetch_add(1, Ordering::SeqCst), picture)?;
                 Ok(gst::FlowSuccess::Ok)
             })
@@ -287,11 +343,17 @@ fn on_frames(
 }
 
 fn make(factory: &str) -> Result<gst::Element, String> {
-    gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element {factory} is not installed"))
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| format!("GStreamer element {factory} is not installed"))
 }
 
 fn i420_sink(width: u32, height: u32) -> gst_app::AppSink {
-    let caps = gst::Caps::builder("video/x-raw").field("format", "I420").field("width", width as i32).field("height", height as i32).build();
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .build();
     gst_app::AppSink::builder().caps(&caps).sync(false).build()
 }
 
@@ -308,11 +370,16 @@ fn measure_window(
     deadline: Instant,
 ) -> Result<Vec<TrialTotal>, String> {
     let pipeline = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("filesrc").property("location", path.to_string_lossy().to_string()).build().map_err(|e| e.to_string())?;
-    let decode = make("decodebin")?;
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_string_lossy().to_string())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let decode = lectern_gate::decode::decodebin().map_err(|e| e.to_string())?;
     let convert = make("videoconvert")?;
     let tee = make("tee")?;
-    pipeline.add_many([&src, &decode, &convert, &tee]).map_err(|e| e.to_string())?;
+    pipeline
+        .add_many([&src, &decode, &convert, &tee])
+        .map_err(|e| e.to_string())?;
     src.link(&decode).map_err(|e| e.to_string())?;
     convert.link(&tee).map_err(|e| e.to_string())?;
     // One libav decoding thread per four cores, as in the workers: each frame thread
@@ -320,7 +387,11 @@ fn measure_window(
     let decoding_threads = (available_cores() / 4).max(1) as i32;
     if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
         bin.connect_deep_element_added(move |_, _, element| {
-            if element.factory().is_some_and(|f| f.name().starts_with("avdec_")) && element.has_property("max-threads") {
+            if element
+                .factory()
+                .is_some_and(|f| f.name().starts_with("avdec_"))
+                && element.has_property("max-threads")
+            {
                 element.set_property("max-threads", decoding_threads);
             }
         });
@@ -328,7 +399,10 @@ fn measure_window(
     {
         let convert = convert.downgrade();
         decode.connect_pad_added(move |_, pad| {
-            let is_video = pad.current_caps().and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/"))).unwrap_or(false);
+            let is_video = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
             if let (true, Some(convert)) = (is_video, convert.upgrade())
                 && let Some(sink) = convert.static_pad("sink")
                 && !sink.is_linked()
@@ -359,21 +433,32 @@ fn measure_window(
                 .build(),
         )?;
         let rung_tee = make("tee")?;
-        pipeline.add_many([&q, &scale, &size, &rung_tee]).map_err(|e| e.to_string())?;
+        pipeline
+            .add_many([&q, &scale, &size, &rung_tee])
+            .map_err(|e| e.to_string())?;
         gst::Element::link_many([&tee, &q, &scale, &size, &rung_tee]).map_err(|e| e.to_string())?;
 
-        let refs = Arc::new(References { frames: Mutex::new(HashMap::new()), arrived: Condvar::new() });
+        let refs = Arc::new(References {
+            frames: Mutex::new(HashMap::new()),
+            arrived: Condvar::new(),
+        });
         // The reference sink never blocks, so its queue always drains: a trial waiting
         // for its reference frame cannot hold the tee that feeds both.
         let ref_q = queue(REFERENCE_QUEUE)?;
         let ref_convert = make("videoconvert")?;
         let ref_sink = i420_sink(w, h);
-        pipeline.add_many([&ref_q, &ref_convert, ref_sink.upcast_ref()]).map_err(|e| e.to_string())?;
-        gst::Element::link_many([&rung_tee, &ref_q, &ref_convert, ref_sink.upcast_ref()]).map_err(|e| e.to_string())?;
+        pipeline
+            .add_many([&ref_q, &ref_convert, ref_sink.upcast_ref()])
+            .map_err(|e| e.to_string())?;
+        gst::Element::link_many([&rung_tee, &ref_q, &ref_convert, ref_sink.upcast_ref()])
+            .map_err(|e| e.to_string())?;
         {
             let refs = refs.clone();
             on_frames(&ref_sink, w, h, measuring.clone(), move |n, picture| {
-                refs.frames.lock().expect("refs lock").insert(n, Arc::new(picture));
+                refs.frames
+                    .lock()
+                    .expect("refs lock")
+                    .insert(n, Arc::new(picture));
                 refs.arrived.notify_all();
                 Ok(())
             });
@@ -387,7 +472,11 @@ fn measure_window(
             enc.set_property("vbv-buf-capacity", X264_VBV_MS);
             // The largest rung bounds the wall time: two sliced threads, as the workers
             // give it; the others one each, side by side.
-            let threads = if rung.width * rung.height == largest { available_cores().min(2) } else { 1 };
+            let threads = if rung.width * rung.height == largest {
+                available_cores().min(2)
+            } else {
+                1
+            };
             enc.set_property("threads", threads);
             enc.set_property("sliced-threads", threads > 1);
             enc.set_property("option-string", X264_OPTIONS);
@@ -400,26 +489,44 @@ fn measure_window(
                     enc.set_property("bitrate", 2_048_000u32);
                 }
             }
-            let profile = capsfilter(gst::Caps::builder("video/x-h264").field("profile", "high").build())?;
+            let profile = capsfilter(
+                gst::Caps::builder("video/x-h264")
+                    .field("profile", "high")
+                    .build(),
+            )?;
             let dec = make("avdec_h264")?;
             // One decoding thread: frame threads each hold pictures, and the rungs
             // already run side by side.
             dec.set_property("max-threads", 1i32);
             let dec_convert = make("videoconvert")?;
             let sink = i420_sink(w, h);
-            pipeline.add_many([&q, &enc, &profile, &dec, &dec_convert, sink.upcast_ref()]).map_err(|e| e.to_string())?;
-            gst::Element::link_many([&rung_tee, &q, &enc, &profile, &dec, &dec_convert, sink.upcast_ref()]).map_err(|e| e.to_string())?;
+            pipeline
+                .add_many([&q, &enc, &profile, &dec, &dec_convert, sink.upcast_ref()])
+                .map_err(|e| e.to_string())?;
+            gst::Element::link_many([
+                &rung_tee,
+                &q,
+                &enc,
+                &profile,
+                &dec,
+                &dec_convert,
+                sink.upcast_ref(),
+            ])
+            .map_err(|e| e.to_string())?;
             let bytes = Arc::new(AtomicU64::new(0));
             {
                 let (bytes, measuring) = (bytes.clone(), measuring.clone());
-                enc.static_pad("src").expect("x264enc src").add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                    if measuring.load(Ordering::SeqCst)
-                        && let Some(b) = info.buffer()
-                    {
-                        bytes.fetch_add(b.size() as u64, Ordering::SeqCst);
-                    }
-                    gst::PadProbeReturn::Ok
-                });
+                enc.static_pad("src").expect("x264enc src").add_probe(
+                    gst::PadProbeType::BUFFER,
+                    move |_, info| {
+                        if measuring.load(Ordering::SeqCst)
+                            && let Some(b) = info.buffer()
+                        {
+                            bytes.fetch_add(b.size() as u64, Ordering::SeqCst);
+                        }
+                        gst::PadProbeReturn::Ok
+                    },
+                );
             }
             let total = Arc::new(Mutex::new(TrialTotal::default()));
             {
@@ -429,10 +536,14 @@ fn measure_window(
                         let mut frames = refs.frames.lock().expect("refs lock");
                         let waited = Instant::now();
                         while !frames.contains_key(&n) {
-                            let (f, timeout) = refs.arrived.wait_timeout(frames, Duration::from_secs(1)).expect("refs lock");
+                            let (f, timeout) = refs
+                                .arrived
+                                .wait_timeout(frames, Duration::from_secs(1))
+                                .expect("refs lock");
                             frames = f;
                             if timeout.timed_out() && waited.elapsed() > Duration::from_secs(30) {
-                                *failed.lock().expect("failed lock") = Some("an encoded frame has no source frame".into());
+                                *failed.lock().expect("failed lock") =
+                                    Some("an encoded frame has no source frame".into());
                                 return Err(gst::FlowError::Error);
                             }
                         }
@@ -450,10 +561,21 @@ fn measure_window(
     }
 
     let run = (|| {
-        let left = || gst::ClockTime::from_nseconds(deadline.saturating_duration_since(Instant::now()).as_nanos() as u64);
-        pipeline.set_state(gst::State::Paused).map_err(|_| "the file does not decode".to_string())?;
+        let left = || {
+            gst::ClockTime::from_nseconds(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_nanos() as u64,
+            )
+        };
+        pipeline
+            .set_state(gst::State::Paused)
+            .map_err(|_| "the file does not decode".to_string())?;
         let bus = pipeline.bus().expect("a pipeline has a bus");
-        match bus.timed_pop_filtered(left(), &[gst::MessageType::AsyncDone, gst::MessageType::Error]) {
+        match bus.timed_pop_filtered(
+            left(),
+            &[gst::MessageType::AsyncDone, gst::MessageType::Error],
+        ) {
             Some(m) if matches!(m.view(), gst::MessageView::AsyncDone(_)) => {}
             Some(m) => return Err(format!("the file does not decode: {m:?}")),
             None => return Err("the probe ran out of time".into()),
@@ -461,13 +583,26 @@ fn measure_window(
         let start_time = gst::ClockTime::from_nseconds((start * 1e9) as u64);
         let stop_time = gst::ClockTime::from_nseconds(((start + WINDOW_SECS) * 1e9) as u64);
         pipeline
-            .seek(1.0, gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, gst::SeekType::Set, start_time, gst::SeekType::Set, stop_time)
+            .seek(
+                1.0,
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                gst::SeekType::Set,
+                start_time,
+                gst::SeekType::Set,
+                stop_time,
+            )
             .map_err(|_| "the file cannot seek".to_string())?;
         measuring.store(true, Ordering::SeqCst);
-        pipeline.set_state(gst::State::Playing).map_err(|_| "the file does not play".to_string())?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| "the file does not play".to_string())?;
         match bus.timed_pop_filtered(left(), &[gst::MessageType::Eos, gst::MessageType::Error]) {
             Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => Ok(()),
-            Some(m) => Err(failed.lock().expect("failed lock").clone().unwrap_or_else(|| format!("decoding the samples failed: {m:?}"))),
+            Some(m) => Err(failed
+                .lock()
+                .expect("failed lock")
+                .clone()
+                .unwrap_or_else(|| format!("decoding the samples failed: {m:?}"))),
             None => Err("the probe ran out of time".into()),
         }
     })();
@@ -475,12 +610,17 @@ fn measure_window(
     run?;
     Ok(results
         .iter()
-        .map(|(total, bytes)| TrialTotal { bytes: bytes.load(Ordering::SeqCst), ..total.lock().expect("total lock").clone() })
+        .map(|(total, bytes)| TrialTotal {
+            bytes: bytes.load(Ordering::SeqCst),
+            ..total.lock().expect("total lock").clone()
+        })
         .collect())
 }
 
 fn available_cores() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 fn queue(max_buffers: u32) -> Result<gst::Element, String> {
@@ -492,7 +632,10 @@ fn queue(max_buffers: u32) -> Result<gst::Element, String> {
 }
 
 fn capsfilter(caps: gst::Caps) -> Result<gst::Element, String> {
-    gst::ElementFactory::make("capsfilter").property("caps", caps).build().map_err(|e| e.to_string())
+    gst::ElementFactory::make("capsfilter")
+        .property("caps", caps)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Mean SSIM of two planes (tight rows), over 8x8 windows every 4 pixels, with x264's
@@ -502,7 +645,10 @@ pub fn ssim_plane(a: &[u8], b: &[u8], width: usize, height: usize) -> f64 {
     assert_eq!(b.len(), width * height);
     let (bw, bh) = (width / 4, height / 4);
     if bw < 2 || bh < 2 {
-        return window_ssim(a.iter().zip(b).map(|(x, y)| (*x as u64, *y as u64)), (width * height) as u64);
+        return window_ssim(
+            a.iter().zip(b).map(|(x, y)| (*x as u64, *y as u64)),
+            (width * height) as u64,
+        );
     }
     // Sums over 4x4 blocks: a, b, a²+b², ab.
     let mut sums = vec![[0u64; 4]; bw * bh];
@@ -559,8 +705,10 @@ fn ssim_of_sums([s1, s2, ss, s12]: [u64; 4], n: u64) -> f64 {
 
 /// The constant-quality trials of a rung as (CRF, SSIM, ln kbps), by rising CRF.
 fn crf_points(trials: &[Trial]) -> Vec<(f64, f64, f64)> {
-    let mut points: Vec<(f64, f64, f64)> =
-        trials.iter().filter_map(|t| t.crf.map(|c| (c as f64, t.ssim, t.kbps.max(1e-3).ln()))).collect();
+    let mut points: Vec<(f64, f64, f64)> = trials
+        .iter()
+        .filter_map(|t| t.crf.map(|c| (c as f64, t.ssim, t.kbps.max(1e-3).ln())))
+        .collect();
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     points
 }
@@ -582,17 +730,23 @@ fn crf_for_quality(trials: &[Trial], target: f64) -> Option<f64> {
     if target <= worst.1 {
         return Some(worst.0);
     }
-    points.windows(2).find(|w| w[0].1 >= target && target >= w[1].1).map(|w| {
-        let t = (w[0].1 - target) / (w[0].1 - w[1].1).max(1e-12);
-        w[0].0 + t * (w[1].0 - w[0].0)
-    })
+    points
+        .windows(2)
+        .find(|w| w[0].1 >= target && target >= w[1].1)
+        .map(|w| {
+            let t = (w[0].1 - target) / (w[0].1 - w[1].1).max(1e-12);
+            w[0].0 + t * (w[1].0 - w[0].0)
+        })
 }
 
 /// A rung's bit rate at `crf`: the trials' rates joined by straight lines in log rate,
 /// extended at the ends.
 fn rate_at_crf(trials: &[Trial], crf: f64) -> Option<f64> {
     let points = crf_points(trials);
-    let pair = points.windows(2).find(|w| crf <= w[1].0).or_else(|| points.windows(2).last())?;
+    let pair = points
+        .windows(2)
+        .find(|w| crf <= w[1].0)
+        .or_else(|| points.windows(2).last())?;
     let (a, b) = (pair[0], pair[1]);
     let t = (crf - a.0) / (b.0 - a.0);
     Some((a.2 + t * (b.2 - a.2)).exp())
@@ -650,15 +804,28 @@ pub fn choose(fixed: &[Rung], trials: &[Vec<Trial>]) -> (Vec<Rung>, Vec<RungChoi
         }
         last_kept = Some(c.expected_kbps);
     }
-    let ladder = choices.iter().filter(|(_, c)| c.kept).map(|(r, _)| r.clone()).collect();
+    let ladder = choices
+        .iter()
+        .filter(|(_, c)| c.kept)
+        .map(|(r, _)| r.clone())
+        .collect();
     (ladder, choices.into_iter().map(|(_, c)| c).collect())
 }
 
 /// The ladder for this source: probed when `per_title`, else (or when the probe fails)
 /// the fixed one, with the record of how it was chosen.
-pub fn fit_ladder(path: &Path, facts: &SourceFacts, fixed: Vec<Rung>, per_title: bool, timeout: Duration) -> (Vec<Rung>, LadderReport) {
+pub fn fit_ladder(
+    path: &Path,
+    facts: &SourceFacts,
+    fixed: Vec<Rung>,
+    per_title: bool,
+    timeout: Duration,
+) -> (Vec<Rung>, LadderReport) {
     if !per_title {
-        return (fixed, LadderReport::fixed("per-title ladders are turned off (LECTERN_LADDER=fixed)"));
+        return (
+            fixed,
+            LadderReport::fixed("per-title ladders are turned off (LECTERN_LADDER=fixed)"),
+        );
     }
     if fixed.is_empty() {
         return (fixed, LadderReport::fixed("no video"));
@@ -678,7 +845,10 @@ pub fn fit_ladder(path: &Path, facts: &SourceFacts, fixed: Vec<Rung>, per_title:
         }
         Err(e) => {
             tracing::warn!(error = %e, "the complexity probe failed; the fixed ladder is used");
-            (fixed, LadderReport::fixed(format!("the complexity probe failed: {e}")))
+            (
+                fixed,
+                LadderReport::fixed(format!("the complexity probe failed: {e}")),
+            )
         }
     }
 }
@@ -688,15 +858,31 @@ mod tests {
     use super::*;
 
     fn rung(name: &str, kbps: u32) -> Rung {
-        Rung { name: name.into(), width: 2, height: 2, video_kbps: kbps, crf: None }
+        Rung {
+            name: name.into(),
+            width: 2,
+            height: 2,
+            video_kbps: kbps,
+            crf: None,
+        }
     }
 
     fn fixed(kbps: f64, ssim: f64) -> Trial {
-        Trial { mode: "fixed".into(), crf: None, kbps, ssim }
+        Trial {
+            mode: "fixed".into(),
+            crf: None,
+            kbps,
+            ssim,
+        }
     }
 
     fn crf(crf: u32, kbps: f64, ssim: f64) -> Trial {
-        Trial { mode: "crf".into(), crf: Some(crf), kbps, ssim }
+        Trial {
+            mode: "crf".into(),
+            crf: Some(crf),
+            kbps,
+            ssim,
+        }
     }
 
     #[test]
@@ -704,17 +890,35 @@ mod tests {
         let (w, h) = (64, 48);
         let a: Vec<u8> = (0..w * h).map(|i| ((i * 7) % 251) as u8).collect();
         assert!((ssim_plane(&a, &a, w, h) - 1.0).abs() < 1e-12);
-        let slight: Vec<u8> = a.iter().enumerate().map(|(i, p)| p.saturating_add((i % 3) as u8)).collect();
-        let heavy: Vec<u8> = a.iter().enumerate().map(|(i, p)| p.wrapping_add(((i * 37) % 61) as u8)).collect();
+        let slight: Vec<u8> = a
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.saturating_add((i % 3) as u8))
+            .collect();
+        let heavy: Vec<u8> = a
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.wrapping_add(((i * 37) % 61) as u8))
+            .collect();
         let (s1, s2) = (ssim_plane(&a, &slight, w, h), ssim_plane(&a, &heavy, w, h));
         assert!(s1 < 1.0 && s1 > 0.9 && s2 < s1, "{s1} {s2}");
         // I420: chroma counts for a third, as in ffmpeg's `All`.
-        let mut frame: Vec<u8> = a.iter().copied().chain(a[..w * h / 2].iter().copied()).collect();
+        let mut frame: Vec<u8> = a
+            .iter()
+            .copied()
+            .chain(a[..w * h / 2].iter().copied())
+            .collect();
         let copy = frame.clone();
         assert!((ssim_i420(&frame, &copy, w, h) - 1.0).abs() < 1e-12);
-        frame[w * h..].iter_mut().enumerate().for_each(|(i, p)| *p = p.wrapping_add(((i * 37) % 61) as u8));
+        frame[w * h..]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, p)| *p = p.wrapping_add(((i * 37) % 61) as u8));
         let chroma_hit = ssim_i420(&frame, &copy, w, h);
-        assert!(chroma_hit < 1.0 && chroma_hit > 1.0 - 1.0 / 3.0, "{chroma_hit}");
+        assert!(
+            chroma_hit < 1.0 && chroma_hit > 1.0 - 1.0 / 3.0,
+            "{chroma_hit}"
+        );
         // Tiny pictures are one window.
         assert!((ssim_plane(&[10, 20, 30, 40], &[10, 20, 30, 40], 2, 2) - 1.0).abs() < 1e-12);
     }
@@ -723,12 +927,24 @@ mod tests {
     fn simple_content_gets_the_constant_quality_that_keeps_its_ssim() {
         // The fixed 2800 kbps reaches 0.995: 0.993 is a quarter of the way from CRF 17
         // to 23, so CRF 18.5, rounded down to 18; about 535 kbps at CRF 18.
-        let trials = vec![fixed(2800.0, 0.995), crf(23, 300.0, 0.990), crf(17, 600.0, 0.994)];
+        let trials = vec![
+            fixed(2800.0, 0.995),
+            crf(23, 300.0, 0.990),
+            crf(17, 600.0, 0.994),
+        ];
         let (ladder, choices) = choose(&[rung("v720", 2800)], &[trials]);
-        assert_eq!((ladder[0].crf, ladder[0].video_kbps), (Some(18), 2800), "{choices:?}");
+        assert_eq!(
+            (ladder[0].crf, ladder[0].video_kbps),
+            (Some(18), 2800),
+            "{choices:?}"
+        );
         assert_eq!(choices[0].expected_kbps, 535);
         // A target above the best trial: the line is extended at half its slope.
-        let trials = vec![fixed(2800.0, 0.9995), crf(23, 150.0, 0.994), crf(17, 250.0, 0.997)];
+        let trials = vec![
+            fixed(2800.0, 0.9995),
+            crf(23, 150.0, 0.994),
+            crf(17, 250.0, 0.997),
+        ];
         let (ladder, choices) = choose(&[rung("v720", 2800)], &[trials]);
         assert_eq!(ladder[0].crf, Some(15), "{choices:?}");
         assert_eq!(choices[0].expected_kbps, 296);
@@ -737,31 +953,64 @@ mod tests {
     #[test]
     fn complex_content_keeps_the_fixed_rate() {
         // CRF 19 would hold the quality, but at about 2836 kbps: no saving.
-        let trials = vec![fixed(3216.0, 0.981), crf(23, 1500.0, 0.968), crf(17, 3900.0, 0.9865)];
+        let trials = vec![
+            fixed(3216.0, 0.981),
+            crf(23, 1500.0, 0.968),
+            crf(17, 3900.0, 0.9865),
+        ];
         let (ladder, choices) = choose(&[rung("v720", 2800)], &[trials]);
         assert_eq!(ladder, vec![rung("v720", 2800)], "{choices:?}");
         assert_eq!(choices[0].expected_kbps, 2800);
         // Content that needs 90 % of the fixed rate (CRF 21, about 2520 kbps) keeps
         // the fixed rate too: the cap would bind.
-        let near = vec![fixed(2900.0, 0.985), crf(23, 2000.0, 0.980), crf(17, 4000.0, 0.99)];
-        assert_eq!(choose(&[rung("v720", 2800)], &[near]).0, vec![rung("v720", 2800)]);
+        let near = vec![
+            fixed(2900.0, 0.985),
+            crf(23, 2000.0, 0.980),
+            crf(17, 4000.0, 0.99),
+        ];
+        assert_eq!(
+            choose(&[rung("v720", 2800)], &[near]).0,
+            vec![rung("v720", 2800)]
+        );
         // A curve that would have to be extended too far keeps it too.
-        let steep = vec![fixed(2800.0, 0.9999), crf(23, 100.0, 0.980), crf(17, 200.0, 0.990)];
-        assert_eq!(choose(&[rung("v720", 2800)], &[steep]).0, vec![rung("v720", 2800)]);
+        let steep = vec![
+            fixed(2800.0, 0.9999),
+            crf(23, 100.0, 0.980),
+            crf(17, 200.0, 0.990),
+        ];
+        assert_eq!(
+            choose(&[rung("v720", 2800)], &[steep]).0,
+            vec![rung("v720", 2800)]
+        );
     }
 
     #[test]
     fn rungs_that_cost_nearly_as_much_as_the_one_above_are_dropped() {
-        let fixed_ladder = [rung("v720", 2800), rung("v480", 1400), rung("v360", 800), rung("v240", 400)];
+        let fixed_ladder = [
+            rung("v720", 2800),
+            rung("v480", 1400),
+            rung("v360", 800),
+            rung("v240", 400),
+        ];
         // The target, 0.997, lies at CRF 24.3 (CRF 24: 89 % of each CRF 23 rate).
-        let at = |kbps: f64| vec![fixed(3000.0, 0.999), crf(23, kbps, 0.999), crf(29, kbps / 2.0, 0.99)];
-        let (ladder, choices) = choose(&fixed_ladder, &[at(300.0), at(240.0), at(150.0), at(120.0)]);
+        let at = |kbps: f64| {
+            vec![
+                fixed(3000.0, 0.999),
+                crf(23, kbps, 0.999),
+                crf(29, kbps / 2.0, 0.99),
+            ]
+        };
+        let (ladder, choices) =
+            choose(&fixed_ladder, &[at(300.0), at(240.0), at(150.0), at(120.0)]);
         let names: Vec<&str> = ladder.iter().map(|r| r.name.as_str()).collect();
         // 214 > 60 % of 267, dropped; 134 kept; 107 > 60 % of 134, dropped.
         assert_eq!(names, ["v720", "v360"], "{choices:?}");
         assert!(!choices[1].kept && choices[1].note.contains("dropped"));
         assert!(ladder.iter().all(|r| r.crf == Some(24)));
-        assert_eq!(choices.iter().map(|c| c.expected_kbps).collect::<Vec<_>>(), [267, 214, 134, 107]);
+        assert_eq!(
+            choices.iter().map(|c| c.expected_kbps).collect::<Vec<_>>(),
+            [267, 214, 134, 107]
+        );
     }
 
     /// A 10 s 640x360 source made by GStreamer from `pattern`.
@@ -769,15 +1018,25 @@ mod tests {
         sized_source(dir, pattern, 640, 360, 300)
     }
 
-    fn sized_source(dir: &Path, pattern: &str, w: u32, h: u32, frames: u32) -> (std::path::PathBuf, SourceFacts) {
+    fn sized_source(
+        dir: &Path,
+        pattern: &str,
+        w: u32,
+        h: u32,
+        frames: u32,
+    ) -> (std::path::PathBuf, SourceFacts) {
         let path = dir.join(format!("{pattern}_{h}.mp4"));
         let desc = format!(
             "videotestsrc pattern={pattern} num-buffers={frames} ! video/x-raw,width={w},height={h},framerate=30/1 ! x264enc speed-preset=ultrafast key-int-max=60 pass=quant quantizer=0 ! h264parse ! mp4mux ! filesink location={}",
             path.display()
         );
-        let ok = std::process::Command::new("gst-launch-1.0").arg("-q").args(desc.split_whitespace()).status().unwrap();
+        let ok = std::process::Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(desc.split_whitespace())
+            .status()
+            .unwrap();
         assert!(ok.success());
-        let facts = crate::probe::probe_file(&path, 10).unwrap();
+        let facts = crate::probe::probe_file(&path, 10, &Default::default()).unwrap();
         (path, facts)
     }
 
@@ -787,13 +1046,19 @@ mod tests {
         let timeout = Duration::from_secs(60);
         let (still, facts) = source_file(dir.path(), "ball");
         let fixed = crate::ladder::ladder_for(&facts);
-        assert_eq!(fixed.iter().map(|r| r.video_kbps).collect::<Vec<_>>(), [800, 400]);
+        assert_eq!(
+            fixed.iter().map(|r| r.video_kbps).collect::<Vec<_>>(),
+            [800, 400]
+        );
         let (ladder, report) = fit_ladder(&still, &facts, fixed.clone(), true, timeout);
         assert_eq!(report.method, "per-title", "{report:?}");
         // A ball moving over black: constant quality keeps it with a fraction of the
         // fixed rate's bits, which stays its ceiling.
         assert_eq!(ladder[0].name, "v360");
-        assert!(ladder[0].crf.is_some() && ladder[0].video_kbps == 800, "{report:#?}");
+        assert!(
+            ladder[0].crf.is_some() && ladder[0].video_kbps == 800,
+            "{report:#?}"
+        );
         assert!(report.rungs[0].expected_kbps <= 800 / 4, "{report:#?}");
         for r in &report.rungs {
             assert_eq!(r.trials.len(), 3);
@@ -808,8 +1073,17 @@ mod tests {
         assert_eq!((ladder, report.method.as_str()), (fixed.clone(), "fixed"));
         // An audio-only lecture has no rungs: the record says so, not that it is off.
         let (ladder, report) = fit_ladder(&snow, &facts, Vec::new(), true, timeout);
-        assert!(ladder.is_empty() && report.note.as_deref() == Some("no video"), "{report:?}");
-        let (ladder, report) = fit_ladder(&dir.path().join("missing.mp4"), &facts, fixed.clone(), true, timeout);
+        assert!(
+            ladder.is_empty() && report.note.as_deref() == Some("no video"),
+            "{report:?}"
+        );
+        let (ladder, report) = fit_ladder(
+            &dir.path().join("missing.mp4"),
+            &facts,
+            fixed.clone(),
+            true,
+            timeout,
+        );
         assert_eq!(ladder, fixed);
         assert!(report.note.unwrap().contains("probe failed"));
     }
@@ -820,28 +1094,67 @@ mod tests {
         let (path, facts) = sized_source(dir.path(), "ball", 1920, 1080, 75);
         let fixed = crate::ladder::ladder_for(&facts);
         assert_eq!(rung_groups(&fixed).len(), 2);
-        let trials = measure(&path, &facts, &fixed, Instant::now() + Duration::from_secs(120)).unwrap();
+        let trials = measure(
+            &path,
+            &facts,
+            &fixed,
+            Instant::now() + Duration::from_secs(120),
+        )
+        .unwrap();
         assert_eq!(trials.len(), fixed.len());
         // The same picture at constant quality: fewer pixels, fewer bits, rung by rung.
         // Numbers filed under the wrong rung (the groups put back out of order) break it.
         let mid: Vec<f64> = trials.iter().map(|t| t[1].kbps).collect();
-        assert!(mid.windows(2).all(|w| w[0] > w[1]), "CRF {MID_CRF} kbit/s by rung: {mid:?}");
-        assert!(trials.iter().flatten().all(|t| t.ssim > 0.9 && t.ssim <= 1.0), "{trials:?}");
+        assert!(
+            mid.windows(2).all(|w| w[0] > w[1]),
+            "CRF {MID_CRF} kbit/s by rung: {mid:?}"
+        );
+        assert!(
+            trials
+                .iter()
+                .flatten()
+                .all(|t| t.ssim > 0.9 && t.ssim <= 1.0),
+            "{trials:?}"
+        );
     }
 
     fn sized(w: u32, h: u32) -> Rung {
-        Rung { name: format!("v{h}"), width: w, height: h, video_kbps: 1000, crf: None }
+        Rung {
+            name: format!("v{h}"),
+            width: w,
+            height: h,
+            video_kbps: 1000,
+            crf: None,
+        }
     }
 
     #[test]
     fn the_probe_splits_only_ladders_larger_than_a_1080p_picture() {
-        let hd = [sized(1920, 1080), sized(1280, 720), sized(854, 480), sized(640, 360), sized(426, 240)];
+        let hd = [
+            sized(1920, 1080),
+            sized(1280, 720),
+            sized(854, 480),
+            sized(640, 360),
+            sized(426, 240),
+        ];
         assert_eq!(rung_groups(&hd), vec![vec![0], vec![1, 2, 3, 4]]);
         // A 1024x768 screencast: 2.0 Mpx in all, one pipeline.
-        let screen = [sized(1024, 768), sized(960, 720), sized(640, 480), sized(480, 360), sized(320, 240)];
+        let screen = [
+            sized(1024, 768),
+            sized(960, 720),
+            sized(640, 480),
+            sized(480, 360),
+            sized(320, 240),
+        ];
         assert_eq!(rung_groups(&screen), vec![vec![0, 1, 2, 3, 4]]);
         // Portrait 1080x1920 with its own top rung: the same as landscape.
-        let tall = [sized(1080, 1920), sized(720, 1280), sized(480, 854), sized(360, 640), sized(240, 426)];
+        let tall = [
+            sized(1080, 1920),
+            sized(720, 1280),
+            sized(480, 854),
+            sized(360, 640),
+            sized(240, 426),
+        ];
         assert_eq!(rung_groups(&tall), vec![vec![0], vec![1, 2, 3, 4]]);
         assert_eq!(rung_groups(&hd[..1]), vec![vec![0]]);
         assert!(rung_groups(&[]).is_empty());

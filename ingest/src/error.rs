@@ -36,6 +36,9 @@ pub enum IngestError {
     Db(#[from] sqlx::Error),
     #[error("queue: {0}")]
     Queue(#[from] lectern_common::queue::QueueError),
+    /// Analysing an upload could not run (not the file's fault).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<crate::tus::HeaderError> for IngestError {
@@ -62,17 +65,27 @@ impl IntoResponse for IngestError {
             IngestError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             IngestError::QuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
-            IngestError::RateLimited(refusal) => return lectern_common::http::rate_limited(refusal),
-            IngestError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            IngestError::ChecksumMismatch => {
-                (StatusCode::from_u16(460).expect("460 is a valid status"), "checksum_mismatch")
+            IngestError::RateLimited(refusal) => {
+                return lectern_common::http::rate_limited(refusal);
             }
+            IngestError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            IngestError::ChecksumMismatch => (
+                StatusCode::from_u16(460).expect("460 is a valid status"),
+                "checksum_mismatch",
+            ),
             IngestError::TusVersion => {
-                let mut res = error_response(StatusCode::PRECONDITION_FAILED, "tus_version", &message);
-                res.headers_mut().insert("tus-version", HeaderValue::from_static(crate::tus::VERSION));
+                let mut res =
+                    error_response(StatusCode::PRECONDITION_FAILED, "tus_version", &message);
+                res.headers_mut()
+                    .insert("tus-version", HeaderValue::from_static(crate::tus::VERSION));
                 return res;
             }
-            IngestError::Storage(_) | IngestError::Db(_) | IngestError::Queue(_) => {
+            IngestError::Storage(_)
+            | IngestError::Db(_)
+            | IngestError::Queue(_)
+            | IngestError::Internal(_) => {
                 return internal_error("upload request failed", &self);
             }
         };

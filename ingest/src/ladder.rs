@@ -6,7 +6,13 @@
 use lectern_common::messages::{Rung, SourceFacts};
 
 /// (short side, video kbps), highest first.
-pub const STANDARD_RUNGS: [(u32, u32); 5] = [(1080, 5000), (720, 2800), (480, 1400), (360, 800), (240, 400)];
+pub const STANDARD_RUNGS: [(u32, u32); 5] = [
+    (1080, 5000),
+    (720, 2800),
+    (480, 1400),
+    (360, 800),
+    (240, 400),
+];
 
 fn even(x: f64) -> u32 {
     ((x / 2.0).round() as u32 * 2).max(2)
@@ -19,17 +25,33 @@ pub fn ladder_for(source: &SourceFacts) -> Vec<Rung> {
     let landscape = w >= h;
     let aspect = w as f64 / h as f64;
     let size_for = |side: u32| -> (u32, u32) {
-        if landscape { (even(side as f64 * aspect), even(side as f64)) } else { (even(side as f64), even(side as f64 / aspect)) }
+        if landscape {
+            (even(side as f64 * aspect), even(side as f64))
+        } else {
+            (even(side as f64), even(side as f64 / aspect))
+        }
     };
-    let mut rungs: Vec<(u32, u32)> = STANDARD_RUNGS.iter().copied().filter(|(side, _)| *side <= short).collect();
+    let mut rungs: Vec<(u32, u32)> = STANDARD_RUNGS
+        .iter()
+        .copied()
+        .filter(|(side, _)| *side <= short)
+        .collect();
     let top_standard = STANDARD_RUNGS[0].0;
     let own_side = short.min(top_standard) / 2 * 2;
     if rungs.first().map(|(side, _)| *side) != Some(own_side) {
         // Between rungs: the bit rate of the rung below scaled by pixel count, never
         // above the rung above it. Below the lowest rung: the lowest one scaled down.
-        let below = STANDARD_RUNGS.iter().copied().find(|(side, _)| *side < own_side);
-        let above = STANDARD_RUNGS.iter().rev().copied().find(|(side, _)| *side > own_side);
-        let scaled = |(side, kbps): (u32, u32)| kbps as f64 * (own_side as f64 / side as f64).powi(2);
+        let below = STANDARD_RUNGS
+            .iter()
+            .copied()
+            .find(|(side, _)| *side < own_side);
+        let above = STANDARD_RUNGS
+            .iter()
+            .rev()
+            .copied()
+            .find(|(side, _)| *side > own_side);
+        let scaled =
+            |(side, kbps): (u32, u32)| kbps as f64 * (own_side as f64 / side as f64).powi(2);
         let kbps = match (below, above) {
             (Some(b), Some((_, above_kbps))) => scaled(b).min(above_kbps as f64),
             (Some(b), None) => scaled(b),
@@ -43,7 +65,13 @@ pub fn ladder_for(source: &SourceFacts) -> Vec<Rung> {
         .into_iter()
         .map(|(side, kbps)| {
             let (width, height) = size_for(side);
-            Rung { name: format!("v{side}"), width, height, video_kbps: kbps, crf: None }
+            Rung {
+                name: format!("v{side}"),
+                width,
+                height,
+                video_kbps: kbps,
+                crf: None,
+            }
         })
         .collect()
 }
@@ -69,7 +97,9 @@ mod tests {
     }
 
     fn sizes(l: &[Rung]) -> Vec<(u32, u32, u32)> {
-        l.iter().map(|r| (r.width, r.height, r.video_kbps)).collect()
+        l.iter()
+            .map(|r| (r.width, r.height, r.video_kbps))
+            .collect()
     }
 
     #[test]
@@ -77,7 +107,13 @@ mod tests {
         let l = ladder_for(&source(1920, 1080));
         assert_eq!(
             sizes(&l),
-            vec![(1920, 1080, 5000), (1280, 720, 2800), (854, 480, 1400), (640, 360, 800), (426, 240, 400)]
+            vec![
+                (1920, 1080, 5000),
+                (1280, 720, 2800),
+                (854, 480, 1400),
+                (640, 360, 800),
+                (426, 240, 400)
+            ]
         );
         assert_eq!(l[0].name, "v1080");
     }
@@ -93,15 +129,24 @@ mod tests {
         let l = ladder_for(&source(1024, 768));
         assert_eq!(l[0].height, 768);
         assert_eq!(l[0].width, 1024);
-        assert!(l[0].video_kbps > l[1].video_kbps && l[0].video_kbps < 5000, "{l:?}");
-        assert_eq!(l.iter().map(|r| r.height).collect::<Vec<_>>(), vec![768, 720, 480, 360, 240]);
+        assert!(
+            l[0].video_kbps > l[1].video_kbps && l[0].video_kbps < 5000,
+            "{l:?}"
+        );
+        assert_eq!(
+            l.iter().map(|r| r.height).collect::<Vec<_>>(),
+            vec![768, 720, 480, 360, 240]
+        );
     }
 
     #[test]
     fn bit_rates_fall_with_every_rung() {
         for short in [250, 300, 400, 500, 600, 700, 719, 721, 800, 900, 1000, 1079] {
             let l = ladder_for(&source(short * 16 / 9, short));
-            assert!(l.windows(2).all(|w| w[0].video_kbps > w[1].video_kbps), "{short}: {l:?}");
+            assert!(
+                l.windows(2).all(|w| w[0].video_kbps > w[1].video_kbps),
+                "{short}: {l:?}"
+            );
         }
     }
 
@@ -127,7 +172,10 @@ mod tests {
         for (w, h) in [(1001, 563), (720, 576), (853, 480), (2, 2), (4000, 3)] {
             for r in ladder_for(&source(w, h)) {
                 assert_eq!((r.width % 2, r.height % 2), (0, 0), "{w}x{h} -> {r:?}");
-                assert!(r.width <= w.max(2) + 1 && r.height <= h.max(2) + 1, "{w}x{h} -> {r:?}");
+                assert!(
+                    r.width <= w.max(2) + 1 && r.height <= h.max(2) + 1,
+                    "{w}x{h} -> {r:?}"
+                );
             }
         }
     }

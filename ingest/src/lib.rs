@@ -2,13 +2,15 @@
 //!
 //! It owns the tus 1.0 upload API at `/api/uploads` (core, creation,
 //! creation-with-upload, checksum, termination, expiration), streaming chunks into
-//! object storage; probing complete files with GStreamer's Discoverer; choosing the
+//! object storage; analysing complete files in a fenced child (the gate's formats,
+//! the source limits); choosing the
 //! ladder (fitted to each source's complexity); and recording each transcode job in the database before publishing it (an
 //! outbox), so a queue outage loses nothing.
 
-mod error;
+pub mod analyse;
 pub mod chunks;
 pub mod complexity;
+mod error;
 pub mod ladder;
 pub mod probe;
 mod routes;
@@ -43,6 +45,10 @@ pub struct IngestConfig {
     pub upload_ttl_secs: i64,
     /// How long probing one file may take.
     pub probe_timeout_secs: u64,
+    /// What a source may be (size, frame rate, length).
+    pub source_limits: probe::SourceLimits,
+    /// The fenced child process that analyses uploads.
+    pub fence: lectern_gate::fence::Fence,
     /// Local scratch space for probing files from remote storage.
     pub scratch_dir: PathBuf,
     /// Lectures longer than this (seconds) are split into chunk jobs that any worker
@@ -75,7 +81,14 @@ impl FromRef<IngestState> for AccessTokens {
 }
 
 impl IngestState {
-    pub fn new(db: Db, store: SharedStore, queue: SharedQueue, tokens: AccessTokens, config: IngestConfig, limits: Arc<Limits>) -> Self {
+    pub fn new(
+        db: Db,
+        store: SharedStore,
+        queue: SharedQueue,
+        tokens: AccessTokens,
+        config: IngestConfig,
+        limits: Arc<Limits>,
+    ) -> Self {
         Self {
             db,
             store,
@@ -123,7 +136,9 @@ pub fn spawn_background(state: IngestState) -> Vec<tokio::task::JoinHandle<()>> 
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "job outbox not relayed yet; retrying"),
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(2), state.outbox_wakeup.notified()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), state.outbox_wakeup.notified())
+                        .await;
             }
         })
     };

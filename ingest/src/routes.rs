@@ -23,7 +23,13 @@ pub struct IngestApi;
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/api/uploads", post(create).options(options))
-        .route("/api/uploads/{id}", axum::routing::head(head).patch(patch).delete(terminate).options(options))
+        .route(
+            "/api/uploads/{id}",
+            axum::routing::head(head)
+                .patch(patch)
+                .delete(terminate)
+                .options(options),
+        )
         .layer(middleware::from_fn(tus_headers))
         .with_state(state)
 }
@@ -31,9 +37,15 @@ pub fn router(state: IngestState) -> Router {
 /// Every tus response carries Tus-Resumable; every request but OPTIONS must too.
 async fn tus_headers(req: Request, next: Next) -> Response {
     let wrong_version = req.method() != Method::OPTIONS
-        && req.headers().get("tus-resumable").map(|v| v.as_bytes()) != Some(tus::VERSION.as_bytes());
-    let mut res = if wrong_version { IngestError::TusVersion.into_response() } else { next.run(req).await };
-    res.headers_mut().insert("tus-resumable", HeaderValue::from_static(tus::VERSION));
+        && req.headers().get("tus-resumable").map(|v| v.as_bytes())
+            != Some(tus::VERSION.as_bytes());
+    let mut res = if wrong_version {
+        IngestError::TusVersion.into_response()
+    } else {
+        next.run(req).await
+    };
+    res.headers_mut()
+        .insert("tus-resumable", HeaderValue::from_static(tus::VERSION));
     res
 }
 
@@ -42,12 +54,16 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn expires_header(upload: &Upload) -> HeaderValue {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(upload.expires_at.max(0) as u64);
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(upload.expires_at.max(0) as u64);
     HeaderValue::from_str(&httpdate::fmt_http_date(at)).expect("HTTP dates are ASCII")
 }
 
 fn offset_headers(upload: &Upload) -> [(&'static str, HeaderValue); 2] {
-    [("upload-offset", HeaderValue::from(upload.received)), ("upload-expires", expires_header(upload))]
+    [
+        ("upload-offset", HeaderValue::from(upload.received)),
+        ("upload-expires", expires_header(upload)),
+    ]
 }
 
 #[utoipa::path(
@@ -61,15 +77,27 @@ async fn options(State(state): State<IngestState>) -> impl IntoResponse {
         [
             ("tus-version", HeaderValue::from_static(tus::VERSION)),
             ("tus-extension", HeaderValue::from_static(tus::EXTENSIONS)),
-            ("tus-checksum-algorithm", HeaderValue::from_static(tus::CHECKSUM_ALGORITHMS)),
-            ("tus-max-size", HeaderValue::from(state.config.max_upload_bytes)),
+            (
+                "tus-checksum-algorithm",
+                HeaderValue::from_static(tus::CHECKSUM_ALGORITHMS),
+            ),
+            (
+                "tus-max-size",
+                HeaderValue::from(state.config.max_upload_bytes),
+            ),
         ],
     )
 }
 
 fn is_offset_stream(headers: &HeaderMap) -> bool {
     header_str(headers, header::CONTENT_TYPE.as_str())
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(tus::OFFSET_CONTENT_TYPE))
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(tus::OFFSET_CONTENT_TYPE)
+        })
         .unwrap_or(false)
 }
 
@@ -79,22 +107,31 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
 fn body_stream(body: Body, idle: std::time::Duration) -> lectern_common::storage::ByteStream {
     use futures::StreamExt;
     let chunks = body.into_data_stream();
-    Box::pin(futures::stream::unfold(Some(chunks), move |chunks| async move {
-        let mut chunks = chunks?;
-        match tokio::time::timeout(idle, chunks.next()).await {
-            Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
-            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
-            Ok(None) => None,
-            Err(_) => {
-                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no bytes arrived for {} s", idle.as_secs()));
-                Some((Err(e), None))
+    Box::pin(futures::stream::unfold(
+        Some(chunks),
+        move |chunks| async move {
+            let mut chunks = chunks?;
+            match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+                Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+                Ok(None) => None,
+                Err(_) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no bytes arrived for {} s", idle.as_secs()),
+                    );
+                    Some((Err(e), None))
+                }
             }
-        }
-    }))
+        },
+    ))
 }
 
 fn checksum_of(headers: &HeaderMap) -> Result<Option<tus::Checksum>, IngestError> {
-    header_str(headers, "upload-checksum").map(tus::parse_checksum).transpose().map_err(Into::into)
+    header_str(headers, "upload-checksum")
+        .map(tus::parse_checksum)
+        .transpose()
+        .map_err(Into::into)
 }
 
 #[utoipa::path(
@@ -111,25 +148,51 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
-    state.limits.check(Action::UploadCreate, ip, Some(&user.id))?;
+    state
+        .limits
+        .check(Action::UploadCreate, ip, Some(&user.id))?;
     if headers.contains_key("upload-defer-length") {
-        return Err(IngestError::BadRequest("Upload-Defer-Length is not supported; send Upload-Length".into()));
+        return Err(IngestError::BadRequest(
+            "Upload-Defer-Length is not supported; send Upload-Length".into(),
+        ));
     }
     let length = tus::parse_u64(
-        header_str(&headers, "upload-length").ok_or_else(|| IngestError::BadRequest("Upload-Length is required".into()))?,
+        header_str(&headers, "upload-length")
+            .ok_or_else(|| IngestError::BadRequest("Upload-Length is required".into()))?,
         "Upload-Length",
     )?;
-    let metadata_header = header_str(&headers, "upload-metadata").unwrap_or("").to_string();
+    let metadata_header = header_str(&headers, "upload-metadata")
+        .unwrap_or("")
+        .to_string();
     let metadata = tus::parse_metadata(&metadata_header)?;
-    let mut upload = uploads::create(&state, &user, NewUpload { length, metadata_header, metadata }).await?;
+    let mut upload = uploads::create(
+        &state,
+        &user,
+        NewUpload {
+            length,
+            metadata_header,
+            metadata,
+        },
+    )
+    .await?;
     // creation-with-upload: the first chunk may ride on the POST.
     if is_offset_stream(&headers) {
         let checksum = checksum_of(&headers)?;
-        upload = uploads::append(&state, &upload, 0, checksum, body_stream(body, state.config.upload_idle)).await?;
+        upload = uploads::append(
+            &state,
+            &upload,
+            0,
+            checksum,
+            body_stream(body, state.config.upload_idle),
+        )
+        .await?;
     }
     let location = format!("/api/uploads/{}", upload.id);
     let mut res = (StatusCode::CREATED, offset_headers(&upload)).into_response();
-    res.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ids are ASCII"));
+    res.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).expect("ids are ASCII"),
+    );
     Ok(res)
 }
 
@@ -138,7 +201,11 @@ async fn create(
     params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0")),
     responses((status = 200, description = "Where to resume", headers(("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Expires" = String), ("Upload-Metadata" = String), ("Tus-Resumable" = String))), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn head(State(state): State<IngestState>, user: AuthUser, Path(id): Path<String>) -> Result<Response, IngestError> {
+async fn head(
+    State(state): State<IngestState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, IngestError> {
     let upload = uploads::load_for(&state, &user, &id).await?;
     let mut res = (StatusCode::OK, offset_headers(&upload)).into_response();
     let h = res.headers_mut();
@@ -170,17 +237,29 @@ async fn patch(
         return Err(IngestError::UnsupportedMediaType);
     }
     let offset = tus::parse_u64(
-        header_str(&headers, "upload-offset").ok_or_else(|| IngestError::BadRequest("Upload-Offset is required".into()))?,
+        header_str(&headers, "upload-offset")
+            .ok_or_else(|| IngestError::BadRequest("Upload-Offset is required".into()))?,
         "Upload-Offset",
     )?;
     let checksum = checksum_of(&headers)?;
     let upload = uploads::load_for(&state, &user, &id).await?;
-    if let Some(len) = header_str(&headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(len) =
+        header_str(&headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
+    {
         if offset.saturating_add(len) > upload.length {
-            return Err(IngestError::TooLarge("the chunk runs past Upload-Length".into()));
+            return Err(IngestError::TooLarge(
+                "the chunk runs past Upload-Length".into(),
+            ));
         }
     }
-    let upload = uploads::append(&state, &upload, offset, checksum, body_stream(body, state.config.upload_idle)).await?;
+    let upload = uploads::append(
+        &state,
+        &upload,
+        offset,
+        checksum,
+        body_stream(body, state.config.upload_idle),
+    )
+    .await?;
     Ok((StatusCode::NO_CONTENT, offset_headers(&upload)).into_response())
 }
 
@@ -189,7 +268,11 @@ async fn patch(
     params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0")),
     responses((status = 204, description = "Removed with its bytes"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn terminate(State(state): State<IngestState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, IngestError> {
+async fn terminate(
+    State(state): State<IngestState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, IngestError> {
     let upload = uploads::load_for(&state, &user, &id).await?;
     uploads::terminate(&state, &upload).await?;
     Ok(StatusCode::NO_CONTENT)

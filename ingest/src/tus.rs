@@ -47,8 +47,11 @@ pub fn parse_metadata(value: &str) -> Result<BTreeMap<String, String>, HeaderErr
         let decoded = match parts.next().map(str::trim) {
             None | Some("") => String::new(),
             Some(v) => {
-                let bytes = STANDARD.decode(v).map_err(|_| HeaderError::Metadata(format!("value of {key} is not base64")))?;
-                String::from_utf8(bytes).map_err(|_| HeaderError::Metadata(format!("value of {key} is not UTF-8")))?
+                let bytes = STANDARD
+                    .decode(v)
+                    .map_err(|_| HeaderError::Metadata(format!("value of {key} is not base64")))?;
+                String::from_utf8(bytes)
+                    .map_err(|_| HeaderError::Metadata(format!("value of {key} is not UTF-8")))?
             }
         };
         if out.insert(key.to_string(), decoded).is_some() {
@@ -72,13 +75,18 @@ pub struct Checksum {
 
 /// Upload-Checksum: `<algorithm> <base64 digest>`.
 pub fn parse_checksum(value: &str) -> Result<Checksum, HeaderError> {
-    let (algo, digest) = value.trim().split_once(' ').ok_or(HeaderError::ChecksumSyntax)?;
+    let (algo, digest) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(HeaderError::ChecksumSyntax)?;
     let algorithm = match algo.to_ascii_lowercase().as_str() {
         "sha1" => ChecksumAlgorithm::Sha1,
         "sha256" => ChecksumAlgorithm::Sha256,
         other => return Err(HeaderError::ChecksumAlgorithm(other.to_string())),
     };
-    let digest = STANDARD.decode(digest.trim()).map_err(|_| HeaderError::ChecksumSyntax)?;
+    let digest = STANDARD
+        .decode(digest.trim())
+        .map_err(|_| HeaderError::ChecksumSyntax)?;
     let expected_len = match algorithm {
         ChecksumAlgorithm::Sha1 => 20,
         ChecksumAlgorithm::Sha256 => 32,
@@ -136,7 +144,8 @@ mod tests {
 
     #[test]
     fn metadata_pairs_decode() {
-        let m = parse_metadata("filename bGVjdHVyZS5tcDQ=,lecture_id YWJj, is_confidential").unwrap();
+        let m =
+            parse_metadata("filename bGVjdHVyZS5tcDQ=,lecture_id YWJj, is_confidential").unwrap();
         assert_eq!(m["filename"], "lecture.mp4");
         assert_eq!(m["lecture_id"], "abc");
         assert_eq!(m["is_confidential"], "");
@@ -150,7 +159,10 @@ mod tests {
         let c = parse_checksum("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=").unwrap();
         assert_eq!(c.algorithm, ChecksumAlgorithm::Sha1);
         assert_eq!(c.digest.len(), 20);
-        assert!(matches!(parse_checksum("md5 AAAA"), Err(HeaderError::ChecksumAlgorithm(_))));
+        assert!(matches!(
+            parse_checksum("md5 AAAA"),
+            Err(HeaderError::ChecksumAlgorithm(_))
+        ));
         assert!(parse_checksum("sha256 short").is_err());
         assert!(parse_checksum("sha256").is_err());
         let mut h = Hasher::new(ChecksumAlgorithm::Sha1);

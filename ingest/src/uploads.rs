@@ -12,6 +12,8 @@ use lectern_common::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_
 use lectern_common::queue::Topic;
 use lectern_common::storage::ByteStream;
 use lectern_common::{new_id, now_unix};
+use lectern_gate::Refusal;
+use lectern_gate::fence::Task;
 
 use crate::IngestState;
 use crate::error::IngestError;
@@ -35,7 +37,17 @@ pub struct Upload {
     pub expires_at: i64,
 }
 
-type UploadRow = (String, String, String, String, i64, i64, String, String, i64);
+type UploadRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+);
 
 impl Upload {
     fn from_row(r: UploadRow) -> Self {
@@ -65,7 +77,11 @@ async fn load(state: &IngestState, id: &str) -> Result<Option<Upload>, IngestErr
 }
 
 /// The upload, if it exists, belongs to `user` and has not expired.
-pub async fn load_for(state: &IngestState, user: &AuthUser, id: &str) -> Result<Upload, IngestError> {
+pub async fn load_for(
+    state: &IngestState,
+    user: &AuthUser,
+    id: &str,
+) -> Result<Upload, IngestError> {
     let upload = load(state, id)
         .await?
         .filter(|u| u.owner_id == user.id || user.is_admin())
@@ -106,9 +122,15 @@ async fn check_quota(state: &IngestState, user: &AuthUser, length: u64) -> Resul
     Ok(())
 }
 
-pub async fn create(state: &IngestState, user: &AuthUser, new: NewUpload) -> Result<Upload, IngestError> {
+pub async fn create(
+    state: &IngestState,
+    user: &AuthUser,
+    new: NewUpload,
+) -> Result<Upload, IngestError> {
     if user.role == Role::Student {
-        return Err(IngestError::Forbidden("students cannot upload lectures".into()));
+        return Err(IngestError::Forbidden(
+            "students cannot upload lectures".into(),
+        ));
     }
     if new.length > state.config.max_upload_bytes {
         return Err(IngestError::TooLarge(format!(
@@ -117,7 +139,9 @@ pub async fn create(state: &IngestState, user: &AuthUser, new: NewUpload) -> Res
         )));
     }
     if new.length == 0 {
-        return Err(IngestError::BadRequest("an empty file is not a video".into()));
+        return Err(IngestError::BadRequest(
+            "an empty file is not a video".into(),
+        ));
     }
     let lecture_id = new
         .metadata
@@ -135,12 +159,17 @@ pub async fn create(state: &IngestState, user: &AuthUser, new: NewUpload) -> Res
     .bind(lecture_id)
     .fetch_optional(&state.db)
     .await?;
-    let (status, owner_id) = lecture.ok_or_else(|| IngestError::NotFound("no such lecture".into()))?;
+    let (status, owner_id) =
+        lecture.ok_or_else(|| IngestError::NotFound("no such lecture".into()))?;
     if owner_id != user.id && !user.is_admin() {
-        return Err(IngestError::Forbidden("only the lecture's owner may upload to it".into()));
+        return Err(IngestError::Forbidden(
+            "only the lecture's owner may upload to it".into(),
+        ));
     }
     if status == "processing" {
-        return Err(IngestError::Conflict("the lecture's last upload is still being processed".into()));
+        return Err(IngestError::Conflict(
+            "the lecture's last upload is still being processed".into(),
+        ));
     }
     check_quota(state, user, new.length).await?;
     let id = new_id().replace('-', "");
@@ -191,15 +220,25 @@ pub async fn append(
     let lock = state.lock_for(&upload.id);
     let _guard = lock.lock().await;
     // Re-read under the lock: a concurrent PATCH may have moved the offset.
-    let current = load(state, &upload.id).await?.ok_or_else(|| IngestError::NotFound("no such upload".into()))?;
+    let current = load(state, &upload.id)
+        .await?
+        .ok_or_else(|| IngestError::NotFound("no such upload".into()))?;
     if current.state != "receiving" {
-        return Err(IngestError::Conflict("the upload is already complete".into()));
+        return Err(IngestError::Conflict(
+            "the upload is already complete".into(),
+        ));
     }
     if offset != current.received {
-        return Err(IngestError::OffsetConflict { given: offset, actual: current.received });
+        return Err(IngestError::OffsetConflict {
+            given: offset,
+            actual: current.received,
+        });
     }
     let remaining = current.length - current.received;
-    let tally = Arc::new(Mutex::new(Tally { hasher: checksum.as_ref().map(|c| Hasher::new(c.algorithm)), over_limit: false }));
+    let tally = Arc::new(Mutex::new(Tally {
+        hasher: checksum.as_ref().map(|c| Hasher::new(c.algorithm)),
+        over_limit: false,
+    }));
     let counted = {
         let tally = tally.clone();
         let mut seen = 0u64;
@@ -209,7 +248,9 @@ pub async fn append(
             let mut t = tally.lock().expect("tally lock");
             if seen > remaining {
                 t.over_limit = true;
-                return Err(std::io::Error::other("body is longer than the upload's remaining length"));
+                return Err(std::io::Error::other(
+                    "body is longer than the upload's remaining length",
+                ));
             }
             if let Some(h) = t.hasher.as_mut() {
                 h.update(&chunk);
@@ -218,27 +259,36 @@ pub async fn append(
         })
         .boxed()
     };
-    let outcome = state.store.append(&current.storage_key, offset, counted).await?;
+    let outcome = state
+        .store
+        .append(&current.storage_key, offset, counted)
+        .await?;
     let (over_limit, digest) = {
         let mut t = tally.lock().expect("tally lock");
         (t.over_limit, t.hasher.take().map(Hasher::finish))
     };
     if over_limit {
         state.store.truncate(&current.storage_key, offset).await?;
-        return Err(IngestError::TooLarge("the body runs past Upload-Length; the chunk was discarded".into()));
+        return Err(IngestError::TooLarge(
+            "the body runs past Upload-Length; the chunk was discarded".into(),
+        ));
     }
     if let Some(expected) = &checksum {
         // A chunk with a checksum is all or nothing.
         if outcome.interrupted.is_some() || digest.as_deref() != Some(expected.digest.as_slice()) {
             state.store.truncate(&current.storage_key, offset).await?;
             if let Some(e) = outcome.interrupted {
-                return Err(IngestError::BadRequest(format!("the body was cut short: {e}")));
+                return Err(IngestError::BadRequest(format!(
+                    "the body was cut short: {e}"
+                )));
             }
             return Err(IngestError::ChecksumMismatch);
         }
     }
     let received = outcome.new_len;
-    lectern_common::metrics::metrics().upload_bytes.inc_by(received.saturating_sub(offset));
+    lectern_common::metrics::metrics()
+        .upload_bytes
+        .inc_by(received.saturating_sub(offset));
     let complete = received == current.length;
     let expires_at = now_unix() + state.config.upload_ttl_secs;
     sqlx::query("UPDATE uploads SET received = $1, state = $2, expires_at = $3 WHERE id = $4")
@@ -251,7 +301,9 @@ pub async fn append(
     if let Some(e) = outcome.interrupted {
         // The client went away; what arrived is kept and HEAD reports it.
         tracing::info!(upload = %current.id, received, error = %e, "upload body interrupted");
-        return Err(IngestError::BadRequest(format!("the body was cut short after {received} bytes: {e}")));
+        return Err(IngestError::BadRequest(format!(
+            "the body was cut short after {received} bytes: {e}"
+        )));
     }
     if complete {
         // The file is in: the lecture is processing from now on (probing comes next).
@@ -270,7 +322,16 @@ pub async fn append(
             }
         });
     }
-    Ok(Upload { received, expires_at, state: if complete { "complete".into() } else { "receiving".into() }, ..current })
+    Ok(Upload {
+        received,
+        expires_at,
+        state: if complete {
+            "complete".into()
+        } else {
+            "receiving".into()
+        },
+        ..current
+    })
 }
 
 /// tus termination: the upload and its bytes are removed.
@@ -278,17 +339,63 @@ pub async fn terminate(state: &IngestState, upload: &Upload) -> Result<(), Inges
     let lock = state.lock_for(&upload.id);
     let _guard = lock.lock().await;
     if upload.state != "receiving" {
-        return Err(IngestError::Conflict("a complete upload cannot be terminated".into()));
+        return Err(IngestError::Conflict(
+            "a complete upload cannot be terminated".into(),
+        ));
     }
     state.store.delete(&upload.storage_key).await?;
-    sqlx::query("DELETE FROM uploads WHERE id = $1").bind(&upload.id).execute(&state.db).await?;
+    sqlx::query("DELETE FROM uploads WHERE id = $1")
+        .bind(&upload.id)
+        .execute(&state.db)
+        .await?;
     Ok(())
+}
+
+/// Runs the analysis of an upload in a fenced child. The file's faults come back as a
+/// refusal; ours (the child could not start) as an error, so the upload is finished
+/// again at the next start.
+async fn analyse_fenced(
+    state: &IngestState,
+    source: &std::path::Path,
+) -> Result<Result<crate::analyse::Analysis, Refusal>, IngestError> {
+    let config = &state.config;
+    let request = crate::analyse::Request {
+        source: source.to_path_buf(),
+        timeout_secs: config.probe_timeout_secs,
+        chunk_secs: config.chunk_secs,
+        per_title: config.per_title_ladder,
+        limits: config.source_limits,
+    };
+    let scratch = tempdir_in(&config.scratch_dir)?;
+    let task = Task {
+        name: crate::analyse::TASK,
+        input: &request,
+        readable: vec![source.to_path_buf()],
+        writable: scratch.path().to_path_buf(),
+        time: request.time_budget(),
+    };
+    match config
+        .fence
+        .run(task, |()| {}, std::future::pending())
+        .await
+    {
+        Ok(analysis) => Ok(Ok(analysis)),
+        Err(e) => match e.refusal() {
+            Some(refusal) => {
+                tracing::info!(error = %e, "the fenced analysis refused the upload");
+                Ok(Err(refusal))
+            }
+            None => Err(IngestError::Internal(e.to_string())),
+        },
+    }
 }
 
 /// Turns a complete upload into an asset and a queued transcode job, or fails the
 /// lecture with the reason the file is unusable. Safe to run again after a crash.
 pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestError> {
-    let Some(upload) = load(state, upload_id).await? else { return Ok(()) };
+    let Some(upload) = load(state, upload_id).await? else {
+        return Ok(());
+    };
     if upload.state != "complete" {
         return Ok(());
     }
@@ -297,27 +404,14 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
         Some(p) => (p, None),
         None => {
             let tmp = tempfile_in(&state.config.scratch_dir)?;
-            state.store.download_to(&upload.storage_key, tmp.path()).await?;
+            state
+                .store
+                .download_to(&upload.storage_key, tmp.path())
+                .await?;
             (tmp.path().to_path_buf(), Some(tmp))
         }
     };
-    let timeout = state.config.probe_timeout_secs;
-    let path = local.0.clone();
-    let chunk_secs = state.config.chunk_secs;
-    let per_title = state.config.per_title_ladder;
-    let probed = tokio::task::spawn_blocking(move || {
-        let facts = crate::probe::probe_file(&path, timeout)?;
-        // Chunks are cut by the stated duration: only when the file really lasts it.
-        let chunkable = chunk_secs > 0
-            && facts.duration_secs > chunk_secs as f64
-            && crate::probe::reaches_stated_end(&path, facts.duration_secs, std::time::Duration::from_secs(timeout));
-        let fixed = if facts.has_video { crate::ladder::ladder_for(&facts) } else { Vec::new() };
-        let (ladder, report) =
-            crate::complexity::fit_ladder(&path, &facts, fixed, per_title, std::time::Duration::from_secs(timeout * 2));
-        Ok((facts, chunkable, ladder, report))
-    })
-    .await
-    .unwrap_or_else(|e| Err(crate::probe::Unusable(format!("probing crashed: {e}"))));
+    let probed = analyse_fenced(state, &local.0).await?;
     drop(local);
     let now = now_unix();
     match probed {
@@ -332,7 +426,10 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             .bind(&upload.lecture_id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1").bind(&upload.id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1")
+                .bind(&upload.id)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             state.store.delete(&upload.storage_key).await?;
             let event = JobEvent::Failed {
@@ -343,7 +440,12 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             };
             publish_event(state, &event).await;
         }
-        Ok((source, chunkable, ladder, report)) => {
+        Ok(crate::analyse::Analysis {
+            facts: source,
+            chunkable,
+            ladder,
+            report,
+        }) => {
             let asset_id = new_id();
             let base = TranscodeJob {
                 job_id: new_id(),
@@ -353,7 +455,11 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 output_prefix: format!("assets/{asset_id}"),
                 source: source.clone(),
                 part: JobPart::Whole,
-                range: TimeRange { start_secs: 0.0, end_secs: None, first_segment: 0 },
+                range: TimeRange {
+                    start_secs: 0.0,
+                    end_secs: None,
+                    first_segment: 0,
+                },
                 ladder: ladder.clone(),
                 audio_kbps: AUDIO_KBPS,
                 segment_secs: SEGMENT_SECS,
@@ -361,7 +467,16 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             };
             let (workers, ranges) = if chunkable {
                 let workers = plan_workers(state).await;
-                (workers, crate::chunks::plan(&source, SEGMENT_SECS, KEYFRAME_SECS, chunk_secs, workers))
+                (
+                    workers,
+                    crate::chunks::plan(
+                        &source,
+                        SEGMENT_SECS,
+                        KEYFRAME_SECS,
+                        state.config.chunk_secs,
+                        workers,
+                    ),
+                )
             } else {
                 (1, Vec::new())
             };
@@ -378,7 +493,10 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             .bind(&upload.lecture_id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1").bind(&upload.id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1")
+                .bind(&upload.id)
+                .execute(&mut *tx)
+                .await?;
             if updated.rows_affected() == 0 {
                 // The lecture was deleted while its file was uploading.
                 tx.commit().await?;
@@ -423,14 +541,29 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 }
             }
             tx.commit().await?;
-            let kbps: Vec<String> = ladder.iter().map(|r| format!("{}:{}{}", r.name, r.video_kbps, r.crf.map(|c| format!("@crf{c}")).unwrap_or_default())).collect();
+            let kbps: Vec<String> = ladder
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}:{}{}",
+                        r.name,
+                        r.video_kbps,
+                        r.crf.map(|c| format!("@crf{c}")).unwrap_or_default()
+                    )
+                })
+                .collect();
             tracing::info!(
                 lecture = %base.lecture_id, asset = %asset_id, ladder = %kbps.join(","), method = %report.method,
                 probe_secs = report.probe_secs, jobs = jobs.len(), chunks = ranges.len(), workers, "transcode jobs recorded"
             );
             publish_event(
                 state,
-                &JobEvent::Progress { job_id: base.job_id.clone(), lecture_id: base.lecture_id.clone(), asset_id, percent: 0 },
+                &JobEvent::Progress {
+                    job_id: base.job_id.clone(),
+                    lecture_id: base.lecture_id.clone(),
+                    asset_id,
+                    percent: 0,
+                },
             )
             .await;
             state.outbox_wakeup.notify_one();
@@ -446,14 +579,21 @@ async fn plan_workers(state: &IngestState) -> u32 {
     if state.config.plan_workers > 0 {
         return state.config.plan_workers;
     }
-    match tokio::time::timeout(std::time::Duration::from_secs(2), state.queue.consumers(Topic::Jobs)).await {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.queue.consumers(Topic::Jobs),
+    )
+    .await
+    {
         Ok(Ok(n)) => n.clamp(1, u32::MAX as u64) as u32,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "counting the job queue's consumers failed; chunks planned for one worker");
             1
         }
         Err(_) => {
-            tracing::warn!("the job queue did not say how many consumers it has; chunks planned for one worker");
+            tracing::warn!(
+                "the job queue did not say how many consumers it has; chunks planned for one worker"
+            );
             1
         }
     }
@@ -464,6 +604,14 @@ async fn publish_event(state: &IngestState, event: &JobEvent) {
     if let Err(e) = state.queue.publish(Topic::Events, payload).await {
         tracing::warn!(error = %e, "could not publish a live event; the database already holds the state");
     }
+}
+
+fn tempdir_in(dir: &std::path::Path) -> Result<tempfile::TempDir, IngestError> {
+    std::fs::create_dir_all(dir).map_err(|e| IngestError::Storage(e.into()))?;
+    tempfile::Builder::new()
+        .prefix("analyse-")
+        .tempdir_in(dir)
+        .map_err(|e| IngestError::Storage(e.into()))
 }
 
 fn tempfile_in(dir: &std::path::Path) -> Result<tempfile::NamedTempFile, IngestError> {
@@ -480,9 +628,15 @@ pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
             .await?;
     let mut published = 0;
     for (id, payload) in pending {
-        let topic = serde_json::from_str::<TranscodeJob>(&payload).map(|job| Topic::for_job(&job)).unwrap_or(Topic::Jobs);
+        let topic = serde_json::from_str::<TranscodeJob>(&payload)
+            .map(|job| Topic::for_job(&job))
+            .unwrap_or(Topic::Jobs);
         state.queue.publish(topic, payload.into_bytes()).await?;
-        sqlx::query("UPDATE jobs SET published_at = $1 WHERE id = $2").bind(now_unix()).bind(&id).execute(&state.db).await?;
+        sqlx::query("UPDATE jobs SET published_at = $1 WHERE id = $2")
+            .bind(now_unix())
+            .bind(&id)
+            .execute(&state.db)
+            .await?;
         published += 1;
     }
     Ok(published)
@@ -490,20 +644,26 @@ pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
 
 /// Removes uploads that expired before they were complete, with their bytes.
 pub async fn sweep_expired(state: &IngestState) -> Result<usize, IngestError> {
-    let expired: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, storage_key FROM uploads WHERE state = 'receiving' AND expires_at < $1")
-            .bind(now_unix())
-            .fetch_all(&state.db)
-            .await?;
+    let expired: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, storage_key FROM uploads WHERE state = 'receiving' AND expires_at < $1",
+    )
+    .bind(now_unix())
+    .fetch_all(&state.db)
+    .await?;
     for (id, key) in &expired {
         state.store.delete(key).await?;
-        sqlx::query("DELETE FROM uploads WHERE id = $1 AND state = 'receiving'").bind(id).execute(&state.db).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1 AND state = 'receiving'")
+            .bind(id)
+            .execute(&state.db)
+            .await?;
     }
     Ok(expired.len())
 }
 
 /// Uploads that completed before a crash but were never turned into a job.
 pub async fn unfinished(state: &IngestState) -> Result<Vec<String>, IngestError> {
-    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM uploads WHERE state = 'complete'").fetch_all(&state.db).await?;
+    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM uploads WHERE state = 'complete'")
+        .fetch_all(&state.db)
+        .await?;
     Ok(ids.into_iter().map(|(id,)| id).collect())
 }

@@ -37,7 +37,9 @@ const GAP_TOLERANCE_NS: u64 = 1_000_000;
 /// The sound in one ADTS frame, from its header: 1024 samples per raw data block at
 /// the header's sampling rate.
 fn adts_duration_ns(frame: &[u8]) -> Option<u64> {
-    const RATES: [u64; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    const RATES: [u64; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
     if frame.len() < 7 || frame[0] != 0xff || frame[1] & 0xf0 != 0xf0 {
         return None;
     }
@@ -67,13 +69,19 @@ mod imp {
         /// Whether `next` can join: room left, no gap, no discontinuity, and the
         /// group's sound not yet at its limit.
         fn takes(&self, next: &gst::Buffer) -> bool {
-            let (Some(first), Some(last)) = (self.frames.first(), self.frames.last()) else { return true };
-            if self.bytes + next.size() > MAX_GROUP_BYTES || next.flags().contains(gst::BufferFlags::DISCONT) {
+            let (Some(first), Some(last)) = (self.frames.first(), self.frames.last()) else {
+                return true;
+            };
+            if self.bytes + next.size() > MAX_GROUP_BYTES
+                || next.flags().contains(gst::BufferFlags::DISCONT)
+            {
                 return false;
             }
-            let (Some(first_pts), Some(last_end), Some(next_pts)) =
-                (first.pts(), last.pts().zip(last.duration()).map(|(p, d)| p + d), next.pts())
-            else {
+            let (Some(first_pts), Some(last_end), Some(next_pts)) = (
+                first.pts(),
+                last.pts().zip(last.duration()).map(|(p, d)| p + d),
+                next.pts(),
+            ) else {
                 return false;
             };
             next_pts.nseconds().abs_diff(last_end.nseconds()) <= GAP_TOLERANCE_NS
@@ -111,12 +119,21 @@ mod imp {
         fn chain(&self, mut frame: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
             // aacparse leaves durations unset; the frame's header tells it.
             if frame.duration().is_none() {
-                let duration = frame.map_readable().ok().and_then(|map| adts_duration_ns(&map));
-                frame.make_mut().set_duration(duration.map(gst::ClockTime::from_nseconds));
+                let duration = frame
+                    .map_readable()
+                    .ok()
+                    .and_then(|map| adts_duration_ns(&map));
+                frame
+                    .make_mut()
+                    .set_duration(duration.map(gst::ClockTime::from_nseconds));
             }
             let full = {
                 let mut group = self.group.lock().expect("group lock");
-                let full = if group.takes(&frame) { None } else { group.take() };
+                let full = if group.takes(&frame) {
+                    None
+                } else {
+                    group.take()
+                };
                 group.push(frame);
                 full
             };
@@ -148,19 +165,34 @@ mod imp {
         type ParentType = gst::Element;
 
         fn with_class(klass: &Self::Class) -> Self {
-            let sinkpad = gst::Pad::builder_from_template(&klass.pad_template("sink").expect("sink template"))
-                .chain_function(|_, parent, buffer| {
-                    AdtsPacker::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |this| this.chain(buffer))
-                })
-                .event_function(|pad, parent, event| {
-                    AdtsPacker::catch_panic_pad_function(parent, || false, |this| this.sink_event(pad, event))
-                })
-                .flags(gst::PadFlags::PROXY_CAPS)
-                .build();
-            let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").expect("src template"))
-                .flags(gst::PadFlags::PROXY_CAPS)
-                .build();
-            Self { sinkpad, srcpad, group: Mutex::new(Group::default()) }
+            let sinkpad = gst::Pad::builder_from_template(
+                &klass.pad_template("sink").expect("sink template"),
+            )
+            .chain_function(|_, parent, buffer| {
+                AdtsPacker::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |this| this.chain(buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                AdtsPacker::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.sink_event(pad, event),
+                )
+            })
+            .flags(gst::PadFlags::PROXY_CAPS)
+            .build();
+            let srcpad =
+                gst::Pad::builder_from_template(&klass.pad_template("src").expect("src template"))
+                    .flags(gst::PadFlags::PROXY_CAPS)
+                    .build();
+            Self {
+                sinkpad,
+                srcpad,
+                group: Mutex::new(Group::default()),
+            }
         }
     }
 
@@ -190,18 +222,28 @@ mod imp {
 
         fn pad_templates() -> &'static [gst::PadTemplate] {
             static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-                let caps = gst::Caps::builder("audio/mpeg").field("mpegversion", 4i32).field("stream-format", "adts").build();
-                [("src", gst::PadDirection::Src), ("sink", gst::PadDirection::Sink)]
-                    .into_iter()
-                    .map(|(name, direction)| {
-                        gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &caps).expect("pad template")
-                    })
-                    .collect()
+                let caps = gst::Caps::builder("audio/mpeg")
+                    .field("mpegversion", 4i32)
+                    .field("stream-format", "adts")
+                    .build();
+                [
+                    ("src", gst::PadDirection::Src),
+                    ("sink", gst::PadDirection::Sink),
+                ]
+                .into_iter()
+                .map(|(name, direction)| {
+                    gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &caps)
+                        .expect("pad template")
+                })
+                .collect()
             });
             TEMPLATES.as_ref()
         }
 
-        fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        fn change_state(
+            &self,
+            transition: gst::StateChange,
+        ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
             let result = self.parent_change_state(transition);
             if transition == gst::StateChange::PausedToReady {
                 self.group.lock().expect("group lock").take();

@@ -3,13 +3,15 @@
 //! It owns turning one `TranscodeJob` into stored HLS output: it takes jobs from the
 //! queue one at a time (and, beside them, one whole-lecture audio job at a time from a
 //! lane of their own), runs one GStreamer pipeline per job (decode once, encode the
-//! whole ladder and one AAC rendition, grab a poster and storyboard), has packager
+//! whole ladder and one AAC rendition, grab a poster and storyboard) in a fenced child
+//! process (`fenced`: no network, no secrets, one writable folder), has packager
 //! write the playlists, uploads everything with the master playlist last, and reports
 //! progress, ready and failed events. It holds no database: queue and storage only.
 //! A job is acked only once every output is stored; failures are retried with
 //! back-off and reported failed after the last attempt.
 
 pub mod audio_pack;
+pub mod fenced;
 pub mod pipeline;
 pub mod scale;
 pub mod storyboard;
@@ -23,10 +25,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use lectern_common::messages::{JobEvent, JobPart, PartReport, StoredRendition, StoredSegment, TranscodeJob, part_key};
+use lectern_common::messages::{
+    JobEvent, JobPart, PartReport, StoredRendition, StoredSegment, TranscodeJob, part_key,
+};
 use lectern_common::queue::{Delivery, SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
-use lectern_packager::{AudioRendition, MASTER_PLAYLIST, MEDIA_PLAYLIST, PlaylistKind, SegmentFacts, VideoVariant};
+use lectern_gate::fence::Task;
+use lectern_packager::{
+    AudioRendition, MASTER_PLAYLIST, MEDIA_PLAYLIST, PlaylistKind, SegmentFacts, VideoVariant,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
@@ -44,12 +51,17 @@ pub struct WorkerConfig {
     /// On shutdown, how long the job in hand may still run before it is stopped and
     /// left to the queue to deliver again.
     pub shutdown_grace: Duration,
+    /// A longer stretch of a video's timeline without a picture fails the job.
+    pub max_gap: Duration,
+    /// The fenced child process each pipeline runs in.
+    pub fence: lectern_gate::fence::Fence,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The file's fault, in the words people see.
     #[error("{0}")]
-    Media(String),
+    Media(lectern_gate::Refusal),
     #[error("storage: {0}")]
     Storage(#[from] lectern_common::storage::StorageError),
     #[error("{0}")]
@@ -173,7 +185,9 @@ impl Worker {
                 tracing::info!(job = %job.job_id, part, secs = wall, "transcode job done");
                 metrics.job_duration.observe(wall);
                 if let JobEvent::Ready { duration_secs, .. } = &ready {
-                    metrics.transcode_speed.observe(duration_secs / wall.max(1e-3));
+                    metrics
+                        .transcode_speed
+                        .observe(duration_secs / wall.max(1e-3));
                 }
                 self.publish(&ready).await;
                 let _ = delivery.ack().await;
@@ -184,19 +198,29 @@ impl Worker {
                 if job.part == JobPart::Whole {
                     let _ = self.store.delete_prefix(&job.output_prefix).await;
                 }
+                // People see the file's fault or a plain word; the detail goes to the
+                // log and the dead-letter queue, for operators.
                 let reason = match &e {
                     JobError::Media(m) => format!("Transcoding failed: {m}."),
-                    _ => format!("Transcoding failed after {attempt} attempts: {e}."),
+                    JobError::Storage(lectern_common::storage::StorageError::NotFound(_)) => {
+                        format!(
+                            "Transcoding failed after {attempt} attempts: the uploaded file was not found in storage."
+                        )
+                    }
+                    _ => format!(
+                        "Transcoding failed after {attempt} attempts: an internal error (the server's log has the details)."
+                    ),
                 };
+                let detail = format!("{reason} ({e})");
                 self.publish(&JobEvent::Failed {
                     job_id: job.job_id.clone(),
                     lecture_id: job.lecture_id.clone(),
                     asset_id: job.asset_id.clone(),
-                    reason: reason.clone(),
+                    reason,
                 })
                 .await;
                 // Kept for an operator, with the reason, in the dead-letter queue.
-                if let Err(e) = delivery.dead_letter(&reason).await {
+                if let Err(e) = delivery.dead_letter(&detail).await {
                     tracing::error!(error = %e, "could not dead-letter a failed job");
                 }
             }
@@ -220,18 +244,28 @@ impl Worker {
         }
     }
 
-    async fn process(&self, job: &TranscodeJob, cancel: Arc<AtomicBool>) -> Result<JobEvent, JobError> {
+    async fn process(
+        &self,
+        job: &TranscodeJob,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<JobEvent, JobError> {
         let prefix = &job.output_prefix;
         if let Some(done) = self.already_done(job).await {
             tracing::info!(job = %job.job_id, "outputs already stored; reporting ready again");
             return Ok(done);
         }
-        tokio::fs::create_dir_all(&self.config.scratch_dir).await.map_err(|e| JobError::Internal(e.to_string()))?;
+        tokio::fs::create_dir_all(&self.config.scratch_dir)
+            .await
+            .map_err(|e| JobError::Internal(e.to_string()))?;
         let scratch = tempfile::Builder::new()
             .prefix("job-")
             .tempdir_in(&self.config.scratch_dir)
             .map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
-        let source = match self.store.local_path(&job.source_key).filter(|p| p.exists()) {
+        let source = match self
+            .store
+            .local_path(&job.source_key)
+            .filter(|p| p.exists())
+        {
             Some(p) => p,
             None => self.cached_source(&job.source_key, scratch.path()).await?,
         };
@@ -240,7 +274,11 @@ impl Worker {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
         let reporter = {
             let queue = self.queue.clone();
-            let (job_id, lecture_id, asset_id) = (job.job_id.clone(), job.lecture_id.clone(), job.asset_id.clone());
+            let (job_id, lecture_id, asset_id) = (
+                job.job_id.clone(),
+                job.lecture_id.clone(),
+                job.asset_id.clone(),
+            );
             let whole = job.part == JobPart::Whole;
             tokio::spawn(async move {
                 let mut last = 0u8;
@@ -254,54 +292,90 @@ impl Worker {
                             asset_id: asset_id.clone(),
                             percent,
                         };
-                        let _ = queue.publish(Topic::Events, serde_json::to_vec(&event).expect("events serialize")).await;
+                        let _ = queue
+                            .publish(
+                                Topic::Events,
+                                serde_json::to_vec(&event).expect("events serialize"),
+                            )
+                            .await;
                     }
                 }
             })
         };
         // An audio part stores its segments as they are finished and reports them, so a
         // long lecture can play before its audio is all encoded.
-        let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<SegmentFacts>>();
+        let (finished_tx, finished_rx) =
+            tokio::sync::mpsc::unbounded_channel::<Vec<SegmentFacts>>();
         let grower = (job.part == JobPart::Audio).then(|| {
-            tokio::spawn(store_growing_audio(self.store.clone(), self.queue.clone(), job.clone(), out_dir.join("audio"), finished_rx))
+            tokio::spawn(store_growing_audio(
+                self.store.clone(),
+                self.queue.clone(),
+                job.clone(),
+                out_dir.join("audio"),
+                finished_rx,
+            ))
         });
-        let output = {
-            let job = job.clone();
-            let out_dir = out_dir.clone();
-            let watchdog = pipeline::Watchdog {
-                stall: self.config.stall_timeout,
-                total: self.config.job_time_base
-                    + Duration::from_secs_f64(job.source.duration_secs.max(0.0) * self.config.job_time_per_source_sec),
-            };
-            let progress_tx = tx.clone();
-            tokio::task::spawn_blocking(move || {
-                let output = pipeline::transcode(&job, &source, &out_dir, watchdog, &cancel, |p| {
-                    let _ = progress_tx.send((p.fraction * 90.0) as u8);
-                    if let Some(finished) = p.audio_finished {
-                        let _ = finished_tx.send(finished);
-                    }
-                });
-                // The pipeline is gone; its frames, freed in its threads' arenas, go back
-                // to the system instead of holding the worker at its peak (300 MiB after
-                // a 1080p job).
-                lectern_common::release_freed_memory();
-                output
-            })
-            .await
-            .map_err(|e| JobError::Internal(format!("the pipeline thread crashed: {e}")))?
+        let request = fenced::Request {
+            job: job.clone(),
+            source: source.clone(),
+            out_dir: out_dir.clone(),
+            stall_secs: self.config.stall_timeout.as_secs(),
+            total_secs: (self.config.job_time_base
+                + Duration::from_secs_f64(
+                    job.source.duration_secs.max(0.0) * self.config.job_time_per_source_sec,
+                ))
+            .as_secs(),
+            max_gap_secs: self.config.max_gap.as_secs(),
         };
+        let task = Task {
+            name: fenced::TASK,
+            input: &request,
+            readable: vec![source],
+            writable: scratch.path().to_path_buf(),
+            time: request.time_budget(),
+        };
+        let on_event = |event: fenced::Event| match event {
+            fenced::Event::Progress(percent) => {
+                let _ = tx.send(percent.min(90));
+            }
+            fenced::Event::AudioFinished(segments) => {
+                let _ = finished_tx.send(segments.iter().map(SegmentFacts::from).collect());
+            }
+        };
+        let cancelled = async {
+            while !cancel.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let output = self
+            .config
+            .fence
+            .run::<_, _, fenced::Report>(task, on_event, cancelled)
+            .await;
+        drop(finished_tx);
         let stored_early = match grower {
-            Some(grower) => grower.await.map_err(|e| JobError::Internal(format!("the audio uploader crashed: {e}")))?,
+            Some(grower) => grower
+                .await
+                .map_err(|e| JobError::Internal(format!("the audio uploader crashed: {e}")))?,
             None => HashSet::new(),
         };
-        let output = output.map_err(|e| match e {
-            pipeline::PipelineError::Setup(m) => JobError::Internal(m),
-            other => JobError::Media(other.to_string()),
-        })?;
+        let output = match output {
+            Ok(report) => fenced::checked(report, job).map_err(JobError::Internal)?,
+            Err(e) => {
+                tracing::warn!(job = %job.job_id, error = %e, "the fenced transcode failed");
+                return Err(e
+                    .refusal()
+                    .map(JobError::Media)
+                    .unwrap_or_else(|| JobError::Internal(e.to_string())));
+            }
+        };
         let _ = tx.send(92);
         let event = match job.part {
-            JobPart::Whole => self.store_outputs(job, &output).await?,
-            _ => self.store_part(job, &output, &stored_early).await?,
+            JobPart::Whole => self.store_outputs(job, &output, &out_dir).await?,
+            _ => {
+                self.store_part(job, &output, &out_dir, &stored_early)
+                    .await?
+            }
         };
         drop(tx);
         let _ = reporter.await;
@@ -313,12 +387,22 @@ impl Worker {
         let prefix = &job.output_prefix;
         if job.part != JobPart::Whole {
             let key = format!("{prefix}/{PARTS_DIR}/{}.json", part_key(job));
-            let bytes = lectern_common::storage::read_to_vec(self.store.as_ref(), &key).await.ok()?;
+            let bytes = lectern_common::storage::read_to_vec(self.store.as_ref(), &key)
+                .await
+                .ok()?;
             let report: PartReport = serde_json::from_slice(&bytes).ok()?;
             return Some(part_event(job, report));
         }
-        self.store.head(&format!("{prefix}/{MASTER_PLAYLIST}")).await.ok()?;
-        let bytes = lectern_common::storage::read_to_vec(self.store.as_ref(), &format!("{prefix}/{MANIFEST}")).await.ok()?;
+        self.store
+            .head(&format!("{prefix}/{MASTER_PLAYLIST}"))
+            .await
+            .ok()?;
+        let bytes = lectern_common::storage::read_to_vec(
+            self.store.as_ref(),
+            &format!("{prefix}/{MANIFEST}"),
+        )
+        .await
+        .ok()?;
         let m: Manifest = serde_json::from_slice(&bytes).ok()?;
         Some(ready_event(job, m))
     }
@@ -332,23 +416,47 @@ impl Worker {
         let scratch = |e: std::io::Error| JobError::Internal(format!("scratch space: {e}"));
         let dir = self.config.scratch_dir.join("sources");
         tokio::fs::create_dir_all(&dir).await.map_err(scratch)?;
-        let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let name: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let cached = dir.join(&name);
         let linked = job_dir.join("source");
         let size = self.store.head(key).await?.size;
-        if tokio::fs::metadata(&cached).await.is_ok_and(|m| m.len() == size) && tokio::fs::hard_link(&cached, &linked).await.is_ok() {
+        if tokio::fs::metadata(&cached)
+            .await
+            .is_ok_and(|m| m.len() == size)
+            && tokio::fs::hard_link(&cached, &linked).await.is_ok()
+        {
             return Ok(linked);
         }
         // Downloaded under a name of its own: a crash mid-way leaves no short file that
         // a later job would take for the source, and two workers never write one file.
-        let partial = tempfile::Builder::new().prefix(".partial-").tempfile_in(&dir).map_err(scratch)?.into_temp_path();
+        let partial = tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempfile_in(&dir)
+            .map_err(scratch)?
+            .into_temp_path();
         self.store.download_to(key, &partial).await?;
-        tokio::fs::hard_link(&partial, &linked).await.map_err(scratch)?;
+        tokio::fs::hard_link(&partial, &linked)
+            .await
+            .map_err(scratch)?;
         let mut older = tokio::fs::read_dir(&dir).await.map_err(scratch)?;
         while let Ok(Some(entry)) = older.next_entry().await {
             // Downloads in progress stay, unless a crash left them a day ago.
             let in_progress = entry.file_name().to_string_lossy().starts_with(".partial-")
-                && entry.metadata().await.ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok())
+                && entry
+                    .metadata()
+                    .await
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok())
                     .is_some_and(|age| age < Duration::from_secs(86_400));
             if !in_progress {
                 let _ = tokio::fs::remove_file(entry.path()).await;
@@ -361,65 +469,123 @@ impl Worker {
     /// Uploads one part's segments and stills, then its report: the report is the
     /// part's proof of completion, so it goes last.
     /// `stored_early` lists audio segments already stored while the job ran.
-    async fn store_part(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput, stored_early: &HashSet<u64>) -> Result<JobEvent, JobError> {
+    async fn store_part(
+        &self,
+        job: &TranscodeJob,
+        out: &fenced::Report,
+        out_dir: &Path,
+        stored_early: &HashSet<u64>,
+    ) -> Result<JobEvent, JobError> {
         let prefix = &job.output_prefix;
         let mut renditions = Vec::new();
         for r in out.video.iter().chain(out.audio.iter()) {
             let codec = codec_of(r)?;
-            for s in r.segments.iter().filter(|s| r.rung.is_some() || !stored_early.contains(&s.index)) {
+            let rung = fenced::rung_of(job, &r.name);
+            for s in r
+                .segments
+                .iter()
+                .filter(|s| rung.is_some() || !stored_early.contains(&s.index))
+            {
                 let name = lectern_packager::segment_name(s.index);
-                self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
+                self.store
+                    .put_file(
+                        &format!("{prefix}/{}/{name}", r.name),
+                        &out_dir.join(&r.name).join(&name),
+                    )
+                    .await?;
             }
             renditions.push(StoredRendition {
                 name: r.name.clone(),
                 codec,
-                rung: r.rung.clone(),
-                segments: r.segments.iter().map(|s| StoredSegment { index: s.index, duration: s.duration, bytes: s.bytes }).collect(),
+                rung: rung.cloned(),
+                segments: r
+                    .segments
+                    .iter()
+                    .map(|s| StoredSegment {
+                        index: s.index,
+                        duration: s.duration,
+                        bytes: s.bytes,
+                    })
+                    .collect(),
             });
         }
-        let (has_poster, has_storyboard) = self.store_stills(prefix, out).await?;
-        let report = PartReport { key: part_key(job), renditions, has_poster, has_storyboard, partial: false };
+        let (has_poster, has_storyboard) = self.store_stills(prefix, out, out_dir).await?;
+        let report = PartReport {
+            key: part_key(job),
+            renditions,
+            has_poster,
+            has_storyboard,
+            partial: false,
+        };
         let bytes = serde_json::to_vec(&report).expect("reports serialize");
-        self.store.put_bytes(&format!("{prefix}/{PARTS_DIR}/{}.json", report.key), bytes.into()).await?;
+        self.store
+            .put_bytes(
+                &format!("{prefix}/{PARTS_DIR}/{}.json", report.key),
+                bytes.into(),
+            )
+            .await?;
         Ok(part_event(job, report))
     }
 
     /// Uploads a rendition's segments under `{prefix}/{rendition}/`.
-    async fn store_segments(&self, prefix: &str, r: &pipeline::RenditionOutput) -> Result<(), JobError> {
+    async fn store_segments(
+        &self,
+        prefix: &str,
+        r: &fenced::Rendition,
+        out_dir: &Path,
+    ) -> Result<(), JobError> {
         for s in &r.segments {
             let name = lectern_packager::segment_name(s.index);
-            self.store.put_file(&format!("{prefix}/{}/{name}", r.name), &r.dir.join(&name)).await?;
+            self.store
+                .put_file(
+                    &format!("{prefix}/{}/{name}", r.name),
+                    &out_dir.join(&r.name).join(&name),
+                )
+                .await?;
         }
         Ok(())
     }
 
     /// The poster and the storyboard, when the pipeline grabbed them.
-    async fn store_stills(&self, prefix: &str, out: &pipeline::TranscodeOutput) -> Result<(bool, bool), JobError> {
-        let mut has_poster = false;
-        if let Some(poster) = &out.poster {
-            let bytes = storyboard::jpeg(poster, 85).map_err(JobError::Internal)?;
-            self.store.put_bytes(&format!("{prefix}/poster.jpg"), bytes.into()).await?;
-            has_poster = true;
+    async fn store_stills(
+        &self,
+        prefix: &str,
+        out: &fenced::Report,
+        out_dir: &Path,
+    ) -> Result<(bool, bool), JobError> {
+        if out.has_poster {
+            self.store
+                .put_file(
+                    &format!("{prefix}/{}", fenced::POSTER),
+                    &out_dir.join(fenced::POSTER),
+                )
+                .await?;
         }
-        let mut has_storyboard = false;
-        if let Some(sprite) = storyboard::sprite(&out.thumbnails) {
-            let bytes = storyboard::jpeg(&sprite, 70).map_err(JobError::Internal)?;
-            self.store.put_bytes(&format!("{prefix}/{}", storyboard::SPRITE_NAME), bytes.into()).await?;
-            let vtt = storyboard::vtt(&out.thumbnails, out.thumb_interval_secs, out.duration_secs);
-            self.store.put_bytes(&format!("{prefix}/storyboard.vtt"), vtt.into()).await?;
-            has_storyboard = true;
+        if out.has_storyboard {
+            for name in [storyboard::SPRITE_NAME, fenced::STORYBOARD_VTT] {
+                self.store
+                    .put_file(&format!("{prefix}/{name}"), &out_dir.join(name))
+                    .await?;
+            }
         }
-        Ok((has_poster, has_storyboard))
+        Ok((out.has_poster, out.has_storyboard))
     }
 
     /// Writes playlists, poster and storyboard beside the segments, uploads all of it,
     /// then the manifest and, last, the master playlist.
-    async fn store_outputs(&self, job: &TranscodeJob, out: &pipeline::TranscodeOutput) -> Result<JobEvent, JobError> {
+    async fn store_outputs(
+        &self,
+        job: &TranscodeJob,
+        out: &fenced::Report,
+        out_dir: &Path,
+    ) -> Result<JobEvent, JobError> {
         let prefix = &job.output_prefix;
-        let internal = |e: lectern_packager::PackagerError| JobError::Internal(format!("packaging: {e}"));
+        let internal =
+            |e: lectern_packager::PackagerError| JobError::Internal(format!("packaging: {e}"));
         let mut videos = Vec::new();
         for r in &out.video {
-            let rung = r.rung.as_ref().expect("video renditions have a rung");
+            let rung = fenced::rung_of(job, &r.name)
+                .ok_or_else(|| JobError::Internal(format!("no rung named {}", r.name)))?;
             let codec = codec_of(r)?;
             videos.push(VideoVariant {
                 uri: format!("{}/{MEDIA_PLAYLIST}", r.name),
@@ -427,40 +593,61 @@ impl Worker {
                 height: rung.height,
                 frame_rate: job.source.fps(),
                 codec,
-                segments: r.segments.clone(),
+                segments: r.segments.iter().map(SegmentFacts::from).collect(),
             });
         }
         let audio = out.audio.as_ref().map(|a| AudioRendition {
             uri: format!("{}/{MEDIA_PLAYLIST}", a.name),
             codec: lectern_packager::AAC_LC.into(),
             channels: 2,
-            segments: a.segments.clone(),
+            segments: a.segments.iter().map(SegmentFacts::from).collect(),
         });
-        let master = lectern_packager::master_playlist(&videos, audio.as_ref()).map_err(internal)?;
+        let master =
+            lectern_packager::master_playlist(&videos, audio.as_ref()).map_err(internal)?;
 
-        let renditions: Vec<&pipeline::RenditionOutput> = out.video.iter().chain(out.audio.iter()).collect();
+        let renditions: Vec<&fenced::Rendition> =
+            out.video.iter().chain(out.audio.iter()).collect();
         for r in &renditions {
-            let playlist = lectern_packager::media_playlist(&r.segments, PlaylistKind::Vod).map_err(internal)?;
-            self.store_segments(prefix, r).await?;
-            self.store.put_bytes(&format!("{prefix}/{}/{MEDIA_PLAYLIST}", r.name), playlist.into()).await?;
+            let segments: Vec<SegmentFacts> = r.segments.iter().map(SegmentFacts::from).collect();
+            let playlist =
+                lectern_packager::media_playlist(&segments, PlaylistKind::Vod).map_err(internal)?;
+            self.store_segments(prefix, r, out_dir).await?;
+            self.store
+                .put_bytes(
+                    &format!("{prefix}/{}/{MEDIA_PLAYLIST}", r.name),
+                    playlist.into(),
+                )
+                .await?;
         }
-        let (has_poster, _) = self.store_stills(prefix, out).await?;
+        let (has_poster, _) = self.store_stills(prefix, out, out_dir).await?;
         let manifest = Manifest {
             duration_secs: out.duration_secs,
             renditions: renditions.iter().map(|r| r.name.clone()).collect(),
             has_poster,
         };
         self.store
-            .put_bytes(&format!("{prefix}/{MANIFEST}"), serde_json::to_vec(&manifest).expect("manifest serializes").into())
+            .put_bytes(
+                &format!("{prefix}/{MANIFEST}"),
+                serde_json::to_vec(&manifest)
+                    .expect("manifest serializes")
+                    .into(),
+            )
             .await?;
-        self.store.put_bytes(&format!("{prefix}/{MASTER_PLAYLIST}"), master.into()).await?;
+        self.store
+            .put_bytes(&format!("{prefix}/{MASTER_PLAYLIST}"), master.into())
+            .await?;
         Ok(ready_event(job, manifest))
     }
 }
 
 /// A rendition's RFC 6381 codec string, which its playlists cannot do without.
-fn codec_of(r: &pipeline::RenditionOutput) -> Result<String, JobError> {
-    r.codec.clone().ok_or_else(|| JobError::Internal(format!("no H.264 parameter sets found in rendition {}", r.name)))
+fn codec_of(r: &fenced::Rendition) -> Result<String, JobError> {
+    r.codec.clone().ok_or_else(|| {
+        JobError::Internal(format!(
+            "no H.264 parameter sets found in rendition {}",
+            r.name
+        ))
+    })
 }
 
 /// How often, at most, an audio part reports what it has stored so far.
@@ -490,7 +677,10 @@ async fn store_growing_audio(
         for s in &segments {
             if !stored.contains(&s.index) {
                 let name = lectern_packager::segment_name(s.index);
-                if let Err(e) = store.put_file(&format!("{prefix}/audio/{name}"), &dir.join(&name)).await {
+                if let Err(e) = store
+                    .put_file(&format!("{prefix}/audio/{name}"), &dir.join(&name))
+                    .await
+                {
                     tracing::warn!(job = %job.job_id, error = %e, "could not store an audio segment early");
                     break;
                 }
@@ -498,7 +688,9 @@ async fn store_growing_audio(
             }
             stored_prefix += 1;
         }
-        if stored_prefix <= reported || last_report.is_some_and(|t| t.elapsed() < GROWING_REPORT_EVERY) {
+        if stored_prefix <= reported
+            || last_report.is_some_and(|t| t.elapsed() < GROWING_REPORT_EVERY)
+        {
             continue;
         }
         let report = PartReport {
@@ -509,7 +701,11 @@ async fn store_growing_audio(
                 rung: None,
                 segments: segments[..stored_prefix]
                     .iter()
-                    .map(|s| StoredSegment { index: s.index, duration: s.duration, bytes: s.bytes })
+                    .map(|s| StoredSegment {
+                        index: s.index,
+                        duration: s.duration,
+                        bytes: s.bytes,
+                    })
                     .collect(),
             }],
             has_poster: false,
@@ -525,7 +721,9 @@ async fn store_growing_audio(
                 reported = stored_prefix;
                 last_report = Some(Instant::now());
             }
-            Err(e) => tracing::warn!(job = %job.job_id, error = %e, "could not report the audio stored so far"),
+            Err(e) => {
+                tracing::warn!(job = %job.job_id, error = %e, "could not report the audio stored so far")
+            }
         }
     }
     stored

@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{JobPart, Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames};
+use lectern_common::messages::{
+    JobPart, Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames,
+};
 use lectern_packager::SegmentFacts;
 
 use crate::audio_pack::AdtsPacker;
-use crate::x264::{X264Encoder, X264Settings};
 use crate::scale::RungScaler;
+use crate::x264::{X264Encoder, X264Settings};
 
 /// Thumbnail width of the storyboard sprite.
 pub const THUMB_WIDTH: u32 = 160;
@@ -43,8 +45,26 @@ pub enum PipelineError {
     /// Stopped on request (the worker is shutting down).
     #[error("the transcode was stopped because the worker is shutting down")]
     Cancelled,
+    /// The video's timeline has a stretch without pictures longer than this many
+    /// seconds: filling it would encode an hour of copies of one frame.
+    #[error("the video has a gap of over {0} s without pictures")]
+    Gap(u64),
     #[error("building the pipeline: {0}")]
     Setup(String),
+}
+
+impl PipelineError {
+    /// The reason people see; None when the failure is ours, not the file's. The
+    /// detail (GStreamer's words) stays in the log.
+    pub fn refusal(&self) -> Option<lectern_gate::Refusal> {
+        use lectern_gate::Refusal;
+        match self {
+            PipelineError::Media(_) => Some(Refusal::Damaged),
+            PipelineError::Stalled(_) | PipelineError::TooLong(_) => Some(Refusal::Timeout),
+            PipelineError::Gap(secs) => Some(Refusal::GapTooLong(*secs as u32)),
+            PipelineError::Cancelled | PipelineError::Setup(_) => None,
+        }
+    }
 }
 
 impl From<gst::glib::BoolError> for PipelineError {
@@ -109,7 +129,9 @@ fn make(factory: &str) -> Result<gst::Element, PipelineError> {
 }
 
 fn available_cores() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 /// x264 threads per rung: the machine's cores shared by pixel count, at least one each,
@@ -126,7 +148,11 @@ fn encoder_threads(ladder: &[Rung], cores: u32) -> Vec<u32> {
         .iter()
         .map(|r| {
             let share = ((cores as u64 * pixels(r) + total / 2) / total).clamp(1, 16) as u32;
-            if pixels(r) == largest { share.max(cores.min(2)) } else { share }
+            if pixels(r) == largest {
+                share.max(cores.min(2))
+            } else {
+                share
+            }
         })
         .collect()
 }
@@ -135,7 +161,6 @@ fn encoder_threads(ladder: &[Rung], cores: u32) -> Vec<u32> {
 /// timestamps, so decoded audio plays 1024/48000 s late. Video is delayed by as much
 /// (every rung, every chunk, the same constant) to keep lips in sync.
 const VIDEO_DELAY_NS: u64 = 1024 * 1_000_000_000 / 48_000;
-
 
 /// How a rung is scaled from the decoded source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +177,11 @@ enum RungScale {
 
 /// The scaler for a downscale from `source` to `target` pixels (longest sides).
 fn rung_scale(source: u32, target: u32) -> RungScale {
-    if source as u64 > 2 * target as u64 { RungScale::Bicubic } else { RungScale::Bilinear }
+    if source as u64 > 2 * target as u64 {
+        RungScale::Bicubic
+    } else {
+        RungScale::Bilinear
+    }
 }
 
 /// libav decoder threads: one per four cores. Decoding is about a tenth of a ladder's
@@ -182,8 +211,13 @@ fn even(x: f64) -> u32 {
 }
 
 /// A splitmuxsink writing `dir/seg_NNNNN.ts` MPEG-TS fragments from `start_index`.
-fn segment_sink(dir: &Path, max_time: gst::ClockTime, start_index: u64) -> Result<gst::Element, PipelineError> {
-    std::fs::create_dir_all(dir).map_err(|e| PipelineError::Setup(format!("creating {}: {e}", dir.display())))?;
+fn segment_sink(
+    dir: &Path,
+    max_time: gst::ClockTime,
+    start_index: u64,
+) -> Result<gst::Element, PipelineError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| PipelineError::Setup(format!("creating {}: {e}", dir.display())))?;
     let sink = make("splitmuxsink")?;
     let mux = make("mpegtsmux")?;
     // PAT/PMT once per segment: splitmuxsink resets the muxer for every file, which
@@ -197,7 +231,10 @@ fn segment_sink(dir: &Path, max_time: gst::ClockTime, start_index: u64) -> Resul
     file.set_property("async", false);
     sink.set_property("muxer", &mux);
     sink.set_property("sink", &file);
-    sink.set_property("location", dir.join("seg_%05d.ts").to_string_lossy().to_string());
+    sink.set_property(
+        "location",
+        dir.join("seg_%05d.ts").to_string_lossy().to_string(),
+    );
     sink.set_property("max-size-time", max_time.nseconds());
     sink.set_property("start-index", start_index as i32);
     sink.set_property("send-keyframe-requests", false);
@@ -207,14 +244,23 @@ fn segment_sink(dir: &Path, max_time: gst::ClockTime, start_index: u64) -> Resul
 /// Records, on a pad, the end of the stream (running time) and the first keyframe.
 fn tally_pad(pad: &gst::Pad, name: String, tallies: Tallies) {
     pad.add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
-        let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
-        let Some(pts) = buffer.pts() else { return gst::PadProbeReturn::Ok };
+        let Some(buffer) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(pts) = buffer.pts() else {
+            return gst::PadProbeReturn::Ok;
+        };
         let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
         let mut t = tallies.lock().expect("tally lock");
         let tally = t.entry(name.clone()).or_default();
-        tally.first_pts_ns = Some(tally.first_pts_ns.map_or(pts.nseconds(), |f| f.min(pts.nseconds())));
+        tally.first_pts_ns = Some(
+            tally
+                .first_pts_ns
+                .map_or(pts.nseconds(), |f| f.min(pts.nseconds())),
+        );
         tally.end_pts_ns = tally.end_pts_ns.max(end.nseconds());
-        if tally.first_keyframe.is_none() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+        if tally.first_keyframe.is_none() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+        {
             if let Ok(map) = buffer.map_readable() {
                 tally.first_keyframe = Some(map.as_slice().to_vec());
             }
@@ -245,7 +291,12 @@ fn frame_grabber(
     let rate = make("videorate")?;
     rate.set_property("drop-only", true);
     let slow = capsfilter(
-        gst::Caps::builder("video/x-raw").field("framerate", gst::Fraction::new(1, interval_secs.max(1) as i32)).build(),
+        gst::Caps::builder("video/x-raw")
+            .field(
+                "framerate",
+                gst::Fraction::new(1, interval_secs.max(1) as i32),
+            )
+            .build(),
     )?;
     let scale = make("videoscale")?;
     let convert = make("videoconvert")?;
@@ -282,13 +333,23 @@ fn frame_grabber(
                     }
                 }
                 if rgb.len() == row * height as usize {
-                    let pts_secs = buffer.pts().map(|p| p.nseconds() as f64 / 1e9).unwrap_or(0.0);
-                    let frame = Frame { pts_secs, width, height, rgb };
+                    let pts_secs = buffer
+                        .pts()
+                        .map(|p| p.nseconds() as f64 / 1e9)
+                        .unwrap_or(0.0);
+                    let frame = Frame {
+                        pts_secs,
+                        width,
+                        height,
+                        rgb,
+                    };
                     let mut frames = frames.lock().expect("frames lock");
                     match keep {
                         Keep::All => frames.push(frame),
                         Keep::NearestTo(t) => {
-                            let closer = frames.last().is_none_or(|f| (f.pts_secs - t).abs() > (pts_secs - t).abs());
+                            let closer = frames
+                                .last()
+                                .is_none_or(|f| (f.pts_secs - t).abs() > (pts_secs - t).abs());
                             if closer {
                                 frames.clear();
                                 frames.push(frame);
@@ -318,6 +379,8 @@ pub struct Watchdog {
     pub stall: Duration,
     /// The whole run may take this long.
     pub total: Duration,
+    /// A longer stretch of the video's timeline without a picture fails the run.
+    pub max_gap: Duration,
 }
 
 /// Runs the whole ladder for a job over a local source file, writing renditions under
@@ -331,16 +394,43 @@ pub fn transcode(
     mut on_progress: impl FnMut(Progress),
 ) -> Result<TranscodeOutput, PipelineError> {
     if job.part != JobPart::Stills {
-        return transcode_with(job, source, out_dir, watchdog, cancel, &mut on_progress, false);
+        return transcode_with(
+            job,
+            source,
+            out_dir,
+            watchdog,
+            cancel,
+            &mut on_progress,
+            false,
+        );
     }
     // Stills from keyframes only. When they give too few thumbnails (keyframes further
     // apart than the thumbnails, or not marked at all), from every frame.
-    match transcode_with(job, source, out_dir, watchdog, cancel, &mut on_progress, true) {
+    match transcode_with(
+        job,
+        source,
+        out_dir,
+        watchdog,
+        cancel,
+        &mut on_progress,
+        true,
+    ) {
         Ok(out) if out.poster.is_some() && enough_thumbnails(&out) => Ok(out),
         first => {
             let found = first.as_ref().map(|o| o.thumbnails.len()).ok();
-            tracing::info!(?found, "too few stills from keyframes alone; decoding every frame");
-            transcode_with(job, source, out_dir, watchdog, cancel, &mut on_progress, false)
+            tracing::info!(
+                ?found,
+                "too few stills from keyframes alone; decoding every frame"
+            );
+            transcode_with(
+                job,
+                source,
+                out_dir,
+                watchdog,
+                cancel,
+                &mut on_progress,
+                false,
+            )
         }
     }
 }
@@ -368,14 +458,16 @@ fn transcode_with(
     pipeline.use_clock(None::<&gst::Clock>);
     let src = make("filesrc")?;
     src.set_property("location", source.to_string_lossy().to_string());
-    let decode = make("decodebin")?;
+    let decode = lectern_gate::decode::decodebin()?;
     pipeline.add_many([&src, &decode])?;
     src.link(&decode)?;
     // libav's decoders take every core by default; see `decoder_threads`.
     let decoding_threads = decoder_threads(available_cores());
     if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
         bin.connect_deep_element_added(move |_, _, element| {
-            let libav = element.factory().is_some_and(|f| f.name().starts_with("avdec_"));
+            let libav = element
+                .factory()
+                .is_some_and(|f| f.name().starts_with("avdec_"));
             if libav && element.has_property("max-threads") {
                 element.set_property("max-threads", decoding_threads as i32);
             }
@@ -386,7 +478,12 @@ fn transcode_with(
     let fps_num = facts.fps_num.max(1) as i32;
     let fps_den = facts.fps_den.max(1) as i32;
     let fps = fps_num as f64 / fps_den as f64;
-    let (gop_frames, segment_frames) = grid_frames(facts.fps_num, facts.fps_den, job.segment_secs, job.keyframe_secs);
+    let (gop_frames, segment_frames) = grid_frames(
+        facts.fps_num,
+        facts.fps_den,
+        job.segment_secs,
+        job.keyframe_secs,
+    );
     let gop_frames = gop_frames as u32;
     let gop = gst::ClockTime::from_nseconds((gop_frames as f64 / fps * 1e9) as u64);
     let segment_gops = segment_frames / gop_frames as u64;
@@ -406,7 +503,11 @@ fn transcode_with(
     let poster_frames: Arc<Mutex<Vec<Frame>>> = Default::default();
     let thumb_frames: Arc<Mutex<Vec<Frame>>> = Default::default();
     let duration = facts.duration_secs;
-    let thumb_interval = if duration > 0.0 { (duration / MAX_THUMBS as f64).ceil().max(1.0) as u32 } else { 5 };
+    let thumb_interval = if duration > 0.0 {
+        (duration / MAX_THUMBS as f64).ceil().max(1.0) as u32
+    } else {
+        5
+    };
 
     if facts.has_video && (make_rungs || make_stills) {
         // Raw source frames (3 MB each at 1080p): the rung queues behind the tee already
@@ -432,15 +533,35 @@ fn transcode_with(
                 .build(),
         )?;
         let tee = make("tee")?;
-        pipeline.add_many([&head, &to_yuv, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
-        gst::Element::link_many([&head, &to_yuv, &deinterlace, &flip, &convert, &rate, &caps, &tee])?;
+        refuse_gaps(&head, watchdog.max_gap);
+        pipeline.add_many([
+            &head,
+            &to_yuv,
+            &deinterlace,
+            &flip,
+            &convert,
+            &rate,
+            &caps,
+            &tee,
+        ])?;
+        gst::Element::link_many([
+            &head,
+            &to_yuv,
+            &deinterlace,
+            &flip,
+            &convert,
+            &rate,
+            &caps,
+            &tee,
+        ])?;
 
         let ladder: &[Rung] = if make_rungs { &job.ladder } else { &[] };
         let threads = encoder_threads(ladder, available_cores());
         for (rung, threads) in ladder.iter().zip(threads) {
             let dir = out_dir.join(&rung.name);
             let q = queue(4)?;
-            let scale = match rung_scale(facts.width.max(facts.height), rung.width.max(rung.height)) {
+            let scale = match rung_scale(facts.width.max(facts.height), rung.width.max(rung.height))
+            {
                 RungScale::Bilinear => {
                     let scale = make("videoscale")?;
                     scale.set_property_from_str("method", "bilinear");
@@ -476,32 +597,65 @@ fn transcode_with(
                 crf: rung.crf,
             })
             .upcast::<gst::Element>();
-            let profile = capsfilter(gst::Caps::builder("video/x-h264").field("profile", "high").build())?;
+            let profile = capsfilter(
+                gst::Caps::builder("video/x-h264")
+                    .field("profile", "high")
+                    .build(),
+            )?;
             let parse = make("h264parse")?;
             parse.set_property("config-interval", -1i32);
             let sink = segment_sink(&dir, video_max, start_index)?;
             pipeline.add_many([&q, &scale, &size, &enc, &profile, &parse, &sink])?;
             gst::Element::link_many([&q, &scale, &size, &enc, &profile, &parse])?;
             tee.link(&q)?;
-            let video_pad = sink.request_pad_simple("video").ok_or_else(|| PipelineError::Setup("splitmuxsink video pad".into()))?;
-            parse.static_pad("src").expect("parse src").link(&video_pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
+            let video_pad = sink
+                .request_pad_simple("video")
+                .ok_or_else(|| PipelineError::Setup("splitmuxsink video pad".into()))?;
+            parse
+                .static_pad("src")
+                .expect("parse src")
+                .link(&video_pad)
+                .map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
             if range.is_some_and(|r| r.preroll_ns > 0) {
                 drop_preroll(&parse.static_pad("src").expect("parse src"));
             }
-            tally_pad(&parse.static_pad("src").expect("parse src"), rung.name.clone(), tallies.clone());
+            tally_pad(
+                &parse.static_pad("src").expect("parse src"),
+                rung.name.clone(),
+                tallies.clone(),
+            );
             video_outputs.push((rung.clone(), dir));
         }
 
         // Poster: the frame nearest a tenth of the lecture (at most 10 s in).
         let (pw, ph) = {
             let w = facts.width.min(POSTER_MAX_WIDTH);
-            (even(w as f64), even(w as f64 * facts.height as f64 / facts.width.max(1) as f64))
+            (
+                even(w as f64),
+                even(w as f64 * facts.height as f64 / facts.width.max(1) as f64),
+            )
         };
         let poster_at = (duration * 0.1).min(10.0);
         if make_stills {
-            frame_grabber(&pipeline, &tee, pw, ph, thumb_interval, Keep::NearestTo(poster_at), poster_frames.clone())?;
+            frame_grabber(
+                &pipeline,
+                &tee,
+                pw,
+                ph,
+                thumb_interval,
+                Keep::NearestTo(poster_at),
+                poster_frames.clone(),
+            )?;
             let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
-            frame_grabber(&pipeline, &tee, THUMB_WIDTH, th, thumb_interval, Keep::All, thumb_frames.clone())?;
+            frame_grabber(
+                &pipeline,
+                &tee,
+                THUMB_WIDTH,
+                th,
+                thumb_interval,
+                Keep::All,
+                thumb_frames.clone(),
+            )?;
         }
         video_head = Some(head);
     }
@@ -510,11 +664,17 @@ fn transcode_with(
         // Nothing takes decoded pictures: leave the video encoded (an audio job of a
         // long lecture would otherwise decode every frame only to drop it).
         // decodebin's answer: 0 plugs the element, 1 exposes the stream as it is.
-        let select = gst::glib::Type::from_name("GstAutoplugSelectResult").and_then(gst::glib::EnumClass::with_type);
+        let select = gst::glib::Type::from_name("GstAutoplugSelectResult")
+            .and_then(gst::glib::EnumClass::with_type);
         if let Some(select) = select {
             decode.connect("autoplug-select", false, move |args| {
-                let factory = args.get(3).and_then(|v| v.get::<gst::ElementFactory>().ok());
-                let klass = factory.as_ref().and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS)).unwrap_or_default();
+                let factory = args
+                    .get(3)
+                    .and_then(|v| v.get::<gst::ElementFactory>().ok());
+                let klass = factory
+                    .as_ref()
+                    .and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS))
+                    .unwrap_or_default();
                 let video_decoder = klass.contains("Decoder") && klass.contains("Video");
                 select.to_value(if video_decoder { 1 } else { 0 })
             });
@@ -528,7 +688,10 @@ fn transcode_with(
         let convert = make("audioconvert")?;
         let resample = make("audioresample")?;
         let caps = capsfilter(
-            gst::Caps::builder("audio/x-raw").field("rate", 48000i32).field("channels", 2i32).build(),
+            gst::Caps::builder("audio/x-raw")
+                .field("rate", 48000i32)
+                .field("channels", 2i32)
+                .build(),
         )?;
         let rate = make("audiorate")?;
         let enc = make("avenc_aac")?;
@@ -537,12 +700,29 @@ fn transcode_with(
         // the muxer then takes as it is.
         let parse = make("aacparse")?;
         let pack = AdtsPacker::new().upcast::<gst::Element>();
-        let sink = segment_sink(&audio_dir, gst::ClockTime::from_seconds(job.segment_secs as u64), start_index)?;
-        pipeline.add_many([&head, &convert, &resample, &caps, &rate, &enc, &parse, &pack, &sink])?;
-        gst::Element::link_many([&head, &convert, &resample, &caps, &rate, &enc, &parse, &pack])?;
-        let pad = sink.request_pad_simple("audio_%u").ok_or_else(|| PipelineError::Setup("splitmuxsink audio pad".into()))?;
-        pack.static_pad("src").expect("packer src").link(&pad).map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
-        tally_pad(&pack.static_pad("src").expect("packer src"), "audio".into(), tallies.clone());
+        let sink = segment_sink(
+            &audio_dir,
+            gst::ClockTime::from_seconds(job.segment_secs as u64),
+            start_index,
+        )?;
+        pipeline.add_many([
+            &head, &convert, &resample, &caps, &rate, &enc, &parse, &pack, &sink,
+        ])?;
+        gst::Element::link_many([
+            &head, &convert, &resample, &caps, &rate, &enc, &parse, &pack,
+        ])?;
+        let pad = sink
+            .request_pad_simple("audio_%u")
+            .ok_or_else(|| PipelineError::Setup("splitmuxsink audio pad".into()))?;
+        pack.static_pad("src")
+            .expect("packer src")
+            .link(&pad)
+            .map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
+        tally_pad(
+            &pack.static_pad("src").expect("packer src"),
+            "audio".into(),
+            tallies.clone(),
+        );
         audio_head = Some(head);
     }
 
@@ -558,9 +738,14 @@ fn transcode_with(
         let pipeline_weak = pipeline.downgrade();
         let origin = origin.clone();
         decode.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = pipeline_weak.upgrade() else { return };
+            let Some(pipeline) = pipeline_weak.upgrade() else {
+                return;
+            };
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let kind = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+            let kind = caps
+                .structure(0)
+                .map(|s| s.name().to_string())
+                .unwrap_or_default();
             let is_video = kind.starts_with("video/");
             if let Some(range) = range {
                 range.hold_until_seek(pad, is_video.then(|| origin.clone()));
@@ -580,7 +765,10 @@ fn transcode_with(
             let target = match target {
                 Some(t) => t,
                 None => {
-                    let Ok(fake) = gst::ElementFactory::make("fakesink").property("sync", false).property("async", false).build()
+                    let Ok(fake) = gst::ElementFactory::make("fakesink")
+                        .property("sync", false)
+                        .property("async", false)
+                        .build()
                     else {
                         return;
                     };
@@ -621,13 +809,25 @@ fn transcode_with(
 
     let result = match (range, &video_head) {
         (Some(range), Some(head)) => range.seek(&pipeline, head, &pads_ready, &origin, watchdog),
-        (Some(_), None) => Err(PipelineError::Media("a chunk or stills job needs a video stream".into())),
+        (Some(_), None) => Err(PipelineError::Media(
+            "a chunk or stills job needs a video stream".into(),
+        )),
         (None, _) => Ok(()),
     }
     .and_then(|()| {
         // An audio part's segments are handed over as they are finished.
         let growing = (job.part == JobPart::Audio && make_audio).then_some(audio_dir.as_path());
-        run_to_eos(&pipeline, &src, range, duration, watchdog, &tallies, growing, cancel, on_progress)
+        run_to_eos(
+            &pipeline,
+            &src,
+            range,
+            duration,
+            watchdog,
+            &tallies,
+            growing,
+            cancel,
+            on_progress,
+        )
     });
     let _ = pipeline.set_state(gst::State::Null);
     result?;
@@ -638,10 +838,20 @@ fn transcode_with(
         let tally = tallies.get(&rung.name);
         let segments = measure_segments(&dir, tally, start_index)?;
         if segments.is_empty() {
-            return Err(PipelineError::Media("no video frames could be decoded from the file".into()));
+            return Err(PipelineError::Media(
+                "no video frames could be decoded from the file".into(),
+            ));
         }
-        let codec = tally.and_then(|t| t.first_keyframe.as_deref()).and_then(lectern_packager::avc1_codec_string);
-        video.push(RenditionOutput { name: rung.name.clone(), dir, segments, codec, rung: Some(rung) });
+        let codec = tally
+            .and_then(|t| t.first_keyframe.as_deref())
+            .and_then(lectern_packager::avc1_codec_string);
+        video.push(RenditionOutput {
+            name: rung.name.clone(),
+            dir,
+            segments,
+            codec,
+            rung: Some(rung),
+        });
     }
     let audio = if make_audio {
         let segments = measure_segments(&audio_dir, tallies.get("audio"), start_index)?;
@@ -659,7 +869,9 @@ fn transcode_with(
     let thumbnails = std::mem::take(&mut *thumb_frames.lock().expect("thumbs lock"));
     let stills_made = poster.is_some() || !thumbnails.is_empty();
     if video.is_empty() && audio.is_none() && !(make_stills && stills_made) {
-        return Err(PipelineError::Media("nothing could be decoded from the file".into()));
+        return Err(PipelineError::Media(
+            "nothing could be decoded from the file".into(),
+        ));
     }
     let measured = video
         .first()
@@ -677,29 +889,93 @@ fn transcode_with(
     })
 }
 
+const GAP_MESSAGE: &str = "lectern-timeline-gap";
+
+/// Watches decoded pictures before the frame rate is filled in: a jump in time longer
+/// than `max_gap` drops the rest and tells the bus, instead of letting videorate copy
+/// one frame for hours.
+fn refuse_gaps(head: &gst::Element, max_gap: Duration) {
+    let max_gap = gst::ClockTime::from_nseconds(max_gap.as_nanos() as u64);
+    // The latest picture time seen, and whether the gap was told already.
+    let state: Mutex<(Option<gst::ClockTime>, bool)> = Mutex::new((None, false));
+    let pad = head.static_pad("sink").expect("queue has a sink pad");
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |pad, info| {
+            let mut state = state.lock().expect("gap lock");
+            let (latest, told) = &mut *state;
+            if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                // A seek (chunks, stills) starts a new stretch of timeline.
+                if matches!(
+                    e.type_(),
+                    gst::EventType::FlushStop | gst::EventType::Segment
+                ) {
+                    *latest = None;
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            if *told {
+                return gst::PadProbeReturn::Drop;
+            }
+            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if latest.is_some_and(|l| pts > l && pts - l > max_gap) {
+                *told = true;
+                if let Some(element) = pad.parent_element() {
+                    let _ = element.post_message(gst::message::Application::new(
+                        gst::Structure::new_empty(GAP_MESSAGE),
+                    ));
+                }
+                return gst::PadProbeReturn::Drop;
+            }
+            *latest = Some(latest.map_or(pts, |l| l.max(pts)));
+            gst::PadProbeReturn::Ok
+        },
+    );
+}
+
 /// Segment facts for the files in `dir`: durations from where splitmuxsink opened each
 /// fragment (keyframe running times) and where the stream ended.
-fn measure_segments(dir: &Path, tally: Option<&SinkTally>, start_index: u64) -> Result<Vec<SegmentFacts>, PipelineError> {
-    let Some(tally) = tally else { return Ok(Vec::new()) };
-    let opened: Vec<(u64, u64)> = opened_fragments(tally).into_iter().map(|(index, start, _)| (index, start)).collect();
+fn measure_segments(
+    dir: &Path,
+    tally: Option<&SinkTally>,
+    start_index: u64,
+) -> Result<Vec<SegmentFacts>, PipelineError> {
+    let Some(tally) = tally else {
+        return Ok(Vec::new());
+    };
+    let opened: Vec<(u64, u64)> = opened_fragments(tally)
+        .into_iter()
+        .map(|(index, start, _)| (index, start))
+        .collect();
     // The stream ends its length after the first fragment opened.
-    let length = tally.end_pts_ns.saturating_sub(tally.first_pts_ns.unwrap_or(0));
+    let length = tally
+        .end_pts_ns
+        .saturating_sub(tally.first_pts_ns.unwrap_or(0));
     let stream_end = opened.first().map_or(0, |(_, start)| *start) + length;
     tracing::debug!(dir = %dir.display(), ?opened, length, "segment cuts");
     let mut segments = Vec::new();
     for (i, (index, start)) in opened.iter().enumerate() {
         let end = opened.get(i + 1).map(|(_, s)| *s).unwrap_or(stream_end);
         let path = dir.join(lectern_packager::segment_name(*index));
-        let bytes = pad_short_segment(&path).map_err(|e| PipelineError::Setup(format!("segment {}: {e}", path.display())))?;
+        let bytes = pad_short_segment(&path)
+            .map_err(|e| PipelineError::Setup(format!("segment {}: {e}", path.display())))?;
         if end <= *start {
             // An empty trailing fragment (a stream that ended at a cut) carries nothing.
             let _ = std::fs::remove_file(&path);
             continue;
         }
-        segments.push(SegmentFacts { index: *index, duration: (end - start) as f64 / 1e9, bytes });
+        segments.push(SegmentFacts {
+            index: *index,
+            duration: (end - start) as f64 / 1e9,
+            bytes,
+        });
     }
     if segments.first().is_some_and(|s| s.index != start_index) {
-        return Err(PipelineError::Setup("segment numbering does not start at the job's first segment".into()));
+        return Err(PipelineError::Setup(
+            "segment numbering does not start at the job's first segment".into(),
+        ));
     }
     Ok(segments)
 }
@@ -740,7 +1016,9 @@ fn drop_preroll(pad: &gst::Pad) {
         if keyframes.load(Ordering::SeqCst) >= 2 {
             return gst::PadProbeReturn::Ok;
         }
-        let key = info.buffer().is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
+        let key = info
+            .buffer()
+            .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
         if key && keyframes.fetch_add(1, Ordering::SeqCst) + 1 >= 2 {
             return gst::PadProbeReturn::Ok;
         }
@@ -780,10 +1058,16 @@ impl Range {
         let keyframes_only = keyframes_only && job.part == JobPart::Stills && !ranged;
         let fps = job.source.fps_num.max(1) as f64 / job.source.fps_den.max(1) as f64;
         let start_ns = (r.start_secs.max(0.0) * 1e9).round() as u64;
-        let (gop_frames, _) = grid_frames(job.source.fps_num, job.source.fps_den, job.segment_secs, job.keyframe_secs);
+        let (gop_frames, _) = grid_frames(
+            job.source.fps_num,
+            job.source.fps_den,
+            job.segment_secs,
+            job.keyframe_secs,
+        );
         // Exactly as videorate times its frame slots, so the chunk's first frame keeps
         // its place on the grid.
-        let gop_ns = (gop_frames as u128 * 1_000_000_000 * job.source.fps_den.max(1) as u128 / job.source.fps_num.max(1) as u128) as u64;
+        let gop_ns = (gop_frames as u128 * 1_000_000_000 * job.source.fps_den.max(1) as u128
+            / job.source.fps_num.max(1) as u128) as u64;
         (ranged || keyframes_only).then(|| Range {
             start_ns,
             end_ns: r.end_secs.map(|e| (e.max(0.0) * 1e9).round() as u64),
@@ -802,7 +1086,11 @@ impl Range {
     /// reaches us whole whatever the decoder does with frames that overlap the seek
     /// position (clip them, or drop those without a duration, as B-frames have).
     fn seek_from(&self, origin: u64) -> u64 {
-        if self.decode_from_ns() == 0 { origin } else { origin + self.decode_from_ns() - self.frame_ns / 2 }
+        if self.decode_from_ns() == 0 {
+            origin
+        } else {
+            origin + self.decode_from_ns() - self.frame_ns / 2
+        }
     }
 
     /// On a decoded stream's pad: its buffers are dropped until the seek's flush has
@@ -827,7 +1115,9 @@ impl Range {
                 | gst::PadProbeType::EVENT_FLUSH
                 | gst::PadProbeType::EVENT_DOWNSTREAM,
             move |_pad, info| {
-                let known_origin = origin.as_ref().and_then(|o| *o.lock().expect("origin lock"));
+                let known_origin = origin
+                    .as_ref()
+                    .and_then(|o| *o.lock().expect("origin lock"));
                 if let Some(gst::PadProbeData::Event(e)) = &info.data {
                     match e.view() {
                         gst::EventView::FlushStop(_) => flushed.store(true, Ordering::SeqCst),
@@ -839,19 +1129,28 @@ impl Range {
                                 if let Some(origin) = &origin {
                                     let mut o = origin.lock().expect("origin lock");
                                     if o.is_none() {
-                                        *o = Some(time.time().or(time.start()).map_or(0, |t| t.nseconds()));
+                                        *o = Some(
+                                            time.time()
+                                                .or(time.start())
+                                                .map_or(0, |t| t.nseconds()),
+                                        );
                                     }
                                 }
                             } else if let Some(o) = known_origin {
                                 let mut moved = time.clone();
                                 let want = o + range.decode_from_ns();
-                                let (start, at) = (time.start().map_or(0, |t| t.nseconds()), time.time().map_or(0, |t| t.nseconds()));
+                                let (start, at) = (
+                                    time.start().map_or(0, |t| t.nseconds()),
+                                    time.time().map_or(0, |t| t.nseconds()),
+                                );
                                 if range.decode_from_ns() > 0 && want >= at {
                                     let media = gst::ClockTime::from_nseconds(start + (want - at));
                                     moved.set_start(media);
                                     moved.set_position(media);
                                     moved.set_time(gst::ClockTime::from_nseconds(want));
-                                    info.data = Some(gst::PadProbeData::Event(gst::event::Segment::new(&moved)));
+                                    info.data = Some(gst::PadProbeData::Event(
+                                        gst::event::Segment::new(&moved),
+                                    ));
                                 }
                                 *segment.lock().expect("segment lock") = Some(moved);
                             }
@@ -863,21 +1162,28 @@ impl Range {
                 if !flushed.load(Ordering::SeqCst) {
                     return gst::PadProbeReturn::Drop;
                 }
-                let (Some(o), Some(seg)) = (known_origin, segment.lock().expect("segment lock").clone()) else {
+                let (Some(o), Some(seg)) =
+                    (known_origin, segment.lock().expect("segment lock").clone())
+                else {
                     return gst::PadProbeReturn::Ok;
                 };
                 // A quarter frame of slack for rounding.
                 let first_kept = (o + range.decode_from_ns()).saturating_sub(range.frame_ns / 4);
                 let past = range.end_ns.map(|e| o + e - range.frame_ns / 4);
                 let outside = |b: &gst::BufferRef| {
-                    let at = b.pts().and_then(|p| seg.to_stream_time(p)).map(|t| t.nseconds());
+                    let at = b
+                        .pts()
+                        .and_then(|p| seg.to_stream_time(p))
+                        .map(|t| t.nseconds());
                     at.is_some_and(|t| t < first_kept || past.is_some_and(|end| t >= end))
                 };
                 match &info.data {
                     Some(gst::PadProbeData::Buffer(b)) if outside(b) => gst::PadProbeReturn::Drop,
                     // Decoders push single buffers; a list is let through whole unless
                     // all of it is outside.
-                    Some(gst::PadProbeData::BufferList(list)) if list.iter().all(outside) => gst::PadProbeReturn::Drop,
+                    Some(gst::PadProbeData::BufferList(list)) if list.iter().all(outside) => {
+                        gst::PadProbeReturn::Drop
+                    }
                     _ => gst::PadProbeReturn::Ok,
                 }
             },
@@ -910,21 +1216,32 @@ impl Range {
             if started.elapsed() > watchdog.stall {
                 return Err(PipelineError::Stalled(watchdog.stall.as_secs()));
             }
-            if let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(20), &[gst::MessageType::Error]) {
+            if let Some(msg) = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(20),
+                &[gst::MessageType::Error],
+            ) {
                 if let gst::MessageView::Error(e) = msg.view() {
-                    return Err(PipelineError::Media(format!("the file could not be decoded: {}", e.error())));
+                    return Err(PipelineError::Media(format!(
+                        "the file could not be decoded: {}",
+                        e.error()
+                    )));
                 }
             }
         };
         let start = Some(gst::ClockTime::from_nseconds(self.seek_from(origin_ns)));
         let (stop_type, stop) = match self.end_ns {
-            Some(e) => (gst::SeekType::Set, Some(gst::ClockTime::from_nseconds(origin_ns + e))),
+            Some(e) => (
+                gst::SeekType::Set,
+                Some(gst::ClockTime::from_nseconds(origin_ns + e)),
+            ),
             None => (gst::SeekType::None, None),
         };
         // Key-unit trick mode: demuxers that can skip to keyframes do, and video
         // decoders drop the other frames undecoded.
         let flags = if self.keyframes_only {
-            gst::SeekFlags::FLUSH | gst::SeekFlags::TRICKMODE_KEY_UNITS | gst::SeekFlags::TRICKMODE_NO_AUDIO
+            gst::SeekFlags::FLUSH
+                | gst::SeekFlags::TRICKMODE_KEY_UNITS
+                | gst::SeekFlags::TRICKMODE_NO_AUDIO
         } else {
             gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE
         };
@@ -933,7 +1250,9 @@ impl Range {
         if pad.push_event(seek) {
             Ok(())
         } else {
-            Err(PipelineError::Media("the file cannot be cut into chunks: it does not support seeking".into()))
+            Err(PipelineError::Media(
+                "the file cannot be cut into chunks: it does not support seeking".into(),
+            ))
         }
     }
 }
@@ -960,7 +1279,9 @@ fn run_to_eos(
                 _ => None,
             })
             .unwrap_or_else(|| "the pipeline would not start".into());
-        return Err(PipelineError::Media(format!("the file could not be decoded: {reason}")));
+        return Err(PipelineError::Media(format!(
+            "the file could not be decoded: {reason}"
+        )));
     }
     let file_size = src
         .property::<Option<String>>("location")
@@ -984,7 +1305,15 @@ fn run_to_eos(
                 gst::MessageView::Error(e) => {
                     let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
                     tracing::warn!(error = %e.error(), %details, "pipeline error");
-                    return Err(PipelineError::Media(format!("the file could not be decoded: {}", e.error())));
+                    return Err(PipelineError::Media(format!(
+                        "the file could not be decoded: {}",
+                        e.error()
+                    )));
+                }
+                gst::MessageView::Application(a)
+                    if a.structure().is_some_and(|s| s.name() == GAP_MESSAGE) =>
+                {
+                    return Err(PipelineError::Gap(watchdog.max_gap.as_secs()));
                 }
                 gst::MessageView::Element(el) => {
                     if let Some(s) = el.structure() {
@@ -998,8 +1327,14 @@ fn run_to_eos(
                 _ => {}
             }
         }
-        let position = pipeline.query_position::<gst::ClockTime>().map(|p| p.nseconds()).unwrap_or(0);
-        let bytes = src.query_position::<gst::format::Bytes>().map(|b| *b).unwrap_or(0);
+        let position = pipeline
+            .query_position::<gst::ClockTime>()
+            .map(|p| p.nseconds())
+            .unwrap_or(0);
+        let bytes = src
+            .query_position::<gst::format::Bytes>()
+            .map(|b| *b)
+            .unwrap_or(0);
         let progress_key = position.max(bytes);
         if progress_key > last_position {
             last_position = progress_key;
@@ -1015,7 +1350,8 @@ fn run_to_eos(
         }
         let fraction = if let Some(r) = range {
             let end = r.end_ns.map_or(duration_secs, |e| e as f64 / 1e9);
-            (position.saturating_sub(r.start_ns) as f64 / 1e9) / (end - r.start_ns as f64 / 1e9).max(1e-3)
+            (position.saturating_sub(r.start_ns) as f64 / 1e9)
+                / (end - r.start_ns as f64 / 1e9).max(1e-3)
         } else if duration_secs > 0.0 {
             position as f64 / 1e9 / duration_secs
         } else if file_size > 0 {
@@ -1024,13 +1360,19 @@ fn run_to_eos(
             0.0
         };
         let audio_finished = growing.and_then(|dir| {
-            let finished = finished_segments(dir, tallies.lock().expect("tally lock").get(dir_name(dir)?)?);
+            let finished = finished_segments(
+                dir,
+                tallies.lock().expect("tally lock").get(dir_name(dir)?)?,
+            );
             (finished.len() > finished_count).then(|| {
                 finished_count = finished.len();
                 finished
             })
         });
-        on_progress(Progress { fraction: fraction.clamp(0.0, 1.0), audio_finished });
+        on_progress(Progress {
+            fraction: fraction.clamp(0.0, 1.0),
+            audio_finished,
+        });
     }
 }
 
@@ -1045,7 +1387,10 @@ fn opened_fragments(tally: &SinkTally) -> Vec<(u64, u64, &str)> {
         .iter()
         .filter_map(|(location, running_ns)| {
             let name = Path::new(location).file_name().and_then(|n| n.to_str())?;
-            let index = name.strip_prefix("seg_").and_then(|n| n.strip_suffix(".ts")).and_then(|n| n.parse::<u64>().ok())?;
+            let index = name
+                .strip_prefix("seg_")
+                .and_then(|n| n.strip_suffix(".ts"))
+                .and_then(|n| n.parse::<u64>().ok())?;
             Some((index, *running_ns, location.as_str()))
         })
         .collect();
@@ -1060,29 +1405,58 @@ fn finished_segments(dir: &Path, tally: &SinkTally) -> Vec<SegmentFacts> {
     let mut segments = Vec::new();
     for pair in opened.windows(2) {
         let ((index, start, location), (_, end, _)) = (pair[0], pair[1]);
-        let Ok(meta) = std::fs::metadata(dir.join(lectern_packager::segment_name(index))) else { break };
+        let Ok(meta) = std::fs::metadata(dir.join(lectern_packager::segment_name(index))) else {
+            break;
+        };
         if !tally.closed.contains(location) || end <= start {
             break;
         }
-        segments.push(SegmentFacts { index, duration: (end - start) as f64 / 1e9, bytes: meta.len() });
+        segments.push(SegmentFacts {
+            index,
+            duration: (end - start) as f64 / 1e9,
+            bytes: meta.len(),
+        });
     }
     segments
 }
 
 /// Notes where splitmuxsink opened a fragment, under the rendition its folder names.
 fn record_fragment(s: &gst::StructureRef, tallies: &Tallies) {
-    let (Ok(location), Ok(running)) = (s.get::<String>("location"), s.get::<u64>("running-time")) else { return };
-    let Some(rendition) = Path::new(&location).parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) else { return };
+    let (Ok(location), Ok(running)) = (s.get::<String>("location"), s.get::<u64>("running-time"))
+    else {
+        return;
+    };
+    let Some(rendition) = Path::new(&location)
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+    else {
+        return;
+    };
     let mut t = tallies.lock().expect("tally lock");
-    t.entry(rendition.to_string()).or_default().opened.insert(location.clone(), running);
+    t.entry(rendition.to_string())
+        .or_default()
+        .opened
+        .insert(location.clone(), running);
 }
 
 /// Notes that splitmuxsink finished writing a fragment.
 fn record_closed(s: &gst::StructureRef, tallies: &Tallies) {
-    let Ok(location) = s.get::<String>("location") else { return };
-    let Some(rendition) = Path::new(&location).parent().and_then(|d| d.file_name()).and_then(|n| n.to_str()) else { return };
+    let Ok(location) = s.get::<String>("location") else {
+        return;
+    };
+    let Some(rendition) = Path::new(&location)
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+    else {
+        return;
+    };
     let mut t = tallies.lock().expect("tally lock");
-    t.entry(rendition.to_string()).or_default().closed.insert(location);
+    t.entry(rendition.to_string())
+        .or_default()
+        .closed
+        .insert(location);
 }
 
 #[cfg(test)]
@@ -1090,12 +1464,24 @@ mod tests {
     use super::*;
 
     fn rung(width: u32, height: u32) -> Rung {
-        Rung { name: format!("v{height}"), width, height, video_kbps: 1000, crf: None }
+        Rung {
+            name: format!("v{height}"),
+            width,
+            height,
+            video_kbps: 1000,
+            crf: None,
+        }
     }
 
     #[test]
     fn encoder_threads_share_the_cores_by_pixels() {
-        let ladder = [rung(1920, 1080), rung(1280, 720), rung(854, 480), rung(640, 360), rung(426, 240)];
+        let ladder = [
+            rung(1920, 1080),
+            rung(1280, 720),
+            rung(854, 480),
+            rung(640, 360),
+            rung(426, 240),
+        ];
         assert_eq!(encoder_threads(&ladder, 1), vec![1, 1, 1, 1, 1]);
         assert_eq!(encoder_threads(&ladder, 2), vec![2, 1, 1, 1, 1]);
         assert_eq!(encoder_threads(&ladder, 16), vec![9, 4, 2, 1, 1]);

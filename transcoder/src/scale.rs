@@ -72,12 +72,19 @@ mod imp {
 
         fn pad_templates() -> &'static [gst::PadTemplate] {
             static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-                let caps = gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::I420).build();
+                let caps = gst_video::VideoCapsBuilder::new()
+                    .format(gst_video::VideoFormat::I420)
+                    .build();
                 [gst::PadDirection::Src, gst::PadDirection::Sink]
                     .into_iter()
                     .map(|direction| {
-                        let name = if direction == gst::PadDirection::Src { "src" } else { "sink" };
-                        gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &caps).expect("pad template")
+                        let name = if direction == gst::PadDirection::Src {
+                            "src"
+                        } else {
+                            "sink"
+                        };
+                        gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &caps)
+                            .expect("pad template")
                     })
                     .collect()
             });
@@ -86,12 +93,18 @@ mod imp {
     }
 
     impl BaseTransformImpl for RungScaler {
-        const MODE: gstreamer_base::subclass::BaseTransformMode = gstreamer_base::subclass::BaseTransformMode::NeverInPlace;
+        const MODE: gstreamer_base::subclass::BaseTransformMode =
+            gstreamer_base::subclass::BaseTransformMode::NeverInPlace;
         const PASSTHROUGH_ON_SAME_CAPS: bool = true;
         const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
         /// Any size on the other side; everything else (rate, colorimetry, siting) as is.
-        fn transform_caps(&self, _direction: gst::PadDirection, caps: &gst::Caps, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        fn transform_caps(
+            &self,
+            _direction: gst::PadDirection,
+            caps: &gst::Caps,
+            filter: Option<&gst::Caps>,
+        ) -> Option<gst::Caps> {
             let mut any_size = caps.clone();
             for s in any_size.make_mut().iter_mut() {
                 s.set("width", gst::IntRange::new(1, i32::MAX));
@@ -108,10 +121,17 @@ mod imp {
         }
 
         /// Downstream names the size; where it leaves some open, keep the source's.
-        fn fixate_caps(&self, direction: gst::PadDirection, caps: &gst::Caps, othercaps: gst::Caps) -> gst::Caps {
+        fn fixate_caps(
+            &self,
+            direction: gst::PadDirection,
+            caps: &gst::Caps,
+            othercaps: gst::Caps,
+        ) -> gst::Caps {
             let mut othercaps = othercaps;
             othercaps.truncate();
-            if let (Some(from), Some(s)) = (caps.structure(0), othercaps.make_mut().structure_mut(0)) {
+            if let (Some(from), Some(s)) =
+                (caps.structure(0), othercaps.make_mut().structure_mut(0))
+            {
                 for field in ["width", "height"] {
                     if let Ok(v) = from.get::<i32>(field) {
                         s.fixate_field_nearest_int(field, v);
@@ -135,7 +155,11 @@ mod imp {
             // source (measured at the source's size, as the bench does).
             for plane in 0..inframe.n_planes() {
                 scale_plane(&mut resizer, inframe, outframe, plane).map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Failed, ["scaling plane {plane}: {e}"]);
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ["scaling plane {plane}: {e}"]
+                    );
                     gst::FlowError::Error
                 })?;
             }
@@ -157,9 +181,15 @@ mod imp {
         )?;
         let size = (outframe.comp_width(plane), outframe.comp_height(plane));
         let stride = outframe.plane_stride()[plane as usize];
-        let mut dst = Plane::new(size, stride, as_pixels_mut(outframe.plane_data_mut(plane).map_err(|e| e.to_string())?))?;
+        let mut dst = Plane::new(
+            size,
+            stride,
+            as_pixels_mut(outframe.plane_data_mut(plane).map_err(|e| e.to_string())?),
+        )?;
         let options = ResizeOptions::new().resize_alg(ALGORITHM);
-        resizer.resize_typed(&src, &mut dst, &options).map_err(|e| e.to_string())
+        resizer
+            .resize_typed(&src, &mut dst, &options)
+            .map_err(|e| e.to_string())
     }
 
     fn as_pixels(bytes: &[u8]) -> &[U8] {
@@ -185,9 +215,17 @@ mod imp {
             let stride = usize::try_from(stride).unwrap_or(0);
             let needed = stride * (height as usize).saturating_sub(1) + width as usize;
             if stride < width as usize || stride == 0 || pixels.as_ref().len() < needed {
-                return Err(format!("a {width}x{height} plane of stride {stride} in {} bytes", pixels.as_ref().len()));
+                return Err(format!(
+                    "a {width}x{height} plane of stride {stride} in {} bytes",
+                    pixels.as_ref().len()
+                ));
             }
-            Ok(Self { width, height, stride, pixels })
+            Ok(Self {
+                width,
+                height,
+                stride,
+                pixels,
+            })
         }
     }
 
@@ -207,7 +245,12 @@ mod imp {
         fn iter_rows(&self, start_row: u32) -> impl Iterator<Item = &[U8]> {
             let width = self.width as usize;
             let rows = self.height.saturating_sub(start_row) as usize;
-            self.pixels.as_ref().chunks(self.stride).skip(start_row as usize).take(rows).map(move |row| &row[..width])
+            self.pixels
+                .as_ref()
+                .chunks(self.stride)
+                .skip(start_row as usize)
+                .take(rows)
+                .map(move |row| &row[..width])
         }
     }
 
@@ -216,7 +259,11 @@ mod imp {
         fn iter_rows_mut(&mut self, start_row: u32) -> impl Iterator<Item = &mut [U8]> {
             let width = self.width as usize;
             let rows = self.height.saturating_sub(start_row) as usize;
-            self.pixels.chunks_mut(self.stride).skip(start_row as usize).take(rows).map(move |row| &mut row[..width])
+            self.pixels
+                .chunks_mut(self.stride)
+                .skip(start_row as usize)
+                .take(rows)
+                .map(move |row| &mut row[..width])
         }
     }
 }

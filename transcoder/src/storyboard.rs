@@ -11,7 +11,12 @@ pub const SPRITE_NAME: &str = "storyboard.jpg";
 pub fn jpeg(frame: &Frame, quality: u8) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     Encoder::new(&mut out, quality)
-        .encode(&frame.rgb, frame.width as u16, frame.height as u16, ColorType::Rgb)
+        .encode(
+            &frame.rgb,
+            frame.width as u16,
+            frame.height as u16,
+            ColorType::Rgb,
+        )
         .map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -35,23 +40,40 @@ pub fn sprite(thumbs: &[Frame]) -> Option<Frame> {
             rgb[dst..dst + tw * 3].copy_from_slice(&t.rgb[src..src + tw * 3]);
         }
     }
-    Some(Frame { pts_secs: 0.0, width: w as u32, height: h as u32, rgb })
+    Some(Frame {
+        pts_secs: 0.0,
+        width: w as u32,
+        height: h as u32,
+        rgb,
+    })
 }
 
 fn vtt_time(secs: f64) -> String {
     let ms = (secs * 1000.0).round() as u64;
-    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 /// WebVTT cues, one per thumbnail, covering the lecture up to `duration`.
 pub fn vtt(thumbs: &[Frame], interval: f64, duration: f64) -> String {
     let mut out = String::from("WEBVTT\n");
-    let Some(first) = thumbs.first() else { return out };
+    let Some(first) = thumbs.first() else {
+        return out;
+    };
     let (tw, th) = (first.width, first.height);
     let columns = SPRITE_COLUMNS.min(thumbs.len());
     for (i, t) in thumbs.iter().enumerate() {
         let start = t.pts_secs.max(i as f64 * interval).min(duration);
-        let end = thumbs.get(i + 1).map(|n| n.pts_secs).unwrap_or(duration).max(start + 0.001);
+        let end = thumbs
+            .get(i + 1)
+            .map(|n| n.pts_secs)
+            .unwrap_or(duration)
+            .max(start + 0.001);
         let (x, y) = ((i % columns) as u32 * tw, (i / columns) as u32 * th);
         out.push_str(&format!(
             "\n{} --> {}\n{SPRITE_NAME}#xywh={x},{y},{tw},{th}\n",
@@ -67,7 +89,12 @@ mod tests {
     use super::*;
 
     fn thumb(pts: f64, shade: u8) -> Frame {
-        Frame { pts_secs: pts, width: 4, height: 2, rgb: vec![shade; 4 * 2 * 3] }
+        Frame {
+            pts_secs: pts,
+            width: 4,
+            height: 2,
+            rgb: vec![shade; 4 * 2 * 3],
+        }
     }
 
     #[test]

@@ -90,8 +90,16 @@ mod ffi {
     pub type Encoder = c_void;
 
     unsafe extern "C" {
-        pub fn lectern_x264_open(config: *const Config, error: *mut c_char, error_len: usize) -> *mut Encoder;
-        pub fn lectern_x264_profile_level(encoder: *mut Encoder, profile_idc: *mut c_int, level_idc: *mut c_int) -> c_int;
+        pub fn lectern_x264_open(
+            config: *const Config,
+            error: *mut c_char,
+            error_len: usize,
+        ) -> *mut Encoder;
+        pub fn lectern_x264_profile_level(
+            encoder: *mut Encoder,
+            profile_idc: *mut c_int,
+            level_idc: *mut c_int,
+        ) -> c_int;
         pub fn lectern_x264_encode(
             encoder: *mut Encoder,
             planes: *const *const u8,
@@ -124,12 +132,23 @@ struct AccessUnit {
 
 impl Encoder {
     fn open(settings: &X264Settings, info: &gst_video::VideoInfo) -> Result<Self, String> {
-        let text = |s: &str| CString::new(s).map_err(|_| format!("x264 setting {s:?} has a NUL byte"));
-        let (preset, options, profile) = (text(&settings.preset)?, text(&settings.options)?, text(&settings.profile)?);
+        let text =
+            |s: &str| CString::new(s).map_err(|_| format!("x264 setting {s:?} has a NUL byte"));
+        let (preset, options, profile) = (
+            text(&settings.preset)?,
+            text(&settings.options)?,
+            text(&settings.profile)?,
+        );
         let int = |v: u32| c_int::try_from(v).unwrap_or(c_int::MAX);
         // The colours the picture says it has, so players convert it as the source meant.
         let colours = info.colorimetry();
-        let unsaid_if_unknown = |iso: u32| if iso == 2 { -1 } else { c_int::try_from(iso).unwrap_or(-1) };
+        let unsaid_if_unknown = |iso: u32| {
+            if iso == 2 {
+                -1
+            } else {
+                c_int::try_from(iso).unwrap_or(-1)
+            }
+        };
         let config = ffi::Config {
             width: int(info.width()),
             height: int(info.height()),
@@ -158,7 +177,9 @@ impl Encoder {
         let encoder = unsafe { ffi::lectern_x264_open(&config, error.as_mut_ptr(), error.len()) };
         if encoder.is_null() {
             // SAFETY: the shim writes a NUL-terminated message into the buffer on failure.
-            return Err(unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }.to_string_lossy().into_owned());
+            return Err(unsafe { std::ffi::CStr::from_ptr(error.as_ptr()) }
+                .to_string_lossy()
+                .into_owned());
         }
         Ok(Encoder(encoder))
     }
@@ -179,13 +200,27 @@ impl Encoder {
             244 => "high-4:4:4",
             _ => return None,
         };
-        let level = if level % 10 == 0 { (level / 10).to_string() } else { format!("{}.{}", level / 10, level % 10) };
+        let level = if level % 10 == 0 {
+            (level / 10).to_string()
+        } else {
+            format!("{}.{}", level / 10, level % 10)
+        };
         Some((profile, level))
     }
 
     /// Encodes `frame` (None: drains one delayed frame).
-    fn encode(&mut self, frame: Option<(&gst_video::VideoFrameRef<&gst::BufferRef>, i64, i64, bool)>) -> Result<Option<AccessUnit>, ()> {
-        let mut out = ffi::Output { data: std::ptr::null(), size: 0, keyframe: 0, pts: 0, dts: 0, opaque: 0 };
+    fn encode(
+        &mut self,
+        frame: Option<(&gst_video::VideoFrameRef<&gst::BufferRef>, i64, i64, bool)>,
+    ) -> Result<Option<AccessUnit>, ()> {
+        let mut out = ffi::Output {
+            data: std::ptr::null(),
+            size: 0,
+            keyframe: 0,
+            pts: 0,
+            dts: 0,
+            opaque: 0,
+        };
         let coded = match frame {
             Some((picture, pts, number, force_idr)) => {
                 let mut planes = [std::ptr::null::<u8>(); 3];
@@ -196,18 +231,44 @@ impl Encoder {
                 }
                 // SAFETY: three planes of a mapped I420 frame of the size the encoder was
                 // opened with (the sink caps say so); x264 copies them before returning.
-                unsafe { ffi::lectern_x264_encode(self.0, planes.as_ptr(), strides.as_ptr(), pts, number, force_idr as c_int, &mut out) }
+                unsafe {
+                    ffi::lectern_x264_encode(
+                        self.0,
+                        planes.as_ptr(),
+                        strides.as_ptr(),
+                        pts,
+                        number,
+                        force_idr as c_int,
+                        &mut out,
+                    )
+                }
             }
             // SAFETY: a null picture asks a live encoder for a delayed frame.
-            None => unsafe { ffi::lectern_x264_encode(self.0, std::ptr::null(), std::ptr::null(), 0, 0, 0, &mut out) },
+            None => unsafe {
+                ffi::lectern_x264_encode(
+                    self.0,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    0,
+                    0,
+                    0,
+                    &mut out,
+                )
+            },
         };
         match coded {
             c if c < 0 => Err(()),
             0 => Ok(None),
             _ => {
                 // SAFETY: x264 returned `size` bytes at `data`, valid until its next call.
-                let data = unsafe { std::slice::from_raw_parts(out.data, out.size as usize) }.to_vec();
-                Ok(Some(AccessUnit { data, keyframe: out.keyframe != 0, dts: out.dts, frame_number: out.opaque }))
+                let data =
+                    unsafe { std::slice::from_raw_parts(out.data, out.size as usize) }.to_vec();
+                Ok(Some(AccessUnit {
+                    data,
+                    keyframe: out.keyframe != 0,
+                    dts: out.dts,
+                    frame_number: out.opaque,
+                }))
             }
         }
     }
@@ -289,11 +350,28 @@ mod imp {
 
         fn pad_templates() -> &'static [gst::PadTemplate] {
             static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-                let raw = gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::I420).build();
-                let h264 = gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au").build();
+                let raw = gst_video::VideoCapsBuilder::new()
+                    .format(gst_video::VideoFormat::I420)
+                    .build();
+                let h264 = gst::Caps::builder("video/x-h264")
+                    .field("stream-format", "byte-stream")
+                    .field("alignment", "au")
+                    .build();
                 vec![
-                    gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &raw).expect("sink template"),
-                    gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &h264).expect("src template"),
+                    gst::PadTemplate::new(
+                        "sink",
+                        gst::PadDirection::Sink,
+                        gst::PadPresence::Always,
+                        &raw,
+                    )
+                    .expect("sink template"),
+                    gst::PadTemplate::new(
+                        "src",
+                        gst::PadDirection::Src,
+                        gst::PadPresence::Always,
+                        &h264,
+                    )
+                    .expect("src template"),
                 ]
             });
             TEMPLATES.as_ref()
@@ -311,51 +389,88 @@ mod imp {
             Ok(())
         }
 
-        fn propose_allocation(&self, query: &mut gst::query::Allocation) -> Result<(), gst::LoggableError> {
+        fn propose_allocation(
+            &self,
+            query: &mut gst::query::Allocation,
+        ) -> Result<(), gst::LoggableError> {
             // Padded rows are fine: x264 takes each plane's stride.
             query.add_allocation_meta::<gst_video::VideoMeta>(None);
             self.parent_propose_allocation(query)
         }
 
-        fn set_format(&self, input: &gst_video::VideoCodecState<'static, gst_video::video_codec_state::Readable>) -> Result<(), gst::LoggableError> {
+        fn set_format(
+            &self,
+            input: &gst_video::VideoCodecState<'static, gst_video::video_codec_state::Readable>,
+        ) -> Result<(), gst::LoggableError> {
             // A new format mid-stream: what x264 holds is encoded with the old one first.
             if self.state.lock().expect("state lock").is_some() {
-                self.drain().map_err(|_| gst::loggable_error!(gst::CAT_RUST, "draining x264 for a new format"))?;
+                self.drain().map_err(|_| {
+                    gst::loggable_error!(gst::CAT_RUST, "draining x264 for a new format")
+                })?;
             }
             let info = input.info().clone();
-            let settings = self.settings.lock().expect("settings lock").clone().ok_or_else(|| gst::loggable_error!(gst::CAT_RUST, "no x264 settings"))?;
+            let settings = self
+                .settings
+                .lock()
+                .expect("settings lock")
+                .clone()
+                .ok_or_else(|| gst::loggable_error!(gst::CAT_RUST, "no x264 settings"))?;
             let encoder = Encoder::open(&settings, &info).map_err(|e| {
                 gst::element_imp_error!(self, gst::LibraryError::Init, ("{e}"));
                 gst::loggable_error!(gst::CAT_RUST, "{e}")
             })?;
-            let mut caps = gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au");
+            let mut caps = gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au");
             if let Some((profile, level)) = encoder.profile_and_level() {
                 caps = caps.field("profile", profile).field("level", level);
             }
             let delayed = encoder.maximum_delayed_frames().max(0) as u64;
             *self.state.lock().expect("state lock") = Some(State { encoder, info });
             let obj = self.obj();
-            let output = obj.set_output_state(caps.build(), Some(input)).map_err(|_| gst::loggable_error!(gst::CAT_RUST, "setting the output caps"))?;
-            obj.negotiate(output).map_err(|_| gst::loggable_error!(gst::CAT_RUST, "negotiating the output caps"))?;
+            let output = obj
+                .set_output_state(caps.build(), Some(input))
+                .map_err(|_| gst::loggable_error!(gst::CAT_RUST, "setting the output caps"))?;
+            obj.negotiate(output)
+                .map_err(|_| gst::loggable_error!(gst::CAT_RUST, "negotiating the output caps"))?;
             // Frames in flight, as latency (live sources only).
-            let frame = gst::ClockTime::SECOND.mul_div_floor(input.info().fps().denom().max(1) as u64, input.info().fps().numer().max(1) as u64);
+            let frame = gst::ClockTime::SECOND.mul_div_floor(
+                input.info().fps().denom().max(1) as u64,
+                input.info().fps().numer().max(1) as u64,
+            );
             let latency = frame.unwrap_or(gst::ClockTime::ZERO) * delayed;
             obj.set_latency(latency, latency);
             Ok(())
         }
 
-        fn handle_frame(&self, mut frame: gst_video::VideoCodecFrame) -> Result<gst::FlowSuccess, gst::FlowError> {
+        fn handle_frame(
+            &self,
+            mut frame: gst_video::VideoCodecFrame,
+        ) -> Result<gst::FlowSuccess, gst::FlowError> {
             let coded = {
                 let mut guard = self.state.lock().expect("state lock");
                 let state = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
                 let input = frame.input_buffer().ok_or(gst::FlowError::Error)?;
-                let picture = gst_video::VideoFrameRef::from_buffer_ref_readable(input, &state.info).map_err(|_| {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ("the input frame does not fit its caps"));
-                    gst::FlowError::Error
-                })?;
+                let picture =
+                    gst_video::VideoFrameRef::from_buffer_ref_readable(input, &state.info)
+                        .map_err(|_| {
+                            gst::element_imp_error!(
+                                self,
+                                gst::StreamError::Format,
+                                ("the input frame does not fit its caps")
+                            );
+                            gst::FlowError::Error
+                        })?;
                 let pts = frame.pts().map_or(0, |t| t.nseconds() as i64);
-                let force = frame.flags().contains(gst_video::VideoCodecFrameFlags::FORCE_KEYFRAME);
-                let coded = state.encoder.encode(Some((&picture, pts, frame.system_frame_number() as i64, force)));
+                let force = frame
+                    .flags()
+                    .contains(gst_video::VideoCodecFrameFlags::FORCE_KEYFRAME);
+                let coded = state.encoder.encode(Some((
+                    &picture,
+                    pts,
+                    frame.system_frame_number() as i64,
+                    force,
+                )));
                 drop(picture);
                 coded
             };
@@ -366,7 +481,11 @@ mod imp {
             match coded {
                 Ok(unit) => self.push(unit),
                 Err(()) => {
-                    gst::element_imp_error!(self, gst::StreamError::Encode, ("x264 failed to encode a frame"));
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Encode,
+                        ("x264 failed to encode a frame")
+                    );
                     Err(gst::FlowError::Error)
                 }
             }
@@ -396,12 +515,18 @@ mod imp {
             loop {
                 let unit = {
                     let mut guard = self.state.lock().expect("state lock");
-                    let Some(state) = guard.as_mut() else { return Ok(gst::FlowSuccess::Ok) };
+                    let Some(state) = guard.as_mut() else {
+                        return Ok(gst::FlowSuccess::Ok);
+                    };
                     if state.encoder.delayed_frames() <= 0 {
                         return Ok(gst::FlowSuccess::Ok);
                     }
                     state.encoder.encode(None).map_err(|()| {
-                        gst::element_imp_error!(self, gst::StreamError::Encode, ("x264 failed to drain"));
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Encode,
+                            ("x264 failed to drain")
+                        );
                         gst::FlowError::Error
                     })?
                 };
@@ -411,13 +536,26 @@ mod imp {
 
         /// Finishes the frame an access unit belongs to with it.
         fn push(&self, unit: Option<AccessUnit>) -> Result<gst::FlowSuccess, gst::FlowError> {
-            let Some(unit) = unit else { return Ok(gst::FlowSuccess::Ok) };
+            let Some(unit) = unit else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
             let obj = self.obj();
-            let Some(mut frame) = i32::try_from(unit.frame_number).ok().and_then(|n| obj.frame(n)) else {
-                gst::element_imp_error!(self, gst::StreamError::Encode, ("x264 returned a frame it was never given"));
+            let Some(mut frame) = i32::try_from(unit.frame_number)
+                .ok()
+                .and_then(|n| obj.frame(n))
+            else {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Encode,
+                    ("x264 returned a frame it was never given")
+                );
                 return Err(gst::FlowError::Error);
             };
-            frame.set_dts(u64::try_from(unit.dts).ok().map(gst::ClockTime::from_nseconds));
+            frame.set_dts(
+                u64::try_from(unit.dts)
+                    .ok()
+                    .map(gst::ClockTime::from_nseconds),
+            );
             if unit.keyframe {
                 frame.set_flags(gst_video::VideoCodecFrameFlags::SYNC_POINT);
             }
@@ -428,9 +566,15 @@ mod imp {
 
     /// Replaces a frame's input buffer with one that has its metadata and no memory.
     fn release_input(frame: &mut gst_video::VideoCodecFrame) {
-        let Some(input) = frame.input_buffer() else { return };
-        let flags = gst::BufferCopyFlags::FLAGS | gst::BufferCopyFlags::TIMESTAMPS | gst::BufferCopyFlags::META;
-        let Ok(metadata) = input.copy_region(flags, ..) else { return };
+        let Some(input) = frame.input_buffer() else {
+            return;
+        };
+        let flags = gst::BufferCopyFlags::FLAGS
+            | gst::BufferCopyFlags::TIMESTAMPS
+            | gst::BufferCopyFlags::META;
+        let Ok(metadata) = input.copy_region(flags, ..) else {
+            return;
+        };
         let raw: *mut gst_video::ffi::GstVideoCodecFrame = frame.to_glib_none().0;
         // SAFETY: we hold the encoder's stream lock (the frame handle takes it), which
         // guards the frame's fields; the old buffer is unreffed once, as its owner
@@ -466,17 +610,36 @@ mod tests {
 
     /// Encodes `frames` frames of a moving test pattern: the access units and their
     /// caps, or the pipeline's error.
-    fn try_encode(settings: X264Settings, frames: u32) -> Result<(Vec<gst::Buffer>, gst::Caps), String> {
+    fn try_encode(
+        settings: X264Settings,
+        frames: u32,
+    ) -> Result<(Vec<gst::Buffer>, gst::Caps), String> {
         run(X264Encoder::new(settings).upcast(), "ball", frames)
     }
 
     /// Test pictures through `enc` into an appsink.
-    fn run(enc: gst::Element, pattern: &str, frames: u32) -> Result<(Vec<gst::Buffer>, gst::Caps), String> {
+    fn run(
+        enc: gst::Element,
+        pattern: &str,
+        frames: u32,
+    ) -> Result<(Vec<gst::Buffer>, gst::Caps), String> {
         gst::init().unwrap();
         let pipeline = gst::Pipeline::new();
-        let src = gst::ElementFactory::make("videotestsrc").property("num-buffers", frames as i32).property_from_str("pattern", pattern).build().unwrap();
+        let src = gst::ElementFactory::make("videotestsrc")
+            .property("num-buffers", frames as i32)
+            .property_from_str("pattern", pattern)
+            .build()
+            .unwrap();
         let caps = gst::ElementFactory::make("capsfilter")
-            .property("caps", gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::I420).width(320).height(180).framerate(gst::Fraction::new(30, 1)).build())
+            .property(
+                "caps",
+                gst_video::VideoCapsBuilder::new()
+                    .format(gst_video::VideoFormat::I420)
+                    .width(320)
+                    .height(180)
+                    .framerate(gst::Fraction::new(30, 1))
+                    .build(),
+            )
             .build()
             .unwrap();
         let units = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -487,7 +650,10 @@ mod tests {
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        collected.lock().unwrap().push(sample.buffer_owned().unwrap());
+                        collected
+                            .lock()
+                            .unwrap()
+                            .push(sample.buffer_owned().unwrap());
                         Ok(gst::FlowSuccess::Ok)
                     })
                     .build(),
@@ -495,18 +661,32 @@ mod tests {
             .build();
         // What the pipeline asks of both encoders.
         let h264 = gst::ElementFactory::make("capsfilter")
-            .property("caps", gst::Caps::builder("video/x-h264").field("stream-format", "byte-stream").field("alignment", "au").field("profile", "high").build())
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-h264")
+                    .field("stream-format", "byte-stream")
+                    .field("alignment", "au")
+                    .field("profile", "high")
+                    .build(),
+            )
             .build()
             .unwrap();
-        pipeline.add_many([&src, &caps, &enc, &h264, sink.upcast_ref()]).unwrap();
+        pipeline
+            .add_many([&src, &caps, &enc, &h264, sink.upcast_ref()])
+            .unwrap();
         gst::Element::link_many([&src, &caps, &enc, &h264, sink.upcast_ref()]).unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
         let bus = pipeline.bus().unwrap();
-        let end = bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]);
+        let end = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
         let caps = sink.static_pad("sink").unwrap().current_caps();
         pipeline.set_state(gst::State::Null).unwrap();
         match end.as_ref().map(|m| m.view()) {
-            Some(gst::MessageView::Eos(_)) => Ok((std::mem::take(&mut *units.lock().unwrap()), caps.unwrap())),
+            Some(gst::MessageView::Eos(_)) => {
+                Ok((std::mem::take(&mut *units.lock().unwrap()), caps.unwrap()))
+            }
             Some(gst::MessageView::Error(e)) => Err(format!("{} ({:?})", e.error(), e.debug())),
             _ => Err("no end within a minute".into()),
         }
@@ -519,15 +699,31 @@ mod tests {
     #[test]
     fn every_frame_comes_out_once_with_keyframes_on_the_grid_and_dts_before_pts() {
         let (units, caps) = encode(settings(None), 95);
-        assert_eq!(units.len(), 95, "one access unit a frame, delayed ones drained at the end");
+        assert_eq!(
+            units.len(),
+            95,
+            "one access unit a frame, delayed ones drained at the end"
+        );
         let s = caps.structure(0).unwrap();
         assert_eq!(s.get::<&str>("stream-format").unwrap(), "byte-stream");
         assert_eq!(s.get::<&str>("profile").unwrap(), "high");
-        let keyframes: Vec<usize> = units.iter().enumerate().filter(|(_, b)| !b.flags().contains(gst::BufferFlags::DELTA_UNIT)).map(|(i, _)| i).collect();
-        assert_eq!(keyframes, vec![0, 30, 60, 90], "keyint 30, no scene cuts, in decoding order");
+        let keyframes: Vec<usize> = units
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            keyframes,
+            vec![0, 30, 60, 90],
+            "keyint 30, no scene cuts, in decoding order"
+        );
         let mut pts: Vec<u64> = units.iter().map(|b| b.pts().unwrap().nseconds()).collect();
         for b in &units {
-            assert!(b.dts().unwrap() <= b.pts().unwrap(), "a frame decoded after it is shown");
+            assert!(
+                b.dts().unwrap() <= b.pts().unwrap(),
+                "a frame decoded after it is shown"
+            );
             let data = b.map_readable().unwrap();
             assert_eq!(&data[..4], &[0, 0, 0, 1], "Annex B start code");
         }
@@ -563,20 +759,42 @@ mod tests {
         for (crf, pattern) in [(None, "snow"), (None, "ball"), (Some(23), "smpte")] {
             let mut s = settings(crf);
             s.bitrate_kbps = 300;
-            let ours = run(X264Encoder::new(s.clone()).upcast(), pattern, 70).unwrap().0;
+            let ours = run(X264Encoder::new(s.clone()).upcast(), pattern, 70)
+                .unwrap()
+                .0;
             let theirs = run(x264enc(&s), pattern, 70).unwrap().0;
             let options = |b: &gst::Buffer| {
                 let data = b.map_readable().unwrap().to_vec();
                 let text = String::from_utf8_lossy(&data).into_owned();
-                text.split_once("options: ").map(|(_, o)| o.split('\0').next().unwrap_or("").to_string()).unwrap_or_default()
+                text.split_once("options: ")
+                    .map(|(_, o)| o.split('\0').next().unwrap_or("").to_string())
+                    .unwrap_or_default()
             };
-            assert_eq!(options(&ours[0]), options(&theirs[0]), "{pattern}: x264's own account of its settings");
+            assert_eq!(
+                options(&ours[0]),
+                options(&theirs[0]),
+                "{pattern}: x264's own account of its settings"
+            );
             assert_eq!(ours.len(), theirs.len());
             for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-                let (x, y) = (a.map_readable().unwrap().to_vec(), b.map_readable().unwrap().to_vec());
+                let (x, y) = (
+                    a.map_readable().unwrap().to_vec(),
+                    b.map_readable().unwrap().to_vec(),
+                );
                 let at = x.iter().zip(&y).position(|(p, q)| p != q);
-                assert!(x == y, "{pattern}: access unit {i} differs: sizes {} {}, first at {at:?}: {:02x?} vs {:02x?}", x.len(), y.len(), &x[at.unwrap_or(0).saturating_sub(8)..][..24.min(x.len())], &y[at.unwrap_or(0).saturating_sub(8)..][..24.min(y.len())]);
-                assert_eq!((a.pts(), a.dts(), a.flags()), (b.pts(), b.dts(), b.flags()), "{pattern}: access unit {i}'s timing or flags");
+                assert!(
+                    x == y,
+                    "{pattern}: access unit {i} differs: sizes {} {}, first at {at:?}: {:02x?} vs {:02x?}",
+                    x.len(),
+                    y.len(),
+                    &x[at.unwrap_or(0).saturating_sub(8)..][..24.min(x.len())],
+                    &y[at.unwrap_or(0).saturating_sub(8)..][..24.min(y.len())]
+                );
+                assert_eq!(
+                    (a.pts(), a.dts(), a.flags()),
+                    (b.pts(), b.dts(), b.flags()),
+                    "{pattern}: access unit {i}'s timing or flags"
+                );
             }
         }
     }
@@ -586,10 +804,18 @@ mod tests {
         let bytes = |kbps| {
             let mut s = settings(None);
             s.bitrate_kbps = kbps;
-            run(X264Encoder::new(s).upcast(), "snow", 90).unwrap().0.iter().map(|b| b.size()).sum::<usize>()
+            run(X264Encoder::new(s).upcast(), "snow", 90)
+                .unwrap()
+                .0
+                .iter()
+                .map(|b| b.size())
+                .sum::<usize>()
         };
         let (low, high) = (bytes(150), bytes(1500));
-        assert!(high > low * 4, "1500 kbit/s gave {high} bytes, 150 gave {low}");
+        assert!(
+            high > low * 4,
+            "1500 kbit/s gave {high} bytes, 150 gave {low}"
+        );
     }
 
     /// Every rung's encoder opens on its own streaming thread, at about the same time:
@@ -597,14 +823,26 @@ mod tests {
     #[test]
     fn encoders_opened_on_many_threads_at_once_all_open() {
         let s = settings(None);
-        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, 64, 64).fps(gst::Fraction::new(30, 1)).build().unwrap();
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, 64, 64)
+            .fps(gst::Fraction::new(30, 1))
+            .build()
+            .unwrap();
         let failures: usize = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| (0..400).filter(|_| Encoder::open(&s, &info).is_err()).count()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..400)
+                            .filter(|_| Encoder::open(&s, &info).is_err())
+                            .count()
+                    })
+                })
                 .collect();
             threads.into_iter().map(|t| t.join().unwrap()).sum()
         });
-        assert_eq!(failures, 0, "{failures} of 3200 encoders refused their settings");
+        assert_eq!(
+            failures, 0,
+            "{failures} of 3200 encoders refused their settings"
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ fn bars(dir: &Path, size: (u32, u32)) -> std::path::PathBuf {
     let path = dir.join(format!("bars_{}x{}.mkv", size.0, size.1));
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("smptehdbars=size={}x{}:rate=30,format=yuv420p", size.0, size.1))
+        .arg(format!(
+            "smptehdbars=size={}x{}:rate=30,format=yuv420p",
+            size.0, size.1
+        ))
         .args(["-t", "1", "-c:v", "ffv1"])
         .arg(&path)
         .status()
@@ -29,26 +32,45 @@ fn bars(dir: &Path, size: (u32, u32)) -> std::path::PathBuf {
 fn scale(source: &Path, size: (u32, u32), out: &Path) -> u64 {
     gst::init().unwrap();
     // Two chains, joined through the scaler below.
-    let caps = format!("video/x-raw,width={},height={},pixel-aspect-ratio=1/1", size.0, size.1);
+    let caps = format!(
+        "video/x-raw,width={},height={},pixel-aspect-ratio=1/1",
+        size.0, size.1
+    );
     let desc = format!(
         "filesrc location={} ! decodebin ! videoconvert ! capsfilter name=decoded caps=\"video/x-raw,format=I420\" \
          capsfilter name=sized caps=\"{caps}\" ! identity name=count ! avenc_ffv1 ! matroskamux ! filesink location={}",
         source.display(),
         out.display()
     );
-    let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     let scaler: gst::Element = RungScaler::new().upcast();
     pipeline.add(&scaler).unwrap();
-    gst::Element::link_many([&pipeline.by_name("decoded").unwrap(), &scaler, &pipeline.by_name("sized").unwrap()]).unwrap();
+    gst::Element::link_many([
+        &pipeline.by_name("decoded").unwrap(),
+        &scaler,
+        &pipeline.by_name("sized").unwrap(),
+    ])
+    .unwrap();
     let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = frames.clone();
-    pipeline.by_name("count").unwrap().static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        gst::PadProbeReturn::Ok
-    });
+    pipeline
+        .by_name("count")
+        .unwrap()
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
     pipeline.set_state(gst::State::Playing).unwrap();
     let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     pipeline.set_state(gst::State::Null).unwrap();
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => {}
@@ -60,7 +82,14 @@ fn scale(source: &Path, size: (u32, u32), out: &Path) -> u64 {
 /// PSNR (dB) of `scaled` against `source` scaled to `size` by ffmpeg's bicubic scaler;
 /// infinite for identical pictures.
 fn psnr_against_ffmpeg(scaled: &Path, source: &Path, size: (u32, u32)) -> f64 {
-    psnr_with(scaled, source, &format!("[1:v]scale={}:{}:flags=bicubic[r];[0:v][r]psnr", size.0, size.1))
+    psnr_with(
+        scaled,
+        source,
+        &format!(
+            "[1:v]scale={}:{}:flags=bicubic[r];[0:v][r]psnr",
+            size.0, size.1
+        ),
+    )
 }
 
 #[test]
@@ -68,15 +97,30 @@ fn scales_like_ffmpegs_bicubic_whatever_the_planes_strides() {
     let dir = tempfile::tempdir().unwrap();
     // Odd sources have chroma planes of rounded-up sizes; 854, 426 and 333 wide rows are
     // padded to a stride of 4 bytes (and their chroma rows too).
-    let cases = [((1920, 1080), (854, 480)), ((1920, 1080), (426, 240)), ((1278, 718), (426, 240)), ((1001, 563), (333, 187))];
+    let cases = [
+        ((1920, 1080), (854, 480)),
+        ((1920, 1080), (426, 240)),
+        ((1278, 718), (426, 240)),
+        ((1001, 563), (333, 187)),
+    ];
     for (source_size, size) in cases {
         let source = bars(dir.path(), source_size);
-        let out = dir.path().join(format!("{}x{}_to_{}x{}.mkv", source_size.0, source_size.1, size.0, size.1));
-        assert_eq!(scale(&source, size, &out), 30, "{source_size:?} to {size:?}");
+        let out = dir.path().join(format!(
+            "{}x{}_to_{}x{}.mkv",
+            source_size.0, source_size.1, size.0, size.1
+        ));
+        assert_eq!(
+            scale(&source, size, &out),
+            30,
+            "{source_size:?} to {size:?}"
+        );
         // Measured 60-62 dB; GStreamer's 4-tap scaler is 28-37 dB from it, a plane
         // shifted by one pixel or read with the wrong stride well under 30.
         let db = psnr_against_ffmpeg(&out, &source, size);
-        assert!(db > 50.0, "{source_size:?} to {size:?}: {db} dB from ffmpeg's bicubic");
+        assert!(
+            db > 50.0,
+            "{source_size:?} to {size:?}: {db} dB from ffmpeg's bicubic"
+        );
     }
 }
 

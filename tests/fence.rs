@@ -1,0 +1,149 @@
+//! The fence tried from inside: the real `lectern` binary started as a fenced child,
+//! attempting what a compromised decoder would.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lectern_gate::fence::check::{Attempts, Outcomes};
+use lectern_gate::fence::{CHECK_TASK, Fence, FenceError, Limits, Task};
+
+fn fence(limits: Limits) -> Fence {
+    Fence::new(PathBuf::from(env!("CARGO_BIN_EXE_lectern")), limits)
+}
+
+async fn attempt(
+    fence: &Fence,
+    attempts: Attempts,
+    readable: Vec<PathBuf>,
+    writable: PathBuf,
+    time: Duration,
+) -> Result<Outcomes, FenceError> {
+    let task = Task {
+        name: CHECK_TASK,
+        input: &attempts,
+        readable,
+        writable,
+        time,
+    };
+    fence.run(task, |()| {}, std::future::pending()).await
+}
+
+#[tokio::test]
+async fn a_fenced_child_reaches_its_inputs_and_its_folder_and_nothing_else() {
+    let inputs = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let source = inputs.path().join("upload.mp4");
+    let secret = elsewhere.path().join("lectern.db");
+    std::fs::write(&source, b"an upload").unwrap();
+    std::fs::write(&secret, b"someone else's data").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let attempts = Attempts {
+        connect: Some(listener.local_addr().unwrap()),
+        read: vec![
+            source.clone(),
+            secret.clone(),
+            "/etc/shadow".into(),
+            "/proc/1/environ".into(),
+        ],
+        write: vec![
+            scratch.path().join("out.ts"),
+            elsewhere.path().join("planted"),
+            inputs.path().join("upload.mp4"),
+        ],
+        exec: Some("/bin/true".into()),
+        ..Default::default()
+    };
+    let out = attempt(
+        &fence(Limits::default()),
+        attempts,
+        vec![source],
+        scratch.path().into(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(!out.connected, "a fenced child connected out");
+    assert!(listener.accept().is_err(), "the listener saw a connection");
+    assert_eq!(
+        out.read,
+        [true, false, false, false],
+        "read: the upload only"
+    );
+    assert_eq!(
+        out.written,
+        [true, false, false],
+        "written: its own folder only"
+    );
+    assert!(!out.executed, "a fenced child started a program");
+    assert!(!elsewhere.path().join("planted").exists());
+    let allowed = [
+        "PATH",
+        "HOME",
+        "XDG_CACHE_HOME",
+        "LANG",
+        "LC_ALL",
+        "GST_PLUGIN_SYSTEM_PATH",
+        "GST_PLUGIN_PATH",
+        "GST_DEBUG",
+        "RUST_LOG",
+        "TMPDIR",
+        "XDG_RUNTIME_DIR",
+    ];
+    let leaked: Vec<_> = out
+        .env
+        .iter()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the child's environment holds {leaked:?}"
+    );
+}
+
+#[tokio::test]
+async fn memory_bombs_and_endless_work_end_the_child_not_the_parent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let small = fence(Limits {
+        memory_bytes: 512 << 20,
+        file_bytes: 1 << 20,
+    });
+    let bomb = Attempts {
+        allocate: 2 << 30,
+        ..Default::default()
+    };
+    let out = attempt(
+        &small,
+        bomb,
+        vec![],
+        scratch.path().into(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(!out.allocated, "2 GiB fit in a 512 MiB fence");
+
+    let endless = Attempts {
+        spin_secs: 60,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let err = attempt(
+        &small,
+        endless,
+        vec![],
+        scratch.path().into(),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, FenceError::TimedOut), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the child outlived its time by {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.refusal(), Some(lectern_gate::Refusal::Timeout));
+}
