@@ -101,8 +101,12 @@ impl AccessTokens {
     /// The user a token speaks for, or None when it is forged, expired, for another
     /// audience or signed with another algorithm.
     pub fn verify(&self, token: &str) -> Option<AuthUser> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok()?;
-        Some(AuthUser { id: data.claims.sub, role: data.claims.role })
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).ok()?;
+        Some(AuthUser {
+            id: data.claims.sub,
+            role: data.claims.role,
+        })
     }
 }
 
@@ -129,7 +133,8 @@ impl IntoResponse for Unauthenticated {
             "unauthenticated",
             "a valid access token is required (Authorization: Bearer <token>)",
         );
-        res.headers_mut().insert("www-authenticate", "Bearer".parse().expect("static header"));
+        res.headers_mut()
+            .insert("www-authenticate", "Bearer".parse().expect("static header"));
         res
     }
 }
@@ -145,16 +150,23 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string());
     }
-    if let Some(value) = parts.headers.get(axum::http::header::SEC_WEBSOCKET_PROTOCOL) {
+    if let Some(value) = parts
+        .headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+    {
         let mut protocols = value.to_str().ok()?.split(',').map(str::trim);
         if protocols.next() == Some(WS_BEARER_PROTOCOL) {
             return protocols.next().map(str::to_string);
         }
     }
     let query = parts.uri.query()?;
-    query.split('&').find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
 }
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -166,14 +178,29 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let tokens = AccessTokens::from_ref(state);
-        bearer_token(parts).and_then(|t| tokens.verify(&t)).ok_or(Unauthenticated)
+        bearer_token(parts)
+            .and_then(|t| tokens.verify(&t))
+            .ok_or(Unauthenticated)
     }
 }
 
 /// A signing secret: the given value, or one generated once and kept (mode 0600)
 /// in `path` so tokens survive restarts of a development server.
+/// The shortest token secret accepted from the operator.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 pub fn load_or_create_secret(given: Option<&str>, path: &Path) -> std::io::Result<Vec<u8>> {
     if let Some(secret) = given.filter(|s| !s.is_empty()) {
+        // A short key can be guessed offline from any one token it signed.
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "a token secret must be at least {MIN_SECRET_BYTES} bytes (this one has {})",
+                    secret.len()
+                ),
+            ));
+        }
         return Ok(secret.as_bytes().to_vec());
     }
     if let Ok(existing) = std::fs::read(path) {
@@ -190,7 +217,12 @@ pub fn load_or_create_secret(given: Option<&str>, path: &Path) -> std::io::Resul
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(encoded.as_bytes())?;
         f.sync_all()?;
     }
@@ -231,7 +263,11 @@ mod tests {
         // {"alg":"none"} with the same claims and no signature.
         let good = tokens.issue("u1", Role::Admin);
         let payload = good.split('.').nth(1).unwrap();
-        assert!(tokens.verify(&format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.")).is_none());
+        assert!(
+            tokens
+                .verify(&format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."))
+                .is_none()
+        );
         assert!(tokens.verify("garbage").is_none());
     }
 
@@ -243,6 +279,12 @@ mod tests {
         let b = load_or_create_secret(None, &path).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.len(), 64);
-        assert_eq!(load_or_create_secret(Some("given"), &path).unwrap(), b"given");
+        let given = "an operator's secret of 32+ bytes";
+        assert_eq!(
+            load_or_create_secret(Some(given), &path).unwrap(),
+            given.as_bytes()
+        );
+        let short = load_or_create_secret(Some("short"), &path).unwrap_err();
+        assert!(short.to_string().contains("at least 32 bytes"), "{short}");
     }
 }
