@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/: render the kustomize overlays, validate every object
 # against the Kubernetes and KEDA schemas, run checkov on the manifests and the
-# Dockerfile, hadolint on the Dockerfile, and a structural check of the compose file.
+# Dockerfile, hadolint on the Dockerfile, a structural check of the compose file, and
+# the deployment's security line (deploy/validate/security.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${LECTERN_TOOLS_DIR:-/var/tmp/lectern-tools}"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-mkdir -p "$out/k8s" "$out/docker"
+mkdir -p "$out/k8s" "$out/docker" "$out/src"
+# The dev overlay's token keys are generated per machine (deploy/dev-keys.sh,
+# git-ignored): render a copy with throwaway keys, never this machine's own.
+cp -R deploy/k8s "$out/src/k8s"
+rm -rf "$out/src/k8s/overlays/dev/keys"
+deploy/dev-keys.sh "$out/src" > /dev/null
 for overlay in dev prod; do
-  kubectl kustomize "deploy/k8s/overlays/$overlay" > "$out/k8s/$overlay.yaml"
+  kubectl kustomize "$out/src/k8s/overlays/$overlay" > "$out/k8s/$overlay.yaml"
   echo "rendered $overlay: $(grep -c '^kind:' "$out/k8s/$overlay.yaml") objects"
 done
 # Core objects, strictly; CRDs (KEDA) are checked against their own schemas below.
@@ -37,4 +43,5 @@ for name in ("catalog", "ingest", "worker", "migrate", "postgres", "rabbitmq", "
     assert name in services, f"compose lacks {name}"
 print(f"compose: {len(services)} services consistent")
 PY
+"$TOOLS/deploy/bin/python" deploy/validate/security.py "$out"/k8s/*.yaml
 echo "deploy checks passed"
