@@ -44,3 +44,26 @@ fn restricted(factory: &str) -> Result<gst::Element, gst::glib::BoolError> {
     });
     Ok(bin)
 }
+
+/// `filesrc` for an upload, with the header repairs `repairs` knows applied to the
+/// bytes as they pass (the file on disk is not touched).
+pub fn file_source(path: &std::path::Path) -> Result<gst::Element, gst::glib::BoolError> {
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_string_lossy().to_string())
+        .build()?;
+    let Some(patch) = crate::repairs::for_file(path) else {
+        return Ok(src);
+    };
+    let pad = src.static_pad("src").expect("filesrc has a src pad");
+    // Demuxers read headers in pull mode (getrange) and then push: patch both ways.
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::PULL | gst::PadProbeType::PUSH,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+                patch.apply(buffer);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(src)
+}

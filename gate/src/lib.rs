@@ -11,6 +11,7 @@ pub mod decode;
 pub mod fence;
 pub mod formats;
 mod refusal;
+pub mod repairs;
 
 pub use refusal::{Refusal, TypeName};
 

@@ -370,10 +370,7 @@ fn measure_window(
     deadline: Instant,
 ) -> Result<Vec<TrialTotal>, String> {
     let pipeline = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("filesrc")
-        .property("location", path.to_string_lossy().to_string())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let src = lectern_gate::decode::file_source(path).map_err(|e| e.to_string())?;
     let decode = lectern_gate::decode::decodebin().map_err(|e| e.to_string())?;
     let convert = make("videoconvert")?;
     let tee = make("tee")?;

@@ -88,10 +88,7 @@ fn preroll(path: &Path, timeout: Duration) -> Result<Streams, Refusal> {
         Refusal::Unreadable
     };
     let pipeline = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("filesrc")
-        .property("location", path.to_string_lossy().to_string())
-        .build()
-        .map_err(setup)?;
+    let src = decode::file_source(path).map_err(setup)?;
     let decode = decode::decodebin().map_err(setup)?;
     pipeline.add_many([&src, &decode]).map_err(setup)?;
     src.link(&decode).map_err(setup)?;
@@ -358,10 +355,7 @@ fn stream_time_after_seek(
     use std::sync::atomic::{AtomicBool, Ordering};
     gst::init().map_err(|e| e.to_string())?;
     let pipeline = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("filesrc")
-        .property("location", path.to_string_lossy().to_string())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let src = decode::file_source(path).map_err(|e| e.to_string())?;
     let parse = decode::parsebin().map_err(|e| e.to_string())?;
     pipeline
         .add_many([&src, &parse])

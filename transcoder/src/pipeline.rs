@@ -456,8 +456,7 @@ fn transcode_with(
     let pipeline = gst::Pipeline::new();
     // Files, not a live source: run as fast as the encoders go.
     pipeline.use_clock(None::<&gst::Clock>);
-    let src = make("filesrc")?;
-    src.set_property("location", source.to_string_lossy().to_string());
+    let src = lectern_gate::decode::file_source(source)?;
     let decode = lectern_gate::decode::decodebin()?;
     pipeline.add_many([&src, &decode])?;
     src.link(&decode)?;
