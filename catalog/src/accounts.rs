@@ -1,8 +1,8 @@
 //! Accounts: sign-up, sign-in and the admin bootstrap. Passwords are hashed with
 //! argon2 (on a blocking thread: hashing is deliberately slow).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use lectern_common::auth::Role;
 use lectern_common::db::Db;
 use lectern_common::limits::{Action, ClientIp, Limits};
@@ -28,11 +28,18 @@ impl Email {
         let e = raw.trim().to_lowercase();
         let valid = e.len() <= 254
             && e.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
             })
             && !e.chars().any(|c| c.is_whitespace() || c.is_control())
             && e.matches('@').count() == 1;
-        if valid { Ok(Email(e)) } else { Err(CatalogError::Invalid("email is not a valid address".into())) }
+        if valid {
+            Ok(Email(e))
+        } else {
+            Err(CatalogError::Invalid("email is not a valid address".into()))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -46,7 +53,9 @@ pub const MAX_PASSWORD: usize = 256;
 fn check_password(password: &str) -> Result<(), CatalogError> {
     let n = password.chars().count();
     if n < MIN_PASSWORD || password.len() > MAX_PASSWORD {
-        return Err(CatalogError::Invalid(format!("password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")));
+        return Err(CatalogError::Invalid(format!(
+            "password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        )));
     }
     Ok(())
 }
@@ -55,14 +64,17 @@ fn check_password(password: &str) -> Result<(), CatalogError> {
 fn check_name(sent: &str) -> Result<String, CatalogError> {
     let name = sent.trim();
     if name.is_empty() || sent.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(CatalogError::Invalid("name must be 1 to 100 printable characters".into()));
+        return Err(CatalogError::Invalid(
+            "name must be 1 to 100 printable characters".into(),
+        ));
     }
     Ok(name.to_string())
 }
 
 async fn hash_password(password: String) -> Result<String, CatalogError> {
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+            .map_err(|e| CatalogError::Internal(e.to_string()))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -74,7 +86,11 @@ async fn hash_password(password: String) -> Result<String, CatalogError> {
 
 async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(&hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
     })
     .await
     .unwrap_or(false)
@@ -98,7 +114,13 @@ pub struct Signup {
 }
 
 /// Creates an account. Sign-up offers student and owner; admins come from the CLI.
-pub async fn create_user(db: &Db, email: &str, password: &str, name: &str, role: Role) -> Result<User, CatalogError> {
+pub async fn create_user(
+    db: &Db,
+    email: &str,
+    password: &str,
+    name: &str,
+    role: Role,
+) -> Result<User, CatalogError> {
     let email = Email::parse(email)?;
     check_password(password)?;
     let name = check_name(name)?;
@@ -117,16 +139,27 @@ pub async fn create_user(db: &Db, email: &str, password: &str, name: &str, role:
     .execute(db)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(CatalogError::Conflict("an account with this email already exists".into()));
+        return Err(CatalogError::Conflict(
+            "an account with this email already exists".into(),
+        ));
     }
-    Ok(User { id, email: email.0, name, role })
+    Ok(User {
+        id,
+        email: email.0,
+        name,
+        role,
+    })
 }
 
 pub async fn signup(db: &Db, req: Signup) -> Result<User, CatalogError> {
     let role = match req.role.as_deref().unwrap_or("student") {
         "student" => Role::Student,
         "owner" => Role::Owner,
-        _ => return Err(CatalogError::Invalid("role must be student or owner".into())),
+        _ => {
+            return Err(CatalogError::Invalid(
+                "role must be student or owner".into(),
+            ));
+        }
     };
     create_user(db, &req.email, &req.password, &req.name, role).await
 }
@@ -140,7 +173,12 @@ pub struct Login {
 /// A sign-in under the abuse limits: a rate per IP and per email, and a growing wait
 /// after repeated failures (checked before the password, so a locked-out guesser
 /// learns nothing).
-pub async fn guarded_login(db: &Db, limits: &Limits, ip: ClientIp, req: Login) -> Result<User, CatalogError> {
+pub async fn guarded_login(
+    db: &Db,
+    limits: &Limits,
+    ip: ClientIp,
+    req: Login,
+) -> Result<User, CatalogError> {
     let email = req.email.trim().to_lowercase();
     limits.check(Action::Login, ip, Some(&email))?;
     limits.login_wait(&email, ip)?;
@@ -178,16 +216,30 @@ pub async fn login(db: &Db, req: Login) -> Result<User, CatalogError> {
     if !verify_password(req.password, hash).await {
         return Err(CatalogError::BadCredentials);
     }
-    let role = Role::parse(&role).ok_or_else(|| CatalogError::Internal(format!("user {id} has an unknown role")))?;
-    Ok(User { id, email: email.0, name, role })
+    let role = Role::parse(&role)
+        .ok_or_else(|| CatalogError::Internal(format!("user {id} has an unknown role")))?;
+    Ok(User {
+        id,
+        email: email.0,
+        name,
+        role,
+    })
 }
 
 pub async fn get_user(db: &Db, id: &str) -> Result<User, CatalogError> {
     let row: Option<(String, String, String, String)> =
-        sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1").bind(id).fetch_optional(db).await?;
+        sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
     let (id, email, name, role) = row.ok_or(CatalogError::NotFound("user"))?;
     let role = Role::parse(&role).ok_or_else(|| CatalogError::Internal("unknown role".into()))?;
-    Ok(User { id, email, name, role })
+    Ok(User {
+        id,
+        email,
+        name,
+        role,
+    })
 }
 
 #[cfg(test)]
@@ -196,8 +248,21 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ada@Example.ORG ").unwrap().as_str(), "ada@example.org");
-        for bad in ["", "ada", "ada@", "@x.org", "a@b", "a b@x.org", "a@@x.org", "a@x.org.", "a@.x.org"] {
+        assert_eq!(
+            Email::parse("  Ada@Example.ORG ").unwrap().as_str(),
+            "ada@example.org"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@x.org",
+            "a@b",
+            "a b@x.org",
+            "a@@x.org",
+            "a@x.org.",
+            "a@.x.org",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

@@ -57,7 +57,11 @@ struct GateHeld<'a> {
 impl Drop for GateHeld<'_> {
     fn drop(&mut self) {
         let mut loading = self.cache.loading.lock().expect("cache lock");
-        if Arc::strong_count(&self.gate) == 2 && loading.get(self.key).is_some_and(|g| Arc::ptr_eq(g, &self.gate)) {
+        if Arc::strong_count(&self.gate) == 2
+            && loading
+                .get(self.key)
+                .is_some_and(|g| Arc::ptr_eq(g, &self.gate))
+        {
             loading.remove(self.key);
         }
     }
@@ -85,7 +89,12 @@ impl ObjectCache {
     /// A cache holding at most `budget` bytes; objects larger than a sixteenth of it
     /// (at most 8 MiB) are streamed instead. A budget of 0 disables it.
     pub fn new(budget: usize) -> Self {
-        ObjectCache { budget, max_entry: (budget / 16).min(8 << 20), inner: Mutex::default(), loading: Mutex::default() }
+        ObjectCache {
+            budget,
+            max_entry: (budget / 16).min(8 << 20),
+            inner: Mutex::default(),
+            loading: Mutex::default(),
+        }
     }
 
     /// Whether an object of this size is worth keeping.
@@ -117,8 +126,18 @@ impl ObjectCache {
         if let Some(hit) = self.get(key) {
             return Ok(Loaded::Kept(hit));
         }
-        let gate = self.loading.lock().expect("cache lock").entry(key.to_string()).or_default().clone();
-        let gate = GateHeld { cache: self, key, gate };
+        let gate = self
+            .loading
+            .lock()
+            .expect("cache lock")
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let gate = GateHeld {
+            cache: self,
+            key,
+            gate,
+        };
         let turn = gate.gate.turn.lock().await;
         if gate.gate.not_kept.load(Ordering::Acquire) {
             drop(turn);
@@ -149,10 +168,15 @@ impl ObjectCache {
             inner.bytes -= old.bytes.len();
         }
         inner.bytes += cached.bytes.len();
-        inner.entries.insert(key.to_string(), (cached.clone(), lectern_common::coarse_monotonic()));
+        inner.entries.insert(
+            key.to_string(),
+            (cached.clone(), lectern_common::coarse_monotonic()),
+        );
         inner.order.push_back(key.to_string());
         while inner.bytes > self.budget {
-            let Some(oldest) = inner.order.pop_front() else { break };
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
             if let Some((gone, _)) = inner.entries.remove(&oldest) {
                 inner.bytes -= gone.bytes.len();
             }
@@ -174,7 +198,11 @@ mod tests {
         let etag = format!("\"{n}\"");
         Cached {
             etag: HeaderValue::from_str(&etag).unwrap(),
-            meta: ObjectMeta { size: n as u64, modified_unix: 0, etag },
+            meta: ObjectMeta {
+                size: n as u64,
+                modified_unix: 0,
+                etag,
+            },
             bytes: Bytes::from(vec![1u8; n]),
             last_modified: None,
         }
@@ -189,7 +217,11 @@ mod tests {
         assert!(cache.get("k0").is_none(), "the oldest went first");
         assert!(cache.get("k19").is_some());
         let inner = cache.inner.lock().unwrap();
-        assert!(inner.bytes <= 16 * 1000 && inner.entries.len() == 16, "{} bytes", inner.bytes);
+        assert!(
+            inner.bytes <= 16 * 1000 && inner.entries.len() == 16,
+            "{} bytes",
+            inner.bytes
+        );
     }
 
     #[test]
@@ -204,13 +236,19 @@ mod tests {
     }
 
     /// Ten requests missing one key at once, with a load that takes a while.
-    async fn ten_at_once(cache: &Arc<ObjectCache>, key: &'static str, size: usize, fail_first: bool) -> (usize, usize, Vec<bool>) {
+    async fn ten_at_once(
+        cache: &Arc<ObjectCache>,
+        key: &'static str,
+        size: usize,
+        fail_first: bool,
+    ) -> (usize, usize, Vec<bool>) {
         use std::sync::atomic::AtomicUsize;
         let loads = Arc::new(AtomicUsize::new(0));
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let tasks: Vec<_> = (0..10)
             .map(|_| {
-                let (cache, loads, running, most) = (cache.clone(), loads.clone(), running.clone(), most.clone());
+                let (cache, loads, running, most) =
+                    (cache.clone(), loads.clone(), running.clone(), most.clone());
                 tokio::spawn(async move {
                     let load = || async {
                         let n = loads.fetch_add(1, Ordering::SeqCst);
@@ -221,7 +259,11 @@ mod tests {
                         if fail_first && n == 0 {
                             return Err("storage hiccup");
                         }
-                        Ok(if cache.admits(size as u64) { Ok(object(size)) } else { Err(size) })
+                        Ok(if cache.admits(size as u64) {
+                            Ok(object(size))
+                        } else {
+                            Err(size)
+                        })
                     };
                     match cache.get_or_load(key, load).await {
                         Ok(Loaded::Kept(c)) => Some(c.bytes.len() == size),
@@ -240,7 +282,11 @@ mod tests {
                 kept.push(false);
             }
         }
-        (loads.load(Ordering::SeqCst), most.load(Ordering::SeqCst), kept)
+        (
+            loads.load(Ordering::SeqCst),
+            most.load(Ordering::SeqCst),
+            kept,
+        )
     }
 
     #[tokio::test]
@@ -250,7 +296,10 @@ mod tests {
         assert_eq!(loads, 1, "one read of storage for ten requests");
         assert_eq!(most, 1);
         assert!(served.iter().all(|&s| s));
-        assert!(cache.loading.lock().unwrap().is_empty(), "the gate is taken down");
+        assert!(
+            cache.loading.lock().unwrap().is_empty(),
+            "the gate is taken down"
+        );
     }
 
     #[tokio::test]
@@ -291,9 +340,17 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the second request waits for the first's load");
+        assert!(
+            !waiting.is_finished(),
+            "the second request waits for the first's load"
+        );
         stuck.abort();
-        assert!(tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), waiting)
+                .await
+                .unwrap()
+                .unwrap()
+        );
         assert!(cache.loading.lock().unwrap().is_empty());
     }
 }

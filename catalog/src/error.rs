@@ -37,7 +37,8 @@ pub enum CatalogError {
 impl From<lectern_common::storage::StorageError> for CatalogError {
     fn from(e: lectern_common::storage::StorageError) -> Self {
         match e {
-            lectern_common::storage::StorageError::NotFound(_) | lectern_common::storage::StorageError::InvalidKey(_) => {
+            lectern_common::storage::StorageError::NotFound(_)
+            | lectern_common::storage::StorageError::InvalidKey(_) => {
                 CatalogError::NotFound("file")
             }
             other => CatalogError::Storage(other),
@@ -63,11 +64,18 @@ impl IntoResponse for CatalogError {
             CatalogError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "purchase_required"),
             CatalogError::BadPlaybackToken => (StatusCode::FORBIDDEN, "bad_playback_token"),
             CatalogError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            CatalogError::RateLimited(refusal) => return lectern_common::http::rate_limited(refusal),
+            CatalogError::RateLimited(refusal) => {
+                return lectern_common::http::rate_limited(refusal);
+            }
             CatalogError::RangeNotSatisfiable { size } => {
-                let mut res = error_response(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", &message);
+                let mut res = error_response(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    &message,
+                );
                 if let Ok(v) = format!("bytes */{size}").parse() {
-                    res.headers_mut().insert(axum::http::header::CONTENT_RANGE, v);
+                    res.headers_mut()
+                        .insert(axum::http::header::CONTENT_RANGE, v);
                 }
                 return res;
             }

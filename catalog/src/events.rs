@@ -22,12 +22,31 @@ use crate::parts::Advance;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    Progress { lecture_id: String, course_id: String, percent: u8 },
-    Ready { lecture_id: String, course_id: String, duration_secs: f64 },
-    Failed { lecture_id: String, course_id: String, reason: String },
-    LectureReady { lecture_id: String, course_id: String, title: String },
+    Progress {
+        lecture_id: String,
+        course_id: String,
+        percent: u8,
+    },
+    Ready {
+        lecture_id: String,
+        course_id: String,
+        duration_secs: f64,
+    },
+    Failed {
+        lecture_id: String,
+        course_id: String,
+        reason: String,
+    },
+    LectureReady {
+        lecture_id: String,
+        course_id: String,
+        title: String,
+    },
     /// The lecture plays while the rest of it is still being encoded.
-    Playable { lecture_id: String, course_id: String },
+    Playable {
+        lecture_id: String,
+        course_id: String,
+    },
 }
 
 /// A live event and who may receive it.
@@ -48,18 +67,32 @@ pub fn hub() -> Hub {
 
 /// Applies one job event to the database and returns what to push live, if the
 /// event still concerns the lecture's current asset.
-pub async fn apply(db: &Db, store: &SharedStore, event: &JobEvent) -> Result<Option<Routed>, CatalogError> {
+pub async fn apply(
+    db: &Db,
+    store: &SharedStore,
+    event: &JobEvent,
+) -> Result<Option<Routed>, CatalogError> {
     let now = now_unix();
     // What a stored part changed, in the terms of the other events.
     let mut advanced = None;
     let changed = match event {
-        JobEvent::PartStored { lecture_id, asset_id, report, .. } => {
+        JobEvent::PartStored {
+            lecture_id,
+            asset_id,
+            report,
+            ..
+        } => {
             let advance = crate::parts::record(db, store, lecture_id, asset_id, report).await?;
             let changed = u64::from(advance != Advance::Nothing);
             advanced = Some(advance);
             changed
         }
-        JobEvent::Progress { lecture_id, asset_id, percent, .. } => sqlx::query(
+        JobEvent::Progress {
+            lecture_id,
+            asset_id,
+            percent,
+            ..
+        } => sqlx::query(
             "UPDATE lectures SET progress_percent = $1, updated_at = $2
              WHERE id = $3 AND asset_id = $4 AND status = 'processing' AND progress_percent <= $5",
         )
@@ -71,7 +104,12 @@ pub async fn apply(db: &Db, store: &SharedStore, event: &JobEvent) -> Result<Opt
         .execute(db)
         .await?
         .rows_affected(),
-        JobEvent::Ready { lecture_id, asset_id, duration_secs, .. } => sqlx::query(
+        JobEvent::Ready {
+            lecture_id,
+            asset_id,
+            duration_secs,
+            ..
+        } => sqlx::query(
             "UPDATE lectures SET status = 'ready', progress_percent = 100, failure_reason = NULL,
                     ready_asset_id = $1, duration_secs = $2, updated_at = $3
              WHERE id = $4 AND asset_id = $5",
@@ -84,7 +122,12 @@ pub async fn apply(db: &Db, store: &SharedStore, event: &JobEvent) -> Result<Opt
         .execute(db)
         .await?
         .rows_affected(),
-        JobEvent::Failed { lecture_id, asset_id, reason, .. } => {
+        JobEvent::Failed {
+            lecture_id,
+            asset_id,
+            reason,
+            ..
+        } => {
             if asset_id.is_empty() {
                 // Ingest refused the file and already recorded why.
                 1
@@ -102,38 +145,87 @@ pub async fn apply(db: &Db, store: &SharedStore, event: &JobEvent) -> Result<Opt
     .bind(event.lecture_id())
     .fetch_optional(db)
     .await?;
-    let Some((course_id, owner_id, title)) = row else { return Ok(None) };
+    let Some((course_id, owner_id, title)) = row else {
+        return Ok(None);
+    };
     let lecture_id = event.lecture_id().to_string();
     let (live, for_students) = match event {
-        JobEvent::Progress { percent, .. } => {
-            (LiveEvent::Progress { lecture_id, course_id: course_id.clone(), percent: *percent }, None)
-        }
-        JobEvent::Ready { duration_secs, .. } => (
-            LiveEvent::Ready { lecture_id: lecture_id.clone(), course_id: course_id.clone(), duration_secs: *duration_secs },
-            Some(LiveEvent::LectureReady { lecture_id, course_id: course_id.clone(), title }),
+        JobEvent::Progress { percent, .. } => (
+            LiveEvent::Progress {
+                lecture_id,
+                course_id: course_id.clone(),
+                percent: *percent,
+            },
+            None,
         ),
-        JobEvent::Failed { reason, .. } => {
-            (LiveEvent::Failed { lecture_id, course_id: course_id.clone(), reason: reason.clone() }, None)
-        }
+        JobEvent::Ready { duration_secs, .. } => (
+            LiveEvent::Ready {
+                lecture_id: lecture_id.clone(),
+                course_id: course_id.clone(),
+                duration_secs: *duration_secs,
+            },
+            Some(LiveEvent::LectureReady {
+                lecture_id,
+                course_id: course_id.clone(),
+                title,
+            }),
+        ),
+        JobEvent::Failed { reason, .. } => (
+            LiveEvent::Failed {
+                lecture_id,
+                course_id: course_id.clone(),
+                reason: reason.clone(),
+            },
+            None,
+        ),
         JobEvent::PartStored { .. } => match advanced {
-            Some(Advance::Progress { percent }) => {
-                (LiveEvent::Progress { lecture_id, course_id: course_id.clone(), percent }, None)
-            }
+            Some(Advance::Progress { percent }) => (
+                LiveEvent::Progress {
+                    lecture_id,
+                    course_id: course_id.clone(),
+                    percent,
+                },
+                None,
+            ),
             Some(Advance::Playable) => (
-                LiveEvent::Playable { lecture_id: lecture_id.clone(), course_id: course_id.clone() },
-                Some(LiveEvent::Playable { lecture_id, course_id: course_id.clone() }),
+                LiveEvent::Playable {
+                    lecture_id: lecture_id.clone(),
+                    course_id: course_id.clone(),
+                },
+                Some(LiveEvent::Playable {
+                    lecture_id,
+                    course_id: course_id.clone(),
+                }),
             ),
             Some(Advance::Ready { duration_secs }) => (
-                LiveEvent::Ready { lecture_id: lecture_id.clone(), course_id: course_id.clone(), duration_secs },
-                Some(LiveEvent::LectureReady { lecture_id, course_id: course_id.clone(), title }),
+                LiveEvent::Ready {
+                    lecture_id: lecture_id.clone(),
+                    course_id: course_id.clone(),
+                    duration_secs,
+                },
+                Some(LiveEvent::LectureReady {
+                    lecture_id,
+                    course_id: course_id.clone(),
+                    title,
+                }),
             ),
-            Some(Advance::Failed { reason }) => {
-                (LiveEvent::Failed { lecture_id, course_id: course_id.clone(), reason }, None)
-            }
+            Some(Advance::Failed { reason }) => (
+                LiveEvent::Failed {
+                    lecture_id,
+                    course_id: course_id.clone(),
+                    reason,
+                },
+                None,
+            ),
             Some(Advance::Nothing) | None => return Ok(None),
         },
     };
-    Ok(Some(Routed { owner_id, course_id, event: live, for_students }))
+    Ok(Some(Routed {
+        owner_id,
+        course_id,
+        event: live,
+        for_students,
+    }))
 }
 
 /// Consumes job events until the task is dropped. An event is acked once applied.
@@ -187,7 +279,11 @@ pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, hub: Hub) {
 pub async fn serve_socket(mut socket: WebSocket, user: AuthUser, db: Db, hub: Hub) {
     let mut events = hub.subscribe();
     let hello = serde_json::json!({"type": "hello", "user_id": user.id, "role": user.role});
-    if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
         return;
     }
     let mut ping = tokio::time::interval(Duration::from_secs(25));

@@ -91,11 +91,26 @@ impl CatalogState {
         limits: Arc<Limits>,
     ) -> Self {
         let play_cache = cache::ObjectCache::new(config.play_cache_bytes);
-        Self(Arc::new(CatalogParts { db, store, queue, tokens, playback, hub: events::hub(), config, limits, play_cache }))
+        Self(Arc::new(CatalogParts {
+            db,
+            store,
+            queue,
+            tokens,
+            playback,
+            hub: events::hub(),
+            config,
+            limits,
+            play_cache,
+        }))
     }
 }
 
 /// Background duties: consuming job events.
 pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(events::consume(state.db.clone(), state.store.clone(), state.queue.clone(), state.hub.clone()))]
+    vec![tokio::spawn(events::consume(
+        state.db.clone(),
+        state.store.clone(),
+        state.queue.clone(),
+        state.hub.clone(),
+    ))]
 }

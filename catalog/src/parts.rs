@@ -7,7 +7,9 @@ use lectern_common::db::Db;
 use lectern_common::messages::{PartReport, Rung, SourceFacts};
 use lectern_common::now_unix;
 use lectern_common::storage::SharedStore;
-use lectern_packager::{LecturePlaylists, MASTER_PLAYLIST, MEDIA_PLAYLIST, RenditionPieces, SegmentFacts};
+use lectern_packager::{
+    LecturePlaylists, MASTER_PLAYLIST, MEDIA_PLAYLIST, RenditionPieces, SegmentFacts,
+};
 
 use crate::error::CatalogError;
 
@@ -31,7 +33,13 @@ pub enum Advance {
 /// moves the lecture on. Idempotent: a part recorded twice, or one of an asset the
 /// lecture no longer uses, changes nothing. A partial report never replaces a final
 /// one nor a partial one that lists as many segments, however late it arrives.
-pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &str, report: &PartReport) -> Result<Advance, CatalogError> {
+pub async fn record(
+    db: &Db,
+    store: &SharedStore,
+    lecture_id: &str,
+    asset_id: &str,
+    report: &PartReport,
+) -> Result<Advance, CatalogError> {
     let json = serde_json::to_string(report).map_err(|e| CatalogError::Internal(e.to_string()))?;
     let updated = sqlx::query(
         "UPDATE asset_parts SET report = $1, partial = $4, segment_count = $5
@@ -46,17 +54,22 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
     .execute(db)
     .await?
     .rows_affected();
-    let current: Option<(String,)> = sqlx::query_as("SELECT status FROM lectures WHERE id = $1 AND asset_id = $2")
-        .bind(lecture_id)
-        .bind(asset_id)
-        .fetch_optional(db)
-        .await?;
-    let Some((status,)) = current else { return Ok(Advance::Nothing) };
+    let current: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM lectures WHERE id = $1 AND asset_id = $2")
+            .bind(lecture_id)
+            .bind(asset_id)
+            .fetch_optional(db)
+            .await?;
+    let Some((status,)) = current else {
+        return Ok(Advance::Nothing);
+    };
     // A repeated event still finishes the work a crash may have cut short.
     if updated == 0 && status == "ready" {
         return Ok(Advance::Nothing);
     }
-    let Some(state) = load(db, asset_id).await? else { return Ok(Advance::Nothing) };
+    let Some(state) = load(db, asset_id).await? else {
+        return Ok(Advance::Nothing);
+    };
     let now = now_unix();
     let playlists = match state.playlists() {
         Ok(p) => p,
@@ -64,14 +77,30 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
     };
     if state.complete() {
         let Some(playlists) = playlists else {
-            return fail(db, lecture_id, asset_id, "every part is stored but nothing plays").await;
+            return fail(
+                db,
+                lecture_id,
+                asset_id,
+                "every part is stored but nothing plays",
+            )
+            .await;
         };
         // Media playlists first, the master last: a player never finds a master whose
         // playlists are missing.
         for (folder, text) in &playlists.media {
-            store.put_bytes(&format!("assets/{asset_id}/{folder}/{MEDIA_PLAYLIST}"), text.clone().into_bytes().into()).await?;
+            store
+                .put_bytes(
+                    &format!("assets/{asset_id}/{folder}/{MEDIA_PLAYLIST}"),
+                    text.clone().into_bytes().into(),
+                )
+                .await?;
         }
-        store.put_bytes(&format!("assets/{asset_id}/{MASTER_PLAYLIST}"), playlists.master.clone().into_bytes().into()).await?;
+        store
+            .put_bytes(
+                &format!("assets/{asset_id}/{MASTER_PLAYLIST}"),
+                playlists.master.clone().into_bytes().into(),
+            )
+            .await?;
         let duration_secs = state.duration_secs();
         let changed = sqlx::query(
             "UPDATE lectures SET status = 'ready', progress_percent = 100, failure_reason = NULL,
@@ -85,7 +114,11 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
         .execute(db)
         .await?
         .rows_affected();
-        return Ok(if changed > 0 { Advance::Ready { duration_secs } } else { Advance::Nothing });
+        return Ok(if changed > 0 {
+            Advance::Ready { duration_secs }
+        } else {
+            Advance::Nothing
+        });
     }
     let percent = state.percent();
     if status == "processing" && playlists.is_some() {
@@ -117,11 +150,25 @@ pub async fn record(db: &Db, store: &SharedStore, lecture_id: &str, asset_id: &s
     .execute(db)
     .await?
     .rows_affected();
-    Ok(if changed > 0 { Advance::Progress { percent } } else { Advance::Nothing })
+    Ok(if changed > 0 {
+        Advance::Progress { percent }
+    } else {
+        Advance::Nothing
+    })
 }
 
-async fn fail(db: &Db, lecture_id: &str, asset_id: &str, why: &str) -> Result<Advance, CatalogError> {
-    tracing::error!(lecture = lecture_id, asset = asset_id, why, "a lecture's parts do not join up");
+async fn fail(
+    db: &Db,
+    lecture_id: &str,
+    asset_id: &str,
+    why: &str,
+) -> Result<Advance, CatalogError> {
+    tracing::error!(
+        lecture = lecture_id,
+        asset = asset_id,
+        why,
+        "a lecture's parts do not join up"
+    );
     let reason = format!("Transcoding failed: the lecture's parts do not join up ({why}).");
     mark_failed(db, lecture_id, asset_id, &reason).await?;
     Ok(Advance::Failed { reason })
@@ -129,7 +176,12 @@ async fn fail(db: &Db, lecture_id: &str, asset_id: &str, why: &str) -> Result<Ad
 
 /// Fails a lecture still processing (or playable) this asset, and stops offering the
 /// half-made asset to students. Returns whether the lecture changed.
-pub async fn mark_failed(db: &Db, lecture_id: &str, asset_id: &str, reason: &str) -> Result<bool, CatalogError> {
+pub async fn mark_failed(
+    db: &Db,
+    lecture_id: &str,
+    asset_id: &str,
+    reason: &str,
+) -> Result<bool, CatalogError> {
     let changed = sqlx::query(
         "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2,
                 ready_asset_id = CASE WHEN ready_asset_id = $4 THEN NULL ELSE ready_asset_id END
@@ -147,7 +199,10 @@ pub async fn mark_failed(db: &Db, lecture_id: &str, asset_id: &str, reason: &str
 
 /// The playlists of a chunked asset that is still in parts, or None when the asset is
 /// not chunked or cannot play yet. (Once complete, its playlists are in storage.)
-pub async fn live_playlists(db: &Db, asset_id: &str) -> Result<Option<LecturePlaylists>, CatalogError> {
+pub async fn live_playlists(
+    db: &Db,
+    asset_id: &str,
+) -> Result<Option<LecturePlaylists>, CatalogError> {
     match load(db, asset_id).await? {
         Some(state) => state.playlists(),
         None => Ok(None),
@@ -168,13 +223,21 @@ struct PartsState {
 
 async fn load(db: &Db, asset_id: &str) -> Result<Option<PartsState>, CatalogError> {
     let rows: Vec<(Option<String>, i64)> =
-        sqlx::query_as("SELECT report, partial FROM asset_parts WHERE asset_id = $1").bind(asset_id).fetch_all(db).await?;
+        sqlx::query_as("SELECT report, partial FROM asset_parts WHERE asset_id = $1")
+            .bind(asset_id)
+            .fetch_all(db)
+            .await?;
     if rows.is_empty() {
         return Ok(None);
     }
     let asset: Option<(String, String)> =
-        sqlx::query_as("SELECT probe, ladder FROM assets WHERE id = $1").bind(asset_id).fetch_optional(db).await?;
-    let Some((probe, ladder)) = asset else { return Ok(None) };
+        sqlx::query_as("SELECT probe, ladder FROM assets WHERE id = $1")
+            .bind(asset_id)
+            .fetch_optional(db)
+            .await?;
+    let Some((probe, ladder)) = asset else {
+        return Ok(None);
+    };
     let bad = |e: serde_json::Error| CatalogError::Internal(format!("asset {asset_id}: {e}"));
     let mut reports = Vec::new();
     let mut stored = 0;
@@ -217,7 +280,13 @@ impl PartsState {
             })
             .collect();
         if self.source.has_audio {
-            renditions.push(RenditionPieces { name: "audio".into(), codec: None, video: None, pieces: Vec::new(), growing: false });
+            renditions.push(RenditionPieces {
+                name: "audio".into(),
+                codec: None,
+                video: None,
+                pieces: Vec::new(),
+                growing: false,
+            });
         }
         for report in &self.reports {
             for stored in &report.renditions {
@@ -228,7 +297,11 @@ impl PartsState {
                         stored
                             .segments
                             .iter()
-                            .map(|s| SegmentFacts { index: s.index, duration: s.duration, bytes: s.bytes })
+                            .map(|s| SegmentFacts {
+                                index: s.index,
+                                duration: s.duration,
+                                bytes: s.bytes,
+                            })
                             .collect(),
                     );
                 }
@@ -244,7 +317,11 @@ impl PartsState {
 
     /// The play time of the lowest rung, as stored.
     fn duration_secs(&self) -> f64 {
-        let lowest = self.ladder.last().map(|r| r.name.as_str()).unwrap_or("audio");
+        let lowest = self
+            .ladder
+            .last()
+            .map(|r| r.name.as_str())
+            .unwrap_or("audio");
         self.reports
             .iter()
             .flat_map(|r| r.renditions.iter())
@@ -263,20 +340,44 @@ mod tests {
     fn rendition(name: &str, segments: std::ops::Range<u64>, duration: f64) -> StoredRendition {
         StoredRendition {
             name: name.into(),
-            codec: if name == "audio" { lectern_packager::AAC_LC.into() } else { "avc1.64001e".into() },
+            codec: if name == "audio" {
+                lectern_packager::AAC_LC.into()
+            } else {
+                "avc1.64001e".into()
+            },
             rung: None,
-            segments: segments.map(|index| StoredSegment { index, duration, bytes: 1000 }).collect(),
+            segments: segments
+                .map(|index| StoredSegment {
+                    index,
+                    duration,
+                    bytes: 1000,
+                })
+                .collect(),
         }
     }
 
     fn report(key: &str, r: StoredRendition, partial: bool) -> PartReport {
-        PartReport { key: key.into(), renditions: vec![r], has_poster: false, has_storyboard: false, partial }
+        PartReport {
+            key: key.into(),
+            renditions: vec![r],
+            has_poster: false,
+            has_storyboard: false,
+            partial,
+        }
     }
 
     /// A lecture processing a 30 s asset split into one video part and its audio.
     async fn lecture(dir: &std::path::Path) -> (Db, SharedStore) {
-        let db = lectern_common::db::connect(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
-        let store = lectern_common::storage::open_storage(&format!("file://{}", dir.join("store").display())).await.unwrap();
+        let db =
+            lectern_common::db::connect(&format!("sqlite://{}", dir.join("db.sqlite").display()))
+                .await
+                .unwrap();
+        let store = lectern_common::storage::open_storage(&format!(
+            "file://{}",
+            dir.join("store").display()
+        ))
+        .await
+        .unwrap();
         let source = SourceFacts {
             duration_secs: 30.0,
             has_video: true,
@@ -290,7 +391,13 @@ mod tests {
             video_codec: None,
             audio_codec: None,
         };
-        let ladder = vec![Rung { name: "v240".into(), width: 426, height: 240, video_kbps: 400, crf: None }];
+        let ladder = vec![Rung {
+            name: "v240".into(),
+            width: 426,
+            height: 240,
+            video_kbps: 400,
+            crf: None,
+        }];
         for sql in [
             "INSERT INTO users (id, email, name, password_hash, role, created_at) VALUES ('u', 'u@x', 'U', 'x', 'owner', 0)",
             "INSERT INTO courses (id, owner_id, title, created_at, updated_at) VALUES ('c', 'u', 'C', 0, 0)",
@@ -311,7 +418,11 @@ mod tests {
 
     async fn playing(db: &Db, rendition: &str) -> usize {
         let p = live_playlists(db, "a").await.unwrap().expect("playable");
-        p.file(&format!("{rendition}/{MEDIA_PLAYLIST}")).unwrap().lines().filter(|l| l.ends_with(".ts")).count()
+        p.file(&format!("{rendition}/{MEDIA_PLAYLIST}"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.ends_with(".ts"))
+            .count()
     }
 
     #[tokio::test]
@@ -319,29 +430,61 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (db, store) = lecture(dir.path()).await;
         let video = report("video", rendition("v240", 0..5, 6.0), false);
-        assert_eq!(record(&db, &store, "l", "a", &video).await.unwrap(), Advance::Progress { percent: 50 });
+        assert_eq!(
+            record(&db, &store, "l", "a", &video).await.unwrap(),
+            Advance::Progress { percent: 50 }
+        );
         // Two audio segments so far: the lecture plays them, and two of video.
         let two = report("audio", rendition("audio", 0..2, 6.016), true);
-        assert_eq!(record(&db, &store, "l", "a", &two).await.unwrap(), Advance::Playable);
-        assert_eq!((playing(&db, "v240").await, playing(&db, "audio").await), (2, 2));
+        assert_eq!(
+            record(&db, &store, "l", "a", &two).await.unwrap(),
+            Advance::Playable
+        );
+        assert_eq!(
+            (playing(&db, "v240").await, playing(&db, "audio").await),
+            (2, 2)
+        );
         // An older, shorter report arriving late changes nothing.
         let one = report("audio", rendition("audio", 0..1, 6.016), true);
-        assert_eq!(record(&db, &store, "l", "a", &one).await.unwrap(), Advance::Nothing);
+        assert_eq!(
+            record(&db, &store, "l", "a", &one).await.unwrap(),
+            Advance::Nothing
+        );
         assert_eq!(playing(&db, "v240").await, 2);
         let four = report("audio", rendition("audio", 0..4, 6.016), true);
         record(&db, &store, "l", "a", &four).await.unwrap();
-        assert_eq!((playing(&db, "v240").await, playing(&db, "audio").await), (4, 4));
+        assert_eq!(
+            (playing(&db, "v240").await, playing(&db, "audio").await),
+            (4, 4)
+        );
         // Still partial: the lecture is not ready.
-        let status: (String,) = sqlx::query_as("SELECT status FROM lectures WHERE id = 'l'").fetch_one(&db).await.unwrap();
+        let status: (String,) = sqlx::query_as("SELECT status FROM lectures WHERE id = 'l'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
         assert_eq!(status.0, "playable");
 
         let whole = report("audio", rendition("audio", 0..5, 6.016), false);
-        assert_eq!(record(&db, &store, "l", "a", &whole).await.unwrap(), Advance::Ready { duration_secs: 30.0 });
+        assert_eq!(
+            record(&db, &store, "l", "a", &whole).await.unwrap(),
+            Advance::Ready {
+                duration_secs: 30.0
+            }
+        );
         // A partial report delivered after the final one is ignored.
-        assert_eq!(record(&db, &store, "l", "a", &four).await.unwrap(), Advance::Nothing);
-        let (stored,): (String,) = sqlx::query_as("SELECT report FROM asset_parts WHERE part_key = 'audio'").fetch_one(&db).await.unwrap();
+        assert_eq!(
+            record(&db, &store, "l", "a", &four).await.unwrap(),
+            Advance::Nothing
+        );
+        let (stored,): (String,) =
+            sqlx::query_as("SELECT report FROM asset_parts WHERE part_key = 'audio'")
+                .fetch_one(&db)
+                .await
+                .unwrap();
         assert_eq!(serde_json::from_str::<PartReport>(&stored).unwrap(), whole);
-        let vod = lectern_common::storage::read_to_vec(store.as_ref(), "assets/a/audio/index.m3u8").await.unwrap();
+        let vod = lectern_common::storage::read_to_vec(store.as_ref(), "assets/a/audio/index.m3u8")
+            .await
+            .unwrap();
         assert!(String::from_utf8(vod).unwrap().contains("#EXT-X-ENDLIST"));
     }
 }

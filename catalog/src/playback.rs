@@ -81,7 +81,11 @@ impl PlaybackTokens {
             Uuid::try_parse(text)
                 .ok()
                 .filter(|id| id.hyphenated().to_string() == text)
-                .ok_or_else(|| CatalogError::Internal(format!("{text:?} is not an id a playback token can carry")))
+                .ok_or_else(|| {
+                    CatalogError::Internal(format!(
+                        "{text:?} is not an id a playback token can carry"
+                    ))
+                })
         };
         let (lecture, asset) = (id(lecture_id)?, id(asset_id)?);
         let exp = lectern_common::now_unix() + self.ttl_secs;
@@ -146,7 +150,12 @@ impl PlaybackTokens {
         if signed[0] != FORMAT {
             return None;
         }
-        let id = |bytes: &[u8]| Uuid::from_slice(bytes).expect("16 bytes").hyphenated().to_string();
+        let id = |bytes: &[u8]| {
+            Uuid::from_slice(bytes)
+                .expect("16 bytes")
+                .hyphenated()
+                .to_string()
+        };
         Some(PlayGrant {
             expires_at: i64::from_be_bytes(signed[1..9].try_into().expect("8 bytes")),
             lecture_id: id(&signed[9..25]),
@@ -168,7 +177,9 @@ pub fn playable_file(path: &str) -> Option<&'static str> {
         None => (None, path),
     };
     for part in folder.into_iter().chain([name]) {
-        let ok_chars = part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        let ok_chars = part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
         if part.is_empty() || !ok_chars || part.starts_with('.') || part.contains("..") {
             return None;
         }
@@ -182,7 +193,12 @@ pub fn playable_file(path: &str) -> Option<&'static str> {
     };
     if folder.is_none() {
         // Top level: the master playlist, poster and storyboard only.
-        let known = ["master.m3u8", "poster.jpg", "storyboard.jpg", "storyboard.vtt"];
+        let known = [
+            "master.m3u8",
+            "poster.jpg",
+            "storyboard.jpg",
+            "storyboard.vtt",
+        ];
         return known.contains(&name).then_some(content_type);
     }
     (name == "index.m3u8" || name.ends_with(".ts")).then_some(content_type)
@@ -192,22 +208,36 @@ pub fn playable_file(path: &str) -> Option<&'static str> {
 /// (no header, or a form we do not serve partially such as several ranges).
 pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>, CatalogError> {
     let Some(value) = header else { return Ok(None) };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
-    let (start, end) = spec.split_once('-').ok_or(CatalogError::RangeNotSatisfiable { size })?;
+    let (start, end) = spec
+        .split_once('-')
+        .ok_or(CatalogError::RangeNotSatisfiable { size })?;
     let (start, end) = (start.trim(), end.trim());
-    let parse = |s: &str| s.parse::<u64>().map_err(|_| CatalogError::RangeNotSatisfiable { size });
+    let parse = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| CatalogError::RangeNotSatisfiable { size })
+    };
     let range = if start.is_empty() {
         let suffix = parse(end)?;
         if suffix == 0 || size == 0 {
             return Err(CatalogError::RangeNotSatisfiable { size });
         }
-        ByteRange { start: size.saturating_sub(suffix), end: size - 1 }
+        ByteRange {
+            start: size.saturating_sub(suffix),
+            end: size - 1,
+        }
     } else {
         let start = parse(start)?;
-        let end = if end.is_empty() { size.saturating_sub(1) } else { parse(end)?.min(size.saturating_sub(1)) };
+        let end = if end.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            parse(end)?.min(size.saturating_sub(1))
+        };
         if start >= size || end < start {
             return Err(CatalogError::RangeNotSatisfiable { size });
         }
@@ -243,20 +273,43 @@ mod tests {
         let t = PlaybackTokens::new(KEY, 60);
         let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
         assert_eq!(token.len(), 76);
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{token}"
+        );
         let grant = t.verify(&token).unwrap();
-        assert_eq!(*grant, PlayGrant { lecture_id: LECTURE.into(), asset_id: ASSET.into(), expires_at: exp });
+        assert_eq!(
+            *grant,
+            PlayGrant {
+                lecture_id: LECTURE.into(),
+                asset_id: ASSET.into(),
+                expires_at: exp
+            }
+        );
         // Again, from what the first check remembered.
         assert_eq!(*t.verify(&token).unwrap(), *grant);
         // The same key in another process (a restart, another catalog replica).
-        assert_eq!(*PlaybackTokens::new(KEY, 60).verify(&token).unwrap(), *grant);
+        assert_eq!(
+            *PlaybackTokens::new(KEY, 60).verify(&token).unwrap(),
+            *grant
+        );
     }
 
     #[test]
     fn only_lectern_ids_are_signed() {
         let t = PlaybackTokens::new(KEY, 60);
-        for (lecture, asset) in [("lec", ASSET), (LECTURE, "../../uploads"), (&LECTURE.to_uppercase(), ASSET), (LECTURE, "6e1d2a8f3b4c4d5e9f607a8b9c0d1e2f")] {
-            assert!(matches!(t.issue(lecture, asset), Err(CatalogError::Internal(_))), "{lecture} {asset}");
+        for (lecture, asset) in [
+            ("lec", ASSET),
+            (LECTURE, "../../uploads"),
+            (&LECTURE.to_uppercase(), ASSET),
+            (LECTURE, "6e1d2a8f3b4c4d5e9f607a8b9c0d1e2f"),
+        ] {
+            assert!(
+                matches!(t.issue(lecture, asset), Err(CatalogError::Internal(_))),
+                "{lecture} {asset}"
+            );
         }
     }
 
@@ -270,7 +323,9 @@ mod tests {
             issue(&PlaybackTokens::new(KEY, -5)),
             // Signed by the key, but not as `issue` writes.
             resigned(&token, KEY, |raw| raw[0] = 2),
-            resigned(&token, KEY, |raw| raw[1..9].copy_from_slice(&(lectern_common::now_unix() - 1).to_be_bytes())),
+            resigned(&token, KEY, |raw| {
+                raw[1..9].copy_from_slice(&(lectern_common::now_unix() - 1).to_be_bytes())
+            }),
             // Another asset, signed with another key.
             resigned(&token, other_key, |raw| raw[40] ^= 1),
             String::new(),
@@ -299,7 +354,9 @@ mod tests {
             assert!(t.verify(bad).is_none(), "{bad:?}");
         }
         // What only the key makes valid: the helper above signs as `issue` does.
-        let other_asset = t.verify(&resigned(&token, KEY, |raw| raw[40] ^= 1)).expect("signed with the key");
+        let other_asset = t
+            .verify(&resigned(&token, KEY, |raw| raw[40] ^= 1))
+            .expect("signed with the key");
         assert_ne!(other_asset.asset_id, ASSET);
     }
 
@@ -308,10 +365,19 @@ mod tests {
         let t = PlaybackTokens::new(KEY, 60);
         let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
         assert!(t.verify(&token).is_some());
-        assert!(t.verify_at(&token, exp).is_some(), "valid through its last second");
-        assert!(t.verify_at(&token, exp + 1).is_none(), "expired, though remembered");
+        assert!(
+            t.verify_at(&token, exp).is_some(),
+            "valid through its last second"
+        );
+        assert!(
+            t.verify_at(&token, exp + 1).is_none(),
+            "expired, though remembered"
+        );
         let fresh = PlaybackTokens::new(KEY, 60);
-        assert!(fresh.verify_at(&token, exp + 1).is_none(), "expired, seen for the first time");
+        assert!(
+            fresh.verify_at(&token, exp + 1).is_none(),
+            "expired, seen for the first time"
+        );
     }
 
     #[test]
@@ -321,8 +387,14 @@ mod tests {
         assert!(t.verify(&token).is_some());
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                assert!(t.verified.get().is_none(), "nothing remembered on a new thread");
-                assert!(t.verify_at(&token, exp + 1).is_none(), "expired, though another thread remembers it");
+                assert!(
+                    t.verified.get().is_none(),
+                    "nothing remembered on a new thread"
+                );
+                assert!(
+                    t.verify_at(&token, exp + 1).is_none(),
+                    "expired, though another thread remembers it"
+                );
                 assert!(t.verify(&token).is_some());
                 assert!(t.verify(&format!("{}A", &token[..75])).is_none());
                 assert_eq!(t.verified.get().unwrap().borrow().len(), 1);
@@ -343,20 +415,46 @@ mod tests {
             assert!(t.verify(&token).is_some());
         }
         let remembered = t.verified.get().unwrap().borrow().len();
-        assert!(remembered > 0 && remembered <= VERIFIED_CAPACITY, "{remembered}");
+        assert!(
+            remembered > 0 && remembered <= VERIFIED_CAPACITY,
+            "{remembered}"
+        );
     }
 
     #[test]
     fn only_playable_files_are_served() {
-        assert_eq!(playable_file("master.m3u8"), Some("application/vnd.apple.mpegurl"));
-        assert_eq!(playable_file("v720/index.m3u8"), Some("application/vnd.apple.mpegurl"));
+        assert_eq!(
+            playable_file("master.m3u8"),
+            Some("application/vnd.apple.mpegurl")
+        );
+        assert_eq!(
+            playable_file("v720/index.m3u8"),
+            Some("application/vnd.apple.mpegurl")
+        );
         assert_eq!(playable_file("v720/seg_00001.ts"), Some("video/mp2t"));
         assert_eq!(playable_file("poster.jpg"), Some("image/jpeg"));
-        assert!(playable_file("storyboard.vtt").unwrap().starts_with("text/vtt"));
+        assert!(
+            playable_file("storyboard.vtt")
+                .unwrap()
+                .starts_with("text/vtt")
+        );
         for bad in [
-            "manifest.json", "../x/master.m3u8", "v720/../../etc/passwd", "a/b/c.ts", "", "/master.m3u8", ".hidden.ts",
-            "v720/seg.ts/..", "v720\\seg.ts", "v720/%2e%2e", "v720/index.m3u8.bak", "random.m3u8", "v720//seg.ts", "v720/",
-            "/v720/seg.ts", "v720/.ts",
+            "manifest.json",
+            "../x/master.m3u8",
+            "v720/../../etc/passwd",
+            "a/b/c.ts",
+            "",
+            "/master.m3u8",
+            ".hidden.ts",
+            "v720/seg.ts/..",
+            "v720\\seg.ts",
+            "v720/%2e%2e",
+            "v720/index.m3u8.bak",
+            "random.m3u8",
+            "v720//seg.ts",
+            "v720/",
+            "/v720/seg.ts",
+            "v720/.ts",
         ] {
             assert_eq!(playable_file(bad), None, "{bad}");
         }
@@ -365,10 +463,22 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range(None, 100).unwrap(), None);
-        assert_eq!(parse_range(Some("bytes=0-9"), 100).unwrap(), Some(ByteRange { start: 0, end: 9 }));
-        assert_eq!(parse_range(Some("bytes=90-"), 100).unwrap(), Some(ByteRange { start: 90, end: 99 }));
-        assert_eq!(parse_range(Some("bytes=-10"), 100).unwrap(), Some(ByteRange { start: 90, end: 99 }));
-        assert_eq!(parse_range(Some("bytes=50-500"), 100).unwrap(), Some(ByteRange { start: 50, end: 99 }));
+        assert_eq!(
+            parse_range(Some("bytes=0-9"), 100).unwrap(),
+            Some(ByteRange { start: 0, end: 9 })
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100).unwrap(),
+            Some(ByteRange { start: 90, end: 99 })
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100).unwrap(),
+            Some(ByteRange { start: 90, end: 99 })
+        );
+        assert_eq!(
+            parse_range(Some("bytes=50-500"), 100).unwrap(),
+            Some(ByteRange { start: 50, end: 99 })
+        );
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100).unwrap(), None);
         assert!(parse_range(Some("bytes=100-"), 100).is_err());
         assert!(parse_range(Some("bytes=5-2"), 100).is_err());

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::CatalogState;
 use crate::accounts::{self, User};
+use crate::cache::{Cached, Loaded};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::error::CatalogError;
-use crate::cache::{Cached, Loaded};
 use crate::events;
 use crate::parts;
 use crate::playback::{parse_range, playable_file};
@@ -51,13 +51,26 @@ pub fn router(state: CatalogState) -> Router {
         .route("/api/me", get(me))
         .route("/api/me/courses", get(my_courses))
         .route("/api/courses", get(list_courses).post(create_course))
-        .route("/api/courses/{id}", get(course_detail).patch(update_course).delete(delete_course))
+        .route(
+            "/api/courses/{id}",
+            get(course_detail)
+                .patch(update_course)
+                .delete(delete_course),
+        )
         .route("/api/courses/{id}/lectures", post(create_lecture))
         .route("/api/courses/{id}/enroll", post(enroll))
-        .route("/api/lectures/{id}", get(lecture_detail).patch(update_lecture).delete(delete_lecture))
+        .route(
+            "/api/lectures/{id}",
+            get(lecture_detail)
+                .patch(update_lecture)
+                .delete(delete_lecture),
+        )
         .route("/api/lectures/{id}/playback", post(playback))
         .route("/api/lectures/{id}/ladder", get(lecture_ladder))
-        .route("/api/lectures/{id}/progress", get(get_progress).put(put_progress))
+        .route(
+            "/api/lectures/{id}/progress",
+            get(get_progress).put(put_progress),
+        )
         .route("/api/events", get(live_events))
         .route("/media/posters/{file}", get(public_poster))
         // JSON bodies here are a few hundred bytes; a description is at most 20000 characters.
@@ -69,7 +82,13 @@ pub fn router(state: CatalogState) -> Router {
 /// The router would match the token as a path parameter and percent-decode it,
 /// and box a layer for the CORS headers, on every request: a cached playlist cost
 /// 10.3 µs of CPU that way, 8.6 µs this way.
-pub fn play_service(state: CatalogState) -> impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send> + Clone + Send + Sync + 'static {
+pub fn play_service(
+    state: CatalogState,
+) -> impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
     axum::handler::Handler::with_state(play_any_method, state)
 }
 
@@ -103,8 +122,12 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<serde_json::Value>::from_request(req, state).await {
             Ok(Json(value)) => object_body(value).map(ApiJson),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(CatalogError::Invalid("send the body as application/json".into())),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(CatalogError::TooLarge),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(CatalogError::Invalid(
+                "send the body as application/json".into(),
+            )),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(CatalogError::TooLarge)
+            }
             Err(rejection) => Err(CatalogError::Invalid(rejection.body_text())),
         }
     }
@@ -112,9 +135,12 @@ where
 
 fn object_body<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, CatalogError> {
     if !value.is_object() {
-        return Err(CatalogError::Invalid("the body must be a JSON object".into()));
+        return Err(CatalogError::Invalid(
+            "the body must be a JSON object".into(),
+        ));
     }
-    serde_json::from_value(value).map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -143,7 +169,11 @@ async fn signup(
     post, path = "/api/auth/login", tag = "accounts", request_body = accounts::Login,
     responses((status = 200, description = "A session token", body = Session), (status = 401, description = "Wrong email or password", body = lectern_common::http::ErrorBody), (status = 429, description = "Too many attempts; see Retry-After", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn login(State(s): State<CatalogState>, ip: ClientIp, ApiJson(req): ApiJson<accounts::Login>) -> Result<Json<Session>, CatalogError> {
+async fn login(
+    State(s): State<CatalogState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<accounts::Login>,
+) -> Result<Json<Session>, CatalogError> {
     let user = accounts::guarded_login(&s.db, &s.limits, ip, req).await?;
     let token = s.tokens.issue(&user.id, user.role);
     Ok(Json(Session { token, user }))
@@ -166,8 +196,13 @@ struct CourseList {
     get, path = "/api/me/courses", tag = "courses", security(("bearer" = [])),
     responses((status = 200, description = "Courses the user is enrolled in", body = CourseList), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn my_courses(State(s): State<CatalogState>, user: AuthUser) -> Result<Json<CourseList>, CatalogError> {
-    Ok(Json(CourseList { items: courses::my_courses(&s.db, &user).await? }))
+async fn my_courses(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+) -> Result<Json<CourseList>, CatalogError> {
+    Ok(Json(CourseList {
+        items: courses::my_courses(&s.db, &user).await?,
+    }))
 }
 
 #[utoipa::path(
@@ -192,7 +227,10 @@ async fn create_course(
     user: AuthUser,
     ApiJson(new): ApiJson<courses::NewCourse>,
 ) -> Result<(StatusCode, Json<Course>), CatalogError> {
-    Ok((StatusCode::CREATED, Json(courses::create_course(&s.db, &user, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(courses::create_course(&s.db, &user, new).await?),
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -210,13 +248,23 @@ struct CourseDetail {
     get, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
     responses((status = 200, body = CourseDetail), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn course_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<CourseDetail>, CatalogError> {
+async fn course_detail(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<CourseDetail>, CatalogError> {
     let course = courses::visible_course(&s.db, &user, &id).await?;
     let lectures = courses::lectures_of(&s.db, &id).await?;
     let enrolled = courses::enrollment(&s.db, &user.id, &id).await?.is_some();
     let can_edit = course.editable_by(&user);
     let progress = courses::course_progress(&s.db, &user.id, &id).await?;
-    Ok(Json(CourseDetail { course, lectures, enrolled, can_edit, progress }))
+    Ok(Json(CourseDetail {
+        course,
+        lectures,
+        enrolled,
+        can_edit,
+        progress,
+    }))
 }
 
 #[utoipa::path(
@@ -229,7 +277,9 @@ async fn update_course(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<courses::CoursePatch>,
 ) -> Result<Json<Course>, CatalogError> {
-    Ok(Json(courses::update_course(&s.db, &user, &id, patch).await?))
+    Ok(Json(
+        courses::update_course(&s.db, &user, &id, patch).await?,
+    ))
 }
 
 /// Removes a deletion's stored files in the background; a failure only leaves
@@ -252,7 +302,11 @@ fn clean_up(s: &CatalogState, orphans: Orphans) {
     delete, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
     responses((status = 204, description = "Deleted with its lectures and files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn delete_course(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, CatalogError> {
+async fn delete_course(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, CatalogError> {
     let orphans = courses::delete_course(&s.db, &user, &id).await?;
     clean_up(&s, orphans);
     Ok(StatusCode::NO_CONTENT)
@@ -268,7 +322,10 @@ async fn create_lecture(
     Path(id): Path<String>,
     ApiJson(new): ApiJson<courses::NewLecture>,
 ) -> Result<(StatusCode, Json<Lecture>), CatalogError> {
-    Ok((StatusCode::CREATED, Json(courses::create_lecture(&s.db, &user, &id, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(courses::create_lecture(&s.db, &user, &id, new).await?),
+    ))
 }
 
 #[utoipa::path(
@@ -282,23 +339,43 @@ async fn enroll(
     Path(id): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<courses::Enrollment>), CatalogError> {
-    let body = body.map_err(|r| if r.status() == StatusCode::PAYLOAD_TOO_LARGE { CatalogError::TooLarge } else { CatalogError::Invalid(r.body_text()) })?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            CatalogError::TooLarge
+        } else {
+            CatalogError::Invalid(r.body_text())
+        }
+    })?;
     // The body is optional: none subscribes to a free course. One that is there must be
     // a JSON object (a lone newline is not: the API description says so).
     let req: courses::EnrollRequest = if body.is_empty() {
         Default::default()
     } else {
-        object_body(serde_json::from_slice(&body).map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))?)?
+        object_body(
+            serde_json::from_slice(&body)
+                .map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))?,
+        )?
     };
     let (enrollment, created) = courses::enroll(&s.db, &user, &id, req).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(enrollment)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(enrollment),
+    ))
 }
 
 #[utoipa::path(
     get, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
     responses((status = 200, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn lecture_detail(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Lecture>, CatalogError> {
+async fn lecture_detail(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Lecture>, CatalogError> {
     Ok(Json(courses::visible_lecture(&s.db, &user, &id).await?.0))
 }
 
@@ -306,7 +383,11 @@ async fn lecture_detail(State(s): State<CatalogState>, user: AuthUser, Path(id):
     get, path = "/api/lectures/{id}/ladder", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
     responses((status = 200, body = courses::LectureLadder), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn lecture_ladder(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<courses::LectureLadder>, CatalogError> {
+async fn lecture_ladder(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<courses::LectureLadder>, CatalogError> {
     Ok(Json(courses::lecture_ladder(&s.db, &user, &id).await?))
 }
 
@@ -320,14 +401,20 @@ async fn update_lecture(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<courses::LecturePatch>,
 ) -> Result<Json<Lecture>, CatalogError> {
-    Ok(Json(courses::update_lecture(&s.db, &user, &id, patch).await?))
+    Ok(Json(
+        courses::update_lecture(&s.db, &user, &id, patch).await?,
+    ))
 }
 
 #[utoipa::path(
     delete, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
     responses((status = 204, description = "Deleted with its files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn delete_lecture(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<StatusCode, CatalogError> {
+async fn delete_lecture(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, CatalogError> {
     let orphans = courses::delete_lecture(&s.db, &user, &id).await?;
     clean_up(&s, orphans);
     Ok(StatusCode::NO_CONTENT)
@@ -349,7 +436,9 @@ async fn put_progress(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ProgressBody>,
 ) -> Result<Json<courses::WatchProgress>, CatalogError> {
-    Ok(Json(courses::save_progress(&s.db, &user, &id, body.position_secs).await?))
+    Ok(Json(
+        courses::save_progress(&s.db, &user, &id, body.position_secs).await?,
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -363,7 +452,11 @@ struct LectureProgress {
     get, path = "/api/lectures/{id}/progress", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
     responses((status = 200, body = LectureProgress), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
-async fn get_progress(State(s): State<CatalogState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<LectureProgress>, CatalogError> {
+async fn get_progress(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<LectureProgress>, CatalogError> {
     courses::visible_lecture(&s.db, &user, &id).await?;
     let mine = courses::lecture_progress(&s.db, &user.id, &id).await?;
     Ok(Json(LectureProgress {
@@ -395,11 +488,25 @@ async fn playback(
     s.limits.check(Action::PlaybackIssue, ip, Some(&user.id))?;
     let (lecture, course) = courses::visible_lecture(&s.db, &user, &id).await?;
     if !courses::may_play(&s.db, &user, &course).await? {
-        return Err(CatalogError::Forbidden("enroll in this course to watch its lectures".into()));
+        return Err(CatalogError::Forbidden(
+            "enroll in this course to watch its lectures".into(),
+        ));
     }
-    let asset = lecture.ready_asset_id.clone().ok_or_else(|| CatalogError::Conflict(format!("the lecture is not ready to play (status: {})", lecture.status)))?;
+    let asset = lecture.ready_asset_id.clone().ok_or_else(|| {
+        CatalogError::Conflict(format!(
+            "the lecture is not ready to play (status: {})",
+            lecture.status
+        ))
+    })?;
     let (token, expires_at) = s.playback.issue(&lecture.id, &asset)?;
-    let base = format!("{}/play/{token}", s.config.public_url.as_deref().unwrap_or("").trim_end_matches('/'));
+    let base = format!(
+        "{}/play/{token}",
+        s.config
+            .public_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/')
+    );
     // A lecture still encoding in parts gets its poster and storyboard last.
     let video = lecture.media_kind.as_deref() == Some("video") && lecture.status != "playable";
     Ok(Json(PlaybackGrant {
@@ -421,7 +528,9 @@ async fn live_events(
     user: AuthUser,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, CatalogError> {
-    let ws = ws.map_err(|r| CatalogError::Invalid(format!("this is a WebSocket endpoint: {}", r.body_text())))?;
+    let ws = ws.map_err(|r| {
+        CatalogError::Invalid(format!("this is a WebSocket endpoint: {}", r.body_text()))
+    })?;
     // Clients only listen; anything they send is small.
     Ok(ws
         .max_message_size(4096)
@@ -433,7 +542,10 @@ async fn live_events(
 /// every /play response, errors included, is readable cross-origin.
 fn open_cors(res: &mut Response) {
     let h = res.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges, ETag"),
@@ -463,12 +575,21 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
     // The route is /play/{token}/{*path}. Read raw rather than through `Path`, which
     // would percent-decode and copy the token on every request: an escaped
     // path is refused below anyway.
-    let (token, path) =
-        req.uri().path().strip_prefix("/play/").and_then(|rest| rest.split_once('/')).ok_or(CatalogError::NotFound("file"))?;
-    let grant = s.playback.verify(token).ok_or(CatalogError::BadPlaybackToken)?;
+    let (token, path) = req
+        .uri()
+        .path()
+        .strip_prefix("/play/")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or(CatalogError::NotFound("file"))?;
+    let grant = s
+        .playback
+        .verify(token)
+        .ok_or(CatalogError::BadPlaybackToken)?;
     // Our file names never need escaping; an escaped path is an attempt at something.
     if req.uri().path().contains('%') {
-        return Err(CatalogError::Invalid("escaped characters are not allowed in playback paths".into()));
+        return Err(CatalogError::Invalid(
+            "escaped characters are not allowed in playback paths".into(),
+        ));
     }
     let content_type = playable_file(path).ok_or(CatalogError::NotFound("file"))?;
     let key = ["assets/", &grant.asset_id, "/", path].concat();
@@ -477,19 +598,30 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
     let served = if direct {
         match lectern_common::storage::read_to_vec(s.store.as_ref(), &key).await {
             Ok(bytes) => {
-                let text = String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
+                let text =
+                    String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
                 return direct_media_playlist(&s, &key, &text, remaining as u64, method).await;
             }
             Err(e) => Err(CatalogError::from(e)),
         }
     } else {
-        serve_object(&s, &key, content_type, public_max_age(remaining as u64), method, headers).await
+        serve_object(
+            &s,
+            &key,
+            content_type,
+            public_max_age(remaining as u64),
+            method,
+            headers,
+        )
+        .await
     };
     match served {
         // A lecture still being encoded in parts: its playlists grow in the database
         // until every part is stored and they are written out.
         Err(CatalogError::NotFound(_)) if content_type == "application/vnd.apple.mpegurl" => {
-            let live = parts::live_playlists(&s.db, &grant.asset_id).await?.ok_or(CatalogError::NotFound("file"))?;
+            let live = parts::live_playlists(&s.db, &grant.asset_id)
+                .await?
+                .ok_or(CatalogError::NotFound("file"))?;
             let text = live.file(path).ok_or(CatalogError::NotFound("file"))?;
             if direct {
                 return direct_media_playlist(&s, &key, text, remaining as u64, method).await;
@@ -511,27 +643,45 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
 /// `Cache-Control: public, max-age=<secs>`; the header takes the text over without a
 /// second copy.
 fn public_max_age(secs: u64) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("public, max-age={secs}"))).expect("ASCII letters, digits and punctuation")
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("public, max-age={secs}")))
+        .expect("ASCII letters, digits and punctuation")
 }
 
 /// A media playlist whose segments point at presigned storage URLs expiring with the
 /// playback token. Each response is signed anew, so it is not cacheable.
-async fn direct_media_playlist(s: &CatalogState, key: &str, text: &str, expires_in: u64, method: &Method) -> Result<Response, CatalogError> {
+async fn direct_media_playlist(
+    s: &CatalogState,
+    key: &str,
+    text: &str,
+    expires_in: u64,
+    method: &Method,
+) -> Result<Response, CatalogError> {
     let folder = key.rsplit_once('/').map(|(f, _)| f).unwrap_or_default();
     let ttl = std::time::Duration::from_secs(expires_in.max(1));
     let mut signed = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let url = s
             .store
             .presign_get(&format!("{folder}/{line}"), ttl)
             .await?
-            .ok_or_else(|| CatalogError::Internal("direct delivery needs storage that can presign URLs".into()))?;
+            .ok_or_else(|| {
+                CatalogError::Internal("direct delivery needs storage that can presign URLs".into())
+            })?;
         signed.push(url);
     }
     let mut urls = signed.into_iter();
-    let body = lectern_packager::rewrite_segment_uris(text, |uri| urls.next().unwrap_or_else(|| uri.to_string()));
+    let body = lectern_packager::rewrite_segment_uris(text, |uri| {
+        urls.next().unwrap_or_else(|| uri.to_string())
+    });
     let headers = [
-        (header::CONTENT_TYPE, "application/vnd.apple.mpegurl".to_string()),
+        (
+            header::CONTENT_TYPE,
+            "application/vnd.apple.mpegurl".to_string(),
+        ),
         (header::CACHE_CONTROL, "private, no-store".to_string()),
         (header::CONTENT_LENGTH, body.len().to_string()),
     ];
@@ -565,12 +715,22 @@ async fn serve_object(
             // Kept so the socket can send it with sendfile: a stored file is mapped in
             // place (a few quick system calls, not worth a blocking thread), anything
             // else is read into a memory file.
-            let mapped = s.store.local_path(key).and_then(|path| lectern_common::zero_copy::map_stored_file(&path, read.meta.size));
+            let mapped = s
+                .store
+                .local_path(key)
+                .and_then(|path| lectern_common::zero_copy::map_stored_file(&path, read.meta.size));
             let bytes = match mapped {
                 Some(bytes) => bytes,
-                None => lectern_common::zero_copy::file_backed(collect(read.body, read.meta.size).await?),
+                None => lectern_common::zero_copy::file_backed(
+                    collect(read.body, read.meta.size).await?,
+                ),
             };
-            Ok::<_, CatalogError>(Ok(Cached { meta: read.meta, bytes, etag, last_modified }))
+            Ok::<_, CatalogError>(Ok(Cached {
+                meta: read.meta,
+                bytes,
+                etag,
+                last_modified,
+            }))
         };
         match s.play_cache.get_or_load(key, load).await? {
             Loaded::Kept(cached) => Some(cached),
@@ -605,19 +765,34 @@ async fn serve_object(
     if let Some(v) = last_modified {
         h.insert(header::LAST_MODIFIED, v);
     }
-    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == meta.etag || t.trim() == "*")) {
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if if_none_match.is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim() == meta.etag || t.trim() == "*")
+    }) {
         *res.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(res);
     }
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     // If-Range with a stale validator means: send the whole new object.
-    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v.trim() == meta.etag);
-    let range = if if_range_ok { parse_range(range_header, meta.size)? } else { None };
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == meta.etag);
+    let range = if if_range_ok {
+        parse_range(range_header, meta.size)?
+    } else {
+        None
+    };
     let length = match range {
         Some(r) => {
             let v = format!("bytes {}-{}/{}", r.start, r.end, meta.size);
-            h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).map_err(|e| CatalogError::Internal(e.to_string()))?);
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&v).map_err(|e| CatalogError::Internal(e.to_string()))?,
+            );
             *res.status_mut() = StatusCode::PARTIAL_CONTENT;
             r.len()
         }
@@ -642,16 +817,26 @@ async fn serve_object(
 
 /// An object's `ETag` and `Last-Modified` headers.
 fn validators(meta: &ObjectMeta) -> Result<(HeaderValue, Option<HeaderValue>), CatalogError> {
-    let etag = HeaderValue::from_str(&meta.etag).map_err(|e| CatalogError::Internal(e.to_string()))?;
-    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.modified_unix.max(0) as u64);
-    Ok((etag, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).ok()))
+    let etag =
+        HeaderValue::from_str(&meta.etag).map_err(|e| CatalogError::Internal(e.to_string()))?;
+    let modified =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.modified_unix.max(0) as u64);
+    Ok((
+        etag,
+        HeaderValue::from_str(&httpdate::fmt_http_date(modified)).ok(),
+    ))
 }
 
-async fn collect(mut body: lectern_common::storage::ByteStream, size: u64) -> Result<bytes::Bytes, CatalogError> {
+async fn collect(
+    mut body: lectern_common::storage::ByteStream,
+    size: u64,
+) -> Result<bytes::Bytes, CatalogError> {
     use futures::StreamExt;
     let mut buf = bytes::BytesMut::with_capacity(size as usize);
     while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk.map_err(|e| CatalogError::Internal(format!("reading a stored file: {e}")))?);
+        buf.extend_from_slice(
+            &chunk.map_err(|e| CatalogError::Internal(format!("reading a stored file: {e}")))?,
+        );
     }
     Ok(buf.freeze())
 }
@@ -669,7 +854,9 @@ async fn public_poster(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, CatalogError> {
-    let lecture_id = file.strip_suffix(".jpg").ok_or(CatalogError::NotFound("poster"))?;
+    let lecture_id = file
+        .strip_suffix(".jpg")
+        .ok_or(CatalogError::NotFound("poster"))?;
     let row: Option<(Option<String>,)> = sqlx::query_as(
         "SELECT l.ready_asset_id FROM lectures l JOIN courses c ON c.id = l.course_id
          WHERE l.id = $1 AND c.published = 1 AND l.media_kind = 'video'",
@@ -677,6 +864,16 @@ async fn public_poster(
     .bind(lecture_id)
     .fetch_optional(&s.db)
     .await?;
-    let asset = row.and_then(|(a,)| a).ok_or(CatalogError::NotFound("poster"))?;
-    serve_object(&s, &format!("assets/{asset}/poster.jpg"), "image/jpeg", HeaderValue::from_static("public, max-age=300"), &method, &headers).await
+    let asset = row
+        .and_then(|(a,)| a)
+        .ok_or(CatalogError::NotFound("poster"))?;
+    serve_object(
+        &s,
+        &format!("assets/{asset}/poster.jpg"),
+        "image/jpeg",
+        HeaderValue::from_static("public, max-age=300"),
+        &method,
+        &headers,
+    )
+    .await
 }

@@ -75,10 +75,15 @@ async fn connect_sqlite(url: &str) -> Result<Db, DbError> {
         return Err(DbError::UnsupportedUrl(url.to_string()));
     };
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir)?;
     }
-    let url = if query.contains("mode=") { url.to_string() } else if query.is_empty() {
+    let url = if query.contains("mode=") {
+        url.to_string()
+    } else if query.is_empty() {
         format!("{url}?mode=rwc")
     } else {
         format!("{url}&mode=rwc")
@@ -90,9 +95,15 @@ async fn connect_sqlite(url: &str) -> Result<Db, DbError> {
             Box::pin(async move {
                 // WAL lets readers go on while a writer commits; the wait covers
                 // writers from the other roles sharing the file.
-                sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA busy_timeout = 10000")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             })
         })
@@ -108,7 +119,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/sub/lectern.db", dir.path().display());
         let db = super::connect(&url).await.unwrap();
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&db).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&db)
+            .await
+            .unwrap();
         assert_eq!(n, 0);
         db.close().await;
         super::connect(&url).await.unwrap();

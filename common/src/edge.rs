@@ -53,13 +53,19 @@ impl SecurityHeaders {
     fn apply(&self, res: &mut Response) {
         let media = is_media(res);
         let h = res.headers_mut();
-        h.entry(HeaderName::from_static("x-content-type-options")).or_insert(HeaderValue::from_static("nosniff"));
+        h.entry(HeaderName::from_static("x-content-type-options"))
+            .or_insert(HeaderValue::from_static("nosniff"));
         if !media {
-            h.entry(header::CONTENT_SECURITY_POLICY).or_insert_with(|| self.content_security_policy.clone());
-            h.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
+            h.entry(header::CONTENT_SECURITY_POLICY)
+                .or_insert_with(|| self.content_security_policy.clone());
+            h.entry(header::REFERRER_POLICY)
+                .or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
         }
         if self.strict_transport {
-            h.entry(header::STRICT_TRANSPORT_SECURITY).or_insert(HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+            h.entry(header::STRICT_TRANSPORT_SECURITY)
+                .or_insert(HeaderValue::from_static(
+                    "max-age=31536000; includeSubDomains",
+                ));
         }
     }
 }
@@ -68,7 +74,15 @@ impl SecurityHeaders {
 /// holds a browser to the type), so the document-only headers are left off them. They
 /// were 330 of a playlist response's 774 bytes of headers.
 fn is_media(res: &Response) -> bool {
-    const MEDIA: [&str; 7] = ["application/vnd.apple.mpegurl", "video/mp2t", "video/mp4", "audio/", "image/jpeg", "image/webp", "text/vtt"];
+    const MEDIA: [&str; 7] = [
+        "application/vnd.apple.mpegurl",
+        "video/mp2t",
+        "video/mp4",
+        "audio/",
+        "image/jpeg",
+        "image/webp",
+        "text/vtt",
+    ];
     res.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -80,13 +94,18 @@ fn is_media(res: &Response) -> bool {
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     let safe = |v: &&HeaderValue| {
         let text = v.as_bytes();
-        !text.is_empty() && text.len() <= 64 && text.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        !text.is_empty()
+            && text.len() <= 64
+            && text
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
     };
     if let Some(sent) = headers.get(&REQUEST_ID).filter(safe) {
         return sent.clone();
     }
     let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text)).expect("a UUID is a valid header value")
+    HeaderValue::from_str(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text))
+        .expect("a UUID is a valid header value")
 }
 
 fn client_ip(req: &Request, trust_forwarded: bool) -> IpAddr {
@@ -106,7 +125,10 @@ fn client_ip(req: &Request, trust_forwarded: bool) -> IpAddr {
 
 /// The path as logged: playback tokens are credentials, so they are cut out.
 fn loggable_path(path: &str) -> String {
-    match path.strip_prefix("/play/").and_then(|rest| rest.split_once('/')) {
+    match path
+        .strip_prefix("/play/")
+        .and_then(|rest| rest.split_once('/'))
+    {
         Some((_, file)) => format!("/play/…/{file}"),
         None => path.to_string(),
     }
@@ -114,7 +136,8 @@ fn loggable_path(path: &str) -> String {
 
 /// Upload bodies stream for as long as the client sends; they have no time limit.
 fn is_upload_body(req: &Request) -> bool {
-    req.uri().path().starts_with("/api/uploads") && matches!(*req.method(), Method::PATCH | Method::POST)
+    req.uri().path().starts_with("/api/uploads")
+        && matches!(*req.method(), Method::PATCH | Method::POST)
 }
 
 /// The span that names a request in every line written while it is served.
@@ -140,8 +163,14 @@ where
         // Without it, `ClientIp` is the peer's address, which every request carries.
         req.extensions_mut().insert(ClientIp(ip));
     }
-    let spanned = config.unspanned_prefix.is_none_or(|prefix| !req.uri().path().starts_with(prefix));
-    let span = if spanned { request_span(id, req.method(), req.uri().path(), ip) } else { tracing::Span::none() };
+    let spanned = config
+        .unspanned_prefix
+        .is_none_or(|prefix| !req.uri().path().starts_with(prefix));
+    let span = if spanned {
+        request_span(id, req.method(), req.uri().path(), ip)
+    } else {
+        tracing::Span::none()
+    };
     // An unspanned request gets its span only if a line is written about it (the URI
     // shares the request head's buffer).
     let unspanned = (!spanned).then(|| (req.method().clone(), req.uri().clone()));
@@ -163,7 +192,11 @@ where
             Some(limit) => match tokio::time::timeout(limit, answer).await {
                 Ok(Ok(res)) => res.map(Body::new),
                 Err(_) => {
-                    let mut res = error_response(StatusCode::SERVICE_UNAVAILABLE, "timeout", "the server took too long to answer; try again");
+                    let mut res = error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the server took too long to answer; try again",
+                    );
                     res.extensions_mut().insert(TimedOut(limit));
                     res
                 }
@@ -176,19 +209,29 @@ where
     .instrument(span.clone())
     .await;
     let status = res.status();
-    if status.is_client_error() || status.is_server_error() || tracing::enabled!(tracing::Level::DEBUG) {
+    if status.is_client_error()
+        || status.is_server_error()
+        || tracing::enabled!(tracing::Level::DEBUG)
+    {
         let span = match &unspanned {
             Some((method, uri)) => request_span(id, method, uri.path(), ip),
             None => span,
         };
         let _entered = span.enter();
-        let ms = crate::coarse_monotonic().saturating_sub(started).as_millis() as u64;
+        let ms = crate::coarse_monotonic()
+            .saturating_sub(started)
+            .as_millis() as u64;
         if let Some(TimedOut(limit)) = res.extensions().get::<TimedOut>() {
             tracing::warn!(limit_secs = limit.as_secs(), "request timed out");
         } else if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), ms, "request failed");
         } else if let Some(refusal) = res.extensions().get::<crate::http::Refusal>() {
-            tracing::info!(status = status.as_u16(), code = refusal.code, message = refusal.message, "request refused");
+            tracing::info!(
+                status = status.as_u16(),
+                code = refusal.code,
+                message = refusal.message,
+                "request refused"
+            );
         } else {
             tracing::debug!(status = status.as_u16(), ms, "request done");
         }
@@ -201,10 +244,17 @@ where
     res
 }
 
-fn allowed_origin<'a>(config: &EdgeConfig, origin: Option<&'a HeaderValue>) -> Option<&'a HeaderValue> {
+fn allowed_origin<'a>(
+    config: &EdgeConfig,
+    origin: Option<&'a HeaderValue>,
+) -> Option<&'a HeaderValue> {
     let origin = origin?;
     let text = origin.to_str().ok()?;
-    config.cors_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(text)).then_some(origin)
+    config
+        .cors_origins
+        .iter()
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(text))
+        .then_some(origin)
 }
 
 const CORS_EXPOSE: &str = "Location, Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, Tus-Resumable, \
@@ -214,7 +264,9 @@ const CORS_EXPOSE: &str = "Location, Upload-Offset, Upload-Length, Upload-Expire
 /// to every origin: a signed URL is the credential).
 fn preflight(config: &EdgeConfig, req: &Request) -> Option<Response> {
     if req.method() != Method::OPTIONS
-        || !req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        || !req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         || req.uri().path().starts_with("/play/")
     {
         return None;
@@ -223,7 +275,10 @@ fn preflight(config: &EdgeConfig, req: &Request) -> Option<Response> {
     let mut res = StatusCode::NO_CONTENT.into_response();
     let h = res.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"),
+    );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static(
@@ -231,17 +286,28 @@ fn preflight(config: &EdgeConfig, req: &Request) -> Option<Response> {
              Upload-Checksum, Upload-Defer-Length, Upload-Concat, X-HTTP-Method-Override",
         ),
     );
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     Some(res)
 }
 
 fn allow_origin(config: &EdgeConfig, origin: Option<&HeaderValue>, res: &mut Response) {
-    let Some(origin) = allowed_origin(config, origin) else { return };
-    if !res.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+    let Some(origin) = allowed_origin(config, origin) else {
+        return;
+    };
+    if !res
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    {
         let h = res.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(CORS_EXPOSE));
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(CORS_EXPOSE),
+        );
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
 }
@@ -263,7 +329,10 @@ pub fn with_edge<S, B>(app: S, config: EdgeConfig) -> Edge<S>
 where
     S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
 {
-    EdgeLayer { config: Arc::new(config) }.layer(app)
+    EdgeLayer {
+        config: Arc::new(config),
+    }
+    .layer(app)
 }
 
 /// `app` with its JSON answers compressed for clients that accept it. For routes that
@@ -271,9 +340,17 @@ where
 /// its body wrapper were pure cost.
 pub fn compress_json<S>(
     app: S,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + Sync + 'static
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static
 where
-    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + Sync + 'static,
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
     tower::ServiceBuilder::new()
         .map_response(|res: axum::http::Response<_>| res.map(Body::new))
@@ -303,7 +380,11 @@ pub struct PathPrefix<A, B> {
 
 impl<A, B> PathPrefix<A, B> {
     pub fn new(prefix: &'static str, first: A, rest: B) -> Self {
-        Self { prefix, first, rest }
+        Self {
+            prefix,
+            first,
+            rest,
+        }
     }
 }
 
@@ -318,7 +399,9 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // Which one a request needs is not known yet: both must be ready.
-        let Poll::Ready(Ok(())) = self.first.poll_ready(cx) else { return Poll::Pending };
+        let Poll::Ready(Ok(())) = self.first.poll_ready(cx) else {
+            return Poll::Pending;
+        };
         self.rest.poll_ready(cx)
     }
 
@@ -340,7 +423,10 @@ impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
 
     fn layer(&self, inner: S) -> Edge<S> {
-        Edge { inner, config: self.config.clone() }
+        Edge {
+            inner,
+            config: self.config.clone(),
+        }
     }
 }
 
@@ -353,7 +439,10 @@ pub struct Edge<S> {
 
 impl<S, B> Service<Request> for Edge<S>
 where
-    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
@@ -396,25 +485,60 @@ mod tests {
         use axum::routing::{get, patch};
         use tower::ServiceExt;
         let app = axum::Router::new()
-            .route("/api/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await; "late" }))
-            .route("/api/uploads/x", patch(|| async { tokio::time::sleep(Duration::from_millis(300)).await; "stored" }));
-        let app = with_edge(app, EdgeConfig { request_timeout: Duration::from_millis(100), ..Default::default() });
+            .route(
+                "/api/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/api/uploads/x",
+                patch(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "stored"
+                }),
+            );
+        let app = with_edge(
+            app,
+            EdgeConfig {
+                request_timeout: Duration::from_millis(100),
+                ..Default::default()
+            },
+        );
         let started = Instant::now();
-        let res = app.clone().oneshot(Request::get("/api/slow").body(Body::empty()).unwrap()).await.unwrap();
+        let res = app
+            .clone()
+            .oneshot(Request::get("/api/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(res.headers().contains_key(REQUEST_ID));
         let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
         assert!(String::from_utf8_lossy(&body).contains(r#""code":"timeout""#));
-        let res = app.oneshot(Request::patch("/api/uploads/x").body(Body::empty()).unwrap()).await.unwrap();
+        let res = app
+            .oneshot(
+                Request::patch("/api/uploads/x")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
 
     fn security() -> SecurityHeaders {
-        SecurityHeaders { content_security_policy: HeaderValue::from_static("default-src 'self'"), strict_transport: false }
+        SecurityHeaders {
+            content_security_policy: HeaderValue::from_static("default-src 'self'"),
+            strict_transport: false,
+        }
     }
 
-    async fn call(app: &(impl Service<Request, Response = Response, Error = Infallible> + Clone), req: Request) -> Response {
+    async fn call(
+        app: &(impl Service<Request, Response = Response, Error = Infallible> + Clone),
+        req: Request,
+    ) -> Response {
         use tower::ServiceExt;
         app.clone().oneshot(req).await.unwrap()
     }
@@ -424,41 +548,103 @@ mod tests {
         use axum::routing::get;
         let app = axum::Router::new()
             .route("/page", get(|| async { "hello" }))
-            .route("/playlist", get(|| async { ([(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")], "#EXTM3U\n") }))
-            .route("/own", get(|| async { ([(header::CONTENT_SECURITY_POLICY, "sandbox")], "own") }));
-        let app = with_edge(app, EdgeConfig { security: Some(security()), request_timeout: Duration::from_secs(5), ..Default::default() });
+            .route(
+                "/playlist",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")],
+                        "#EXTM3U\n",
+                    )
+                }),
+            )
+            .route(
+                "/own",
+                get(|| async { ([(header::CONTENT_SECURITY_POLICY, "sandbox")], "own") }),
+            );
+        let app = with_edge(
+            app,
+            EdgeConfig {
+                security: Some(security()),
+                request_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+        );
         let req = |path: &str| Request::get(path).body(Body::empty()).unwrap();
         for path in ["/page", "/playlist", "/own", "/missing"] {
             let res = call(&app, req(path)).await;
             assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
             assert!(res.headers().contains_key(REQUEST_ID), "{path}");
-            assert!(!res.headers().contains_key(header::STRICT_TRANSPORT_SECURITY), "{path}");
+            assert!(
+                !res.headers()
+                    .contains_key(header::STRICT_TRANSPORT_SECURITY),
+                "{path}"
+            );
         }
         let page = call(&app, req("/page")).await;
-        assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], "default-src 'self'");
-        assert_eq!(page.headers()[header::REFERRER_POLICY], "strict-origin-when-cross-origin");
+        assert_eq!(
+            page.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'self'"
+        );
+        assert_eq!(
+            page.headers()[header::REFERRER_POLICY],
+            "strict-origin-when-cross-origin"
+        );
         let playlist = call(&app, req("/playlist")).await;
-        assert!(!playlist.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        assert!(
+            !playlist
+                .headers()
+                .contains_key(header::CONTENT_SECURITY_POLICY)
+        );
         assert!(!playlist.headers().contains_key(header::REFERRER_POLICY));
         // A policy the handler set is its own.
-        assert_eq!(call(&app, req("/own")).await.headers()[header::CONTENT_SECURITY_POLICY], "sandbox");
+        assert_eq!(
+            call(&app, req("/own")).await.headers()[header::CONTENT_SECURITY_POLICY],
+            "sandbox"
+        );
 
         let https = with_edge(
             axum::Router::new().route("/page", get(|| async { "hello" })),
-            EdgeConfig { security: Some(SecurityHeaders { strict_transport: true, ..security() }), request_timeout: Duration::from_secs(5), ..Default::default() },
+            EdgeConfig {
+                security: Some(SecurityHeaders {
+                    strict_transport: true,
+                    ..security()
+                }),
+                request_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
         );
-        assert!(call(&https, req("/page")).await.headers()[header::STRICT_TRANSPORT_SECURITY].to_str().unwrap().starts_with("max-age="));
-        let bare = with_edge(axum::Router::new().route("/page", get(|| async { "hello" })), EdgeConfig { request_timeout: Duration::from_secs(5), ..Default::default() });
+        assert!(
+            call(&https, req("/page")).await.headers()[header::STRICT_TRANSPORT_SECURITY]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age=")
+        );
+        let bare = with_edge(
+            axum::Router::new().route("/page", get(|| async { "hello" })),
+            EdgeConfig {
+                request_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+        );
         let res = call(&bare, req("/page")).await;
-        assert!(!res.headers().contains_key("x-content-type-options") && !res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        assert!(
+            !res.headers().contains_key("x-content-type-options")
+                && !res.headers().contains_key(header::CONTENT_SECURITY_POLICY)
+        );
     }
 
     #[tokio::test]
     async fn a_path_prefix_takes_its_subtree_and_nothing_else() {
         use axum::routing::get;
-        let first = axum::Router::new().fallback(|req: Request| async move { format!("first {}", req.uri().path()) });
-        let rest = axum::Router::new().fallback(|req: Request| async move { format!("rest {}", req.uri().path()) });
-        let app = PathPrefix::new("/play/", first, rest.route("/play", get(|| async { "rest route" })));
+        let first = axum::Router::new()
+            .fallback(|req: Request| async move { format!("first {}", req.uri().path()) });
+        let rest = axum::Router::new()
+            .fallback(|req: Request| async move { format!("rest {}", req.uri().path()) });
+        let app = PathPrefix::new(
+            "/play/",
+            first,
+            rest.route("/play", get(|| async { "rest route" })),
+        );
         for (path, answer) in [
             ("/play/token/master.m3u8", "first /play/token/master.m3u8"),
             ("/play/", "first /play/"),
@@ -488,17 +674,50 @@ mod tests {
         }
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(move || writer.clone()).finish();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
         let _default = tracing::subscriber::set_default(subscriber);
         use axum::routing::get;
         use tower::ServiceExt;
         let app = axum::Router::new()
-            .route("/api/refuse", get(|| async { crate::http::error_response(StatusCode::FORBIDDEN, "not_yours", "not yours to see") }))
+            .route(
+                "/api/refuse",
+                get(|| async {
+                    crate::http::error_response(
+                        StatusCode::FORBIDDEN,
+                        "not_yours",
+                        "not yours to see",
+                    )
+                }),
+            )
             .route("/api/fine", get(|| async { "fine" }))
-            .route("/play/{token}/{*file}", get(|| async { crate::http::error_response(StatusCode::FORBIDDEN, "bad_playback_token", "bad token") }));
-        let app = with_edge(app, EdgeConfig { request_timeout: Duration::from_secs(5), unspanned_prefix: Some("/play/"), ..Default::default() });
+            .route(
+                "/play/{token}/{*file}",
+                get(|| async {
+                    crate::http::error_response(
+                        StatusCode::FORBIDDEN,
+                        "bad_playback_token",
+                        "bad token",
+                    )
+                }),
+            );
+        let app = with_edge(
+            app,
+            EdgeConfig {
+                request_timeout: Duration::from_secs(5),
+                unspanned_prefix: Some("/play/"),
+                ..Default::default()
+            },
+        );
         for (path, id) in requests {
-            let req = Request::builder().uri(*path).header("x-request-id", *id).body(Body::empty()).unwrap();
+            let req = Request::builder()
+                .uri(*path)
+                .header("x-request-id", *id)
+                .body(Body::empty())
+                .unwrap();
             app.clone().oneshot(req).await.unwrap();
         }
         String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
@@ -506,12 +725,38 @@ mod tests {
 
     #[tokio::test]
     async fn refusals_are_logged_with_the_request_in_and_out_of_spans() {
-        let log = log_of(tracing::Level::INFO, &[("/api/refuse", "api-1"), ("/play/SECRET-TOKEN/v1/index.m3u8", "play-1"), ("/api/fine", "ok-1"), ("/play/SECRET-TOKEN/master.m3u8", "play-2")]).await;
-        let line = |id: &str| log.lines().find(|l| l.contains(id)).unwrap_or_else(|| panic!("no line for {id}: {log}")).to_string();
+        let log = log_of(
+            tracing::Level::INFO,
+            &[
+                ("/api/refuse", "api-1"),
+                ("/play/SECRET-TOKEN/v1/index.m3u8", "play-1"),
+                ("/api/fine", "ok-1"),
+                ("/play/SECRET-TOKEN/master.m3u8", "play-2"),
+            ],
+        )
+        .await;
+        let line = |id: &str| {
+            log.lines()
+                .find(|l| l.contains(id))
+                .unwrap_or_else(|| panic!("no line for {id}: {log}"))
+                .to_string()
+        };
         let api = line("api-1");
-        assert!(api.contains("request refused") && api.contains("not_yours") && api.contains("/api/refuse") && api.contains("GET"), "{api}");
+        assert!(
+            api.contains("request refused")
+                && api.contains("not_yours")
+                && api.contains("/api/refuse")
+                && api.contains("GET"),
+            "{api}"
+        );
         let play = line("play-1");
-        assert!(play.contains("request refused") && play.contains("bad_playback_token") && play.contains("/play/…/v1/index.m3u8") && play.contains("GET"), "{play}");
+        assert!(
+            play.contains("request refused")
+                && play.contains("bad_playback_token")
+                && play.contains("/play/…/v1/index.m3u8")
+                && play.contains("GET"),
+            "{play}"
+        );
         assert!(!log.contains("SECRET-TOKEN"), "{log}");
         // At the default level a request that went well writes nothing.
         assert!(!log.contains("ok-1"), "{log}");
@@ -520,15 +765,34 @@ mod tests {
 
     #[tokio::test]
     async fn every_request_is_logged_at_debug() {
-        let log = log_of(tracing::Level::DEBUG, &[("/api/fine", "ok-1"), ("/play/SECRET-TOKEN/master.m3u8", "play-1")]).await;
-        assert!(log.lines().any(|l| l.contains("ok-1") && l.contains("request done") && l.contains("status=200")), "{log}");
-        assert!(log.lines().any(|l| l.contains("play-1") && l.contains("status=403")), "{log}");
+        let log = log_of(
+            tracing::Level::DEBUG,
+            &[
+                ("/api/fine", "ok-1"),
+                ("/play/SECRET-TOKEN/master.m3u8", "play-1"),
+            ],
+        )
+        .await;
+        assert!(
+            log.lines().any(|l| l.contains("ok-1")
+                && l.contains("request done")
+                && l.contains("status=200")),
+            "{log}"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains("play-1") && l.contains("status=403")),
+            "{log}"
+        );
         assert!(!log.contains("SECRET-TOKEN"), "{log}");
     }
 
     #[test]
     fn playback_tokens_never_reach_the_log() {
-        assert_eq!(loggable_path("/play/eyJhbGciOi.secret.sig/720p/seg_00001.ts"), "/play/…/720p/seg_00001.ts");
+        assert_eq!(
+            loggable_path("/play/eyJhbGciOi.secret.sig/720p/seg_00001.ts"),
+            "/play/…/720p/seg_00001.ts"
+        );
         assert_eq!(loggable_path("/api/courses"), "/api/courses");
     }
 }

@@ -35,12 +35,24 @@ pub struct Refusal {
 /// errors are logged by the caller and sent with a generic message, so no internal
 /// detail reaches a client.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = ErrorBody { error: ErrorDetail { code: code.to_string(), message: message.to_string() } };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message: message.to_string(),
+        },
+    };
     let json = serde_json::to_string(&body)
         .unwrap_or_else(|_| r#"{"error":{"code":"internal","message":"internal error"}}"#.into());
-    let mut res = (status, [(axum::http::header::CONTENT_TYPE, "application/json")], json).into_response();
+    let mut res = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response();
     if status.is_client_error() {
-        let ErrorBody { error: ErrorDetail { code, message } } = body;
+        let ErrorBody {
+            error: ErrorDetail { code, message },
+        } = body;
         res.extensions_mut().insert(Refusal { code, message });
     }
     res
@@ -49,17 +61,31 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
 /// 405 for a method the route does not take; `allow` lists the ones it does, when the
 /// caller knows them.
 pub fn method_not_allowed(allow: Option<&'static str>) -> Response {
-    let mut res = error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method");
+    let mut res = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    );
     if let Some(allow) = allow {
-        res.headers_mut().insert(axum::http::header::ALLOW, axum::http::HeaderValue::from_static(allow));
+        res.headers_mut().insert(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static(allow),
+        );
     }
     res
 }
 
 /// 429 with the refusal's reason and when to come back (Retry-After, whole seconds).
 pub fn rate_limited(refusal: &crate::limits::Refusal) -> Response {
-    let mut res = error_response(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &refusal.message);
-    res.headers_mut().insert(axum::http::header::RETRY_AFTER, refusal.retry_after_secs().into());
+    let mut res = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        &refusal.message,
+    );
+    res.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        refusal.retry_after_secs().into(),
+    );
     res
 }
 
@@ -67,5 +93,9 @@ pub fn rate_limited(refusal: &crate::limits::Refusal) -> Response {
 /// a generic 500.
 pub fn internal_error(context: &str, detail: &dyn std::fmt::Display) -> Response {
     tracing::error!(%detail, "{context}");
-    error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal server error",
+    )
 }

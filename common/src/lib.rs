@@ -24,8 +24,11 @@ pub mod zero_copy;
 /// clock costs 20 ns on this machine's virtual CPUs, and a playback request read it
 /// twice.
 pub fn now_unix() -> i64 {
-    let since_epoch = coarse_clock(libc::CLOCK_REALTIME_COARSE)
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default());
+    let since_epoch = coarse_clock(libc::CLOCK_REALTIME_COARSE).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    });
     since_epoch.as_secs() as i64
 }
 
@@ -39,10 +42,14 @@ pub fn coarse_monotonic() -> std::time::Duration {
 }
 
 fn coarse_clock(clock: libc::clockid_t) -> Option<std::time::Duration> {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the one timespec it is given, which we own.
     let read = unsafe { libc::clock_gettime(clock, &mut now) };
-    (read == 0 && now.tv_sec >= 0).then(|| std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+    (read == 0 && now.tv_sec >= 0)
+        .then(|| std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
 /// Milliseconds since the Unix epoch, for queue scheduling.

@@ -20,14 +20,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         // The edge sets it when it reads X-Forwarded-For; otherwise it is the peer.
-        Ok(parts.extensions.get::<ClientIp>().copied().unwrap_or_else(|| ClientIp(peer_ip(&parts.extensions))))
+        Ok(parts
+            .extensions
+            .get::<ClientIp>()
+            .copied()
+            .unwrap_or_else(|| ClientIp(peer_ip(&parts.extensions))))
     }
 }
 
 /// The connection's peer (`ConnectInfo`, which the server puts on every request);
 /// 0.0.0.0 for a request that came from no socket (tests).
 pub fn peer_ip(extensions: &axum::http::Extensions) -> IpAddr {
-    extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
 }
 
 /// At most `count` requests per `per`, as a burst or spread out.
@@ -39,7 +45,10 @@ pub struct Rate {
 
 impl Rate {
     pub const fn per_minute(count: u32) -> Self {
-        Rate { count, per: Duration::from_secs(60) }
+        Rate {
+            count,
+            per: Duration::from_secs(60),
+        }
     }
 }
 
@@ -53,7 +62,12 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Action; 4] = [Action::Signup, Action::Login, Action::UploadCreate, Action::PlaybackIssue];
+    const ALL: [Action; 4] = [
+        Action::Signup,
+        Action::Login,
+        Action::UploadCreate,
+        Action::PlaybackIssue,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -91,7 +105,10 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        let rule = |ip, account: Option<u32>| ActionLimits { per_ip: Some(Rate::per_minute(ip)), per_account: account.map(Rate::per_minute) };
+        let rule = |ip, account: Option<u32>| ActionLimits {
+            per_ip: Some(Rate::per_minute(ip)),
+            per_account: account.map(Rate::per_minute),
+        };
         LimitsConfig {
             limits: HashMap::from([
                 (Action::Signup, rule(30, None)),
@@ -108,7 +125,18 @@ impl LimitsConfig {
     /// No limits at all (benchmarks, closed networks).
     pub fn off() -> Self {
         LimitsConfig {
-            limits: Action::ALL.iter().map(|a| (*a, ActionLimits { per_ip: None, per_account: None })).collect(),
+            limits: Action::ALL
+                .iter()
+                .map(|a| {
+                    (
+                        *a,
+                        ActionLimits {
+                            per_ip: None,
+                            per_account: None,
+                        },
+                    )
+                })
+                .collect(),
             login_failures_free: u32::MAX,
         }
     }
@@ -123,12 +151,18 @@ impl LimitsConfig {
         }
         let mut config = Self::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (key, value) = item.split_once('=').ok_or_else(|| format!("`{item}`: expected KEY=VALUE"))?;
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}`: expected KEY=VALUE"))?;
             if key == "login.failures" {
-                config.login_failures_free = value.parse().map_err(|_| format!("`{item}`: expected a count"))?;
+                config.login_failures_free = value
+                    .parse()
+                    .map_err(|_| format!("`{item}`: expected a count"))?;
                 continue;
             }
-            let (action, scope) = key.split_once('.').ok_or_else(|| format!("`{key}`: expected ACTION.ip or ACTION.account"))?;
+            let (action, scope) = key
+                .split_once('.')
+                .ok_or_else(|| format!("`{key}`: expected ACTION.ip or ACTION.account"))?;
             let action = Action::ALL
                 .into_iter()
                 .find(|a| a.name() == action)
@@ -136,15 +170,23 @@ impl LimitsConfig {
             let rate = if value == "0" {
                 None
             } else {
-                let (count, secs) = value.split_once('/').ok_or_else(|| format!("`{item}`: expected COUNT/SECONDS"))?;
+                let (count, secs) = value
+                    .split_once('/')
+                    .ok_or_else(|| format!("`{item}`: expected COUNT/SECONDS"))?;
                 let count: u32 = count.parse().map_err(|_| format!("`{item}`: bad count"))?;
                 let secs: u64 = secs.parse().map_err(|_| format!("`{item}`: bad seconds"))?;
                 if count == 0 || secs == 0 {
                     return Err(format!("`{item}`: count and seconds must be positive"));
                 }
-                Some(Rate { count, per: Duration::from_secs(secs) })
+                Some(Rate {
+                    count,
+                    per: Duration::from_secs(secs),
+                })
             };
-            let entry = config.limits.get_mut(&action).expect("every action has limits");
+            let entry = config
+                .limits
+                .get_mut(&action)
+                .expect("every action has limits");
             match scope {
                 "ip" => entry.per_ip = rate,
                 "account" => entry.per_account = rate,
@@ -190,12 +232,21 @@ const MAX_LOGIN_WAIT: Duration = Duration::from_secs(900);
 
 impl Limits {
     pub fn new(config: LimitsConfig) -> Self {
-        Limits { config, buckets: Mutex::new(HashMap::new()), failures: Mutex::new(HashMap::new()) }
+        Limits {
+            config,
+            buckets: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Counts one `action` by `ip` (and `account`, when known); refuses it when either
     /// is over its rate.
-    pub fn check(&self, action: Action, ip: ClientIp, account: Option<&str>) -> Result<(), Refusal> {
+    pub fn check(
+        &self,
+        action: Action,
+        ip: ClientIp,
+        account: Option<&str>,
+    ) -> Result<(), Refusal> {
         let limits = self.config.limits[&action];
         let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("limits lock");
@@ -247,7 +298,10 @@ impl Limits {
         let now = Instant::now();
         let failures = self.failures.lock().expect("limits lock");
         let free = self.config.login_failures_free;
-        for (key, free) in Self::failure_keys(email, ip).iter().zip([free, free.saturating_mul(4)]) {
+        for (key, free) in Self::failure_keys(email, ip)
+            .iter()
+            .zip([free, free.saturating_mul(4)])
+        {
             let Some(f) = failures.get(key) else { continue };
             if f.count < free || now.duration_since(f.last) > FAILURE_MEMORY {
                 continue;
@@ -256,7 +310,10 @@ impl Limits {
             let ready = f.last + wait;
             if ready > now {
                 return Err(Refusal {
-                    message: format!("too many failed sign-ins for this account; try again in {} s", (ready - now).as_secs().max(1)),
+                    message: format!(
+                        "too many failed sign-ins for this account; try again in {} s",
+                        (ready - now).as_secs().max(1)
+                    ),
                     retry_after: ready - now,
                 });
             }
@@ -271,7 +328,10 @@ impl Limits {
             failures.retain(|_, f| now.duration_since(f.last) < FAILURE_MEMORY);
         }
         for key in Self::failure_keys(email, ip) {
-            let f = failures.entry(key).or_insert(Failures { count: 0, last: now });
+            let f = failures.entry(key).or_insert(Failures {
+                count: 0,
+                last: now,
+            });
             if now.duration_since(f.last) > FAILURE_MEMORY {
                 f.count = 0;
             }
@@ -299,7 +359,13 @@ mod tests {
         let ip_of = |extensions: &[&dyn Fn(&mut axum::http::Extensions)]| {
             let mut req = axum::http::Request::new(());
             extensions.iter().for_each(|add| add(req.extensions_mut()));
-            async move { ClientIp::from_request_parts(&mut req.into_parts().0, &()).await.unwrap().0.to_string() }
+            async move {
+                ClientIp::from_request_parts(&mut req.into_parts().0, &())
+                    .await
+                    .unwrap()
+                    .0
+                    .to_string()
+            }
         };
         let from_peer = |e: &mut axum::http::Extensions| {
             e.insert(ConnectInfo(peer));
@@ -323,7 +389,11 @@ mod tests {
             limits.check(Action::Signup, ip(1), None).unwrap();
         }
         let refusal = limits.check(Action::Signup, ip(1), None).unwrap_err();
-        assert!(refusal.retry_after > Duration::from_secs(19) && refusal.retry_after <= Duration::from_secs(20), "{refusal:?}");
+        assert!(
+            refusal.retry_after > Duration::from_secs(19)
+                && refusal.retry_after <= Duration::from_secs(20),
+            "{refusal:?}"
+        );
         assert!(refusal.message.contains("sign-ups"));
         // Another client is not affected.
         limits.check(Action::Signup, ip(2), None).unwrap();
@@ -331,15 +401,36 @@ mod tests {
 
     #[test]
     fn the_account_limit_holds_across_addresses_and_refusals_cost_nothing() {
-        let limits = Limits::new(LimitsConfig::parse("playback.ip=2/60,playback.account=3/60").unwrap());
-        limits.check(Action::PlaybackIssue, ip(1), Some("u")).unwrap();
-        limits.check(Action::PlaybackIssue, ip(1), Some("u")).unwrap();
-        assert!(limits.check(Action::PlaybackIssue, ip(1), Some("u")).is_err(), "per-IP limit");
-        limits.check(Action::PlaybackIssue, ip(2), Some("u")).unwrap();
-        assert!(limits.check(Action::PlaybackIssue, ip(3), Some("u")).is_err(), "per-account limit");
+        let limits =
+            Limits::new(LimitsConfig::parse("playback.ip=2/60,playback.account=3/60").unwrap());
+        limits
+            .check(Action::PlaybackIssue, ip(1), Some("u"))
+            .unwrap();
+        limits
+            .check(Action::PlaybackIssue, ip(1), Some("u"))
+            .unwrap();
+        assert!(
+            limits
+                .check(Action::PlaybackIssue, ip(1), Some("u"))
+                .is_err(),
+            "per-IP limit"
+        );
+        limits
+            .check(Action::PlaybackIssue, ip(2), Some("u"))
+            .unwrap();
+        assert!(
+            limits
+                .check(Action::PlaybackIssue, ip(3), Some("u"))
+                .is_err(),
+            "per-account limit"
+        );
         // The refused request on ip(3) was not counted against ip(3).
-        limits.check(Action::PlaybackIssue, ip(3), Some("v")).unwrap();
-        limits.check(Action::PlaybackIssue, ip(3), Some("v")).unwrap();
+        limits
+            .check(Action::PlaybackIssue, ip(3), Some("v"))
+            .unwrap();
+        limits
+            .check(Action::PlaybackIssue, ip(3), Some("v"))
+            .unwrap();
     }
 
     #[test]
@@ -351,7 +442,10 @@ mod tests {
             limits.login_failed(email, ip(1));
         }
         let wait = limits.login_wait(email, ip(1)).unwrap_err();
-        assert!(wait.retry_after <= Duration::from_secs(1) && wait.message.contains("failed sign-ins"), "{wait:?}");
+        assert!(
+            wait.retry_after <= Duration::from_secs(1) && wait.message.contains("failed sign-ins"),
+            "{wait:?}"
+        );
         limits.login_failed(email, ip(1));
         let longer = limits.login_wait(email, ip(1)).unwrap_err();
         assert!(longer.retry_after > Duration::from_secs(1), "{longer:?}");
@@ -364,11 +458,30 @@ mod tests {
     #[test]
     fn specs_parse_or_say_what_is_wrong() {
         assert_eq!(LimitsConfig::parse("").unwrap(), LimitsConfig::default());
-        assert!(LimitsConfig::parse("off").unwrap().limits.values().all(|l| l.per_ip.is_none() && l.per_account.is_none()));
+        assert!(
+            LimitsConfig::parse("off")
+                .unwrap()
+                .limits
+                .values()
+                .all(|l| l.per_ip.is_none() && l.per_account.is_none())
+        );
         let c = LimitsConfig::parse("upload.account=0, login.ip=5/10").unwrap();
         assert_eq!(c.limits[&Action::UploadCreate].per_account, None);
-        assert_eq!(c.limits[&Action::Login].per_ip, Some(Rate { count: 5, per: Duration::from_secs(10) }));
-        for bad in ["x", "nope.ip=1/1", "login.ip=1", "login.ip=0/5", "login.planet=1/1", "login.failures=x"] {
+        assert_eq!(
+            c.limits[&Action::Login].per_ip,
+            Some(Rate {
+                count: 5,
+                per: Duration::from_secs(10)
+            })
+        );
+        for bad in [
+            "x",
+            "nope.ip=1/1",
+            "login.ip=1",
+            "login.ip=0/5",
+            "login.planet=1/1",
+            "login.failures=x",
+        ] {
             assert!(LimitsConfig::parse(bad).is_err(), "{bad}");
         }
     }

@@ -145,10 +145,18 @@ impl PartReport {
 
 /// Frames per GOP and per segment on the grid every rung and every chunk keeps: GOPs of
 /// `keyframe_secs` rounded to whole frames, segments of whole GOPs.
-pub fn grid_frames(fps_num: u32, fps_den: u32, segment_secs: u32, keyframe_secs: u32) -> (u64, u64) {
+pub fn grid_frames(
+    fps_num: u32,
+    fps_den: u32,
+    segment_secs: u32,
+    keyframe_secs: u32,
+) -> (u64, u64) {
     let fps = fps_num.max(1) as f64 / fps_den.max(1) as f64;
     let gop = ((keyframe_secs as f64) * fps).round().max(1.0) as u64;
-    (gop, gop * (segment_secs / keyframe_secs.max(1)).max(1) as u64)
+    (
+        gop,
+        gop * (segment_secs / keyframe_secs.max(1)).max(1) as u64,
+    )
 }
 
 /// x264's settings for every rung, on top of `X264_PRESET`: keyframes only on the grid
@@ -184,7 +192,12 @@ pub struct TranscodeJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobEvent {
-    Progress { job_id: String, lecture_id: String, asset_id: String, percent: u8 },
+    Progress {
+        job_id: String,
+        lecture_id: String,
+        asset_id: String,
+        percent: u8,
+    },
     Ready {
         job_id: String,
         lecture_id: String,
@@ -194,10 +207,20 @@ pub enum JobEvent {
         renditions: Vec<String>,
         has_poster: bool,
     },
-    Failed { job_id: String, lecture_id: String, asset_id: String, reason: String },
+    Failed {
+        job_id: String,
+        lecture_id: String,
+        asset_id: String,
+        reason: String,
+    },
     /// One part of a chunked lecture is stored (its outputs sit under the asset's
     /// prefix); the catalog stitches the playlists once the parts line up.
-    PartStored { job_id: String, lecture_id: String, asset_id: String, report: PartReport },
+    PartStored {
+        job_id: String,
+        lecture_id: String,
+        asset_id: String,
+        report: PartReport,
+    },
 }
 
 impl JobEvent {

@@ -56,8 +56,14 @@ struct HttpThread {
 impl HttpThreads {
     /// Starts `count` threads (0: one per core).
     pub fn start(count: usize) -> io::Result<Self> {
-        let count = if count == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { count };
-        let threads = (0..count).map(HttpThread::start).collect::<io::Result<_>>()?;
+        let count = if count == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            count
+        };
+        let threads = (0..count)
+            .map(HttpThread::start)
+            .collect::<io::Result<_>>()?;
         Ok(HttpThreads { threads })
     }
 
@@ -71,20 +77,31 @@ impl HttpThreads {
 
     /// The thread with the fewest open connections; the first of them on a tie.
     fn least_busy(&self) -> &HttpThread {
-        self.threads.iter().min_by_key(|t| t.open.load(Ordering::Relaxed)).expect("at least one HTTP thread")
+        self.threads
+            .iter()
+            .min_by_key(|t| t.open.load(Ordering::Relaxed))
+            .expect("at least one HTTP thread")
     }
 }
 
 impl HttpThread {
     fn start(index: usize) -> io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new().name(format!("lectern-http-{index}")).spawn(move || {
-            // Whether told to stop or dropped, the sender ends the wait.
-            let _ = runtime.block_on(stopped);
-        })?;
-        Ok(HttpThread { runtime: handle, open: Arc::default(), stop: Some(stop) })
+        std::thread::Builder::new()
+            .name(format!("lectern-http-{index}"))
+            .spawn(move || {
+                // Whether told to stop or dropped, the sender ends the wait.
+                let _ = runtime.block_on(stopped);
+            })?;
+        Ok(HttpThread {
+            runtime: handle,
+            open: Arc::default(),
+            stop: Some(stop),
+        })
     }
 }
 
@@ -150,7 +167,11 @@ where
                 Ok(res) => res,
                 Err(e) => {
                     tracing::error!(error = %e, "a request's handler failed");
-                    Ok(crate::http::error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed to answer"))
+                    Ok(crate::http::error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the server failed to answer",
+                    ))
                 }
             }
         }))
@@ -183,13 +204,20 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     // CONNECT protocol, for WebSockets over HTTP/2.
     builder.http2().enable_connect_protocol();
     // Every connection's task holds a receiver: on shutdown the sender tells them all,
     // then waits until the last task has ended and dropped its receiver.
     let (stop_tx, stop_rx) = watch::channel(());
-    let app = HandOff { app, main: Handle::current(), in_place };
+    let app = HandOff {
+        app,
+        main: Handle::current(),
+        in_place,
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -225,7 +253,10 @@ pub async fn serve<S>(
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
             let mut connection = std::pin::pin!(connection);
             let mut asked = false;
             loop {
@@ -260,11 +291,16 @@ mod tests {
     use tokio::net::TcpStream;
 
     /// Serves `app` on two threads; returns the address and a sender that stops it.
-    async fn start(app: axum::Router) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    async fn start(
+        app: axum::Router,
+    ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         start_on(app, Arc::new(HttpThreads::start(2).unwrap())).await
     }
 
-    async fn start_on(app: axum::Router, threads: Arc<HttpThreads>) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    async fn start_on(
+        app: axum::Router,
+        threads: Arc<HttpThreads>,
+    ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         start_with(app, threads, Duration::from_secs(5)).await
     }
 
@@ -277,9 +313,16 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            serve(SendfileListener::new(listener), app, &threads, |req| req.uri().path() != "/main", header_timeout, async move {
-                let _ = stopped.await;
-            })
+            serve(
+                SendfileListener::new(listener),
+                app,
+                &threads,
+                |req| req.uri().path() != "/main",
+                header_timeout,
+                async move {
+                    let _ = stopped.await;
+                },
+            )
             .await;
         });
         (addr, stop, server)
@@ -287,11 +330,17 @@ mod tests {
 
     /// One GET on a kept-alive connection; the answer's body.
     async fn fetch(conn: &mut BufReader<TcpStream>, path: &str) -> String {
-        conn.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).await.unwrap();
+        conn.get_mut()
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
         let mut length = 0;
         loop {
             let mut line = String::new();
-            assert!(conn.read_line(&mut line).await.unwrap() > 0, "connection closed");
+            assert!(
+                conn.read_line(&mut line).await.unwrap() > 0,
+                "connection closed"
+            );
             if line == "\r\n" {
                 break;
             }
@@ -322,14 +371,26 @@ mod tests {
         for conn in &mut conns {
             let first = fetch(conn, "/").await;
             for _ in 0..5 {
-                assert_eq!(fetch(conn, "/").await, first, "a connection's requests stay on one thread");
+                assert_eq!(
+                    fetch(conn, "/").await,
+                    first,
+                    "a connection's requests stay on one thread"
+                );
             }
             assert!(first.starts_with("lectern-http-"), "{first}");
             assert_ne!(first, thread_name(), "not the test's own runtime");
             seen.push(first);
         }
         seen.sort();
-        assert_eq!(seen, ["lectern-http-0", "lectern-http-0", "lectern-http-1", "lectern-http-1"]);
+        assert_eq!(
+            seen,
+            [
+                "lectern-http-0",
+                "lectern-http-0",
+                "lectern-http-1",
+                "lectern-http-1"
+            ]
+        );
     }
 
     #[tokio::test]
@@ -341,11 +402,18 @@ mod tests {
         let a = fetch(&mut first, "/").await;
         let mut second = BufReader::new(TcpStream::connect(addr).await.unwrap());
         let b = fetch(&mut second, "/").await;
-        assert_eq!((a.as_str(), b.as_str()), ("lectern-http-0", "lectern-http-1"), "one each, the first thread first");
+        assert_eq!(
+            (a.as_str(), b.as_str()),
+            ("lectern-http-0", "lectern-http-1"),
+            "one each, the first thread first"
+        );
         drop(second);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while threads.threads[1].open.load(Ordering::Relaxed) > 0 {
-            assert!(tokio::time::Instant::now() < deadline, "the closed connection is still counted");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the closed connection is still counted"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The second's thread is now the less busy one (on a tie the first would win).
@@ -376,18 +444,28 @@ mod tests {
         let (addr, _stop, _server) = start(app).await;
         let mut conn = BufReader::new(TcpStream::connect(addr).await.unwrap());
         assert!(fetch(&mut conn, "/").await.starts_with("lectern-http-"));
-        assert_eq!(fetch(&mut conn, "/main").await, thread_name(), "handed to the runtime serve runs on");
+        assert_eq!(
+            fetch(&mut conn, "/main").await,
+            thread_name(),
+            "handed to the runtime serve runs on"
+        );
         let failed = fetch(&mut conn, "/main?panic").await;
         assert!(failed.contains(r#""code":"internal""#), "{failed}");
         // The same connection still serves.
         assert!(fetch(&mut conn, "/").await.starts_with("lectern-http-"));
         // A client that leaves mid-request takes its handler with it.
         let mut leaving = TcpStream::connect(addr).await.unwrap();
-        leaving.write_all(b"GET /main?slow HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+        leaving
+            .write_all(b"GET /main?slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(leaving);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!finished.load(Ordering::SeqCst), "the handler ran on after its client left");
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the handler ran on after its client left"
+        );
     }
 
     #[tokio::test]
@@ -405,18 +483,27 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.send(()).unwrap();
         assert_eq!(answer.await.unwrap(), "done");
-        tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve returns once drained").unwrap();
-        assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returns once drained")
+            .unwrap();
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer listening"
+        );
     }
 
     #[tokio::test]
     async fn a_head_not_sent_in_time_closes_its_connection_while_timely_ones_serve_on() {
         let app = axum::Router::new().route("/", get(|| async { "ok" }));
         let limit = Duration::from_millis(500);
-        let (addr, _stop, _server) = start_with(app, Arc::new(HttpThreads::start(2).unwrap()), limit).await;
+        let (addr, _stop, _server) =
+            start_with(app, Arc::new(HttpThreads::start(2).unwrap()), limit).await;
         let started = std::time::Instant::now();
         let mut half = TcpStream::connect(addr).await.unwrap();
-        half.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ").await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            .await
+            .unwrap();
         let closed = tokio::spawn(async move {
             let mut rest = Vec::new();
             let _ = half.read_to_end(&mut rest).await;
@@ -428,18 +515,31 @@ mod tests {
             assert_eq!(fetch(&mut timely, "/").await, "ok");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let (after, rest) = tokio::time::timeout(Duration::from_secs(5), closed).await.expect("the half head's connection is closed").unwrap();
-        assert!(after >= limit && after < limit * 2, "closed after {after:?}");
-        assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{rest:?}");
+        let (after, rest) = tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .expect("the half head's connection is closed")
+            .unwrap();
+        assert!(
+            after >= limit && after < limit * 2,
+            "closed after {after:?}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("200 OK"),
+            "{rest:?}"
+        );
     }
 
     #[tokio::test]
     async fn dropping_the_threads_ends_what_runs_on_them() {
         let threads = HttpThreads::start(2).unwrap();
         assert_eq!(threads.len(), 2);
-        let forever = threads.threads[1].runtime.spawn(std::future::pending::<()>());
+        let forever = threads.threads[1]
+            .runtime
+            .spawn(std::future::pending::<()>());
         drop(threads);
-        let ended = tokio::time::timeout(Duration::from_secs(5), forever).await.expect("the task ends with its runtime");
+        let ended = tokio::time::timeout(Duration::from_secs(5), forever)
+            .await
+            .expect("the task ends with its runtime");
         assert!(ended.unwrap_err().is_cancelled());
     }
 }

@@ -56,7 +56,9 @@ pub fn map_stored_file(path: &std::path::Path, len: u64) -> Option<Bytes> {
     if len as usize >= MIN_FILE_BACKED {
         match linux::Mapping::stored_file(path, len as usize) {
             Ok(file) => return file.map(Bytes::from_owner),
-            Err(e) => tracing::debug!(error = %e, path = %path.display(), "could not map a stored file"),
+            Err(e) => {
+                tracing::debug!(error = %e, path = %path.display(), "could not map a stored file")
+            }
         }
     }
     let _ = (path, len);
@@ -69,8 +71,12 @@ pub fn raise_open_file_limit() {
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
@@ -121,17 +127,29 @@ impl SendfileStream {
 }
 
 impl AsyncRead for SendfileStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for SendfileStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         #[cfg(target_os = "linux")]
         if let Some((index, file)) = linux::first_file_backed(bufs) {
             if index > 0 {
@@ -177,16 +195,24 @@ mod linux {
     use super::MIN_LOOKED_UP;
 
     /// Live mappings by start address: (length, file descriptor).
-    static MAPPINGS: LazyLock<RwLock<BTreeMap<usize, (usize, RawFd)>>> = LazyLock::new(Default::default);
+    static MAPPINGS: LazyLock<RwLock<BTreeMap<usize, (usize, RawFd)>>> =
+        LazyLock::new(Default::default);
     static LIVE_FILES: AtomicUsize = AtomicUsize::new(0);
 
     /// At most a quarter of the descriptors this process may open (each mapping keeps
     /// its file open): the rest stay for connections, storage and the database.
     fn max_files() -> usize {
         static MAX: LazyLock<usize> = LazyLock::new(|| {
-            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             // SAFETY: getrlimit writes only the struct we pass.
-            let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
+            let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+                limit.rlim_cur
+            } else {
+                1024
+            };
             (soft.min(1 << 20) / 4) as usize
         });
         *MAX
@@ -213,7 +239,8 @@ mod linux {
             Self::counted(|| {
                 // SAFETY: memfd_create takes a NUL-terminated name and flags; the
                 // returned descriptor is new and ours to own.
-                let fd = unsafe { libc::memfd_create(c"lectern-media".as_ptr(), libc::MFD_CLOEXEC) };
+                let fd =
+                    unsafe { libc::memfd_create(c"lectern-media".as_ptr(), libc::MFD_CLOEXEC) };
                 if fd < 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -229,7 +256,9 @@ mod linux {
             Self::counted(|| {
                 let file = std::fs::File::open(path)?;
                 if file.metadata()?.len() != len as u64 {
-                    return Err(io::Error::other("the file changed size since it was looked at"));
+                    return Err(io::Error::other(
+                        "the file changed size since it was looked at",
+                    ));
                 }
                 Self::map(OwnedFd::from(file), len)
             })
@@ -250,12 +279,28 @@ mod linux {
         fn map(fd: OwnedFd, len: usize) -> io::Result<Mapping> {
             // SAFETY: a fresh read-only shared mapping of the whole file; the kernel
             // picks the address, and we unmap it exactly once, in Drop.
-            let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                )
+            };
             if ptr == libc::MAP_FAILED {
                 return Err(io::Error::last_os_error());
             }
-            let mapping = Mapping { fd, ptr: ptr as *const u8, len };
-            MAPPINGS.write().expect("mappings lock").insert(mapping.ptr as usize, (len, mapping.fd.as_raw_fd()));
+            let mapping = Mapping {
+                fd,
+                ptr: ptr as *const u8,
+                len,
+            };
+            MAPPINGS
+                .write()
+                .expect("mappings lock")
+                .insert(mapping.ptr as usize, (len, mapping.fd.as_raw_fd()));
             Ok(mapping)
         }
     }
@@ -272,7 +317,10 @@ mod linux {
             // Unregistered before unmapping, so no lookup can find an address that a
             // later mapping might reuse. No write can be pointing here: whoever wrote
             // from these bytes held a reference to them.
-            MAPPINGS.write().expect("mappings lock").remove(&(self.ptr as usize));
+            MAPPINGS
+                .write()
+                .expect("mappings lock")
+                .remove(&(self.ptr as usize));
             // SAFETY: ptr/len are the mapping made in `map`, unmapped only here.
             unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
             LIVE_FILES.fetch_sub(1, Ordering::Relaxed);
@@ -292,20 +340,30 @@ mod linux {
         let start = buf.as_ptr() as usize;
         let mappings = MAPPINGS.read().expect("mappings lock");
         let (&base, &(len, fd)) = mappings.range(..=start).next_back()?;
-        (start + buf.len() <= base + len).then_some(FileSlice { fd, offset: (start - base) as i64, base })
+        (start + buf.len() <= base + len).then_some(FileSlice {
+            fd,
+            offset: (start - base) as i64,
+            base,
+        })
     }
 
     /// sendfile's answers for a file it cannot send (EINVAL: no page-cache reads on
     /// this file system), as against a socket that failed.
     pub fn refuses_sendfile(e: &io::Error) -> bool {
-        matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP))
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+        )
     }
 
     /// Stops looking `file`'s mapping up: its bytes stay readable (the mapping lives
     /// until its owner drops it) and go out by plain writes.
     pub fn forget(file: FileSlice, why: &io::Error) {
         let mut mappings = MAPPINGS.write().expect("mappings lock");
-        if mappings.get(&file.base).is_some_and(|&(_, fd)| fd == file.fd) {
+        if mappings
+            .get(&file.base)
+            .is_some_and(|&(_, fd)| fd == file.fd)
+        {
             mappings.remove(&file.base);
             tracing::warn!(error = %why, "sendfile refused a cached file; sending it by copying");
         }
@@ -316,7 +374,10 @@ mod linux {
     #[cfg(test)]
     pub fn swap_descriptor(data: &[u8], fd: RawFd) {
         let slice = find(data).expect("a mapped body");
-        MAPPINGS.write().expect("mappings lock").insert(slice.base, (data.len() + slice.offset as usize, fd));
+        MAPPINGS
+            .write()
+            .expect("mappings lock")
+            .insert(slice.base, (data.len() + slice.offset as usize, fd));
     }
 
     /// The first buffer long enough to be worth it that lies in a mapped file.
@@ -324,11 +385,18 @@ mod linux {
         if LIVE_FILES.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        bufs.iter().enumerate().filter(|(_, b)| b.len() >= MIN_LOOKED_UP).find_map(|(i, b)| find(b).map(|f| (i, f)))
+        bufs.iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= MIN_LOOKED_UP)
+            .find_map(|(i, b)| find(b).map(|f| (i, f)))
     }
 
     /// Runs one non-blocking send on the socket, waiting for room when it is full.
-    fn poll_send(socket: &TcpStream, cx: &mut Context<'_>, mut send: impl FnMut(RawFd) -> isize) -> Poll<io::Result<usize>> {
+    fn poll_send(
+        socket: &TcpStream,
+        cx: &mut Context<'_>,
+        mut send: impl FnMut(RawFd) -> isize,
+    ) -> Poll<io::Result<usize>> {
         loop {
             std::task::ready!(socket.poll_write_ready(cx))?;
             let sent = socket.try_io(Interest::WRITABLE, || match send(socket.as_raw_fd()) {
@@ -342,7 +410,12 @@ mod linux {
         }
     }
 
-    pub fn poll_sendfile(socket: &TcpStream, cx: &mut Context<'_>, file: FileSlice, len: usize) -> Poll<io::Result<usize>> {
+    pub fn poll_sendfile(
+        socket: &TcpStream,
+        cx: &mut Context<'_>,
+        file: FileSlice,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
         let sent = poll_send(socket, cx, |out| {
             let mut offset = file.offset;
             // SAFETY: both descriptors are open (the file's owner outlives the slice
@@ -355,7 +428,11 @@ mod linux {
         sent
     }
 
-    pub fn poll_send_more(socket: &TcpStream, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    pub fn poll_send_more(
+        socket: &TcpStream,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         poll_send(socket, cx, |out| {
             // SAFETY: IoSlice is ABI-compatible with iovec on Unix, and the slices are
             // borrowed for the whole call.
@@ -382,11 +459,17 @@ mod tests {
         assert_eq!(&backed[..], &data[..]);
         #[cfg(target_os = "linux")]
         {
-            let slices = [io::IoSlice::new(b"head"), io::IoSlice::new(&backed[1000..200_000])];
+            let slices = [
+                io::IoSlice::new(b"head"),
+                io::IoSlice::new(&backed[1000..200_000]),
+            ];
             let (index, _) = linux::first_file_backed(&slices).expect("found in its memory file");
             assert_eq!(index, 1);
             let copy = backed.to_vec();
-            assert!(linux::first_file_backed(&[io::IoSlice::new(&copy)]).is_none(), "a copy is not in the file");
+            assert!(
+                linux::first_file_backed(&[io::IoSlice::new(&copy)]).is_none(),
+                "a copy is not in the file"
+            );
         }
     }
 
@@ -396,7 +479,10 @@ mod tests {
         let path = dir.path().join("seg.ts");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        assert!(map_stored_file(&path, data.len() as u64 + 1).is_none(), "its size changed");
+        assert!(
+            map_stored_file(&path, data.len() as u64 + 1).is_none(),
+            "its size changed"
+        );
         assert!(map_stored_file(&dir.path().join("gone.ts"), data.len() as u64).is_none());
         #[cfg(target_os = "linux")]
         {
@@ -414,7 +500,9 @@ mod tests {
     async fn a_body_whose_file_refuses_sendfile_is_copied_whole() {
         use std::os::fd::AsRawFd;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let data: Vec<u8> = (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let data: Vec<u8> = (0..500_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         let body = file_backed(Bytes::from(data.clone()));
         let dir = tempfile::tempdir().unwrap();
         let refusing = std::fs::File::open(dir.path()).unwrap();
@@ -431,12 +519,23 @@ mod tests {
             stream.shutdown().await.unwrap();
         });
         let mut received = Vec::new();
-        TcpStream::connect(addr).await.unwrap().read_to_end(&mut received).await.unwrap();
+        TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .read_to_end(&mut received)
+            .await
+            .unwrap();
         server.await.unwrap();
         assert_eq!(received.len(), 2 * (data.len() - 1000));
-        assert!(received[..data.len() - 1000] == data[1000..] && received[data.len() - 1000..] == data[1000..]);
+        assert!(
+            received[..data.len() - 1000] == data[1000..]
+                && received[data.len() - 1000..] == data[1000..]
+        );
         assert_eq!(bytes_sent_by_sendfile(), 0);
-        assert!(linux::first_file_backed(&[io::IoSlice::new(&kept)]).is_none(), "no longer looked up");
+        assert!(
+            linux::first_file_backed(&[io::IoSlice::new(&kept)]).is_none(),
+            "no longer looked up"
+        );
     }
 
     /// A real server and a slow client: the file's bytes must arrive whole, in order,
@@ -445,15 +544,30 @@ mod tests {
     async fn a_slow_keep_alive_client_gets_file_backed_bodies_whole_between_others() {
         use axum::routing::get;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         let body = file_backed(Bytes::from(data.clone()));
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("big"), &data).unwrap();
-        let stored = map_stored_file(&dir.path().join("big"), data.len() as u64).unwrap_or_else(|| Bytes::from(data.clone()));
+        let stored = map_stored_file(&dir.path().join("big"), data.len() as u64)
+            .unwrap_or_else(|| Bytes::from(data.clone()));
         let part = stored.slice(1_000_003..1_700_000);
         let app = axum::Router::new()
-            .route("/big", get(move || { let b = body.clone(); async move { b } }))
-            .route("/part", get(move || { let b = part.clone(); async move { b } }))
+            .route(
+                "/big",
+                get(move || {
+                    let b = body.clone();
+                    async move { b }
+                }),
+            )
+            .route(
+                "/part",
+                get(move || {
+                    let b = part.clone();
+                    async move { b }
+                }),
+            )
             .route("/small", get(|| async { "small" }));
         let listener = SendfileListener::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
         let addr = axum::serve::Listener::local_addr(&listener).unwrap();
@@ -465,7 +579,10 @@ mod tests {
         let mut client = socket.connect(addr).await.unwrap();
         let asks = ["/big", "/small", "/part", "/big"];
         for path in asks {
-            client.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+            client
+                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
         }
         let mut received = Vec::new();
         let mut chunk = vec![0u8; 8192];
@@ -485,13 +602,24 @@ mod tests {
             let mut rest = &received[..];
             let mut bodies = 0;
             while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&rest[..end]).unwrap().to_ascii_lowercase();
-                let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().parse().unwrap();
+                let head = std::str::from_utf8(&rest[..end])
+                    .unwrap()
+                    .to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 if rest.len() < end + 4 + len {
                     break;
                 }
                 assert!(head.starts_with("http/1.1 200"), "{head}");
-                assert!(rest[end + 4..end + 4 + len] == want(asks[bodies])[..], "body {} differs", asks[bodies]);
+                assert!(
+                    rest[end + 4..end + 4 + len] == want(asks[bodies])[..],
+                    "body {} differs",
+                    asks[bodies]
+                );
                 rest = &rest[end + 4 + len..];
                 bodies += 1;
             }
@@ -509,7 +637,10 @@ mod tests {
             // left after partial sends, is copied.
             let sent = bytes_sent_by_sendfile() - before;
             let file_backed = (expected_len - 5) as u64;
-            assert!(sent + 3 * MIN_LOOKED_UP as u64 >= file_backed, "{sent} of {file_backed} bytes went through sendfile");
+            assert!(
+                sent + 3 * MIN_LOOKED_UP as u64 >= file_backed,
+                "{sent} of {file_backed} bytes went through sendfile"
+            );
         }
         let _ = (before, expected_len);
     }

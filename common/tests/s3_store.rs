@@ -5,7 +5,9 @@ use std::io;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lectern_common::storage::{ByteRange, ByteStream, SharedStore, StorageError, open_storage, read_to_vec};
+use lectern_common::storage::{
+    ByteRange, ByteStream, SharedStore, StorageError, open_storage, read_to_vec,
+};
 
 async fn store() -> Option<SharedStore> {
     let Ok(endpoint) = std::env::var("LECTERN_TEST_S3_ENDPOINT") else {
@@ -21,12 +23,17 @@ async fn store() -> Option<SharedStore> {
 }
 
 fn pieces(data: &[u8], piece: usize) -> ByteStream {
-    let chunks: Vec<io::Result<Bytes>> = data.chunks(piece).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<io::Result<Bytes>> = data
+        .chunks(piece)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     futures::stream::iter(chunks).boxed()
 }
 
 async fn read_all(store: &SharedStore, key: &str, range: Option<ByteRange>) -> Vec<u8> {
-    let Some(range) = range else { return read_to_vec(store.as_ref(), key).await.unwrap() };
+    let Some(range) = range else {
+        return read_to_vec(store.as_ref(), key).await.unwrap();
+    };
     let mut read = store.read(key, Some(range)).await.unwrap();
     let mut out = Vec::new();
     while let Some(c) = read.body.next().await {
@@ -38,33 +45,83 @@ async fn read_all(store: &SharedStore, key: &str, range: Option<ByteRange>) -> V
 #[tokio::test]
 async fn resumable_object_spans_parts_survives_interruptions_and_rolls_back() {
     let Some(store) = store().await else { return };
-    let data: Vec<u8> = (0..21 * 1024 * 1024 + 12345u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..21 * 1024 * 1024 + 12345u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let key = "uploads/abc";
     // 3 MiB: only a tail, no part yet.
     let a = 3 * 1024 * 1024;
-    assert_eq!(store.append(key, 0, pieces(&data[..a], 65536)).await.unwrap().new_len, a as u64);
+    assert_eq!(
+        store
+            .append(key, 0, pieces(&data[..a], 65536))
+            .await
+            .unwrap()
+            .new_len,
+        a as u64
+    );
     // An append cut short keeps what arrived (a part and a tail here)...
-    let mut broken: Vec<io::Result<Bytes>> = data[a..a + 9 * 1024 * 1024].chunks(1 << 20).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let mut broken: Vec<io::Result<Bytes>> = data[a..a + 9 * 1024 * 1024]
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     broken.push(Err(io::Error::other("client went away")));
-    let out = store.append(key, a as u64, futures::stream::iter(broken).boxed()).await.unwrap();
+    let out = store
+        .append(key, a as u64, futures::stream::iter(broken).boxed())
+        .await
+        .unwrap();
     assert_eq!(out.new_len, (a + 9 * 1024 * 1024) as u64);
     assert!(out.interrupted.is_some());
     // ...and can be taken back, as ingest does for a checksummed chunk.
     store.truncate(key, a as u64).await.unwrap();
     // 10 MiB more crosses a part boundary; then it is taken back (a checksum failure).
     let b = a + 10 * 1024 * 1024;
-    assert_eq!(store.append(key, a as u64, pieces(&data[a..b], 1 << 20)).await.unwrap().new_len, b as u64);
+    assert_eq!(
+        store
+            .append(key, a as u64, pieces(&data[a..b], 1 << 20))
+            .await
+            .unwrap()
+            .new_len,
+        b as u64
+    );
     store.truncate(key, a as u64).await.unwrap();
-    assert!(matches!(store.append(key, b as u64, pieces(&data[b..], 1 << 20)).await, Err(StorageError::OffsetMismatch { .. })));
+    assert!(matches!(
+        store
+            .append(key, b as u64, pieces(&data[b..], 1 << 20))
+            .await,
+        Err(StorageError::OffsetMismatch { .. })
+    ));
     // Resume from the committed offset into the same multipart upload, to the end.
-    assert_eq!(store.append(key, a as u64, pieces(&data[a..b], 1 << 20)).await.unwrap().new_len, b as u64);
-    assert_eq!(store.append(key, b as u64, pieces(&data[b..], 777_777)).await.unwrap().new_len, data.len() as u64);
+    assert_eq!(
+        store
+            .append(key, a as u64, pieces(&data[a..b], 1 << 20))
+            .await
+            .unwrap()
+            .new_len,
+        b as u64
+    );
+    assert_eq!(
+        store
+            .append(key, b as u64, pieces(&data[b..], 777_777))
+            .await
+            .unwrap()
+            .new_len,
+        data.len() as u64
+    );
     store.finish_append(key).await.unwrap();
     store.finish_append(key).await.unwrap();
     assert_eq!(store.head(key).await.unwrap().size, data.len() as u64);
-    assert!(read_all(&store, key, None).await == data, "stored object differs");
-    let r = ByteRange { start: 8 * 1024 * 1024 - 5, end: 8 * 1024 * 1024 + 5 };
-    assert_eq!(read_all(&store, key, Some(r)).await, &data[r.start as usize..=r.end as usize]);
+    assert!(
+        read_all(&store, key, None).await == data,
+        "stored object differs"
+    );
+    let r = ByteRange {
+        start: 8 * 1024 * 1024 - 5,
+        end: 8 * 1024 * 1024 + 5,
+    };
+    assert_eq!(
+        read_all(&store, key, Some(r)).await,
+        &data[r.start as usize..=r.end as usize]
+    );
     let local = tempfile::NamedTempFile::new().unwrap();
     store.download_to(key, local.path()).await.unwrap();
     assert!(std::fs::read(local.path()).unwrap() == data);
@@ -73,18 +130,53 @@ async fn resumable_object_spans_parts_survives_interruptions_and_rolls_back() {
 #[tokio::test]
 async fn small_uploads_objects_and_prefix_deletion() {
     let Some(store) = store().await else { return };
-    store.append("uploads/small", 0, pieces(b"hello world", 4)).await.unwrap();
+    store
+        .append("uploads/small", 0, pieces(b"hello world", 4))
+        .await
+        .unwrap();
     store.finish_append("uploads/small").await.unwrap();
-    assert_eq!(read_all(&store, "uploads/small", None).await, b"hello world");
-    store.put_bytes("assets/x/master.m3u8", Bytes::from_static(b"#EXTM3U\n")).await.unwrap();
-    store.put_bytes("assets/x/v1/seg_00000.ts", Bytes::from_static(b"G")).await.unwrap();
-    store.put_bytes("assets/xy/keep", Bytes::from_static(b"k")).await.unwrap();
+    assert_eq!(
+        read_all(&store, "uploads/small", None).await,
+        b"hello world"
+    );
+    store
+        .put_bytes("assets/x/master.m3u8", Bytes::from_static(b"#EXTM3U\n"))
+        .await
+        .unwrap();
+    store
+        .put_bytes("assets/x/v1/seg_00000.ts", Bytes::from_static(b"G"))
+        .await
+        .unwrap();
+    store
+        .put_bytes("assets/xy/keep", Bytes::from_static(b"k"))
+        .await
+        .unwrap();
     store.delete_prefix("assets/x").await.unwrap();
-    assert!(matches!(store.head("assets/x/master.m3u8").await, Err(StorageError::NotFound(_))));
+    assert!(matches!(
+        store.head("assets/x/master.m3u8").await,
+        Err(StorageError::NotFound(_))
+    ));
     assert_eq!(store.head("assets/xy/keep").await.unwrap().size, 1);
-    assert!(matches!(store.read("assets/nothing", None).await, Err(StorageError::NotFound(_))));
-    store.append("uploads/gone", 0, pieces(&vec![1u8; 9 * 1024 * 1024], 1 << 20)).await.unwrap();
+    assert!(matches!(
+        store.read("assets/nothing", None).await,
+        Err(StorageError::NotFound(_))
+    ));
+    store
+        .append(
+            "uploads/gone",
+            0,
+            pieces(&vec![1u8; 9 * 1024 * 1024], 1 << 20),
+        )
+        .await
+        .unwrap();
     store.delete("uploads/gone").await.unwrap();
-    assert_eq!(store.append("uploads/gone", 0, pieces(b"again", 5)).await.unwrap().new_len, 5);
+    assert_eq!(
+        store
+            .append("uploads/gone", 0, pieces(b"again", 5))
+            .await
+            .unwrap()
+            .new_len,
+        5
+    );
     store.check().await.unwrap();
 }

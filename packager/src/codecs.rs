@@ -45,13 +45,18 @@ mod tests {
     #[test]
     fn reads_profile_and_level_from_annex_b() {
         // AUD, then SPS: High (100), no constraints, level 3.1 (31 = 0x1f).
-        let au = [0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 100, 0, 31, 0xac, 0, 0, 1, 0x68, 0xeb];
+        let au = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 100, 0, 31, 0xac, 0, 0, 1, 0x68, 0xeb,
+        ];
         assert_eq!(avc1_codec_string(&au).as_deref(), Some("avc1.64001f"));
     }
 
     #[test]
     fn reads_constrained_baseline_bare_sps() {
-        assert_eq!(avc1_codec_string(&[0x67, 66, 0xc0, 13]).as_deref(), Some("avc1.42c00d"));
+        assert_eq!(
+            avc1_codec_string(&[0x67, 66, 0xc0, 13]).as_deref(),
+            Some("avc1.42c00d")
+        );
     }
 
     #[test]

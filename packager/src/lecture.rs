@@ -2,8 +2,8 @@
 //! part): growing EVENT playlists over what is stored so far, VOD once it all is.
 
 use crate::{
-    AudioRendition, MEDIA_PLAYLIST, PackagerError, PlaylistKind, SegmentFacts, VideoVariant, master_playlist, media_playlist,
-    stitch,
+    AudioRendition, MEDIA_PLAYLIST, PackagerError, PlaylistKind, SegmentFacts, VideoVariant,
+    master_playlist, media_playlist, stitch,
 };
 
 /// What is stored of one rendition: the segment lists of its stored parts.
@@ -40,7 +40,12 @@ impl LecturePlaylists {
             return Some(&self.master);
         }
         let (folder, name) = path.split_once('/')?;
-        (name == MEDIA_PLAYLIST).then(|| self.media.iter().find(|(n, _)| n == folder).map(|(_, p)| p.as_str()))?
+        (name == MEDIA_PLAYLIST).then(|| {
+            self.media
+                .iter()
+                .find(|(n, _)| n == folder)
+                .map(|(_, p)| p.as_str())
+        })?
     }
 }
 
@@ -73,11 +78,19 @@ pub fn lecture_playlists(
     frame_rate: f64,
     complete: bool,
 ) -> Result<Option<LecturePlaylists>, PackagerError> {
-    let kind = if complete { PlaylistKind::Vod } else { PlaylistKind::Event };
+    let kind = if complete {
+        PlaylistKind::Vod
+    } else {
+        PlaylistKind::Event
+    };
     let mut videos: Vec<(&RenditionPieces, Vec<SegmentFacts>)> = Vec::new();
     let mut audio: Option<(&RenditionPieces, Vec<SegmentFacts>)> = None;
     for r in renditions {
-        let segments = if complete { stitch(&r.pieces)? } else { contiguous_prefix(&r.pieces)? };
+        let segments = if complete {
+            stitch(&r.pieces)?
+        } else {
+            contiguous_prefix(&r.pieces)?
+        };
         if r.video.is_some() {
             videos.push((r, segments));
         } else {
@@ -87,7 +100,9 @@ pub fn lecture_playlists(
     if !complete {
         // The lowest rung sets how far the lecture plays.
         videos.sort_by_key(|(r, _)| r.video.map(|(w, h)| u64::from(w) * u64::from(h)));
-        let Some(mut covered) = videos.first().map(|(_, s)| s.len()) else { return Ok(None) };
+        let Some(mut covered) = videos.first().map(|(_, s)| s.len()) else {
+            return Ok(None);
+        };
         if let Some((a, segments)) = &audio
             && a.growing
         {
@@ -95,11 +110,14 @@ pub fn lecture_playlists(
             // waiting for audio: it waits for the audio to catch up.
             let audio_end: f64 = segments.iter().map(|s| s.duration).sum();
             let mut video_end = 0.0;
-            covered = videos[0].1.iter().take_while(|s| {
-                video_end += s.duration;
-                video_end <= audio_end + AUDIO_SHORTFALL_SECS
-            })
-            .count();
+            covered = videos[0]
+                .1
+                .iter()
+                .take_while(|s| {
+                    video_end += s.duration;
+                    video_end <= audio_end + AUDIO_SHORTFALL_SECS
+                })
+                .count();
         }
         if covered == 0 || audio.as_ref().is_some_and(|(_, s)| s.is_empty()) {
             return Ok(None);
@@ -148,7 +166,11 @@ pub fn lecture_playlists(
         None => None,
     };
     let master = master_playlist(&variants, audio.as_ref())?;
-    Ok(Some(LecturePlaylists { kind, master, media }))
+    Ok(Some(LecturePlaylists {
+        kind,
+        master,
+        media,
+    }))
 }
 
 #[cfg(test)]
@@ -156,53 +178,101 @@ mod tests {
     use super::*;
 
     fn segs(first: u64, count: u64, duration: f64) -> Vec<SegmentFacts> {
-        (first..first + count).map(|index| SegmentFacts { index, duration, bytes: 100_000 }).collect()
+        (first..first + count)
+            .map(|index| SegmentFacts {
+                index,
+                duration,
+                bytes: 100_000,
+            })
+            .collect()
     }
 
     fn video(name: &str, height: u32, pieces: Vec<Vec<SegmentFacts>>) -> RenditionPieces {
-        RenditionPieces { name: name.into(), codec: Some("avc1.64001f".into()), video: Some((height * 16 / 9, height)), pieces, growing: false }
+        RenditionPieces {
+            name: name.into(),
+            codec: Some("avc1.64001f".into()),
+            video: Some((height * 16 / 9, height)),
+            pieces,
+            growing: false,
+        }
     }
 
     fn audio(pieces: Vec<Vec<SegmentFacts>>) -> RenditionPieces {
-        RenditionPieces { name: "audio".into(), codec: Some(crate::AAC_LC.into()), video: None, pieces, growing: false }
+        RenditionPieces {
+            name: "audio".into(),
+            codec: Some(crate::AAC_LC.into()),
+            video: None,
+            pieces,
+            growing: false,
+        }
     }
 
     fn growing_audio(segments: Vec<SegmentFacts>) -> RenditionPieces {
-        RenditionPieces { growing: true, ..audio(vec![segments]) }
+        RenditionPieces {
+            growing: true,
+            ..audio(vec![segments])
+        }
     }
 
     fn uris(playlist: &str) -> Vec<&str> {
-        playlist.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect()
+        playlist
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect()
     }
 
     #[test]
     fn nothing_plays_before_the_lowest_rung_and_the_audio_are_in() {
-        let no_video = [video("v240", 240, vec![]), video("v720", 720, vec![segs(0, 2, 6.006)]), audio(vec![segs(0, 5, 6.0)])];
+        let no_video = [
+            video("v240", 240, vec![]),
+            video("v720", 720, vec![segs(0, 2, 6.006)]),
+            audio(vec![segs(0, 5, 6.0)]),
+        ];
         assert_eq!(lecture_playlists(&no_video, 29.97, false), Ok(None));
         let no_audio = [video("v240", 240, vec![segs(0, 2, 6.006)]), audio(vec![])];
         assert_eq!(lecture_playlists(&no_audio, 29.97, false), Ok(None));
         // Segments stored, but not from the start.
-        let late = [video("v240", 240, vec![segs(2, 2, 6.006)]), audio(vec![segs(0, 5, 6.0)])];
+        let late = [
+            video("v240", 240, vec![segs(2, 2, 6.006)]),
+            audio(vec![segs(0, 5, 6.0)]),
+        ];
         assert_eq!(lecture_playlists(&late, 29.97, false), Ok(None));
     }
 
     #[test]
     fn event_playlists_cover_what_the_lowest_rung_covers() {
         let renditions = [
-            video("v240", 240, vec![segs(0, 2, 6.006), segs(4, 2, 6.006), segs(2, 2, 6.006)]),
-            video("v480", 480, vec![segs(0, 2, 6.006), segs(2, 2, 6.006), segs(4, 3, 6.006)]),
+            video(
+                "v240",
+                240,
+                vec![segs(0, 2, 6.006), segs(4, 2, 6.006), segs(2, 2, 6.006)],
+            ),
+            video(
+                "v480",
+                480,
+                vec![segs(0, 2, 6.006), segs(2, 2, 6.006), segs(4, 3, 6.006)],
+            ),
             video("v720", 720, vec![segs(0, 2, 6.006)]),
             audio(vec![segs(0, 10, 6.0)]),
         ];
-        let p = lecture_playlists(&renditions, 29.97, false).unwrap().unwrap();
+        let p = lecture_playlists(&renditions, 29.97, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(p.kind, PlaylistKind::Event);
         // v720 covers less than v240: it is left out until it catches up.
         assert!(p.master.contains("v240/index.m3u8") && p.master.contains("v480/index.m3u8"));
         assert!(!p.master.contains("v720"), "{}", p.master);
         let v240 = p.file("v240/index.m3u8").unwrap();
-        assert!(v240.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !v240.contains("ENDLIST"), "{v240}");
+        assert!(
+            v240.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !v240.contains("ENDLIST"),
+            "{v240}"
+        );
         assert_eq!(uris(v240).len(), 6);
-        assert_eq!(uris(p.file("v480/index.m3u8").unwrap()).len(), 6, "cut to the lowest rung");
+        assert_eq!(
+            uris(p.file("v480/index.m3u8").unwrap()).len(),
+            6,
+            "cut to the lowest rung"
+        );
         // 6 video segments end at 36.036 s: audio segments starting before that.
         assert_eq!(uris(p.file("audio/index.m3u8").unwrap()).len(), 7);
         assert_eq!(p.file("v720/index.m3u8"), None);
@@ -215,17 +285,34 @@ mod tests {
     fn growing_audio_holds_the_video_back_to_what_it_covers() {
         let v240 = video("v240", 240, vec![segs(0, 10, 6.0)]);
         // 4 audio segments of 6.016 s end at 24.064 s: 4 video segments fit, not 5.
-        let p = lecture_playlists(&[v240.clone(), growing_audio(segs(0, 4, 6.016))], 25.0, false).unwrap().unwrap();
+        let p = lecture_playlists(
+            &[v240.clone(), growing_audio(segs(0, 4, 6.016))],
+            25.0,
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(uris(p.file("v240/index.m3u8").unwrap()).len(), 4);
         assert_eq!(uris(p.file("audio/index.m3u8").unwrap()).len(), 4);
         // A few milliseconds short still plays the segment.
-        let p = lecture_playlists(&[v240.clone(), growing_audio(segs(0, 2, 5.995))], 25.0, false).unwrap().unwrap();
+        let p = lecture_playlists(
+            &[v240.clone(), growing_audio(segs(0, 2, 5.995))],
+            25.0,
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(uris(p.file("v240/index.m3u8").unwrap()).len(), 2);
         // Less audio than one video segment: not playable yet.
-        assert_eq!(lecture_playlists(&[v240.clone(), growing_audio(segs(0, 1, 3.0))], 25.0, false), Ok(None));
+        assert_eq!(
+            lecture_playlists(&[v240.clone(), growing_audio(segs(0, 1, 3.0))], 25.0, false),
+            Ok(None)
+        );
         // Audio stored whole but shorter than the video (a source whose sound stops
         // early) does not hold the video back.
-        let p = lecture_playlists(&[v240, audio(vec![segs(0, 4, 6.016)])], 25.0, false).unwrap().unwrap();
+        let p = lecture_playlists(&[v240, audio(vec![segs(0, 4, 6.016)])], 25.0, false)
+            .unwrap()
+            .unwrap();
         assert_eq!(uris(p.file("v240/index.m3u8").unwrap()).len(), 10);
     }
 
@@ -241,19 +328,36 @@ mod tests {
         assert!(p.master.contains("v720/index.m3u8"));
         let v720 = p.file("v720/index.m3u8").unwrap();
         assert!(v720.contains("#EXT-X-ENDLIST") && v720.contains("#EXT-X-PLAYLIST-TYPE:VOD"));
-        assert_eq!(uris(v720), ["seg_00000.ts", "seg_00001.ts", "seg_00002.ts", "seg_00003.ts", "seg_00004.ts"]);
+        assert_eq!(
+            uris(v720),
+            [
+                "seg_00000.ts",
+                "seg_00001.ts",
+                "seg_00002.ts",
+                "seg_00003.ts",
+                "seg_00004.ts"
+            ]
+        );
         assert!(!v720.contains("DISCONTINUITY"));
         // A gap in a "complete" lecture is a bug upstream, not something to paper over.
         let gap = [video("v240", 240, vec![segs(0, 2, 6.0), segs(3, 2, 6.0)])];
-        assert_eq!(lecture_playlists(&gap, 25.0, true), Err(PackagerError::Gap(2)));
+        assert_eq!(
+            lecture_playlists(&gap, 25.0, true),
+            Err(PackagerError::Gap(2))
+        );
         let twice = [video("v240", 240, vec![segs(0, 2, 6.0), segs(1, 2, 6.0)])];
-        assert_eq!(lecture_playlists(&twice, 25.0, false), Err(PackagerError::Overlap(1)));
+        assert_eq!(
+            lecture_playlists(&twice, 25.0, false),
+            Err(PackagerError::Overlap(1))
+        );
     }
 
     #[test]
     fn video_only_lectures_play_without_an_audio_group() {
         let renditions = [video("v240", 240, vec![segs(0, 1, 6.0)])];
-        let p = lecture_playlists(&renditions, 25.0, false).unwrap().unwrap();
+        let p = lecture_playlists(&renditions, 25.0, false)
+            .unwrap()
+            .unwrap();
         assert!(!p.master.contains("TYPE=AUDIO"));
         assert_eq!(p.media.len(), 1);
     }

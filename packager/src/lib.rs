@@ -74,8 +74,12 @@ fn check_segments(segments: &[SegmentFacts]) -> Result<(), PackagerError> {
         return Err(PackagerError::Empty);
     }
     for s in segments {
-        if !(s.duration.is_finite() && (MIN_SEGMENT_SECS..=MAX_SEGMENT_SECS).contains(&s.duration)) {
-            return Err(PackagerError::BadDuration { index: s.index, duration: s.duration });
+        if !(s.duration.is_finite() && (MIN_SEGMENT_SECS..=MAX_SEGMENT_SECS).contains(&s.duration))
+        {
+            return Err(PackagerError::BadDuration {
+                index: s.index,
+                duration: s.duration,
+            });
         }
     }
     Ok(())
@@ -100,7 +104,10 @@ fn target_duration(segments: &[SegmentFacts]) -> u64 {
 
 /// A media playlist for one rendition. Segment URIs are relative, so a signed
 /// path prefix is inherited by every segment.
-pub fn media_playlist(segments: &[SegmentFacts], kind: PlaylistKind) -> Result<String, PackagerError> {
+pub fn media_playlist(
+    segments: &[SegmentFacts],
+    kind: PlaylistKind,
+) -> Result<String, PackagerError> {
     check_segments(segments)?;
     let playlist = MediaPlaylist {
         version: Some(HLS_VERSION),
@@ -124,7 +131,9 @@ pub fn media_playlist(segments: &[SegmentFacts], kind: PlaylistKind) -> Result<S
         ..Default::default()
     };
     let mut out = Vec::new();
-    playlist.write_to(&mut out).expect("writing to a Vec cannot fail");
+    playlist
+        .write_to(&mut out)
+        .expect("writing to a Vec cannot fail");
     Ok(String::from_utf8(out).expect("m3u8-rs writes UTF-8"))
 }
 
@@ -144,9 +153,14 @@ pub fn measure_bandwidth(segments: &[SegmentFacts]) -> Result<Bandwidth, Package
         .map(|s| (s.bytes as f64 * 8.0 / s.duration).ceil() as u64)
         .max()
         .unwrap_or(0);
-    let bytes = segments.iter().fold(0u64, |sum, s| sum.saturating_add(s.bytes));
+    let bytes = segments
+        .iter()
+        .fold(0u64, |sum, s| sum.saturating_add(s.bytes));
     let seconds: f64 = segments.iter().map(|s| s.duration).sum();
-    Ok(Bandwidth { peak, average: (bytes as f64 * 8.0 / seconds).ceil() as u64 })
+    Ok(Bandwidth {
+        peak,
+        average: (bytes as f64 * 8.0 / seconds).ceil() as u64,
+    })
 }
 
 /// One video rendition as the master playlist describes it.
@@ -228,7 +242,10 @@ pub fn master_playlist(
                 bandwidth: peak,
                 average_bandwidth: Some(average),
                 codecs: Some(codecs),
-                resolution: Some(Resolution { width: v.width as u64, height: v.height as u64 }),
+                resolution: Some(Resolution {
+                    width: v.width as u64,
+                    height: v.height as u64,
+                }),
                 frame_rate: Some((v.frame_rate * 1000.0).round() / 1000.0),
                 audio: audio.map(|_| AUDIO_GROUP.to_string()),
                 ..Default::default()
@@ -243,7 +260,9 @@ pub fn master_playlist(
         ..Default::default()
     };
     let mut out = Vec::new();
-    master.write_to(&mut out).expect("writing to a Vec cannot fail");
+    master
+        .write_to(&mut out)
+        .expect("writing to a Vec cannot fail");
     Ok(String::from_utf8(out).expect("m3u8-rs writes UTF-8"))
 }
 
@@ -295,7 +314,11 @@ mod tests {
         durations
             .iter()
             .enumerate()
-            .map(|(i, d)| SegmentFacts { index: first + i as u64, duration: *d, bytes: 750_000 })
+            .map(|(i, d)| SegmentFacts {
+                index: first + i as u64,
+                duration: *d,
+                bytes: 750_000,
+            })
             .collect()
     }
 
@@ -303,22 +326,63 @@ mod tests {
     fn broken_durations_and_extreme_numbers_are_refused_or_saturate() {
         // Found by fuzzing: a near-zero duration was written as EXTINF 0, a huge one as inf.
         for d in [2.37e-322, 1e-4, 3.5e38, 1.4e9] {
-            assert!(matches!(media_playlist(&segs(&[d], 0), PlaylistKind::Vod), Err(PackagerError::BadDuration { .. })), "{d}");
+            assert!(
+                matches!(
+                    media_playlist(&segs(&[d], 0), PlaylistKind::Vod),
+                    Err(PackagerError::BadDuration { .. })
+                ),
+                "{d}"
+            );
         }
-        let huge = vec![SegmentFacts { index: 0, duration: 0.001, bytes: u64::MAX }, SegmentFacts { index: 1, duration: 1.0, bytes: u64::MAX }];
+        let huge = vec![
+            SegmentFacts {
+                index: 0,
+                duration: 0.001,
+                bytes: u64::MAX,
+            },
+            SegmentFacts {
+                index: 1,
+                duration: 1.0,
+                bytes: u64::MAX,
+            },
+        ];
         let bw = measure_bandwidth(&huge).unwrap();
         assert_eq!(bw.peak, u64::MAX);
-        let video = VideoVariant { uri: "v/index.m3u8".into(), width: u32::MAX, height: u32::MAX, frame_rate: 30.0, codec: "avc1.64001f".into(), segments: huge.clone() };
-        let audio = AudioRendition { uri: "a/index.m3u8".into(), codec: "mp4a.40.2".into(), channels: 2, segments: huge };
-        assert!(master_playlist(&[video.clone(), video], Some(&audio)).unwrap().contains(&format!("BANDWIDTH={}", u64::MAX)));
-        let last = vec![SegmentFacts { index: u64::MAX, duration: 1.0, bytes: 1 }];
+        let video = VideoVariant {
+            uri: "v/index.m3u8".into(),
+            width: u32::MAX,
+            height: u32::MAX,
+            frame_rate: 30.0,
+            codec: "avc1.64001f".into(),
+            segments: huge.clone(),
+        };
+        let audio = AudioRendition {
+            uri: "a/index.m3u8".into(),
+            codec: "mp4a.40.2".into(),
+            channels: 2,
+            segments: huge,
+        };
+        assert!(
+            master_playlist(&[video.clone(), video], Some(&audio))
+                .unwrap()
+                .contains(&format!("BANDWIDTH={}", u64::MAX))
+        );
+        let last = vec![SegmentFacts {
+            index: u64::MAX,
+            duration: 1.0,
+            bytes: 1,
+        }];
         assert_eq!(stitch(&[last.clone()]).unwrap(), last);
-        assert!(matches!(stitch(&[last.clone(), last]), Err(PackagerError::Overlap(u64::MAX))));
+        assert!(matches!(
+            stitch(&[last.clone(), last]),
+            Err(PackagerError::Overlap(u64::MAX))
+        ));
     }
 
     #[test]
     fn media_playlist_is_vod_with_exact_extinf_and_endlist() {
-        let text = media_playlist(&segs(&[6.006006, 6.006006, 2.5025], 0), PlaylistKind::Vod).unwrap();
+        let text =
+            media_playlist(&segs(&[6.006006, 6.006006, 2.5025], 0), PlaylistKind::Vod).unwrap();
         assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n"));
         assert!(text.contains("#EXT-X-TARGETDURATION:6\n"));
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
@@ -326,7 +390,11 @@ mod tests {
         assert!(text.contains("#EXTINF:6.006006,\nseg_00000.ts\n"));
         assert!(text.contains("#EXTINF:2.5025,\nseg_00002.ts\n"));
         assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"));
-        assert!(validate_media(&text).is_empty(), "{:?}", validate_media(&text));
+        assert!(
+            validate_media(&text).is_empty(),
+            "{:?}",
+            validate_media(&text)
+        );
     }
 
     #[test]
@@ -352,7 +420,10 @@ mod tests {
 
     #[test]
     fn empty_and_zero_segments_are_refused() {
-        assert_eq!(media_playlist(&[], PlaylistKind::Vod), Err(PackagerError::Empty));
+        assert_eq!(
+            media_playlist(&[], PlaylistKind::Vod),
+            Err(PackagerError::Empty)
+        );
         assert!(matches!(
             media_playlist(&segs(&[6.0, 0.0], 0), PlaylistKind::Vod),
             Err(PackagerError::BadDuration { index: 1, .. })
@@ -362,8 +433,16 @@ mod tests {
     #[test]
     fn bandwidth_is_peak_and_average_of_real_segments() {
         let s = vec![
-            SegmentFacts { index: 0, duration: 6.0, bytes: 600_000 },
-            SegmentFacts { index: 1, duration: 2.0, bytes: 400_000 },
+            SegmentFacts {
+                index: 0,
+                duration: 6.0,
+                bytes: 600_000,
+            },
+            SegmentFacts {
+                index: 1,
+                duration: 2.0,
+                bytes: 400_000,
+            },
         ];
         let bw = measure_bandwidth(&s).unwrap();
         assert_eq!(bw.peak, 1_600_000);
@@ -377,7 +456,11 @@ mod tests {
             height,
             frame_rate: 30000.0 / 1001.0,
             codec: "avc1.64001f".into(),
-            segments: vec![SegmentFacts { index: 0, duration: 6.0, bytes }],
+            segments: vec![SegmentFacts {
+                index: 0,
+                duration: 6.0,
+                bytes,
+            }],
         }
     }
 
@@ -386,24 +469,39 @@ mod tests {
             uri: "audio/index.m3u8".into(),
             codec: AAC_LC.into(),
             channels: 2,
-            segments: vec![SegmentFacts { index: 0, duration: 6.0, bytes: 96_000 }],
+            segments: vec![SegmentFacts {
+                index: 0,
+                duration: 6.0,
+                bytes: 96_000,
+            }],
         }
     }
 
     #[test]
     fn master_lists_variants_highest_first_with_audio_group() {
-        let text = master_playlist(&[video(360, 600_000), video(720, 2_100_000)], Some(&audio())).unwrap();
+        let text = master_playlist(
+            &[video(360, 600_000), video(720, 2_100_000)],
+            Some(&audio()),
+        )
+        .unwrap();
         let first = text.find("v720/index.m3u8").unwrap();
         let second = text.find("v360/index.m3u8").unwrap();
         assert!(first < second);
-        assert!(text.contains("#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8\",GROUP-ID=\"audio\""), "{text}");
+        assert!(
+            text.contains("#EXT-X-MEDIA:TYPE=AUDIO,URI=\"audio/index.m3u8\",GROUP-ID=\"audio\""),
+            "{text}"
+        );
         // 2_100_000 B * 8 / 6 s + 96_000 * 8 / 6
         assert!(text.contains("BANDWIDTH=2928000"), "{text}");
         assert!(text.contains("CODECS=\"avc1.64001f,mp4a.40.2\""));
         assert!(text.contains("RESOLUTION=1280x720"));
         assert!(text.contains("FRAME-RATE=29.97"));
         assert!(text.contains("AUDIO=\"audio\""));
-        assert!(validate_master(&text).is_empty(), "{:?}", validate_master(&text));
+        assert!(
+            validate_master(&text).is_empty(),
+            "{:?}",
+            validate_master(&text)
+        );
     }
 
     #[test]
@@ -425,8 +523,12 @@ mod tests {
 
     #[test]
     fn stitch_joins_chunks_in_any_order() {
-        let joined = stitch(&[segs(&[6.0, 6.0], 2), segs(&[6.0, 6.0], 0), segs(&[3.0], 4)]).unwrap();
-        assert_eq!(joined.iter().map(|s| s.index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        let joined =
+            stitch(&[segs(&[6.0, 6.0], 2), segs(&[6.0, 6.0], 0), segs(&[3.0], 4)]).unwrap();
+        assert_eq!(
+            joined.iter().map(|s| s.index).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
         let text = media_playlist(&joined, PlaylistKind::Vod).unwrap();
         assert!(!text.contains("DISCONTINUITY"));
         assert!(validate_media(&text).is_empty());
@@ -438,14 +540,23 @@ mod tests {
         let out = rewrite_segment_uris(&text, |uri| format!("https://s3.example/v/{uri}?sig=1"));
         assert!(out.contains("#EXTINF:6,\nhttps://s3.example/v/seg_00000.ts?sig=1\n"));
         assert!(out.contains("https://s3.example/v/seg_00001.ts?sig=1"));
-        assert_eq!(out.lines().filter(|l| l.starts_with('#')).count(), text.lines().filter(|l| l.starts_with('#')).count());
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with('#')).count(),
+            text.lines().filter(|l| l.starts_with('#')).count()
+        );
         assert!(validate_media(&out).is_empty());
     }
 
     #[test]
     fn stitch_refuses_gaps_and_overlaps() {
-        assert_eq!(stitch(&[segs(&[6.0], 0), segs(&[6.0], 2)]), Err(PackagerError::Gap(1)));
-        assert_eq!(stitch(&[segs(&[6.0, 6.0], 0), segs(&[6.0], 1)]), Err(PackagerError::Overlap(1)));
+        assert_eq!(
+            stitch(&[segs(&[6.0], 0), segs(&[6.0], 2)]),
+            Err(PackagerError::Gap(1))
+        );
+        assert_eq!(
+            stitch(&[segs(&[6.0, 6.0], 0), segs(&[6.0], 1)]),
+            Err(PackagerError::Overlap(1))
+        );
         assert_eq!(stitch(&[]), Err(PackagerError::Empty));
     }
 }

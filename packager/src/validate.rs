@@ -10,7 +10,10 @@ pub struct Violation {
 }
 
 fn violation(line: usize, rule: impl Into<String>) -> Violation {
-    Violation { line, rule: rule.into() }
+    Violation {
+        line,
+        rule: rule.into(),
+    }
 }
 
 fn lines(text: &str) -> Vec<(usize, &str)> {
@@ -50,7 +53,10 @@ fn attributes(list: &str) -> Vec<(String, String)> {
 }
 
 fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    attrs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn check_header(lines: &[(usize, &str)], out: &mut Vec<Violation>) {
@@ -81,7 +87,10 @@ pub fn validate_media(text: &str) -> Vec<Violation> {
     let mut vod = false;
     let mut endlist = false;
     for &(n, line) in &lines {
-        if let Some(tag) = ONCE_TAGS.iter().find(|t| line.split(':').next() == Some(**t)) {
+        if let Some(tag) = ONCE_TAGS
+            .iter()
+            .find(|t| line.split(':').next() == Some(**t))
+        {
             if !seen.insert(*tag) {
                 out.push(violation(n, format!("{tag} appears more than once")));
             }
@@ -107,7 +116,10 @@ pub fn validate_media(text: &str) -> Vec<Violation> {
             match duration.parse::<f64>() {
                 Ok(d) if d > 0.0 && d.is_finite() => {
                     if duration.contains('.') && version < 3 {
-                        out.push(violation(n, "decimal EXTINF needs EXT-X-VERSION 3 or later"));
+                        out.push(violation(
+                            n,
+                            "decimal EXTINF needs EXT-X-VERSION 3 or later",
+                        ));
                     }
                     pending_extinf = Some((n, d));
                 }
@@ -128,7 +140,10 @@ pub fn validate_media(text: &str) -> Vec<Violation> {
         Some(t) => {
             for (n, d) in &extinfs {
                 if d.round() as u64 > t {
-                    out.push(violation(*n, format!("EXTINF {d} rounds above TARGETDURATION {t}")));
+                    out.push(violation(
+                        *n,
+                        format!("EXTINF {d} rounds above TARGETDURATION {t}"),
+                    ));
                 }
             }
         }
@@ -152,7 +167,10 @@ pub fn validate_master(text: &str) -> Vec<Violation> {
     let mut expect_uri: Option<usize> = None;
     let mut variants = 0;
     for &(n, line) in &lines {
-        if line.starts_with("#EXTINF") || line.starts_with("#EXT-X-TARGETDURATION") || line == "#EXT-X-ENDLIST" {
+        if line.starts_with("#EXTINF")
+            || line.starts_with("#EXT-X-TARGETDURATION")
+            || line == "#EXT-X-ENDLIST"
+        {
             out.push(violation(n, "a media playlist tag in a master playlist"));
         } else if let Some(list) = tag_value(line, "#EXT-X-MEDIA") {
             let attrs = attributes(list);
@@ -171,7 +189,9 @@ pub fn validate_master(text: &str) -> Vec<Violation> {
             match bandwidth {
                 None => out.push(violation(n, "EXT-X-STREAM-INF needs a BANDWIDTH")),
                 Some(peak) => {
-                    if let Some(avg) = attr(&attrs, "AVERAGE-BANDWIDTH").and_then(|a| a.parse::<u64>().ok()) {
+                    if let Some(avg) =
+                        attr(&attrs, "AVERAGE-BANDWIDTH").and_then(|a| a.parse::<u64>().ok())
+                    {
                         if avg > peak {
                             out.push(violation(n, "AVERAGE-BANDWIDTH above BANDWIDTH"));
                         }
@@ -208,28 +228,36 @@ mod tests {
 
     #[test]
     fn flags_extinf_over_target() {
-        let v = validate_media("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.6,\na.ts\n#EXT-X-ENDLIST\n");
+        let v = validate_media(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.6,\na.ts\n#EXT-X-ENDLIST\n",
+        );
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].rule.contains("rounds above"));
     }
 
     #[test]
     fn flags_missing_endlist_on_vod_and_low_version() {
-        let v = validate_media("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:5.5,\na.ts\n");
+        let v = validate_media(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:5.5,\na.ts\n",
+        );
         assert!(v.iter().any(|x| x.rule.contains("ENDLIST")));
         assert!(v.iter().any(|x| x.rule.contains("VERSION 3")));
     }
 
     #[test]
     fn flags_mixed_tags_and_duplicates() {
-        let v = validate_media("#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-STREAM-INF:BANDWIDTH=1\n#EXTINF:5,\na.ts\n");
+        let v = validate_media(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-STREAM-INF:BANDWIDTH=1\n#EXTINF:5,\na.ts\n",
+        );
         assert!(v.iter().any(|x| x.rule.contains("more than once")));
         assert!(v.iter().any(|x| x.rule.contains("master playlist tag")));
     }
 
     #[test]
     fn master_needs_bandwidth_uri_and_known_groups() {
-        let v = validate_master("#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1,AUDIO=\"a\"\nv/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=5\n");
+        let v = validate_master(
+            "#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1,AUDIO=\"a\"\nv/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=5\n",
+        );
         assert!(v.iter().any(|x| x.rule.contains("BANDWIDTH")));
         assert!(v.iter().any(|x| x.rule.contains("without a URI")));
         assert!(v.iter().any(|x| x.rule.contains("group a")));
@@ -237,7 +265,8 @@ mod tests {
 
     #[test]
     fn master_refuses_average_above_peak() {
-        let v = validate_master("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=5,AVERAGE-BANDWIDTH=6\nv.m3u8\n");
+        let v =
+            validate_master("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=5,AVERAGE-BANDWIDTH=6\nv.m3u8\n");
         assert_eq!(v.len(), 1);
     }
 }

@@ -20,8 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -44,7 +44,11 @@ struct Names {
 
 impl Names {
     fn name(&self, base: &str) -> String {
-        if self.prefix.is_empty() { base.to_string() } else { format!("{}.{base}", self.prefix) }
+        if self.prefix.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}.{base}", self.prefix)
+        }
     }
     fn jobs_exchange(&self) -> String {
         self.name("lectern")
@@ -88,7 +92,9 @@ pub struct AmqpQueue {
 
 /// Splits our `prefix` parameter off the URL lapin gets.
 fn split_prefix(url: &str) -> (String, String) {
-    let Some((base, query)) = url.split_once('?') else { return (url.to_string(), String::new()) };
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), String::new());
+    };
     let mut prefix = String::new();
     let rest: Vec<&str> = query
         .split('&')
@@ -100,12 +106,19 @@ fn split_prefix(url: &str) -> (String, String) {
             None => !p.is_empty(),
         })
         .collect();
-    let uri = if rest.is_empty() { base.to_string() } else { format!("{base}?{}", rest.join("&")) };
+    let uri = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
     (uri, prefix)
 }
 
 fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions { durable: true, ..Default::default() }
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
 }
 
 fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
@@ -121,7 +134,11 @@ fn text(s: &str) -> AMQPValue {
 }
 
 fn header_int(headers: &Option<FieldTable>, name: &str) -> Option<i64> {
-    let value = headers.as_ref()?.inner().get(&ShortString::from(name))?.clone();
+    let value = headers
+        .as_ref()?
+        .inner()
+        .get(&ShortString::from(name))?
+        .clone();
     match value {
         AMQPValue::ShortShortInt(v) => Some(v as i64),
         AMQPValue::ShortShortUInt(v) => Some(v as i64),
@@ -137,39 +154,76 @@ fn header_int(headers: &Option<FieldTable>, name: &str) -> Option<i64> {
 impl AmqpQueue {
     pub async fn open(url: &str) -> Result<Self> {
         let (uri, prefix) = split_prefix(url);
-        let queue = AmqpQueue { uri, names: Names { prefix }, link: Mutex::new(None) };
+        let queue = AmqpQueue {
+            uri,
+            names: Names { prefix },
+            link: Mutex::new(None),
+        };
         // Fail fast on a wrong URL or credentials, and declare the topology once.
         queue.channel().await?;
         Ok(queue)
     }
 
     async fn connect(&self) -> Result<Link> {
-        let connection = Connection::connect(&self.uri, ConnectionProperties::default()).await.map_err(err)?;
+        let connection = Connection::connect(&self.uri, ConnectionProperties::default())
+            .await
+            .map_err(err)?;
         let publisher = connection.create_channel().await.map_err(err)?;
-        publisher.confirm_select(ConfirmSelectOptions::default()).await.map_err(err)?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(err)?;
         self.declare(&publisher).await?;
-        Ok(Link { connection, publisher })
+        Ok(Link {
+            connection,
+            publisher,
+        })
     }
 
     async fn declare(&self, ch: &Channel) -> Result<()> {
         let n = &self.names;
-        let exchange_opts = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        ch.exchange_declare(n.jobs_exchange().into(), ExchangeKind::Direct, exchange_opts, FieldTable::default())
-            .await
-            .map_err(err)?;
-        ch.exchange_declare(n.events_exchange().into(), ExchangeKind::Topic, exchange_opts, FieldTable::default())
-            .await
-            .map_err(err)?;
+        let exchange_opts = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            n.jobs_exchange().into(),
+            ExchangeKind::Direct,
+            exchange_opts,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
+        ch.exchange_declare(
+            n.events_exchange().into(),
+            ExchangeKind::Topic,
+            exchange_opts,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
         let quorum = args(&[("x-queue-type", text("quorum"))]);
         for topic in [Topic::Jobs, Topic::AudioJobs] {
-            ch.queue_declare(n.queue(topic).into(), durable(), quorum.clone()).await.map_err(err)?;
-            let (exchange, key) = n.route(topic);
-            ch.queue_bind(n.queue(topic).into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+            ch.queue_declare(n.queue(topic).into(), durable(), quorum.clone())
                 .await
                 .map_err(err)?;
-            ch.queue_declare(n.dead(topic).into(), durable(), FieldTable::default()).await.map_err(err)?;
+            let (exchange, key) = n.route(topic);
+            ch.queue_bind(
+                n.queue(topic).into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(err)?;
+            ch.queue_declare(n.dead(topic).into(), durable(), FieldTable::default())
+                .await
+                .map_err(err)?;
         }
-        ch.queue_declare(n.queue(Topic::Events).into(), durable(), quorum).await.map_err(err)?;
+        ch.queue_declare(n.queue(Topic::Events).into(), durable(), quorum)
+            .await
+            .map_err(err)?;
         ch.queue_bind(
             n.queue(Topic::Events).into(),
             n.events_exchange().into(),
@@ -179,7 +233,13 @@ impl AmqpQueue {
         )
         .await
         .map_err(err)?;
-        ch.queue_declare(n.dead(Topic::Events).into(), durable(), FieldTable::default()).await.map_err(err)?;
+        ch.queue_declare(
+            n.dead(Topic::Events).into(),
+            durable(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
         Ok(())
     }
 
@@ -202,7 +262,14 @@ impl AmqpQueue {
         *self.link.lock().await = None;
     }
 
-    async fn publish_to(&self, exchange: &str, key: &str, payload: &[u8], headers: FieldTable, expiration: Option<u64>) -> Result<()> {
+    async fn publish_to(
+        &self,
+        exchange: &str,
+        key: &str,
+        payload: &[u8],
+        headers: FieldTable,
+        expiration: Option<u64>,
+    ) -> Result<()> {
         let ch = self.channel().await?;
         let mut props = BasicProperties::default()
             .with_delivery_mode(2)
@@ -213,7 +280,16 @@ impl AmqpQueue {
         }
         let result = async {
             let confirm = ch
-                .basic_publish(exchange.into(), key.into(), BasicPublishOptions { mandatory: true, ..Default::default() }, payload, props)
+                .basic_publish(
+                    exchange.into(),
+                    key.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    payload,
+                    props,
+                )
                 .await
                 .map_err(err)?;
             let confirmation = confirm.await.map_err(err)?;
@@ -239,9 +315,14 @@ impl AmqpQueue {
             ("x-dead-letter-exchange", text(&exchange)),
             ("x-dead-letter-routing-key", text(key)),
             // Delay queues of lengths no longer used go away by themselves.
-            ("x-expires", AMQPValue::LongLongInt((ms as i64 + 60_000) * 10)),
+            (
+                "x-expires",
+                AMQPValue::LongLongInt((ms as i64 + 60_000) * 10),
+            ),
         ]);
-        ch.queue_declare(name.clone().into(), durable(), arguments).await.map_err(err)?;
+        ch.queue_declare(name.clone().into(), durable(), arguments)
+            .await
+            .map_err(err)?;
         Ok(name)
     }
 }
@@ -250,17 +331,22 @@ impl AmqpQueue {
 impl Queue for AmqpQueue {
     async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()> {
         let (exchange, key) = self.names.route(topic);
-        self.publish_to(&exchange, key, &payload, FieldTable::default(), None).await
+        self.publish_to(&exchange, key, &payload, FieldTable::default(), None)
+            .await
     }
 
     async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>> {
         self.channel().await?;
         let ch = {
             let link = self.link.lock().await;
-            let link = link.as_ref().ok_or_else(|| QueueError::Backend("not connected".into()))?;
+            let link = link
+                .as_ref()
+                .ok_or_else(|| QueueError::Backend("not connected".into()))?;
             link.connection.create_channel().await.map_err(err)?
         };
-        ch.basic_qos(1, BasicQosOptions::default()).await.map_err(err)?;
+        ch.basic_qos(1, BasicQosOptions::default())
+            .await
+            .map_err(err)?;
         let consumer = ch
             .basic_consume(
                 self.names.queue(topic).into(),
@@ -270,7 +356,12 @@ impl Queue for AmqpQueue {
             )
             .await
             .map_err(err)?;
-        Ok(Box::new(AmqpConsumer { queue: self.clone_handle(), topic, consumer, _channel: ch }))
+        Ok(Box::new(AmqpConsumer {
+            queue: self.clone_handle(),
+            topic,
+            consumer,
+            _channel: ch,
+        }))
     }
 
     async fn depth(&self, topic: Topic) -> Result<u64> {
@@ -294,13 +385,24 @@ impl AmqpQueue {
     /// A topic's queue as the broker reports it now (a passive declare: it must exist).
     async fn declared(&self, topic: Topic) -> Result<lapin::Queue> {
         let ch = self.channel().await?;
-        ch.queue_declare(self.names.queue(topic).into(), QueueDeclareOptions { passive: true, ..durable() }, FieldTable::default())
-            .await
-            .map_err(err)
+        ch.queue_declare(
+            self.names.queue(topic).into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..durable()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)
     }
 
     fn clone_handle(&self) -> Handle {
-        std::sync::Arc::new(AmqpQueue { uri: self.uri.clone(), names: self.names.clone(), link: Mutex::new(None) })
+        std::sync::Arc::new(AmqpQueue {
+            uri: self.uri.clone(),
+            names: self.names.clone(),
+            link: Mutex::new(None),
+        })
     }
 }
 
@@ -324,8 +426,18 @@ impl Consumer for AmqpConsumer {
         let redeliveries = header_int(&headers, "x-delivery-count").unwrap_or(0).max(0);
         let attempt = (ours + redeliveries) as u32;
         let payload = delivery.data.clone();
-        let lease = AmqpLease { queue: self.queue.clone(), topic: self.topic, acker: delivery.acker, payload: payload.clone(), attempt };
-        Ok(Delivery { payload, attempt, lease: Box::new(lease) })
+        let lease = AmqpLease {
+            queue: self.queue.clone(),
+            topic: self.topic,
+            acker: delivery.acker,
+            payload: payload.clone(),
+            attempt,
+        };
+        Ok(Delivery {
+            payload,
+            attempt,
+            lease: Box::new(lease),
+        })
     }
 }
 
@@ -340,7 +452,10 @@ struct AmqpLease {
 #[async_trait]
 impl Lease for AmqpLease {
     async fn ack(&self) -> Result<()> {
-        self.acker.ack(BasicAckOptions::default()).await.map_err(err)?;
+        self.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -350,15 +465,23 @@ impl Lease for AmqpLease {
         let ms = delay.as_millis().max(1) as u64;
         let q = &self.queue;
         let name = q.delay_queue(self.topic, ms).await?;
-        let headers = args(&[(ATTEMPT_HEADER, AMQPValue::LongLongInt(self.attempt as i64 + 1))]);
-        q.publish_to("", &name, &self.payload, headers, None).await?;
+        let headers = args(&[(
+            ATTEMPT_HEADER,
+            AMQPValue::LongLongInt(self.attempt as i64 + 1),
+        )]);
+        q.publish_to("", &name, &self.payload, headers, None)
+            .await?;
         self.ack().await
     }
 
     async fn dead_letter(&self, reason: &str) -> Result<()> {
         let q = &self.queue;
-        let headers = args(&[(REASON_HEADER, text(reason)), (ATTEMPT_HEADER, AMQPValue::LongLongInt(self.attempt as i64))]);
-        q.publish_to("", &q.names.dead(self.topic), &self.payload, headers, None).await?;
+        let headers = args(&[
+            (REASON_HEADER, text(reason)),
+            (ATTEMPT_HEADER, AMQPValue::LongLongInt(self.attempt as i64)),
+        ]);
+        q.publish_to("", &q.names.dead(self.topic), &self.payload, headers, None)
+            .await?;
         self.ack().await
     }
 }
@@ -369,15 +492,29 @@ mod tests {
 
     #[test]
     fn prefix_is_split_from_the_broker_url() {
-        assert_eq!(split_prefix("amqp://h:1/%2f?prefix=t1"), ("amqp://h:1/%2f".into(), "t1".into()));
+        assert_eq!(
+            split_prefix("amqp://h:1/%2f?prefix=t1"),
+            ("amqp://h:1/%2f".into(), "t1".into())
+        );
         assert_eq!(
             split_prefix("amqp://h:1/%2f?heartbeat=10&prefix=t1"),
             ("amqp://h:1/%2f?heartbeat=10".into(), "t1".into())
         );
-        assert_eq!(split_prefix("amqp://h:1/%2f"), ("amqp://h:1/%2f".into(), String::new()));
-        let n = Names { prefix: "t1".into() };
+        assert_eq!(
+            split_prefix("amqp://h:1/%2f"),
+            ("amqp://h:1/%2f".into(), String::new())
+        );
+        let n = Names {
+            prefix: "t1".into(),
+        };
         assert_eq!(n.queue(Topic::Jobs), "t1.lectern.jobs");
         assert_eq!(n.delay(Topic::Jobs, 2000), "t1.lectern.jobs.delay.2000");
-        assert_eq!(Names { prefix: String::new() }.dead(Topic::Jobs), "lectern.jobs.dead");
+        assert_eq!(
+            Names {
+                prefix: String::new()
+            }
+            .dead(Topic::Jobs),
+            "lectern.jobs.dead"
+        );
     }
 }

@@ -49,7 +49,11 @@ impl Topic {
 
     /// Where a transcode job is published.
     pub fn for_job(job: &crate::messages::TranscodeJob) -> Topic {
-        if job.part == crate::messages::JobPart::Audio { Topic::AudioJobs } else { Topic::Jobs }
+        if job.part == crate::messages::JobPart::Audio {
+            Topic::AudioJobs
+        } else {
+            Topic::Jobs
+        }
     }
 }
 
@@ -127,7 +131,9 @@ impl Delivery {
 /// Opens the queue a URL names.
 pub async fn open_queue(url: &str) -> Result<SharedQueue> {
     if url.starts_with("sqlite:") {
-        return Ok(Arc::new(EmbeddedQueue::open(url, EmbeddedQueue::LEASE).await?));
+        return Ok(Arc::new(
+            EmbeddedQueue::open(url, EmbeddedQueue::LEASE).await?,
+        ));
     }
     if url.starts_with("amqp://") || url.starts_with("amqps://") {
         return Ok(Arc::new(amqp::AmqpQueue::open(url).await?));
@@ -156,7 +162,10 @@ impl EmbeddedQueue {
         if let Some(dir) = options.get_filename().parent() {
             std::fs::create_dir_all(dir).map_err(|e| QueueError::Backend(e.to_string()))?;
         }
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS messages (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -172,11 +181,18 @@ impl EmbeddedQueue {
         .execute(&pool)
         .await?;
         // Files made before dead-lettering existed lack the reason column.
-        let _ = sqlx::query("ALTER TABLE messages ADD COLUMN reason TEXT").execute(&pool).await;
+        let _ = sqlx::query("ALTER TABLE messages ADD COLUMN reason TEXT")
+            .execute(&pool)
+            .await;
         sqlx::query("CREATE INDEX IF NOT EXISTS messages_ready ON messages (topic, visible_at)")
             .execute(&pool)
             .await?;
-        Ok(Self { pool, lease, wakeup: Arc::new(Notify::new()), consumers: Arc::default() })
+        Ok(Self {
+            pool,
+            lease,
+            wakeup: Arc::new(Notify::new()),
+            consumers: Arc::default(),
+        })
     }
 
     async fn try_lease(&self, topic: Topic) -> Result<Option<Delivery>> {
@@ -194,13 +210,23 @@ impl EmbeddedQueue {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, payload, attempts)) = row else { return Ok(None) };
-        let lease = EmbeddedLease { pool: self.pool.clone(), id, token, wakeup: self.wakeup.clone() };
+        let Some((id, payload, attempts)) = row else {
+            return Ok(None);
+        };
+        let lease = EmbeddedLease {
+            pool: self.pool.clone(),
+            id,
+            token,
+            wakeup: self.wakeup.clone(),
+        };
         let renewer = lease.renew_every(self.lease);
         Ok(Some(Delivery {
             payload,
             attempt: attempts as u32,
-            lease: Box::new(RenewedLease { inner: lease, renewer }),
+            lease: Box::new(RenewedLease {
+                inner: lease,
+                renewer,
+            }),
         }))
     }
 }
@@ -220,7 +246,10 @@ impl Queue for EmbeddedQueue {
 
     async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>> {
         self.consumers[topic.index()].fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(EmbeddedConsumer { queue: self.clone(), topic }))
+        Ok(Box::new(EmbeddedConsumer {
+            queue: self.clone(),
+            topic,
+        }))
     }
 
     async fn depth(&self, topic: Topic) -> Result<u64> {
@@ -288,12 +317,14 @@ impl EmbeddedLease {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let until = crate::now_millis() + lease.as_millis() as i64;
-                let renewed = sqlx::query("UPDATE messages SET leased_until = $1 WHERE id = $2 AND lease_token = $3")
-                    .bind(until)
-                    .bind(id)
-                    .bind(&token)
-                    .execute(&pool)
-                    .await;
+                let renewed = sqlx::query(
+                    "UPDATE messages SET leased_until = $1 WHERE id = $2 AND lease_token = $3",
+                )
+                .bind(until)
+                .bind(id)
+                .bind(&token)
+                .execute(&pool)
+                .await;
                 if let Err(e) = renewed {
                     tracing::warn!(error = %e, "could not renew a queue lease");
                 }
@@ -358,7 +389,9 @@ mod tests {
     use super::*;
 
     async fn queue(dir: &tempfile::TempDir, lease: Duration) -> EmbeddedQueue {
-        EmbeddedQueue::open(&format!("sqlite://{}/q.db", dir.path().display()), lease).await.unwrap()
+        EmbeddedQueue::open(&format!("sqlite://{}/q.db", dir.path().display()), lease)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -398,7 +431,16 @@ mod tests {
         a.ack().await.unwrap();
         b.ack().await.unwrap();
         assert!(q.try_lease(Topic::Jobs).await.unwrap().is_none());
-        assert_eq!(q.consumer(Topic::Events).await.unwrap().next().await.unwrap().payload, b"ev");
+        assert_eq!(
+            q.consumer(Topic::Events)
+                .await
+                .unwrap()
+                .next()
+                .await
+                .unwrap()
+                .payload,
+            b"ev"
+        );
         assert_eq!(q.depth(Topic::Events).await.unwrap(), 1);
     }
 
@@ -407,12 +449,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = queue(&dir, EmbeddedQueue::LEASE).await;
         q.publish(Topic::Jobs, b"poison".to_vec()).await.unwrap();
-        q.receive(Topic::Jobs).await.unwrap().dead_letter("decoder crashed").await.unwrap();
-        assert_eq!(q.depth(Topic::Jobs).await.unwrap(), 0);
-        let (reason,): (String,) = sqlx::query_as("SELECT reason FROM messages WHERE topic = 'lectern.jobs.dead'")
-            .fetch_one(&q.pool)
+        q.receive(Topic::Jobs)
+            .await
+            .unwrap()
+            .dead_letter("decoder crashed")
             .await
             .unwrap();
+        assert_eq!(q.depth(Topic::Jobs).await.unwrap(), 0);
+        let (reason,): (String,) =
+            sqlx::query_as("SELECT reason FROM messages WHERE topic = 'lectern.jobs.dead'")
+                .fetch_one(&q.pool)
+                .await
+                .unwrap();
         assert_eq!(reason, "decoder crashed");
     }
 
@@ -421,9 +469,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = queue(&dir, EmbeddedQueue::LEASE).await;
         q.publish(Topic::Jobs, b"job".to_vec()).await.unwrap();
-        q.receive(Topic::Jobs).await.unwrap().retry_after(Duration::from_millis(300)).await.unwrap();
+        q.receive(Topic::Jobs)
+            .await
+            .unwrap()
+            .retry_after(Duration::from_millis(300))
+            .await
+            .unwrap();
         assert!(q.try_lease(Topic::Jobs).await.unwrap().is_none());
-        let again = tokio::time::timeout(Duration::from_secs(5), q.receive(Topic::Jobs)).await.unwrap().unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(5), q.receive(Topic::Jobs))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.attempt, 2);
     }
 
@@ -437,7 +493,10 @@ mod tests {
             drop(q.receive(Topic::Jobs).await.unwrap());
         }
         let q = queue(&dir, Duration::from_millis(600)).await;
-        let again = tokio::time::timeout(Duration::from_secs(5), q.receive(Topic::Jobs)).await.unwrap().unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(5), q.receive(Topic::Jobs))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.payload, b"job");
         assert_eq!(again.attempt, 2);
     }
@@ -449,7 +508,10 @@ mod tests {
         q.publish(Topic::Jobs, b"job".to_vec()).await.unwrap();
         let held = q.receive(Topic::Jobs).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(q.try_lease(Topic::Jobs).await.unwrap().is_none(), "lease lapsed while held");
+        assert!(
+            q.try_lease(Topic::Jobs).await.unwrap().is_none(),
+            "lease lapsed while held"
+        );
         held.ack().await.unwrap();
     }
 }

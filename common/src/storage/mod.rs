@@ -24,7 +24,11 @@ pub enum StorageError {
     #[error("invalid object key {0:?}")]
     InvalidKey(String),
     #[error("resumable object {key} holds {actual} bytes, not the expected {expected}")]
-    OffsetMismatch { key: String, expected: u64, actual: u64 },
+    OffsetMismatch {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("unsupported storage URL {0:?}")]
     UnsupportedUrl(String),
     #[error("storage I/O: {0}")]
@@ -52,7 +56,6 @@ impl ByteRange {
     pub fn len(&self) -> u64 {
         self.end - self.start + 1
     }
-
 }
 
 pub struct ObjectRead {
@@ -93,7 +96,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn check(&self) -> Result<()>;
     /// A URL from which anyone may GET the object until it expires, where the backend
     /// can sign one (S3); None otherwise.
-    async fn presign_get(&self, _key: &str, _expires_in: std::time::Duration) -> Result<Option<String>> {
+    async fn presign_get(
+        &self,
+        _key: &str,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>> {
         Ok(None)
     }
 }
@@ -135,9 +142,17 @@ pub fn check_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.len() <= 512
         && !key.starts_with('/')
-        && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
-    if ok { Ok(()) } else { Err(StorageError::InvalidKey(key.to_string())) }
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey(key.to_string()))
+    }
 }
 
 pub struct FileStore {
@@ -162,7 +177,14 @@ async fn start_writeback(file: &tokio::fs::File, offset: u64, len: u64) -> io::R
         tokio::task::spawn_blocking(move || {
             // SAFETY: `copy` is open for the whole call; the call only queues the range
             // for writeback.
-            match unsafe { libc::sync_file_range(copy.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE) } {
+            match unsafe {
+                libc::sync_file_range(
+                    copy.as_raw_fd(),
+                    offset as i64,
+                    len as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            } {
                 0 => Ok(()),
                 _ => Err(io::Error::last_os_error()),
             }
@@ -192,7 +214,12 @@ impl FileStore {
     }
 
     async fn meta_of(key: &str, path: &Path) -> Result<ObjectMeta> {
-        Self::meta_from(key, tokio::fs::metadata(path).await.map_err(|e| Self::not_found(key, e))?)
+        Self::meta_from(
+            key,
+            tokio::fs::metadata(path)
+                .await
+                .map_err(|e| Self::not_found(key, e))?,
+        )
     }
 
     fn meta_from(key: &str, m: std::fs::Metadata) -> Result<ObjectMeta> {
@@ -213,7 +240,10 @@ impl FileStore {
 
     /// A temporary name beside the target, renamed over it once complete.
     fn temp_path(path: &Path) -> PathBuf {
-        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         name.push(format!(".{}.tmp", crate::new_id()));
         path.with_file_name(name)
     }
@@ -253,7 +283,9 @@ impl ObjectStore for FileStore {
 
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectRead> {
         let path = self.path(key)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| Self::not_found(key, e))?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| Self::not_found(key, e))?;
         let meta = Self::meta_from(key, file.metadata().await?)?;
         let body: ByteStream = match range {
             Some(r) => {
@@ -284,7 +316,9 @@ impl ObjectStore for FileStore {
 
     async fn download_to(&self, key: &str, dest: &Path) -> Result<()> {
         let path = self.path(key)?;
-        tokio::fs::copy(&path, dest).await.map_err(|e| Self::not_found(key, e))?;
+        tokio::fs::copy(&path, dest)
+            .await
+            .map_err(|e| Self::not_found(key, e))?;
         Ok(())
     }
 
@@ -295,10 +329,19 @@ impl ObjectStore for FileStore {
     async fn append(&self, key: &str, offset: u64, mut body: ByteStream) -> Result<AppendOutcome> {
         let path = self.path(key)?;
         Self::ensure_parent(&path).await?;
-        let mut file = tokio::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .await?;
         let actual = file.metadata().await?.len();
         if actual < offset {
-            return Err(StorageError::OffsetMismatch { key: key.to_string(), expected: offset, actual });
+            return Err(StorageError::OffsetMismatch {
+                key: key.to_string(),
+                expected: offset,
+                actual,
+            });
         }
         if actual > offset {
             file.set_len(offset).await?;
@@ -327,12 +370,19 @@ impl ObjectStore for FileStore {
         file.flush().await?;
         // The offset we report is the client's resume point: it must survive a crash.
         file.sync_data().await?;
-        Ok(AppendOutcome { new_len: written, interrupted })
+        Ok(AppendOutcome {
+            new_len: written,
+            interrupted,
+        })
     }
 
     async fn truncate(&self, key: &str, len: u64) -> Result<()> {
         let path = self.path(key)?;
-        let file = tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|e| Self::not_found(key, e))?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .await
+            .map_err(|e| Self::not_found(key, e))?;
         file.set_len(len).await?;
         file.sync_data().await?;
         Ok(())
@@ -369,13 +419,24 @@ mod tests {
     #[tokio::test]
     async fn put_read_range_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
-        store.put_bytes("a/b/c.ts", Bytes::from_static(b"0123456789")).await.unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display()))
+            .await
+            .unwrap();
+        store
+            .put_bytes("a/b/c.ts", Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
         assert_eq!(read_all(&store, "a/b/c.ts", None).await, b"0123456789");
-        assert_eq!(read_all(&store, "a/b/c.ts", Some(ByteRange { start: 2, end: 4 })).await, b"234");
+        assert_eq!(
+            read_all(&store, "a/b/c.ts", Some(ByteRange { start: 2, end: 4 })).await,
+            b"234"
+        );
         assert_eq!(store.head("a/b/c.ts").await.unwrap().size, 10);
         store.delete_prefix("a").await.unwrap();
-        assert!(matches!(store.head("a/b/c.ts").await, Err(StorageError::NotFound(_))));
+        assert!(matches!(
+            store.head("a/b/c.ts").await,
+            Err(StorageError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -383,7 +444,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cwd = std::env::current_dir().unwrap();
         let rel = pathdiff(dir.path(), &cwd);
-        let store = open_storage(&format!("file://{}", rel.display())).await.unwrap();
+        let store = open_storage(&format!("file://{}", rel.display()))
+            .await
+            .unwrap();
         let local = store.local_path("uploads/x").unwrap();
         assert!(local.is_absolute(), "{}", local.display());
     }
@@ -405,24 +468,46 @@ mod tests {
     #[tokio::test]
     async fn keys_cannot_escape_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
-        for key in ["../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "", "a/%2e%2e/b"] {
-            assert!(matches!(store.head(key).await, Err(StorageError::InvalidKey(_))), "{key}");
+        let store = open_storage(&format!("file://{}", dir.path().display()))
+            .await
+            .unwrap();
+        for key in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "a/./b",
+            "a\\b",
+            "",
+            "a/%2e%2e/b",
+        ] {
+            assert!(
+                matches!(store.head(key).await, Err(StorageError::InvalidKey(_))),
+                "{key}"
+            );
         }
     }
 
     #[tokio::test]
     async fn append_keeps_bytes_before_an_interruption_and_cuts_unacknowledged_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
-        let out = store.append("up/1", 0, stream(vec![Ok(b"abc"), Ok(b"def")])).await.unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display()))
+            .await
+            .unwrap();
+        let out = store
+            .append("up/1", 0, stream(vec![Ok(b"abc"), Ok(b"def")]))
+            .await
+            .unwrap();
         assert_eq!(out.new_len, 6);
         let broken = stream(vec![Ok(b"gh"), Err(io::Error::other("client went away"))]);
         let out = store.append("up/1", 6, broken).await.unwrap();
         assert_eq!(out.new_len, 8);
         assert!(out.interrupted.is_some());
         // The database said 6: the two unacknowledged bytes are cut and replaced.
-        let out = store.append("up/1", 6, stream(vec![Ok(b"GH")])).await.unwrap();
+        let out = store
+            .append("up/1", 6, stream(vec![Ok(b"GH")]))
+            .await
+            .unwrap();
         assert_eq!(out.new_len, 8);
         assert_eq!(read_all(&store, "up/1", None).await, b"abcdefGH");
         assert!(matches!(
@@ -438,19 +523,39 @@ mod tests {
     #[tokio::test]
     async fn a_body_longer_than_many_writeback_windows_is_stored_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_storage(&format!("file://{}", dir.path().display())).await.unwrap();
-        let data: Vec<u8> = (0..(5 * WRITEBACK_EVERY as usize + 12_345)).map(|i| (i % 251) as u8).collect();
+        let store = open_storage(&format!("file://{}", dir.path().display()))
+            .await
+            .unwrap();
+        let data: Vec<u8> = (0..(5 * WRITEBACK_EVERY as usize + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let chunks = |from: usize, to: usize| -> Vec<io::Result<Bytes>> {
-            data[from..to].chunks(100_003).map(|c| Ok(Bytes::copy_from_slice(c))).collect()
+            data[from..to]
+                .chunks(100_003)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect()
         };
         let first = 7_777;
-        store.append("up/2", 0, futures::stream::iter(chunks(0, first)).boxed()).await.unwrap();
+        store
+            .append("up/2", 0, futures::stream::iter(chunks(0, first)).boxed())
+            .await
+            .unwrap();
         let mut rest = chunks(first, data.len() - 1000);
         rest.push(Err(io::Error::other("client went away")));
-        let out = store.append("up/2", first as u64, futures::stream::iter(rest).boxed()).await.unwrap();
+        let out = store
+            .append("up/2", first as u64, futures::stream::iter(rest).boxed())
+            .await
+            .unwrap();
         assert!(out.interrupted.is_some());
         assert_eq!(out.new_len, (data.len() - 1000) as u64);
-        let out = store.append("up/2", out.new_len, futures::stream::iter(chunks(data.len() - 1000, data.len())).boxed()).await.unwrap();
+        let out = store
+            .append(
+                "up/2",
+                out.new_len,
+                futures::stream::iter(chunks(data.len() - 1000, data.len())).boxed(),
+            )
+            .await
+            .unwrap();
         assert_eq!(out.new_len, data.len() as u64);
         assert!(read_all(&store, "up/2", None).await == data);
     }

@@ -20,7 +20,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{AppendOutcome, ByteRange, ByteStream, ObjectMeta, ObjectRead, ObjectStore, Result, StorageError, check_key};
+use super::{
+    AppendOutcome, ByteRange, ByteStream, ObjectMeta, ObjectRead, ObjectStore, Result,
+    StorageError, check_key,
+};
 
 /// S3's minimum part size is 5 MiB; 8 MiB keeps part counts low for large lectures.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -41,7 +44,11 @@ where
 {
     let not_found = match &e {
         aws_sdk_s3::error::SdkError::ServiceError(se) => {
-            se.raw().status().as_u16() == 404 || matches!(se.err().code(), Some("NoSuchKey" | "NotFound" | "NoSuchUpload"))
+            se.raw().status().as_u16() == 404
+                || matches!(
+                    se.err().code(),
+                    Some("NoSuchKey" | "NotFound" | "NoSuchUpload")
+                )
         }
         _ => false,
     };
@@ -49,7 +56,9 @@ where
         StorageError::NotFound(key.to_string())
     } else {
         let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
-        StorageError::Io(std::io::Error::other(format!("S3 request for {key} failed: {detail}")))
+        StorageError::Io(std::io::Error::other(format!(
+            "S3 request for {key} failed: {detail}"
+        )))
     }
 }
 
@@ -66,13 +75,16 @@ pub struct S3Url {
 
 /// Parses `s3://bucket?endpoint=…&region=…&path_style=true&prefix=…`.
 pub fn parse_url(url: &str) -> Result<S3Url> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| StorageError::UnsupportedUrl(url.into()))?;
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| StorageError::UnsupportedUrl(url.into()))?;
     let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
     let bucket = bucket.trim_end_matches('/').to_string();
     if bucket.is_empty() {
         return Err(StorageError::UnsupportedUrl(url.into()));
     }
-    let (mut endpoint, mut region, mut path_style, mut prefix) = (None, "us-east-1".to_string(), false, String::new());
+    let (mut endpoint, mut region, mut path_style, mut prefix) =
+        (None, "us-east-1".to_string(), false, String::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
@@ -81,13 +93,24 @@ pub fn parse_url(url: &str) -> Result<S3Url> {
             "region" => region = v,
             "path_style" => path_style = v == "true" || v == "1",
             "prefix" => {
-                check_key(&v).map_err(|_| StorageError::UnsupportedUrl(format!("{url} (bad prefix)")))?;
+                check_key(&v)
+                    .map_err(|_| StorageError::UnsupportedUrl(format!("{url} (bad prefix)")))?;
                 prefix = v;
             }
-            _ => return Err(StorageError::UnsupportedUrl(format!("{url} (unknown parameter {k})"))),
+            _ => {
+                return Err(StorageError::UnsupportedUrl(format!(
+                    "{url} (unknown parameter {k})"
+                )));
+            }
         }
     }
-    Ok(S3Url { bucket, endpoint, region, path_style, prefix })
+    Ok(S3Url {
+        bucket,
+        endpoint,
+        region,
+        path_style,
+        prefix,
+    })
 }
 
 fn percent_decode(s: &str) -> String {
@@ -143,11 +166,23 @@ fn tail_key(key: &str, generation: u64) -> String {
 
 impl S3Store {
     pub async fn open(url: &str) -> Result<Self> {
-        let S3Url { bucket, endpoint, region, path_style, prefix } = parse_url(url)?;
-        let key = std::env::var("AWS_ACCESS_KEY_ID")
-            .map_err(|_| StorageError::UnsupportedUrl("S3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()))?;
-        let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-            .map_err(|_| StorageError::UnsupportedUrl("S3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()))?;
+        let S3Url {
+            bucket,
+            endpoint,
+            region,
+            path_style,
+            prefix,
+        } = parse_url(url)?;
+        let key = std::env::var("AWS_ACCESS_KEY_ID").map_err(|_| {
+            StorageError::UnsupportedUrl(
+                "S3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+            )
+        })?;
+        let secret = std::env::var("AWS_SECRET_ACCESS_KEY").map_err(|_| {
+            StorageError::UnsupportedUrl(
+                "S3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+            )
+        })?;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -168,7 +203,11 @@ impl S3Store {
         if let Some(endpoint) = endpoint {
             config = config.endpoint_url(endpoint);
         }
-        let store = S3Store { client: Client::from_conf(config.build()), bucket, prefix };
+        let store = S3Store {
+            client: Client::from_conf(config.build()),
+            bucket,
+            prefix,
+        };
         store.ensure_bucket().await?;
         Ok(store)
     }
@@ -176,14 +215,34 @@ impl S3Store {
     /// Creates the bucket when it does not exist (development and tests; production
     /// buckets are usually made by their operators).
     async fn ensure_bucket(&self) -> Result<()> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 // Another process may have created it meanwhile.
-                if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+                if self
+                    .client
+                    .head_bucket()
+                    .bucket(&self.bucket)
+                    .send()
+                    .await
+                    .is_ok()
+                {
                     Ok(())
                 } else {
                     Err(sdk_error(&self.bucket, e))
@@ -194,12 +253,25 @@ impl S3Store {
 
     /// The object name in the bucket of a logical key.
     fn k(&self, key: &str) -> String {
-        if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
     }
 
     async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
-        match self.client.get_object().bucket(&self.bucket).key(self.k(key)).send().await {
-            Ok(out) => Ok(Some(out.body.collect().await.map_err(backend)?.into_bytes())),
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.k(key))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.body.collect().await.map_err(backend)?.into_bytes(),
+            )),
             Err(e) => match sdk_error(key, e) {
                 StorageError::NotFound(_) => Ok(None),
                 other => Err(other),
@@ -208,7 +280,9 @@ impl S3Store {
     }
 
     async fn load_manifest(&self, key: &str) -> Result<Option<Manifest>> {
-        let Some(bytes) = self.get_bytes(&manifest_key(key)).await? else { return Ok(None) };
+        let Some(bytes) = self.get_bytes(&manifest_key(key)).await? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&bytes).map(Some).map_err(backend)
     }
 
@@ -217,7 +291,13 @@ impl S3Store {
         self.put_bytes(&manifest_key(key), bytes.into()).await
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<Part> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<Part> {
         let size = data.len() as u64;
         let out = self
             .client
@@ -230,16 +310,29 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| sdk_error(key, e))?;
-        Ok(Part { number, etag: out.e_tag().unwrap_or_default().to_string(), size })
+        Ok(Part {
+            number,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            size,
+        })
     }
 
     async fn delete_keys(&self, keys: Vec<String>) -> Result<()> {
         for batch in keys.chunks(1000) {
             let objects = batch
                 .iter()
-                .map(|k| ObjectIdentifier::builder().key(self.k(k)).build().map_err(backend))
+                .map(|k| {
+                    ObjectIdentifier::builder()
+                        .key(self.k(k))
+                        .build()
+                        .map_err(backend)
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(backend)?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(backend)?;
             self.client
                 .delete_objects()
                 .bucket(&self.bucket)
@@ -264,8 +357,16 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| sdk_error(prefix, e))?;
-            let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
-            keys.extend(out.contents().iter().filter_map(|o| o.key().and_then(|k| k.get(strip..)).map(str::to_string)));
+            let strip = if self.prefix.is_empty() {
+                0
+            } else {
+                self.prefix.len() + 1
+            };
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().and_then(|k| k.get(strip..)).map(str::to_string)),
+            );
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
                 _ => break,
@@ -293,48 +394,93 @@ impl ObjectStore for S3Store {
     async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
         check_key(key)?;
         let body = S3Body::from_path(path).await.map_err(backend)?;
-        self.client.put_object().bucket(&self.bucket).key(self.k(key)).body(body).send().await.map_err(|e| sdk_error(key, e))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.k(key))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
         Ok(())
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta> {
         check_key(key)?;
-        let out = self.client.head_object().bucket(&self.bucket).key(self.k(key)).send().await.map_err(|e| sdk_error(key, e))?;
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.k(key))
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
         Ok(ObjectMeta {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             modified_unix: out.last_modified().map(|t| t.secs()).unwrap_or(0),
-            etag: out.e_tag().map(str::to_string).unwrap_or_else(|| "\"0\"".into()),
+            etag: out
+                .e_tag()
+                .map(str::to_string)
+                .unwrap_or_else(|| "\"0\"".into()),
         })
     }
 
     async fn read(&self, key: &str, range: Option<ByteRange>) -> Result<ObjectRead> {
         check_key(key)?;
-        let mut req = self.client.get_object().bucket(&self.bucket).key(self.k(key));
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.k(key));
         if let Some(r) = range {
             req = req.range(format!("bytes={}-{}", r.start, r.end));
         }
         let out = req.send().await.map_err(|e| sdk_error(key, e))?;
         let meta = ObjectMeta {
             size: match (range, out.content_range()) {
-                (Some(_), Some(cr)) => cr.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(0),
+                (Some(_), Some(cr)) => cr
+                    .rsplit('/')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
                 _ => out.content_length().unwrap_or(0).max(0) as u64,
             },
             modified_unix: out.last_modified().map(|t| t.secs()).unwrap_or(0),
-            etag: out.e_tag().map(str::to_string).unwrap_or_else(|| "\"0\"".into()),
+            etag: out
+                .e_tag()
+                .map(str::to_string)
+                .unwrap_or_else(|| "\"0\"".into()),
         };
         let reader = out.body.into_async_read();
-        Ok(ObjectRead { meta, body: tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024).boxed() })
+        Ok(ObjectRead {
+            meta,
+            body: tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024).boxed(),
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
         if let Some(m) = self.load_manifest(key).await? {
             if let Some(id) = &m.upload_id {
-                let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(self.k(key)).upload_id(id).send().await;
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(self.k(key))
+                    .upload_id(id)
+                    .send()
+                    .await;
             }
-            self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)]).await?;
+            self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)])
+                .await?;
         }
-        self.client.delete_object().bucket(&self.bucket).key(self.k(key)).send().await.map_err(|e| sdk_error(key, e))?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.k(key))
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
         Ok(())
     }
 
@@ -367,16 +513,27 @@ impl ObjectStore for S3Store {
             match base.prev.take() {
                 Some(prev) if prev.total() == offset => base = *prev,
                 _ => {
-                    return Err(StorageError::OffsetMismatch { key: key.into(), expected: offset, actual: base.total() });
+                    return Err(StorageError::OffsetMismatch {
+                        key: key.into(),
+                        expected: offset,
+                        actual: base.total(),
+                    });
                 }
             }
         }
         if base.total() != offset {
-            return Err(StorageError::OffsetMismatch { key: key.into(), expected: offset, actual: base.total() });
+            return Err(StorageError::OffsetMismatch {
+                key: key.into(),
+                expected: offset,
+                actual: base.total(),
+            });
         }
         let mut buffer = BytesMut::with_capacity(PART_SIZE);
         if base.tail_size > 0 {
-            let tail = self.get_bytes(&tail_key(key, base.tail_gen)).await?.ok_or_else(|| StorageError::NotFound(tail_key(key, base.tail_gen)))?;
+            let tail = self
+                .get_bytes(&tail_key(key, base.tail_gen))
+                .await?
+                .ok_or_else(|| StorageError::NotFound(tail_key(key, base.tail_gen)))?;
             buffer.extend_from_slice(&tail);
         }
         let mut next = base.clone();
@@ -409,44 +566,67 @@ impl ObjectStore for S3Store {
                         .map_err(|e| sdk_error(key, e))?;
                     next.upload_id = created.upload_id().map(str::to_string);
                 }
-                let upload_id = next.upload_id.clone().ok_or_else(|| backend("S3 returned no upload id"))?;
-                next.parts.push(self.upload_part(key, &upload_id, next_number, part).await?);
+                let upload_id = next
+                    .upload_id
+                    .clone()
+                    .ok_or_else(|| backend("S3 returned no upload id"))?;
+                next.parts
+                    .push(self.upload_part(key, &upload_id, next_number, part).await?);
                 next_number += 1;
             }
         }
         if received == 0 {
-            return Ok(AppendOutcome { new_len: offset, interrupted });
+            return Ok(AppendOutcome {
+                new_len: offset,
+                interrupted,
+            });
         }
         next.tail_gen = base.tail_gen + 1;
         next.tail_size = buffer.len() as u64;
         if next.tail_size > 0 {
-            self.put_bytes(&tail_key(key, next.tail_gen), buffer.freeze()).await?;
+            self.put_bytes(&tail_key(key, next.tail_gen), buffer.freeze())
+                .await?;
         }
         let mut prev = base.clone();
         prev.prev = None;
         next.prev = Some(Box::new(prev));
         self.save_manifest(key, &next).await?;
         let new_len = next.total();
-        Ok(AppendOutcome { new_len, interrupted })
+        Ok(AppendOutcome {
+            new_len,
+            interrupted,
+        })
     }
 
     async fn truncate(&self, key: &str, len: u64) -> Result<()> {
         let Some(m) = self.load_manifest(key).await? else {
-            return if len == 0 { Ok(()) } else { Err(StorageError::NotFound(key.into())) };
+            return if len == 0 {
+                Ok(())
+            } else {
+                Err(StorageError::NotFound(key.into()))
+            };
         };
         if m.total() == len {
             return Ok(());
         }
         match m.prev {
             Some(prev) if prev.total() == len => self.save_manifest(key, &prev).await,
-            _ => Err(StorageError::OffsetMismatch { key: key.into(), expected: len, actual: m.total() }),
+            _ => Err(StorageError::OffsetMismatch {
+                key: key.into(),
+                expected: len,
+                actual: m.total(),
+            }),
         }
     }
 
     async fn finish_append(&self, key: &str) -> Result<()> {
-        let Some(m) = self.load_manifest(key).await? else { return Ok(()) };
+        let Some(m) = self.load_manifest(key).await? else {
+            return Ok(());
+        };
         let tail = if m.tail_size > 0 {
-            self.get_bytes(&tail_key(key, m.tail_gen)).await?.ok_or_else(|| StorageError::NotFound(tail_key(key, m.tail_gen)))?
+            self.get_bytes(&tail_key(key, m.tail_gen))
+                .await?
+                .ok_or_else(|| StorageError::NotFound(tail_key(key, m.tail_gen)))?
         } else {
             Bytes::new()
         };
@@ -460,7 +640,15 @@ impl ObjectStore for S3Store {
                 }
                 let completed = CompletedMultipartUpload::builder()
                     .set_parts(Some(
-                        parts.iter().map(|p| CompletedPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect(),
+                        parts
+                            .iter()
+                            .map(|p| {
+                                CompletedPart::builder()
+                                    .part_number(p.number)
+                                    .e_tag(&p.etag)
+                                    .build()
+                            })
+                            .collect(),
                     ))
                     .build();
                 self.client
@@ -474,18 +662,36 @@ impl ObjectStore for S3Store {
                     .map_err(|e| sdk_error(key, e))?;
             }
         }
-        self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)]).await
+        self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)])
+            .await
     }
 
-    async fn presign_get(&self, key: &str, expires_in: std::time::Duration) -> Result<Option<String>> {
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>> {
         check_key(key)?;
-        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(backend)?;
-        let signed = self.client.get_object().bucket(&self.bucket).key(self.k(key)).presigned(config).await.map_err(|e| sdk_error(key, e))?;
+        let config =
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in).map_err(backend)?;
+        let signed = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.k(key))
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error(key, e))?;
         Ok(Some(signed.uri().to_string()))
     }
 
     async fn check(&self) -> Result<()> {
-        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| sdk_error(&self.bucket, e))?;
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&self.bucket, e))?;
         Ok(())
     }
 }
@@ -503,7 +709,15 @@ mod tests {
         assert!(u.path_style);
         assert_eq!(u.prefix, "school-a");
         let u = parse_url("s3://b?endpoint=http://h:1").unwrap();
-        assert_eq!((u.endpoint.as_deref(), u.region.as_str(), u.path_style, u.prefix.as_str()), (Some("http://h:1"), "us-east-1", false, ""));
+        assert_eq!(
+            (
+                u.endpoint.as_deref(),
+                u.region.as_str(),
+                u.path_style,
+                u.prefix.as_str()
+            ),
+            (Some("http://h:1"), "us-east-1", false, "")
+        );
         assert!(parse_url("s3://").is_err());
         assert!(parse_url("s3://b?secret=x").is_err());
         assert!(parse_url("s3://b?prefix=../x").is_err());
