@@ -421,11 +421,11 @@ impl Config {
     /// segments are delivered from presigned URLs.
     fn security_headers(&self) -> SecurityHeaders {
         let mut connect = String::from("'self' ws: wss:");
-        if self.playback_delivery == "direct" {
-            if let Some(origin) = storage_origin(&self.storage_url()) {
-                connect.push(' ');
-                connect.push_str(&origin);
-            }
+        if self.playback_delivery == "direct"
+            && let Some(origin) = storage_origin(&self.storage_url())
+        {
+            connect.push(' ');
+            connect.push_str(&origin);
         }
         let csp = format!(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \

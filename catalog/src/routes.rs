@@ -794,7 +794,7 @@ async fn serve_object(
                 HeaderValue::from_str(&v).map_err(|e| CatalogError::Internal(e.to_string()))?,
             );
             *res.status_mut() = StatusCode::PARTIAL_CONTENT;
-            r.len()
+            r.byte_count()
         }
         None => meta.size,
     };

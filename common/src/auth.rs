@@ -203,10 +203,10 @@ pub fn load_or_create_secret(given: Option<&str>, path: &Path) -> std::io::Resul
         }
         return Ok(secret.as_bytes().to_vec());
     }
-    if let Ok(existing) = std::fs::read(path) {
-        if existing.len() >= 32 {
-            return Ok(existing);
-        }
+    if let Ok(existing) = std::fs::read(path)
+        && existing.len() >= 32
+    {
+        return Ok(existing);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -17,14 +17,11 @@ pub struct Patch {
 impl Patch {
     /// Writes the patch into a buffer read from the file, where the two overlap.
     pub fn apply(&self, buffer: &mut gst::Buffer) {
-        let Some(start) = buffer
-            .offset()
-            .try_into()
-            .ok()
-            .filter(|o: &u64| *o != u64::MAX)
-        else {
+        let start = buffer.offset();
+        // Buffers that do not say where they were read from are left as they are.
+        if start == u64::MAX {
             return;
-        };
+        }
         let end = start + buffer.size() as u64;
         let (from, to) = (
             self.offset.max(start),

@@ -27,7 +27,8 @@ pub fn plan(
     if !source.has_video
         || source.fps_num == 0
         || source.fps_den == 0
-        || !(source.duration_secs > 0.0)
+        // NaN too: no duration to cut.
+        || source.duration_secs.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
         || chunk_secs == 0
     {
         return Vec::new();

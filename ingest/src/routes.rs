@@ -211,10 +211,10 @@ async fn head(
     let h = res.headers_mut();
     h.insert("upload-length", HeaderValue::from(upload.length));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if !upload.metadata.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&upload.metadata) {
-            h.insert("upload-metadata", v);
-        }
+    if !upload.metadata.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&upload.metadata)
+    {
+        h.insert("upload-metadata", v);
     }
     Ok(res)
 }
@@ -245,12 +245,11 @@ async fn patch(
     let upload = uploads::load_for(&state, &user, &id).await?;
     if let Some(len) =
         header_str(&headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
+        && offset.saturating_add(len) > upload.length
     {
-        if offset.saturating_add(len) > upload.length {
-            return Err(IngestError::TooLarge(
-                "the chunk runs past Upload-Length".into(),
-            ));
-        }
+        return Err(IngestError::TooLarge(
+            "the chunk runs past Upload-Length".into(),
+        ));
     }
     let upload = uploads::append(
         &state,

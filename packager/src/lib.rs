@@ -227,7 +227,7 @@ pub fn master_playlist(
             .collect::<Result<_, _>>()?;
         // Largest picture first (then highest rate): the order players and people expect.
         let area = |v: &VideoVariant| u64::from(v.width) * u64::from(v.height);
-        ordered.sort_by(|a, b| (area(b.0), b.1.peak).cmp(&(area(a.0), a.1.peak)));
+        ordered.sort_by_key(|(v, bw)| std::cmp::Reverse((area(v), bw.peak)));
         for (v, bw) in ordered {
             let (peak, average, codecs) = match (audio, audio_bw) {
                 (Some(a), Some(abw)) => (
@@ -372,7 +372,7 @@ mod tests {
             duration: 1.0,
             bytes: 1,
         }];
-        assert_eq!(stitch(&[last.clone()]).unwrap(), last);
+        assert_eq!(stitch(std::slice::from_ref(&last)).unwrap(), last);
         assert!(matches!(
             stitch(&[last.clone(), last]),
             Err(PackagerError::Overlap(u64::MAX))
@@ -399,7 +399,7 @@ mod tests {
 
     #[test]
     fn float_noise_is_not_written() {
-        let text = media_playlist(&segs(&[5.966666698455810], 0), PlaylistKind::Vod).unwrap();
+        let text = media_playlist(&segs(&[5.966_666_698_455_81], 0), PlaylistKind::Vod).unwrap();
         assert!(text.contains("#EXTINF:5.966667,"), "{text}");
     }
 

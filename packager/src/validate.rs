@@ -90,10 +90,9 @@ pub fn validate_media(text: &str) -> Vec<Violation> {
         if let Some(tag) = ONCE_TAGS
             .iter()
             .find(|t| line.split(':').next() == Some(**t))
+            && !seen.insert(*tag)
         {
-            if !seen.insert(*tag) {
-                out.push(violation(n, format!("{tag} appears more than once")));
-            }
+            out.push(violation(n, format!("{tag} appears more than once")));
         }
         if line.starts_with("#EXT-X-STREAM-INF") || line.starts_with("#EXT-X-MEDIA:") {
             out.push(violation(n, "a master playlist tag in a media playlist"));
@@ -191,10 +190,9 @@ pub fn validate_master(text: &str) -> Vec<Violation> {
                 Some(peak) => {
                     if let Some(avg) =
                         attr(&attrs, "AVERAGE-BANDWIDTH").and_then(|a| a.parse::<u64>().ok())
+                        && avg > peak
                     {
-                        if avg > peak {
-                            out.push(violation(n, "AVERAGE-BANDWIDTH above BANDWIDTH"));
-                        }
+                        out.push(violation(n, "AVERAGE-BANDWIDTH above BANDWIDTH"));
                     }
                 }
             }
@@ -202,10 +200,8 @@ pub fn validate_master(text: &str) -> Vec<Violation> {
                 wanted_groups.push((n, g.to_string()));
             }
             expect_uri = Some(n);
-        } else if !line.starts_with('#') {
-            if expect_uri.take().is_none() {
-                out.push(violation(n, "a URI that follows no EXT-X-STREAM-INF"));
-            }
+        } else if !line.starts_with('#') && expect_uri.take().is_none() {
+            out.push(violation(n, "a URI that follows no EXT-X-STREAM-INF"));
         }
     }
     if let Some(n) = expect_uri {

@@ -259,11 +259,11 @@ fn tally_pad(pad: &gst::Pad, name: String, tallies: Tallies) {
                 .map_or(pts.nseconds(), |f| f.min(pts.nseconds())),
         );
         tally.end_pts_ns = tally.end_pts_ns.max(end.nseconds());
-        if tally.first_keyframe.is_none() && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+        if tally.first_keyframe.is_none()
+            && !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+            && let Ok(map) = buffer.map_readable()
         {
-            if let Ok(map) = buffer.map_readable() {
-                tally.first_keyframe = Some(map.as_slice().to_vec());
-            }
+            tally.first_keyframe = Some(map.as_slice().to_vec());
         }
         gst::PadProbeReturn::Ok
     });
@@ -323,7 +323,7 @@ fn frame_grabber(
                 let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                 // RGB rows are padded to 4 bytes; keep the tight picture.
-                let stride = ((width * 3 + 3) / 4 * 4) as usize;
+                let stride = ((width * 3).div_ceil(4) * 4) as usize;
                 let row = (width * 3) as usize;
                 let mut rgb = Vec::with_capacity(row * height as usize);
                 for y in 0..height as usize {
@@ -778,10 +778,10 @@ fn transcode_with(
                     fake
                 }
             };
-            if let Some(sinkpad) = target.static_pad("sink") {
-                if let Err(e) = pad.link(&sinkpad) {
-                    tracing::warn!(?e, kind, "could not link a decoded stream");
-                }
+            if let Some(sinkpad) = target.static_pad("sink")
+                && let Err(e) = pad.link(&sinkpad)
+            {
+                tracing::warn!(?e, kind, "could not link a decoded stream");
             }
         });
     }
@@ -797,10 +797,10 @@ fn transcode_with(
             pads_ready.store(true, std::sync::atomic::Ordering::SeqCst);
             let l = linked.lock().expect("linked lock");
             for (head, was_linked) in [(&video_head, l.0), (&audio_head, l.1)] {
-                if let (Some(h), false) = (head, was_linked) {
-                    if let Some(pad) = h.static_pad("sink") {
-                        pad.send_event(gst::event::Eos::new());
-                    }
+                if let (Some(h), false) = (head, was_linked)
+                    && let Some(pad) = h.static_pad("sink")
+                {
+                    pad.send_event(gst::event::Eos::new());
                 }
             }
         });
@@ -1218,13 +1218,12 @@ impl Range {
             if let Some(msg) = bus.timed_pop_filtered(
                 gst::ClockTime::from_mseconds(20),
                 &[gst::MessageType::Error],
-            ) {
-                if let gst::MessageView::Error(e) = msg.view() {
-                    return Err(PipelineError::Media(format!(
-                        "the file could not be decoded: {}",
-                        e.error()
-                    )));
-                }
+            ) && let gst::MessageView::Error(e) = msg.view()
+            {
+                return Err(PipelineError::Media(format!(
+                    "the file could not be decoded: {}",
+                    e.error()
+                )));
             }
         };
         let start = Some(gst::ClockTime::from_nseconds(self.seek_from(origin_ns)));

@@ -53,7 +53,8 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
-    pub fn len(&self) -> u64 {
+    /// Bytes in the range, both ends included (a range is never empty).
+    pub fn byte_count(&self) -> u64 {
         self.end - self.start + 1
     }
 }
@@ -291,7 +292,8 @@ impl ObjectStore for FileStore {
             Some(r) => {
                 file.seek(io::SeekFrom::Start(r.start)).await?;
                 use tokio::io::AsyncReadExt;
-                tokio_util::io::ReaderStream::with_capacity(file.take(r.len()), READ_CHUNK).boxed()
+                tokio_util::io::ReaderStream::with_capacity(file.take(r.byte_count()), READ_CHUNK)
+                    .boxed()
             }
             None => tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed(),
         };
