@@ -91,6 +91,7 @@ async fn a_fenced_child_reaches_its_inputs_and_its_folder_and_nothing_else() {
         "RUST_LOG",
         "TMPDIR",
         "XDG_RUNTIME_DIR",
+        "MIMALLOC_ARENA_RESERVE",
     ];
     let leaked: Vec<_> = out
         .env
@@ -146,4 +147,41 @@ async fn memory_bombs_and_endless_work_end_the_child_not_the_parent() {
         started.elapsed()
     );
     assert_eq!(err.refusal(), Some(lectern_gate::Refusal::Timeout));
+}
+
+#[test]
+fn a_child_whose_parent_is_gone_ends_at_once() {
+    use std::io::Write;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lectern"))
+        .args(["fenced", CHECK_TASK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let envelope = serde_json::json!({
+        "limits": Limits::default(),
+        "cpu_secs": 120,
+        "readable": [],
+        "writable": scratch.path(),
+        "input": Attempts { spin_secs: 60, ..Default::default() },
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{envelope}").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the child should be spinning"
+    );
+    // What a killed parent leaves: the write end of the child's stdin closed.
+    drop(stdin);
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the child outlived its parent"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

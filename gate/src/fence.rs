@@ -11,6 +11,7 @@
 //! The two speak JSON lines: the parent writes one envelope to the child's stdin; the
 //! child writes events and then one outcome to stdout, and its log to stderr.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub const CHECK_TASK: &str = "check";
 /// Bounds on one child, as settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Address space, bytes: a decoder bomb's allocation fails here.
+    /// Private writable memory (heap, stacks), bytes: a decoder bomb's allocation fails here.
     pub memory_bytes: u64,
     /// The largest file the child may write, bytes.
     pub file_bytes: u64,
@@ -184,6 +185,9 @@ impl Fence {
             // Temporary files (ORC's compiled code among them) go to the one writable folder.
             .env("TMPDIR", &task.writable)
             .env("XDG_RUNTIME_DIR", &task.writable)
+            // The binary's allocator (mimalloc) otherwise reserves writable arenas of
+            // 1 GiB at a time, which the memory limit counts before a byte is used.
+            .env("MIMALLOC_ARENA_RESERVE", "64MiB")
             .current_dir(&task.writable)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -197,7 +201,9 @@ impl Fence {
             .write_all(&stdin_bytes)
             .await
             .map_err(|e| internal("sending the task", &e))?;
-        drop(stdin);
+        // Held open until the child ends: its end closing tells the child the parent
+        // is gone (`watch_parent`).
+        let _parent_alive = stdin;
         let stderr = tokio::spawn(forward_log(
             child.stderr.take().expect("stderr is piped"),
             task.name.to_string(),
@@ -343,26 +349,46 @@ where
     let mut events = Events {
         out: std::io::stdout(),
     };
-    let envelope: Envelope<I> =
-        match serde_json::from_reader(std::io::BufReader::new(std::io::stdin().lock())) {
-            Ok(e) => e,
-            Err(e) => {
-                events.write(&Line::<(), ()>::Failed(format!("reading the task: {e}")));
-                return ExitCode::FAILURE;
-            }
-        };
+    let mut line = String::new();
+    let envelope: Envelope<I> = match std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_str(&line).map_err(|e| e.to_string()))
+    {
+        Ok(e) => e,
+        Err(e) => {
+            events.write(&Line::<(), ()>::Failed(format!("reading the task: {e}")));
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = enter(&envelope) {
         events.write(&Line::<(), ()>::Failed(format!(
             "fencing the child in: {e}"
         )));
         return ExitCode::FAILURE;
     }
+    watch_parent();
     match work(envelope.input, &mut events) {
         Ok(out) => events.write(&Line::<(), O>::Done(out)),
         Err(ChildError::Refused(r)) => events.write(&Line::<(), ()>::Refused(r)),
         Err(ChildError::Failed(detail)) => events.write(&Line::<(), ()>::Failed(detail)),
     }
     ExitCode::SUCCESS
+}
+
+/// Ends the child when its parent is gone (killed, crashed): the parent holds the
+/// write end of stdin open while it waits, so end-of-file means nobody will read the
+/// outcome. Started after the fence is up, so the thread is fenced in too.
+fn watch_parent() {
+    std::thread::spawn(|| {
+        let mut byte = [0u8; 1];
+        loop {
+            match std::io::stdin().read(&mut byte) {
+                Ok(0) | Err(_) => std::process::exit(3),
+                Ok(_) => {}
+            }
+        }
+    });
 }
 
 /// Limits, Landlock and seccomp, in that order: each later step needs less than the
@@ -376,7 +402,9 @@ fn enter<I>(envelope: &Envelope<I>) -> Result<(), String> {
 fn set_limits(limits: Limits, cpu_secs: u64) -> Result<(), String> {
     use rlimit::Resource;
     let set = |r: Resource, v: u64| r.set(v, v).map_err(|e| format!("{r:?}: {e}"));
-    set(Resource::AS, limits.memory_bytes)?;
+    // DATA, not AS: the allocator reserves address space it never touches, which AS
+    // would count; DATA counts the private writable memory a decoder really takes.
+    set(Resource::DATA, limits.memory_bytes)?;
     set(Resource::FSIZE, limits.file_bytes)?;
     set(Resource::CORE, 0)?;
     // Soft limit: SIGXCPU at the budget; hard: killed a little later.
