@@ -307,36 +307,37 @@ struct Config {
     )]
     job_timeout_base_secs: u64,
     /// Uploads wider than this many pixels are refused.
-    #[arg(long, env = "LECTERN_MAX_WIDTH", default_value_t = 8192, global = true)]
+    #[arg(long, env = "LECTERN_MAX_WIDTH", default_value_t = SourceLimits::default().max_width, global = true)]
     max_width: u32,
     /// Uploads taller than this many pixels are refused.
     #[arg(
         long,
         env = "LECTERN_MAX_HEIGHT",
-        default_value_t = 8192,
+        default_value_t = SourceLimits::default().max_height,
         global = true
     )]
     max_height: u32,
     /// Uploads whose stated frame rate is above this are refused.
-    #[arg(long, env = "LECTERN_MAX_FPS", default_value_t = 300, global = true)]
+    #[arg(long, env = "LECTERN_MAX_FPS", default_value_t = SourceLimits::default().max_fps, global = true)]
     max_fps: u32,
     /// Uploads lasting longer than this many seconds are refused.
-    #[arg(long, env = "LECTERN_MAX_DURATION_SECS", default_value_t = 12 * 3600, global = true)]
+    #[arg(long, env = "LECTERN_MAX_DURATION_SECS", default_value_t = SourceLimits::default().max_duration_secs, global = true)]
     max_duration_secs: u32,
     /// A video whose timeline has a stretch without pictures longer than this many
     /// seconds fails, instead of being filled with copies of one frame.
     #[arg(
         long,
         env = "LECTERN_MAX_GAP_SECS",
-        default_value_t = 600,
+        default_value_t = SourceLimits::default().max_gap_secs,
         global = true
     )]
     max_gap_secs: u32,
-    /// Address space of a fenced child (probing or transcoding one upload), MiB.
+    /// Private memory (heap and stacks) of a fenced child probing or transcoding one
+    /// upload, MiB.
     #[arg(
         long,
         env = "LECTERN_FENCE_MEMORY_MB",
-        default_value_t = 8192,
+        default_value_t = FenceLimits::default().memory_bytes >> 20,
         global = true
     )]
     fence_memory_mb: u64,
@@ -344,7 +345,7 @@ struct Config {
     #[arg(
         long,
         env = "LECTERN_FENCE_FILE_MB",
-        default_value_t = 2048,
+        default_value_t = FenceLimits::default().file_bytes >> 20,
         global = true
     )]
     fence_file_mb: u64,

@@ -42,12 +42,36 @@ impl Request {
     }
 }
 
+/// Below this many bytes a second of stated duration, the whole file is demuxed to
+/// find gaps in its video: few bytes for a long time is what a file that would be
+/// stretched into hours of copied frames looks like, and such a file is quick to read.
+/// Above it only the last seconds are read, to check the end.
+const SCAN_WHOLE_BELOW_BYTES_PER_SEC: f64 = 256.0 * 1024.0;
+
 pub fn analyse(req: Request) -> Result<Analysis, Refusal> {
     let timeout = Duration::from_secs(req.timeout_secs);
     let mut facts = crate::probe::probe_file(&req.source, req.timeout_secs, &req.limits)?;
+    let size = std::fs::metadata(&req.source).map(|m| m.len()).unwrap_or(0);
+    let sparse =
+        facts.has_video && (size as f64) < facts.duration_secs * SCAN_WHOLE_BELOW_BYTES_PER_SEC;
+    let from = if sparse {
+        0.0
+    } else {
+        (facts.duration_secs - 3.0).max(0.0)
+    };
+    let scanned = crate::probe::scan(&req.source, from, timeout)
+        .inspect_err(|e| tracing::info!(error = %e, "the file could not be read to its end"))
+        .ok();
+    if let Some(gap) = scanned
+        .map(|s| s.video_gap)
+        .filter(|g| *g > req.limits.max_gap_secs as f64)
+    {
+        tracing::info!(gap, "the video has a gap longer than the limit");
+        return Err(Refusal::GapTooLong(req.limits.max_gap_secs));
+    }
     // A header may state more than the file holds (a cut-off download keeps its full
     // duration): what the end really reaches is the lecture's length.
-    let reached = crate::probe::end_reached(&req.source, facts.duration_secs, timeout);
+    let reached = scanned.and_then(|s| s.end);
     let whole = reached.is_some_and(|end| crate::probe::reaches(end, facts.duration_secs));
     if let Some(end) = reached.filter(|end| !whole && *end >= crate::probe::MIN_MEDIA_SECS) {
         tracing::info!(
@@ -76,4 +100,59 @@ pub fn analyse(req: Request) -> Result<Analysis, Refusal> {
 /// How the parent runs it: `lectern fenced analyse`, reading the request on stdin.
 pub fn serve() -> std::process::ExitCode {
     lectern_gate::fence::serve(|req, _| analyse(req).map_err(lectern_gate::fence::ChildError::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ffmpeg(out: &std::path::Path, args: &str) {
+        let ok = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(args.split_whitespace())
+            .arg(out)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn request(source: PathBuf) -> Request {
+        Request {
+            source,
+            timeout_secs: 20,
+            chunk_secs: 60,
+            per_title: false,
+            limits: SourceLimits::default(),
+        }
+    }
+
+    #[test]
+    fn three_pictures_twenty_minutes_apart_are_refused_not_stretched() {
+        let dir = tempfile::tempdir().unwrap();
+        let gaps = dir.path().join("gaps.mkv");
+        ffmpeg(
+            &gaps,
+            "-f lavfi -i color=c=red:s=320x240:r=1 -frames:v 3 -vf setpts=N*1200/TB -c:v libx264 -fps_mode passthrough",
+        );
+        let reach = crate::probe::scan(&gaps, 0.0, Duration::from_secs(20)).unwrap();
+        assert!((reach.video_gap - 1200.0).abs() < 1.0, "{reach:?}");
+        assert_eq!(
+            analyse(request(gaps)).unwrap_err(),
+            Refusal::GapTooLong(600)
+        );
+
+        let steady = dir.path().join("steady.mkv");
+        ffmpeg(
+            &steady,
+            "-f lavfi -i testsrc=s=320x240:r=25:d=8 -c:v libx264 -g 50",
+        );
+        let reach = crate::probe::scan(&steady, 0.0, Duration::from_secs(20)).unwrap();
+        assert!(reach.video_gap < 0.1, "{reach:?}");
+        let analysis = analyse(request(steady)).unwrap();
+        assert!(
+            (analysis.facts.duration_secs - 8.0).abs() < 0.1,
+            "{:?}",
+            analysis.facts
+        );
+    }
 }

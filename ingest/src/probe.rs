@@ -42,7 +42,7 @@ impl Default for SourceLimits {
             max_height: 8192,
             max_fps: 300,
             max_duration_secs: 12 * 3600,
-            max_gap_secs: 300,
+            max_gap_secs: 600,
         }
     }
 }
@@ -326,8 +326,8 @@ fn facts_from(
 /// download keeps its full duration, a DASH init segment states the whole
 /// presentation's). None when nothing could be read past the seek.
 pub fn end_reached(path: &Path, duration_secs: f64, timeout: Duration) -> Option<f64> {
-    match stream_time_after_seek(path, (duration_secs - 3.0).max(0.0), timeout) {
-        Ok(reached) => reached,
+    match scan(path, (duration_secs - 3.0).max(0.0), timeout) {
+        Ok(reach) => reach.end,
         Err(e) => {
             tracing::info!(error = %e, "the end of the file could not be reached");
             None
@@ -345,13 +345,64 @@ pub fn reaches_stated_end(path: &Path, duration_secs: f64, timeout: Duration) ->
     end_reached(path, duration_secs, timeout).is_some_and(|end| reaches(end, duration_secs))
 }
 
-/// The latest stream time (seconds) any demuxed stream reaches after a key-unit seek
-/// to `seek_secs`, or None if nothing comes after the seek.
-fn stream_time_after_seek(
-    path: &Path,
-    seek_secs: f64,
-    timeout: Duration,
-) -> Result<Option<f64>, String> {
+/// What demuxing a file from a point to its end found.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Reach {
+    /// The latest stream time (seconds) any stream reached; None if nothing came.
+    pub end: Option<f64>,
+    /// The longest stretch (seconds) between two pictures of a video stream, counted
+    /// from `from` when the scan starts at the beginning.
+    pub video_gap: f64,
+}
+
+/// The longest stretch between consecutive pictures of one stream. Pictures arrive in
+/// decoding order; a window of 16 (the most frames H.264 and HEVC reorder) puts them
+/// back in presentation order before their spacing is measured.
+struct GapMeter {
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<u64>>,
+    last: Option<u64>,
+    widest: u64,
+}
+
+impl GapMeter {
+    const REORDER: usize = 16;
+
+    /// `from`: where the stream's time starts (ns), when a late first picture counts.
+    fn new(from: Option<u64>) -> Self {
+        GapMeter {
+            pending: Default::default(),
+            last: from,
+            widest: 0,
+        }
+    }
+
+    fn push(&mut self, ns: u64) {
+        self.pending.push(std::cmp::Reverse(ns));
+        if self.pending.len() > Self::REORDER {
+            self.take_earliest();
+        }
+    }
+
+    fn take_earliest(&mut self) {
+        if let Some(std::cmp::Reverse(t)) = self.pending.pop() {
+            if let Some(last) = self.last {
+                self.widest = self.widest.max(t.saturating_sub(last));
+            }
+            self.last = Some(self.last.map_or(t, |l| l.max(t)));
+        }
+    }
+
+    /// The widest gap, in seconds, once every picture is in.
+    fn finish(&mut self) -> f64 {
+        while !self.pending.is_empty() {
+            self.take_earliest();
+        }
+        self.widest as f64 / 1e9
+    }
+}
+
+/// Demuxes (no decoding) from a key-unit seek to `seek_secs` to the end.
+pub fn scan(path: &Path, seek_secs: f64, timeout: Duration) -> Result<Reach, String> {
     use std::sync::atomic::{AtomicBool, Ordering};
     gst::init().map_err(|e| e.to_string())?;
     let pipeline = gst::Pipeline::new();
@@ -362,10 +413,13 @@ fn stream_time_after_seek(
         .map_err(|e| e.to_string())?;
     src.link(&parse).map_err(|e| e.to_string())?;
     let seeked = Arc::new(AtomicBool::new(false));
-    let latest: Arc<Mutex<Option<f64>>> = Arc::default();
+    let reach: Arc<Mutex<Reach>> = Arc::default();
+    // From the start, a video that begins late begins with a gap; after a seek into
+    // the middle nothing is known of what came before.
+    let gap_from = (seek_secs == 0.0).then_some(0);
     {
         let pipeline = pipeline.downgrade();
-        let (seeked, latest) = (seeked.clone(), latest.clone());
+        let (seeked, reach) = (seeked.clone(), reach.clone());
         parse.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
@@ -388,27 +442,46 @@ fn stream_time_after_seek(
             if let Some(sinkpad) = queue.static_pad("sink") {
                 let _ = pad.link(&sinkpad);
             }
-            let (seeked, latest) = (seeked.clone(), latest.clone());
-            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-                if !seeked.load(Ordering::SeqCst) {
-                    return gst::PadProbeReturn::Ok;
-                }
-                let pts = info.buffer().and_then(|b| b.pts().or(b.dts()));
-                let segment = pad.sticky_event::<gst::event::Segment>(0);
-                let time = pts.zip(segment).and_then(|(pts, seg)| {
-                    seg.segment()
-                        .downcast_ref::<gst::ClockTime>()
-                        .and_then(|s| s.to_stream_time(pts))
-                });
-                if let Some(t) = time {
-                    let mut l = latest.lock().expect("latest lock");
-                    let secs = t.nseconds() as f64 / 1e9;
-                    if l.is_none_or(|x| secs > x) {
-                        *l = Some(secs);
+            let (seeked, reach) = (seeked.clone(), reach.clone());
+            let is_video = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            let meter = Mutex::new(GapMeter::new(gap_from));
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |pad, info| {
+                    if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                        if is_video && e.type_() == gst::EventType::Eos {
+                            let gap = meter.lock().expect("meter lock").finish();
+                            let mut r = reach.lock().expect("reach lock");
+                            r.video_gap = r.video_gap.max(gap);
+                        }
+                        return gst::PadProbeReturn::Ok;
                     }
-                }
-                gst::PadProbeReturn::Ok
-            });
+                    if !seeked.load(Ordering::SeqCst) {
+                        return gst::PadProbeReturn::Ok;
+                    }
+                    let pts = info.buffer().and_then(|b| b.pts().or(b.dts()));
+                    let segment = pad.sticky_event::<gst::event::Segment>(0);
+                    let Some(time) = pts.zip(segment).and_then(|(pts, seg)| {
+                        seg.segment()
+                            .downcast_ref::<gst::ClockTime>()
+                            .and_then(|s| s.to_stream_time(pts))
+                    }) else {
+                        return gst::PadProbeReturn::Ok;
+                    };
+                    let secs = time.nseconds() as f64 / 1e9;
+                    let mut r = reach.lock().expect("reach lock");
+                    if r.end.is_none_or(|x| secs > x) {
+                        r.end = Some(secs);
+                    }
+                    if is_video {
+                        meter.lock().expect("meter lock").push(time.nseconds());
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
         });
     }
     let result = (|| {
@@ -441,7 +514,7 @@ fn stream_time_after_seek(
             .map_err(|e| e.to_string())?;
         match bus.timed_pop_filtered(left(), &[gst::MessageType::Eos, gst::MessageType::Error]) {
             Some(m) if matches!(m.view(), gst::MessageView::Eos(_)) => {
-                Ok(*latest.lock().expect("latest lock"))
+                Ok(*reach.lock().expect("reach lock"))
             }
             Some(_) => Err("the file fails past the seek".to_string()),
             None => Err("the end was not reached in time".to_string()),
