@@ -75,13 +75,13 @@ pub fn probe_file(
     limits: &SourceLimits,
 ) -> Result<SourceFacts, Refusal> {
     let container = lectern_gate::formats::sniff(path)?;
-    let streams = preroll(path, Duration::from_secs(timeout_secs))?;
+    let streams = preroll(path, Duration::from_secs(timeout_secs), limits)?;
     facts_from(container.name, streams, limits)
 }
 
 /// Prerolls `filesrc ! decodebin` (restricted) with a fake sink per decoded stream,
 /// and reads each stream's caps, tags and codec, and the duration.
-fn preroll(path: &Path, timeout: Duration) -> Result<Streams, Refusal> {
+fn preroll(path: &Path, timeout: Duration, limits: &SourceLimits) -> Result<Streams, Refusal> {
     lectern_gate::init()?;
     let setup = |e: gst::glib::BoolError| {
         tracing::error!(error = %e, "building the probe pipeline");
@@ -137,7 +137,17 @@ fn preroll(path: &Path, timeout: Duration) -> Result<Streams, Refusal> {
             pads.lock().expect("pads lock").push(pad.clone());
         });
     }
-    let outcome = wait_for_preroll(&pipeline, timeout);
+    let outcome = wait_for_preroll(&pipeline, timeout).map_err(|refusal| {
+        // A decoder that gave up on a picture larger than the limits: say so, not
+        // that the file is damaged.
+        let decoders = decoders.lock().expect("decoders lock");
+        match decoders.iter().find_map(|d| {
+            stated_size(d).filter(|(w, h)| *w > limits.max_width || *h > limits.max_height)
+        }) {
+            Some(_) => Refusal::TooLarge(limits.max_width, limits.max_height),
+            None => refusal,
+        }
+    });
     let streams = outcome.map(|()| {
         let duration_secs = pipeline
             .query_duration::<gst::ClockTime>()
@@ -148,6 +158,16 @@ fn preroll(path: &Path, timeout: Duration) -> Result<Streams, Refusal> {
     });
     let _ = pipeline.set_state(gst::State::Null);
     streams
+}
+
+/// The picture size an encoded stream states, from its decoder's input caps.
+fn stated_size(decoder: &gst::Element) -> Option<(u32, u32)> {
+    let caps = decoder.static_pad("sink")?.current_caps()?;
+    let s = caps.structure(0)?;
+    Some((
+        s.get::<i32>("width").ok()?.max(0) as u32,
+        s.get::<i32>("height").ok()?.max(0) as u32,
+    ))
 }
 
 fn wait_for_preroll(pipeline: &gst::Pipeline, timeout: Duration) -> Result<(), Refusal> {
