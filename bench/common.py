@@ -12,7 +12,8 @@ so a module's try/finally stops what it started.
 What is here:
   - processes: `Lectern` (a `lectern serve`, or another role, on a free port with its own
     data folder, `LECTERN_RATE_LIMITS=off`, `RUST_LOG=warn`), `proc_stats()` (peak RSS
-    from VmHWM, CPU seconds from /proc/PID/stat), `raise_nofile()`, `stop_process()`,
+    from VmHWM, CPU seconds from /proc/PID/stat, ended children included),
+    `ChildrenPeak` (the fenced children's peak RSS), `raise_nofile()`, `stop_process()`,
     `free_port()`
   - the API: `Api` (a tiny JSON client; `Api.signup(base, "owner")`), `tus_upload()`,
     `wait_lecture_ready()`, `ready_lecture()` (published course + lecture + tus upload +
@@ -126,19 +127,56 @@ def raise_nofile(want=65536):
 
 
 def proc_stats(pid):
-    """Peak RSS (VmHWM, MiB) and CPU seconds (user+system) of a live process."""
+    """Peak RSS (VmHWM, MiB) and CPU seconds (user+system) of a live process, its
+    children that ended included (Lectern's fenced probes and transcodes: the kernel
+    adds a child's CPU to its parent's once the parent has waited for it)."""
     out = {"peak_rss_mib": None, "cpu_s": None}
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                out["peak_rss_mib"] = round(int(line.split()[1]) / 1024, 1)
-        # Fields after the ")" that ends the command name: utime, stime are the 12th, 13th.
+        out["peak_rss_mib"] = vm_hwm_mib(pid)
+        # Fields after the ")" that ends the command name: utime, stime, cutime, cstime
+        # are the 12th to 15th.
         stat = Path(f"/proc/{pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2:].split()
-        out["cpu_s"] = round((int(fields[11]) + int(fields[12])) / CLK_TCK, 2)
+        out["cpu_s"] = round(sum(int(f) for f in fields[11:15]) / CLK_TCK, 2)
     except (OSError, ValueError, IndexError):
         pass
     return out
+
+
+def vm_hwm_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+class ChildrenPeak:
+    """The highest peak RSS (MiB) of any child of `pid`, sampled every 100 ms while it
+    runs: Lectern runs each probe and pipeline in a fenced child process, whose memory
+    is not the parent's. A child's VmHWM only grows, so the last sample before it ends
+    misses at most its last 100 ms."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while not self._stop.wait(0.1):
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    stat = (entry / "stat").read_text()
+                    if int(stat[stat.rindex(")") + 2:].split()[1]) == self.pid:
+                        self.peak = max(self.peak, vm_hwm_mib(entry.name) or 0.0)
+                except (OSError, ValueError, IndexError):
+                    continue
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(2)
 
 
 def stop_process(proc, timeout=10):
@@ -188,6 +226,7 @@ class Lectern:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([self.bin, self.role], env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.children = ChildrenPeak(self.proc.pid)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -206,7 +245,11 @@ class Lectern:
         return self.proc is not None and self.proc.poll() is None
 
     def stats(self):
-        return proc_stats(self.proc.pid) if self.alive() else {"peak_rss_mib": None, "cpu_s": None}
+        """CPU (fenced children included) and peak RSS: the process's own, and the
+        largest of its children's (`children_peak_rss_mib`)."""
+        if not self.alive():
+            return {"peak_rss_mib": None, "cpu_s": None, "children_peak_rss_mib": None}
+        return dict(proc_stats(self.proc.pid), children_peak_rss_mib=self.children.peak)
 
     def log_tail(self, n=3000):
         try:
@@ -216,6 +259,7 @@ class Lectern:
 
     def stop(self):
         stop_process(self.proc)
+        self.children.stop()
 
     def __enter__(self):
         return self.start()

@@ -32,7 +32,7 @@ pub enum Refusal {
     TooLong(u32),
     #[error("the video has too long a gap between pictures (over {0} s)")]
     GapTooLong(u32),
-    #[error("the file could not be analysed in time")]
+    #[error("the file could not be processed in time")]
     Timeout,
     #[error("the file made the decoder fail")]
     DecoderFailed,

@@ -32,7 +32,7 @@ VOCABULARY = [
     "the recording is longer than",
     "has no picture size",
     "too long a gap",
-    "could not be analysed in time",
+    "could not be processed in time",
     "made the decoder fail",
 ]
 # What a reason must never show: where things are and what does the work.
