@@ -88,6 +88,25 @@ impl Action {
     }
 }
 
+/// The key a client is counted under: its IPv4 address, or the /64 of its IPv6 address
+/// (one subscriber's network holds a whole /64, and each address of it is free to use).
+pub fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The longest account key counted (an email address has at most 254 bytes): a longer
+/// one names no account and is not counted, so a huge key costs nothing to keep.
+pub const MAX_ACCOUNT_KEY: usize = 254;
+
 /// The limit on one action: per client IP and per account (or per email for sign-in).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActionLimits {
@@ -99,8 +118,11 @@ pub struct ActionLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitsConfig {
     limits: HashMap<Action, ActionLimits>,
-    /// Failed sign-ins for one email from one IP before each further one waits.
+    /// Failed sign-ins for one email from one client before each further one waits.
     pub login_failures_free: u32,
+    /// Failed sign-ins for one email from all clients within an hour above which each
+    /// client gets one free failure instead of `login_failures_free`.
+    pub login_failures_ceiling: u32,
 }
 
 impl Default for LimitsConfig {
@@ -117,6 +139,7 @@ impl Default for LimitsConfig {
                 (Action::PlaybackIssue, rule(600, Some(300))),
             ]),
             login_failures_free: 5,
+            login_failures_ceiling: 50,
         }
     }
 }
@@ -138,6 +161,7 @@ impl LimitsConfig {
                 })
                 .collect(),
             login_failures_free: u32::MAX,
+            login_failures_ceiling: u32::MAX,
         }
     }
 
@@ -154,10 +178,17 @@ impl LimitsConfig {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| format!("`{item}`: expected KEY=VALUE"))?;
-            if key == "login.failures" {
-                config.login_failures_free = value
+            let count = || {
+                value
                     .parse()
-                    .map_err(|_| format!("`{item}`: expected a count"))?;
+                    .map_err(|_| format!("`{item}`: expected a count"))
+            };
+            if key == "login.failures" {
+                config.login_failures_free = count()?;
+                continue;
+            }
+            if key == "login.ceiling" {
+                config.login_failures_ceiling = count()?;
                 continue;
             }
             let (action, scope) = key
@@ -210,12 +241,19 @@ impl Refusal {
     }
 }
 
-/// Keyed rate limiting (GCRA: one timestamp per key) and the sign-in failure counter.
+/// Keyed rate limiting (GCRA: one timestamp per key) and the sign-in failure counters.
 pub struct Limits {
     config: LimitsConfig,
     /// Per key: the theoretical arrival time of the next request.
     buckets: Mutex<HashMap<String, Instant>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    /// Failed sign-ins per account and client, and per account from every client.
+    failures: Mutex<FailureCounts>,
+}
+
+#[derive(Default)]
+struct FailureCounts {
+    by_client: HashMap<String, Failures>,
+    by_account: HashMap<String, Failures>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,7 +273,7 @@ impl Limits {
         Limits {
             config,
             buckets: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(FailureCounts::default()),
         }
     }
 
@@ -253,12 +291,20 @@ impl Limits {
         if buckets.len() > PRUNE_ABOVE {
             buckets.retain(|_, tat| *tat > now);
         }
+        let client = client_key(ip.0);
         let mut keys = Vec::with_capacity(2);
         if let Some(rate) = limits.per_ip {
-            keys.push((format!("{}/ip/{}", action.name(), ip.0), rate));
+            keys.push((format!("{}/ip/{client}", action.name()), rate));
         }
+        let account = account.filter(|a| a.len() <= MAX_ACCOUNT_KEY);
         if let (Some(rate), Some(account)) = (limits.per_account, account) {
-            keys.push((format!("{}/account/{}", action.name(), account), rate));
+            // A sign-in's account limit is per client too: anyone may send sign-ins for
+            // any email, and must not use up the owner's own.
+            let key = match action {
+                Action::Login => format!("login/account/{account}/{client}"),
+                _ => format!("{}/account/{account}", action.name()),
+            };
+            keys.push((key, rate));
         }
         // Check every key before counting any, so a refused request costs nothing.
         let mut next = Vec::with_capacity(keys.len());
@@ -286,49 +332,68 @@ impl Limits {
         Ok(())
     }
 
-    fn failure_keys(email: &str, ip: ClientIp) -> [String; 2] {
-        [format!("{email}/{}", ip.0), format!("{email}/*")]
+    fn failure_key(email: &str, ip: ClientIp) -> Option<String> {
+        (email.len() <= MAX_ACCOUNT_KEY).then(|| format!("{email}/{}", client_key(ip.0)))
     }
 
-    /// Whether a sign-in for `email` from `ip` must wait: after the free failures each
-    /// further one doubles the wait (1 s, 2 s, 4 s … 15 min), per IP; failures from
-    /// every IP together get four times the free ones, so a spread-out guesser slows
-    /// down too without one attacker locking the owner out at once.
+    /// Whether a sign-in for `email` from `ip` must wait. Each client has its own
+    /// count for each account: after the free failures each further one doubles its
+    /// wait (1 s, 2 s, 4 s … 15 min), so one client's wrong passwords never lock
+    /// another out. Failures from every client together set a ceiling: above it, each
+    /// client gets one free failure instead of several, so guessing spread over many
+    /// addresses slows down as well, while a client that has not failed still signs in.
     pub fn login_wait(&self, email: &str, ip: ClientIp) -> Result<(), Refusal> {
+        let Some(key) = Self::failure_key(email, ip) else {
+            return Ok(());
+        };
         let now = Instant::now();
-        let failures = self.failures.lock().expect("limits lock");
-        let free = self.config.login_failures_free;
-        for (key, free) in Self::failure_keys(email, ip)
-            .iter()
-            .zip([free, free.saturating_mul(4)])
-        {
-            let Some(f) = failures.get(key) else { continue };
-            if f.count < free || now.duration_since(f.last) > FAILURE_MEMORY {
-                continue;
-            }
-            let wait = Duration::from_secs(1u64 << (f.count - free).min(10)).min(MAX_LOGIN_WAIT);
-            let ready = f.last + wait;
-            if ready > now {
-                return Err(Refusal {
-                    message: format!(
-                        "too many failed sign-ins for this account; try again in {} s",
-                        (ready - now).as_secs().max(1)
-                    ),
-                    retry_after: ready - now,
-                });
-            }
+        let counts = self.failures.lock().expect("limits lock");
+        let recent = |f: &&Failures| now.duration_since(f.last) <= FAILURE_MEMORY;
+        let Some(mine) = counts.by_client.get(&key).filter(recent) else {
+            return Ok(());
+        };
+        let besieged = counts
+            .by_account
+            .get(email)
+            .filter(recent)
+            .is_some_and(|f| f.count >= self.config.login_failures_ceiling);
+        let free = if besieged {
+            1.min(self.config.login_failures_free)
+        } else {
+            self.config.login_failures_free
+        };
+        if mine.count < free {
+            return Ok(());
         }
-        Ok(())
+        let wait = Duration::from_secs(1u64 << (mine.count - free).min(10)).min(MAX_LOGIN_WAIT);
+        let ready = mine.last + wait;
+        if ready <= now {
+            return Ok(());
+        }
+        Err(Refusal {
+            message: format!(
+                "too many failed sign-ins for this account from here; try again in {} s",
+                (ready - now).as_secs().max(1)
+            ),
+            retry_after: ready - now,
+        })
     }
 
     pub fn login_failed(&self, email: &str, ip: ClientIp) {
+        let Some(key) = Self::failure_key(email, ip) else {
+            return;
+        };
         let now = Instant::now();
-        let mut failures = self.failures.lock().expect("limits lock");
-        if failures.len() > PRUNE_ABOVE {
-            failures.retain(|_, f| now.duration_since(f.last) < FAILURE_MEMORY);
-        }
-        for key in Self::failure_keys(email, ip) {
-            let f = failures.entry(key).or_insert(Failures {
+        let mut guard = self.failures.lock().expect("limits lock");
+        let counts = &mut *guard;
+        for (table, key) in [
+            (&mut counts.by_client, key),
+            (&mut counts.by_account, email.to_string()),
+        ] {
+            if table.len() > PRUNE_ABOVE {
+                table.retain(|_, f| now.duration_since(f.last) < FAILURE_MEMORY);
+            }
+            let f = table.entry(key).or_insert(Failures {
                 count: 0,
                 last: now,
             });
@@ -340,10 +405,14 @@ impl Limits {
         }
     }
 
+    /// A client that signs in is forgiven its failures; the account's count stays.
     pub fn login_succeeded(&self, email: &str, ip: ClientIp) {
-        let mut failures = self.failures.lock().expect("limits lock");
-        for key in Self::failure_keys(email, ip) {
-            failures.remove(&key);
+        if let Some(key) = Self::failure_key(email, ip) {
+            self.failures
+                .lock()
+                .expect("limits lock")
+                .by_client
+                .remove(&key);
         }
     }
 }
@@ -453,6 +522,85 @@ mod tests {
         limits.login_wait(email, ip(2)).unwrap();
         limits.login_succeeded(email, ip(1));
         limits.login_wait(email, ip(1)).unwrap();
+    }
+
+    #[test]
+    fn one_clients_failures_never_lock_out_another_but_many_clients_lower_the_bar() {
+        let limits = Limits::new(LimitsConfig::parse("login.failures=5,login.ceiling=20").unwrap());
+        let email = "owner@school.edu";
+        for _ in 0..100 {
+            limits.login_failed(email, ip(1));
+        }
+        assert!(
+            limits.login_wait(email, ip(1)).is_err(),
+            "the guesser waits"
+        );
+        limits
+            .login_wait(email, ip(2))
+            .expect("the owner, elsewhere, does not");
+        // 100 failures are past the ceiling: a client with one failure now waits…
+        limits.login_failed(email, ip(3));
+        assert!(limits.login_wait(email, ip(3)).is_err());
+        // …and one without any still signs in.
+        limits.login_wait(email, ip(4)).unwrap();
+        // Another account is untouched.
+        limits.login_failed("other@school.edu", ip(3));
+        limits.login_wait("other@school.edu", ip(3)).unwrap();
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_huge_keys_are_not_counted() {
+        let v6 = |s: &str| ClientIp(s.parse().unwrap());
+        assert_eq!(
+            client_key("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(client_key("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+        let limits = Limits::new(LimitsConfig::parse("signup.ip=2/60").unwrap());
+        limits
+            .check(Action::Signup, v6("2001:db8::1"), None)
+            .unwrap();
+        limits
+            .check(Action::Signup, v6("2001:db8::ffff:2"), None)
+            .unwrap();
+        assert!(
+            limits
+                .check(Action::Signup, v6("2001:db8::3"), None)
+                .is_err(),
+            "one /64, one client"
+        );
+        limits
+            .check(Action::Signup, v6("2001:db8:0:1::1"), None)
+            .unwrap();
+
+        let limits = Limits::new(LimitsConfig::default());
+        let huge = "x".repeat(128 * 1024);
+        limits.check(Action::Login, ip(1), Some(&huge)).unwrap();
+        limits.login_failed(&huge, ip(1));
+        let kept_bytes: usize = limits.buckets.lock().unwrap().keys().map(String::len).sum();
+        assert!(kept_bytes < 100, "{kept_bytes} bytes of keys kept");
+        assert!(limits.failures.lock().unwrap().by_client.is_empty());
+    }
+
+    #[test]
+    fn sign_ins_for_an_email_from_many_places_do_not_use_up_its_rate() {
+        let limits =
+            Limits::new(LimitsConfig::parse("login.ip=100/60,login.account=3/60").unwrap());
+        for last in 1..=10 {
+            for _ in 0..3 {
+                limits
+                    .check(Action::Login, ip(last), Some("owner@school.edu"))
+                    .unwrap();
+            }
+        }
+        assert!(
+            limits
+                .check(Action::Login, ip(1), Some("owner@school.edu"))
+                .is_err()
+        );
+        limits
+            .check(Action::Login, ip(11), Some("owner@school.edu"))
+            .unwrap();
     }
 
     #[test]
