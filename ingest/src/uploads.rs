@@ -98,27 +98,52 @@ pub struct NewUpload {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Checks that `user` may upload to the lecture the metadata names and records a new
-/// upload for it.
-/// Refuses an upload that would take the owner past their quota: the bytes of every
-/// upload they hold (received or still announced) for lectures that still exist.
-async fn check_quota(state: &IngestState, user: &AuthUser, length: u64) -> Result<(), IngestError> {
-    let quota = state.config.upload_quota_bytes;
-    if quota == 0 || user.is_admin() {
+/// Counts an upload of `length` bytes against its owner's quota, in the transaction
+/// that records it, and refuses it when the count would pass `quota` (0: none). The
+/// check and the count are one statement, so two uploads at once cannot both slip
+/// under the quota. Every upload counts, its lecture deleted or not; only one given up
+/// before it completed is taken back (`uncount`).
+async fn count_against_quota(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    length: u64,
+    quota: u64,
+) -> Result<(), IngestError> {
+    sqlx::query("INSERT INTO upload_usage (owner_id, bytes) VALUES ($1, 0) ON CONFLICT (owner_id) DO NOTHING")
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    let counted = sqlx::query(
+        "UPDATE upload_usage SET bytes = bytes + $1 WHERE owner_id = $2 AND ($3 = 0 OR bytes + $1 <= $3)",
+    )
+    .bind(length as i64)
+    .bind(owner)
+    .bind(quota as i64)
+    .execute(&mut **tx)
+    .await?;
+    if counted.rows_affected() == 1 {
         return Ok(());
     }
-    let (held,): (i64,) = sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(u.length), 0) AS BIGINT) FROM uploads u JOIN lectures l ON l.id = u.lecture_id WHERE u.owner_id = $1",
-    )
-    .bind(&user.id)
-    .fetch_one(&state.db)
-    .await?;
-    let held = held.max(0) as u64;
-    if held.saturating_add(length) > quota {
-        return Err(IngestError::QuotaExceeded(format!(
-            "this upload ({length} bytes) would exceed your storage quota: {held} of {quota} bytes are in use"
-        )));
-    }
+    let (used,): (i64,) = sqlx::query_as("SELECT bytes FROM upload_usage WHERE owner_id = $1")
+        .bind(owner)
+        .fetch_one(&mut **tx)
+        .await?;
+    Err(IngestError::QuotaExceeded(format!(
+        "this upload ({length} bytes) would exceed your upload quota: {used} of {quota} bytes are used by your uploads"
+    )))
+}
+
+/// Takes back the count of an upload given up or expired before it completed.
+async fn uncount(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    length: u64,
+) -> Result<(), IngestError> {
+    sqlx::query("UPDATE upload_usage SET bytes = bytes - $1 WHERE owner_id = $2 AND bytes >= $1")
+        .bind(length as i64)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -171,7 +196,6 @@ pub async fn create(
             "the lecture's last upload is still being processed".into(),
         ));
     }
-    check_quota(state, user, new.length).await?;
     let id = new_id().replace('-', "");
     let now = now_unix();
     let upload = Upload {
@@ -185,6 +209,14 @@ pub async fn create(
         state: "receiving".into(),
         expires_at: now + state.config.upload_ttl_secs,
     };
+    // Admins' uploads are counted to the lecture's owner but never refused.
+    let quota = if user.is_admin() {
+        0
+    } else {
+        state.config.upload_quota_bytes
+    };
+    let mut tx = state.db.begin().await?;
+    count_against_quota(&mut tx, &upload.owner_id, upload.length, quota).await?;
     sqlx::query(
         "INSERT INTO uploads (id, lecture_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'receiving', $8, $9)",
@@ -198,8 +230,9 @@ pub async fn create(
     .bind(&upload.storage_key)
     .bind(upload.expires_at)
     .bind(now)
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(upload)
 }
 
@@ -344,10 +377,15 @@ pub async fn terminate(state: &IngestState, upload: &Upload) -> Result<(), Inges
         ));
     }
     state.store.delete(&upload.storage_key).await?;
-    sqlx::query("DELETE FROM uploads WHERE id = $1")
+    let mut tx = state.db.begin().await?;
+    let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1 AND state = 'receiving'")
         .bind(&upload.id)
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await?;
+    if deleted.rows_affected() == 1 {
+        uncount(&mut tx, &upload.owner_id, upload.length).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -644,18 +682,23 @@ pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
 
 /// Removes uploads that expired before they were complete, with their bytes.
 pub async fn sweep_expired(state: &IngestState) -> Result<usize, IngestError> {
-    let expired: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, storage_key FROM uploads WHERE state = 'receiving' AND expires_at < $1",
+    let expired: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT id, storage_key, owner_id, length FROM uploads WHERE state = 'receiving' AND expires_at < $1",
     )
     .bind(now_unix())
     .fetch_all(&state.db)
     .await?;
-    for (id, key) in &expired {
+    for (id, key, owner, length) in &expired {
         state.store.delete(key).await?;
-        sqlx::query("DELETE FROM uploads WHERE id = $1 AND state = 'receiving'")
+        let mut tx = state.db.begin().await?;
+        let deleted = sqlx::query("DELETE FROM uploads WHERE id = $1 AND state = 'receiving'")
             .bind(id)
-            .execute(&state.db)
+            .execute(&mut *tx)
             .await?;
+        if deleted.rows_affected() == 1 {
+            uncount(&mut tx, owner, (*length).max(0) as u64).await?;
+        }
+        tx.commit().await?;
     }
     Ok(expired.len())
 }
