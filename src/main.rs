@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use clap::{Args, Parser, Subcommand};
+use lectern_catalog::accounts::OwnerSignup;
 use lectern_catalog::playback::PlaybackTokens;
 use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
@@ -117,6 +118,16 @@ enum UserCommand {
         #[arg(long, default_value = "admin", value_parser = ["student", "owner", "admin"])]
         role: String,
     },
+    /// Makes an owner invite code (for `LECTERN_OWNER_SIGNUP=invite`) and prints it.
+    Invite {
+        /// Days the code stays valid.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+    },
+    /// Lists the sign-ups waiting to be approved as owners (`LECTERN_OWNER_SIGNUP=approval`).
+    Pending,
+    /// Makes the account with this email an owner.
+    Approve { email: String },
 }
 
 #[derive(Args, Clone)]
@@ -233,6 +244,18 @@ struct Config {
     /// Memory for the playlists, segments and posters /play serves most, in bytes.
     #[arg(long, env = "LECTERN_PLAY_CACHE_BYTES", default_value_t = 128 * 1024 * 1024, global = true)]
     play_cache_bytes: usize,
+    /// Who may sign up as an owner: anyone (`open`), holders of an invite code from
+    /// `lectern user invite` (`invite`), or anyone once `lectern user approve` (`approval`).
+    #[arg(long, env = "LECTERN_OWNER_SIGNUP", default_value = "open", value_parser = ["open", "invite", "approval"], global = true)]
+    owner_signup: String,
+    /// Live-event connections (WebSockets) one account may hold open at once.
+    #[arg(
+        long,
+        env = "LECTERN_SOCKETS_PER_USER",
+        default_value_t = 8,
+        global = true
+    )]
+    sockets_per_user: usize,
     /// Lectures longer than this many seconds are split into chunk jobs (whole
     /// segments) that any worker may take, and play before they finish; 0 never splits.
     #[arg(long, env = "LECTERN_CHUNK_SECS", default_value_t = 60, global = true)]
@@ -837,6 +860,8 @@ fn catalog_state(
                 Delivery::Proxy
             },
             play_cache_bytes: c.play_cache_bytes,
+            sockets_per_user: c.sockets_per_user.max(1),
+            owner_signup: OwnerSignup::parse(&c.owner_signup).expect("clap checked the policy"),
         },
         limits,
     ))
@@ -1064,30 +1089,61 @@ async fn run() -> anyhow::Result<()> {
             println!("database is up to date");
             Ok(())
         }
-        Command::User {
-            command:
-                UserCommand::Create {
-                    email,
-                    password,
-                    name,
-                    role,
-                },
+        Command::User { command } => user_admin(&c, command).await,
+    }
+}
+
+/// `lectern user create | invite | pending | approve`: accounts, and who may become an
+/// owner.
+async fn user_admin(c: &Config, command: UserCommand) -> anyhow::Result<()> {
+    use lectern_catalog::accounts;
+    std::fs::create_dir_all(&c.data_dir)?;
+    let db = lectern_common::db::connect(&c.database_url())
+        .await
+        .context("opening the database")?;
+    let failed = |e: lectern_catalog::CatalogError| anyhow::anyhow!("{e}");
+    match command {
+        UserCommand::Create {
+            email,
+            password,
+            name,
+            role,
         } => {
-            std::fs::create_dir_all(&c.data_dir)?;
-            let db = lectern_common::db::connect(&c.database_url())
-                .await
-                .context("opening the database")?;
             let role = Role::parse(&role).expect("clap checked the role");
-            let user = lectern_catalog::accounts::create_user(&db, &email, &password, &name, role)
+            let user = accounts::create_user(&db, &email, &password, &name, role)
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(failed)?;
             println!(
                 "{}",
                 serde_json::json!({"id": user.id, "email": user.email, "role": user.role})
             );
-            Ok(())
+        }
+        UserCommand::Invite { days } => {
+            let code = accounts::create_invite(&db, i64::from(days) * 86_400)
+                .await
+                .map_err(failed)?;
+            println!(
+                "{}",
+                serde_json::json!({"invite": code, "valid_days": days})
+            );
+        }
+        UserCommand::Pending => {
+            for user in accounts::pending_owners(&db).await.map_err(failed)? {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id, "email": user.email, "name": user.name})
+                );
+            }
+        }
+        UserCommand::Approve { email } => {
+            let user = accounts::approve_owner(&db, &email).await.map_err(failed)?;
+            println!(
+                "{}",
+                serde_json::json!({"id": user.id, "email": user.email, "role": user.role})
+            );
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -111,6 +111,38 @@ pub struct Signup {
     /// student (default) or owner.
     #[schema(pattern = "^(student|owner)$")]
     pub role: Option<String>,
+    /// An owner's invite code, where owners sign up by invitation
+    /// (`LECTERN_OWNER_SIGNUP=invite`).
+    #[schema(max_length = 64)]
+    pub invite: Option<String>,
+}
+
+/// Who may sign up as an owner (`LECTERN_OWNER_SIGNUP`): anyone (`open`), whoever
+/// holds an invite code an admin made (`invite`), or anyone once an admin approves
+/// (`approval`: the account is a student's until then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnerSignup {
+    #[default]
+    Open,
+    Invite,
+    Approval,
+}
+
+impl OwnerSignup {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(OwnerSignup::Open),
+            "invite" => Some(OwnerSignup::Invite),
+            "approval" => Some(OwnerSignup::Approval),
+            _ => None,
+        }
+    }
+}
+
+/// What a sign-up made: the account, and whether its owner request awaits an admin.
+pub struct SignedUp {
+    pub user: User,
+    pub owner_request_pending: bool,
 }
 
 /// Creates an account. Sign-up offers student and owner; admins come from the CLI.
@@ -151,17 +183,166 @@ pub async fn create_user(
     })
 }
 
-pub async fn signup(db: &Db, req: Signup) -> Result<User, CatalogError> {
-    let role = match req.role.as_deref().unwrap_or("student") {
-        "student" => Role::Student,
-        "owner" => Role::Owner,
+pub async fn signup(db: &Db, req: Signup, policy: OwnerSignup) -> Result<SignedUp, CatalogError> {
+    if req
+        .invite
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_INVITE)
+    {
+        return Err(CatalogError::Invalid(format!(
+            "invite must be at most {MAX_INVITE} characters"
+        )));
+    }
+    let wants_owner = match req.role.as_deref().unwrap_or("student") {
+        "student" => false,
+        "owner" => true,
         _ => {
             return Err(CatalogError::Invalid(
                 "role must be student or owner".into(),
             ));
         }
     };
-    create_user(db, &req.email, &req.password, &req.name, role).await
+    let invited = wants_owner && policy == OwnerSignup::Invite;
+    let claim = if invited {
+        let code = req
+            .invite
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                CatalogError::Forbidden("owners sign up with an invite code from an admin".into())
+            })?;
+        Some(claim_invite(db, code).await?)
+    } else {
+        None
+    };
+    let role = match (wants_owner, policy) {
+        (true, OwnerSignup::Open | OwnerSignup::Invite) => Role::Owner,
+        // A student until an admin approves the request.
+        (true, OwnerSignup::Approval) | (false, _) => Role::Student,
+    };
+    let created = create_user(db, &req.email, &req.password, &req.name, role).await;
+    if let Some(claim) = &claim {
+        // The code goes to the account, or back to the pool when none was made.
+        let user = created.as_ref().ok().map(|u| u.id.as_str());
+        settle_invite(db, claim, user).await?;
+    }
+    let user = created?;
+    let pending = wants_owner && policy == OwnerSignup::Approval;
+    if pending {
+        sqlx::query("UPDATE users SET owner_requested_at = $1 WHERE id = $2")
+            .bind(now_unix())
+            .bind(&user.id)
+            .execute(db)
+            .await?;
+    }
+    Ok(SignedUp {
+        user,
+        owner_request_pending: pending,
+    })
+}
+
+/// The longest invite code accepted (the API description's maxLength).
+const MAX_INVITE: usize = 64;
+
+fn invite_hash(code: &str) -> String {
+    use sha2::Digest;
+    hex_lower(&sha2::Sha256::digest(code.trim().as_bytes()))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Takes an unused, unexpired invite for a sign-up in progress (one statement, so two
+/// sign-ups cannot take one code); returns the claim to settle.
+async fn claim_invite(db: &Db, code: &str) -> Result<String, CatalogError> {
+    let claim = format!("claim:{}", new_id());
+    let taken = sqlx::query(
+        "UPDATE owner_invites SET used_by = $1, used_at = $2 WHERE code_hash = $3 AND used_by IS NULL AND expires_at > $2",
+    )
+    .bind(&claim)
+    .bind(now_unix())
+    .bind(invite_hash(code))
+    .execute(db)
+    .await?;
+    if taken.rows_affected() == 0 {
+        return Err(CatalogError::Forbidden(
+            "the invite code is not valid".into(),
+        ));
+    }
+    Ok(claim)
+}
+
+/// Gives a claimed invite to the account made with it, or frees it when none was.
+async fn settle_invite(db: &Db, claim: &str, user: Option<&str>) -> Result<(), CatalogError> {
+    let settled = match user {
+        Some(user) => sqlx::query("UPDATE owner_invites SET used_by = $1 WHERE used_by = $2")
+            .bind(user)
+            .bind(claim),
+        None => sqlx::query(
+            "UPDATE owner_invites SET used_by = NULL, used_at = NULL WHERE used_by = $1",
+        )
+        .bind(claim),
+    };
+    settled.execute(db).await?;
+    Ok(())
+}
+
+/// A new owner invite code (for `lectern user invite`), valid for `ttl_secs`. Only
+/// its hash is stored.
+pub async fn create_invite(db: &Db, ttl_secs: i64) -> Result<String, CatalogError> {
+    let code = hex_lower(&rand::random::<[u8; 16]>());
+    let now = now_unix();
+    sqlx::query(
+        "INSERT INTO owner_invites (code_hash, created_at, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(invite_hash(&code))
+    .bind(now)
+    .bind(now + ttl_secs)
+    .execute(db)
+    .await?;
+    Ok(code)
+}
+
+/// Accounts waiting for an admin to approve them as owners (`lectern user pending`).
+pub async fn pending_owners(db: &Db) -> Result<Vec<User>, CatalogError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT id, email, name FROM users WHERE owner_requested_at IS NOT NULL AND role = 'student' ORDER BY owner_requested_at",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, email, name)| User {
+            id,
+            email,
+            name,
+            role: Role::Student,
+        })
+        .collect())
+}
+
+/// Makes the account with this email an owner (`lectern user approve EMAIL`).
+pub async fn approve_owner(db: &Db, email: &str) -> Result<User, CatalogError> {
+    let email = Email::parse(email)?;
+    let updated = sqlx::query("UPDATE users SET role = 'owner', owner_requested_at = NULL WHERE email = $1 AND role = 'student'")
+        .bind(email.as_str())
+        .execute(db)
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(CatalogError::NotFound("student account with this email"));
+    }
+    let (id, name): (String, String) =
+        sqlx::query_as("SELECT id, name FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_one(db)
+            .await?;
+    Ok(User {
+        id,
+        email: email.0,
+        name,
+        role: Role::Owner,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -170,16 +351,21 @@ pub struct Login {
     pub password: String,
 }
 
-/// A sign-in under the abuse limits: a rate per IP and per email, and a growing wait
-/// after repeated failures (checked before the password, so a locked-out guesser
-/// learns nothing).
+/// A sign-in under the abuse limits: a rate per client and per client and email, and
+/// a growing wait after repeated failures (checked before the password, so a locked-out
+/// guesser learns nothing). The email is validated before it is counted: what is not
+/// an address names no account and costs only the client's own rate.
 pub async fn guarded_login(
     db: &Db,
     limits: &Limits,
     ip: ClientIp,
     req: Login,
 ) -> Result<User, CatalogError> {
-    let email = req.email.trim().to_lowercase();
+    let Ok(email) = Email::parse(&req.email) else {
+        limits.check(Action::Login, ip, None)?;
+        return Err(CatalogError::BadCredentials);
+    };
+    let email = email.0;
     limits.check(Action::Login, ip, Some(&email))?;
     limits.login_wait(&email, ip)?;
     match login(db, req).await {

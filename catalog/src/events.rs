@@ -2,6 +2,8 @@
 //! asset, so redelivered or stale events are harmless) and pushed live to the
 //! WebSocket clients who may see them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -275,9 +277,62 @@ pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, hub: Hub) {
     }
 }
 
-/// Serves one WebSocket client: the events it may see, until it goes away.
-pub async fn serve_socket(mut socket: WebSocket, user: AuthUser, db: Db, hub: Hub) {
+/// The close code of a connection whose access token expired (4000-4999: the
+/// application's own).
+pub const TOKEN_EXPIRED: u16 = 4001;
+
+/// The live connections each user holds open, so one account cannot hold thousands.
+#[derive(Clone, Default)]
+pub struct Sockets(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One admitted connection; it gives its place back when dropped.
+pub struct SocketSlot {
+    sockets: Sockets,
+    user: String,
+}
+
+impl Sockets {
+    /// A place for one more connection of `user`, when it holds fewer than `max`.
+    pub fn admit(&self, user: &str, max: usize) -> Option<SocketSlot> {
+        let mut open = self.0.lock().expect("sockets lock");
+        let held = open.entry(user.to_string()).or_default();
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(SocketSlot {
+            sockets: self.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self.sockets.0.lock().expect("sockets lock");
+        if let Some(held) = open.get_mut(&self.user) {
+            *held -= 1;
+            if *held == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// Serves one WebSocket client: the events it may see, until it goes away or the
+/// access token it came with expires (then it is closed with code 4001, and the client
+/// reconnects with a fresh token).
+pub async fn serve_socket(
+    mut socket: WebSocket,
+    user: AuthUser,
+    db: Db,
+    hub: Hub,
+    _slot: SocketSlot,
+) {
     let mut events = hub.subscribe();
+    let left = (user.expires_at - now_unix()).max(0) as u64;
+    let expiry = tokio::time::sleep(Duration::from_secs(left));
+    tokio::pin!(expiry);
     let hello = serde_json::json!({"type": "hello", "user_id": user.id, "role": user.role});
     if socket
         .send(Message::Text(hello.to_string().into()))
@@ -324,6 +379,11 @@ pub async fn serve_socket(mut socket: WebSocket, user: AuthUser, db: Db, hub: Hu
                 if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return;
                 }
+            }
+            _ = &mut expiry => {
+                let close = axum::extract::ws::CloseFrame { code: TOKEN_EXPIRED, reason: "the access token expired".into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return;
             }
         }
     }

@@ -35,6 +35,10 @@ pub struct CatalogConfig {
     pub delivery: Delivery,
     /// Memory for the files /play serves most (0: none).
     pub play_cache_bytes: usize,
+    /// Live-event connections one user may hold open at once.
+    pub sockets_per_user: usize,
+    /// Who may sign up as an owner.
+    pub owner_signup: accounts::OwnerSignup,
 }
 
 /// How segment bytes reach players.
@@ -62,6 +66,7 @@ pub struct CatalogParts {
     pub tokens: AccessTokens,
     pub playback: playback::PlaybackTokens,
     pub hub: events::Hub,
+    pub sockets: events::Sockets,
     pub config: CatalogConfig,
     pub limits: Arc<Limits>,
     pub play_cache: cache::ObjectCache,
@@ -98,6 +103,7 @@ impl CatalogState {
             tokens,
             playback,
             hub: events::hub(),
+            sockets: events::Sockets::default(),
             config,
             limits,
             play_cache,

@@ -148,6 +148,10 @@ struct Session {
     /// Send as `Authorization: Bearer <token>`.
     token: String,
     user: User,
+    /// Set on a sign-up as owner where owners are approved by an admin
+    /// (`LECTERN_OWNER_SIGNUP=approval`): the account is a student's until then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    owner_request_pending: bool,
 }
 
 #[utoipa::path(
@@ -160,9 +164,16 @@ async fn signup(
     ApiJson(req): ApiJson<accounts::Signup>,
 ) -> Result<(StatusCode, Json<Session>), CatalogError> {
     s.limits.check(Action::Signup, ip, None)?;
-    let user = accounts::signup(&s.db, req).await?;
-    let token = s.tokens.issue(&user.id, user.role);
-    Ok((StatusCode::CREATED, Json(Session { token, user })))
+    let made = accounts::signup(&s.db, req, s.config.owner_signup).await?;
+    let token = s.tokens.issue(&made.user.id, made.user.role);
+    Ok((
+        StatusCode::CREATED,
+        Json(Session {
+            token,
+            user: made.user,
+            owner_request_pending: made.owner_request_pending,
+        }),
+    ))
 }
 
 #[utoipa::path(
@@ -176,7 +187,11 @@ async fn login(
 ) -> Result<Json<Session>, CatalogError> {
     let user = accounts::guarded_login(&s.db, &s.limits, ip, req).await?;
     let token = s.tokens.issue(&user.id, user.role);
-    Ok(Json(Session { token, user }))
+    Ok(Json(Session {
+        token,
+        user,
+        owner_request_pending: false,
+    }))
 }
 
 #[utoipa::path(
@@ -531,11 +546,25 @@ async fn live_events(
     let ws = ws.map_err(|r| {
         CatalogError::Invalid(format!("this is a WebSocket endpoint: {}", r.body_text()))
     })?;
+    let slot = s
+        .sockets
+        .admit(&user.id, s.config.sockets_per_user)
+        .ok_or_else(|| {
+            CatalogError::RateLimited(lectern_common::limits::Refusal {
+                message: format!(
+                    "at most {} live connections per account are open at once",
+                    s.config.sockets_per_user
+                ),
+                retry_after: std::time::Duration::from_secs(5),
+            })
+        })?;
     // Clients only listen; anything they send is small.
     Ok(ws
         .max_message_size(4096)
         .protocols([lectern_common::auth::WS_BEARER_PROTOCOL])
-        .on_upgrade(move |socket| events::serve_socket(socket, user, s.db.clone(), s.hub.clone())))
+        .on_upgrade(move |socket| {
+            events::serve_socket(socket, user, s.db.clone(), s.hub.clone(), slot)
+        }))
 }
 
 /// Playback is meant to be embedded anywhere the signed URL goes (an LMS page), so

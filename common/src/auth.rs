@@ -106,6 +106,7 @@ impl AccessTokens {
         Some(AuthUser {
             id: data.claims.sub,
             role: data.claims.role,
+            expires_at: data.claims.exp,
         })
     }
 }
@@ -115,6 +116,9 @@ impl AccessTokens {
 pub struct AuthUser {
     pub id: String,
     pub role: Role,
+    /// When the token that signed the request in expires (unix seconds): what lasts
+    /// longer than a request (a live connection) ends then.
+    pub expires_at: i64,
 }
 
 impl AuthUser {

@@ -2,7 +2,7 @@
 // only into Authorization headers (and the WebSocket subprotocol), never into URLs.
 
 export interface User { id: string; email: string; name: string; role: 'student' | 'owner' | 'admin' }
-export interface Session { token: string; user: User }
+export interface Session { token: string; user: User; owner_request_pending?: boolean }
 export interface Course {
   id: string; owner_id: string; title: string; description: string; category: string;
   price_cents: number; published: boolean; lecture_count: number; poster_url: string | null;
@@ -64,8 +64,8 @@ export async function api<T>(method: string, path: string, body?: unknown, init:
 }
 
 export const Api = {
-  signup: (email: string, password: string, name: string, role: string) =>
-    api<Session>('POST', '/api/auth/signup', { email, password, name, role }),
+  signup: (email: string, password: string, name: string, role: string, invite?: string) =>
+    api<Session>('POST', '/api/auth/signup', { email, password, name, role, ...(invite ? { invite } : {}) }),
   login: (email: string, password: string) => api<Session>('POST', '/api/auth/login', { email, password }),
   courses: (q: { q?: string; category?: string; page?: number; mine?: boolean }) => {
     const p = new URLSearchParams();

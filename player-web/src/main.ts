@@ -49,6 +49,10 @@ function authPage(mode: 'login' | 'signup') {
   const password = h('input', { id: 'password', type: 'password', required: true, minlength: 8, autocomplete: mode === 'login' ? 'current-password' : 'new-password' });
   const name = h('input', { id: 'name', required: true, autocomplete: 'name' });
   const role = h('select', { id: 'role' }, h('option', { value: 'student' }, 'Student'), h('option', { value: 'owner' }, 'Teacher (course owner)'));
+  // Where teachers sign up by invitation, the code the school's admin gave them.
+  const invite = h('input', { id: 'invite', autocomplete: 'off', maxlength: 64 });
+  const inviteField = h('div', { hidden: true }, h('label', { for: 'invite' }, 'Invite code (if your school gave you one)'), invite);
+  role.addEventListener('change', () => { inviteField.hidden = role.value !== 'owner'; });
   const error = h('p', { class: 'error', role: 'alert' });
   const form = h(
     'form',
@@ -59,7 +63,7 @@ function authPage(mode: 'login' | 'signup') {
     email,
     h('label', { for: 'password' }, 'Password'),
     password,
-    mode === 'signup' ? [h('label', { for: 'role' }, 'I am a'), role] : null,
+    mode === 'signup' ? [h('label', { for: 'role' }, 'I am a'), role, inviteField] : null,
     error,
     h('button', { type: 'submit', class: 'primary' }, mode === 'login' ? 'Sign in' : 'Sign up'),
     h('p', {}, mode === 'login' ? h('a', { href: '#/signup' }, 'New here? Create an account') : h('a', { href: '#/login' }, 'Already have an account? Sign in')),
@@ -68,9 +72,16 @@ function authPage(mode: 'login' | 'signup') {
     e.preventDefault();
     error.textContent = '';
     try {
-      const s = mode === 'login' ? await Api.login(email.value, password.value) : await Api.signup(email.value, password.value, name.value, role.value);
+      const s = mode === 'login' ? await Api.login(email.value, password.value) : await Api.signup(email.value, password.value, name.value, role.value, invite.value.trim());
       setSession(s);
       renderNav();
+      if (s.owner_request_pending) {
+        page('Request sent', h('div', { class: 'card narrow' },
+          h('h1', {}, 'Request sent'),
+          h('p', {}, 'An administrator will approve your account as a teacher. Until then you can watch courses as a student.'),
+          h('a', { href: '#/' }, 'Browse courses')));
+        return;
+      }
       const next = sessionStorage.getItem('lectern.after-login');
       sessionStorage.removeItem('lectern.after-login');
       location.hash = next || (s.user.role === 'student' ? '#/' : '#/studio');

@@ -69,3 +69,41 @@ def test_events_need_a_valid_token(server):
             raise AssertionError("connected without a valid token")
     except Exception as e:  # the upgrade is refused with 401
         assert "401" in str(e), e
+
+
+def test_live_connections_are_capped_per_account_and_end_with_the_token(tmp_path, lectern_bin):
+    from conftest import Server
+    from websockets.exceptions import ConnectionClosed
+    from contextlib import ExitStack
+    s = Server(tmp_path / "data", env={"LECTERN_SOCKETS_PER_USER": "3", "LECTERN_ACCESS_TOKEN_TTL": "4"}).start()
+    try:
+        user = Api.signup(s.url, "student")
+        ws = s.url.replace("http://", "ws://") + "/api/events"
+        stack = ExitStack()
+        hold = lambda: stack.enter_context(connect(ws, subprotocols=["bearer", user.token]))  # noqa: E731
+        held = [hold() for _ in range(3)]
+        try:
+            with connect(ws, subprotocols=["bearer", user.token]):
+                raise AssertionError("a fourth connection was let in")
+        except Exception as e:
+            assert "429" in str(e), e
+        # Another account has places of its own.
+        other = Api.signup(s.url, "student")
+        with connect(ws, subprotocols=["bearer", other.token]) as ok:
+            assert json.loads(ok.recv(timeout=5))["type"] == "hello"
+        # A place comes back when a connection closes.
+        held.pop().close()
+        time.sleep(0.3)
+        held.append(hold())
+        # The token lives 4 s: every connection made with it is closed then, with 4001.
+        started = time.time()
+        for conn in held:
+            try:
+                while True:
+                    conn.recv(timeout=10)
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 4001, closed
+        assert time.time() - started < 8
+        stack.close()
+    finally:
+        s.stop()

@@ -186,8 +186,48 @@ def test_upload_quota_per_owner(tmp_path, lectern_bin):
         # Giving the upload up frees its share.
         assert owner.delete(first.headers["Location"], headers=TUS).status_code == 204
         assert create(lectures[1], 600_000).status_code == 201
+        # Deleting the lecture does not: the upload was made, and its work with it.
+        assert owner.delete(f"/api/lectures/{lectures[1]['id']}").status_code == 204
+        refused(create(lectures[0], 600_000), 413, "quota_exceeded")
+        # Many uploads at once cannot slip past the quota together.
+        third = other.lecture(other.course()["id"])
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: create_upload(other, third["id"], 40_000, "c.mp4").status_code, range(8)))
+        assert codes.count(201) == 2 and codes.count(413) == 6, codes
     finally:
         s.stop()
+
+
+def test_a_huge_email_costs_the_sender_its_own_rate_only(limited):
+    email = "x" * (100 * 1024) + "@example.org"
+    r = requests.post(limited.url + "/api/auth/login", headers=from_ip("192.0.2.60"), json={"email": email, "password": "p"})
+    refused(r, 401, "bad_credentials")
+    # The log and the limiter kept nothing of it.
+    assert email[:4096] not in limited.log_path.read_text()
+
+
+def test_guessing_from_everywhere_does_not_lock_the_owner_out(limited):
+    r = signup(limited, "198.51.100.40", role="student")
+    email = json.loads(r.request.body)["email"]
+
+    def login(password, ip):
+        return requests.post(limited.url + "/api/auth/login", headers=from_ip(ip), json={"email": email, "password": password})
+
+    # 60 wrong passwords from 20 addresses: past the account's ceiling.
+    for i in range(60):
+        login("wrong password", f"192.0.2.{100 + i % 20}")
+    # An address that has not failed signs in at once…
+    assert login("correct horse 1", "192.0.2.250").status_code == 200
+    # …and one that failed once now waits, where it had free tries before.
+    refused(login("wrong", "192.0.2.251"), 401, "bad_credentials")
+    assert login("correct horse 1", "192.0.2.251").status_code == 429
+
+
+def test_ipv6_clients_are_one_client_per_64(limited):
+    codes = [signup(limited, f"2001:db8:77:1::{i:x}").status_code for i in range(1, 5)]
+    assert codes == [201, 201, 201, 429], codes
+    assert signup(limited, "2001:db8:77:2::1").status_code == 201
 
 
 def test_every_response_has_a_request_id_and_refusals_are_logged_with_it(server):
@@ -354,3 +394,63 @@ def test_refusals_say_why_and_leak_no_internals(server):
         for leak in (data_dir, "/src/", ".rs:", "panicked", "stack backtrace", "sqlx", "gstreamer"):
             assert leak not in r.text, f"{r.request.url} leaks {leak!r}: {r.text}"
         assert r.headers.get("X-Request-Id")
+
+
+def lectern_cli(server, *args):
+    """`lectern ARGS…` on the server's data folder and backends; its JSON lines."""
+    import subprocess
+    from conftest import BIN
+    out = subprocess.run([str(BIN), *args], env=server.env, capture_output=True, text=True, timeout=60, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def owner_signup(server, invite=None):
+    email = f"teacher-{os.urandom(5).hex()}@example.org"
+    body = {"email": email, "password": "correct horse 1", "name": "T", "role": "owner"}
+    if invite is not None:
+        body["invite"] = invite
+    return requests.post(server.url + "/api/auth/signup", json=body)
+
+
+def test_owners_sign_up_with_an_invite_code_used_once(tmp_path, lectern_bin):
+    s = Server(tmp_path / "data", env={"LECTERN_OWNER_SIGNUP": "invite"}).start()
+    try:
+        assert "invite code" in refused(owner_signup(s), 403, "forbidden")
+        refused(owner_signup(s, "not-a-code"), 403, "forbidden")
+        # Students need no code.
+        assert signup(s, "198.51.100.70", role="student").json()["user"]["role"] == "student"
+        (made,) = lectern_cli(s, "user", "invite", "--days", "1")
+        r = owner_signup(s, made["invite"])
+        assert r.status_code == 201 and r.json()["user"]["role"] == "owner", r.text
+        refused(owner_signup(s, made["invite"]), 403, "forbidden")
+        # A code whose sign-up failed (the email was taken) is not used up.
+        (again,) = lectern_cli(s, "user", "invite")
+        taken = json.loads(r.request.body)["email"]
+        conflict = requests.post(s.url + "/api/auth/signup", json={"email": taken, "password": "correct horse 1", "name": "T",
+                                                                   "role": "owner", "invite": again["invite"]})
+        assert conflict.status_code == 409
+        assert owner_signup(s, again["invite"]).status_code == 201
+    finally:
+        s.stop()
+
+
+def test_owners_wait_for_an_admin_where_owners_are_approved(tmp_path, lectern_bin):
+    s = Server(tmp_path / "data", env={"LECTERN_OWNER_SIGNUP": "approval"}).start()
+    try:
+        r = owner_signup(s)
+        assert r.status_code == 201, r.text
+        session = r.json()
+        assert session["user"]["role"] == "student" and session["owner_request_pending"] is True
+        student = Api(s.url, session["token"])
+        refused(student.post("/api/courses", json={"title": "Too early"}), 403, "forbidden")
+        email = session["user"]["email"]
+        assert [p["email"] for p in lectern_cli(s, "user", "pending")] == [email]
+        (approved,) = lectern_cli(s, "user", "approve", email)
+        assert approved["role"] == "owner"
+        assert lectern_cli(s, "user", "pending") == []
+        login = requests.post(s.url + "/api/auth/login", json={"email": email, "password": "correct horse 1"}).json()
+        owner = Api(s.url, login["token"])
+        assert login["user"]["role"] == "owner"
+        assert owner.post("/api/courses", json={"title": "Now"}).status_code == 201
+    finally:
+        s.stop()
