@@ -23,6 +23,10 @@ eval "$(scripts/services.sh start)"
 trap 'scripts/services.sh stop' EXIT
 export LECTERN_REQUIRE_SERVICES=1
 
+echo "==> formatting and lints (cargo fmt, cargo clippy -D warnings)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "==> building"
 cargo build --workspace --all-targets --locked
 (cd player-web && npm run --silent build)
