@@ -26,7 +26,10 @@ async fn attempt(
         writable,
         time,
     };
-    fence.run(task, |()| {}, std::future::pending()).await
+    fence
+        .run(task, |()| {}, std::future::pending())
+        .await
+        .map_err(|failure| failure.error)
 }
 
 #[tokio::test]

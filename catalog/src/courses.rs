@@ -527,6 +527,50 @@ pub struct LectureLadder {
     pub report: Option<serde_json::Value>,
 }
 
+/// Why a lecture's latest upload failed, for its owner: more than the reason everyone
+/// sees, never a path or an address.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LectureDiagnostics {
+    pub status: String,
+    /// The reason everyone who sees the lecture sees.
+    pub failure_reason: Option<String>,
+    /// The last log lines of the process that probed or transcoded the file, with
+    /// paths and addresses taken out; null unless the lecture failed on its file.
+    pub diagnostics: Option<String>,
+    /// What the probe found of the file (container, streams, size, duration); null
+    /// when it was refused before.
+    #[schema(value_type = Option<Object>)]
+    pub source: Option<serde_json::Value>,
+}
+
+/// For the course's owner and admins.
+pub async fn lecture_diagnostics(
+    db: &Db,
+    user: &AuthUser,
+    id: &str,
+) -> Result<LectureDiagnostics, CatalogError> {
+    let (lecture, course) = visible_lecture(db, user, id).await?;
+    if !course.editable_by(user) {
+        return Err(CatalogError::Forbidden(
+            "only the course's owner may see a lecture's diagnostics".into(),
+        ));
+    }
+    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT l.failure_diagnostics, a.probe FROM lectures l LEFT JOIN assets a ON a.id = l.asset_id WHERE l.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    let (diagnostics, probe) = row.unwrap_or_default();
+    let failed = lecture.status == "failed";
+    Ok(LectureDiagnostics {
+        status: lecture.status,
+        failure_reason: lecture.failure_reason,
+        diagnostics: diagnostics.filter(|_| failed),
+        source: probe.as_deref().and_then(|p| serde_json::from_str(p).ok()),
+    })
+}
+
 /// For the course's owner and admins: encoding details are not for students.
 pub async fn lecture_ladder(
     db: &Db,

@@ -128,13 +128,18 @@ pub async fn apply(
             lecture_id,
             asset_id,
             reason,
+            diagnostics,
             ..
         } => {
             if asset_id.is_empty() {
                 // Ingest refused the file and already recorded why.
                 1
             } else {
-                u64::from(crate::parts::mark_failed(db, lecture_id, asset_id, reason).await?)
+                let diagnostics = diagnostics.as_deref();
+                u64::from(
+                    crate::parts::mark_failed(db, lecture_id, asset_id, reason, diagnostics)
+                        .await?,
+                )
             }
         }
     };

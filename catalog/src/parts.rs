@@ -170,7 +170,7 @@ async fn fail(
         "a lecture's parts do not join up"
     );
     let reason = format!("Transcoding failed: the lecture's parts do not join up ({why}).");
-    mark_failed(db, lecture_id, asset_id, &reason).await?;
+    mark_failed(db, lecture_id, asset_id, &reason, None).await?;
     Ok(Advance::Failed { reason })
 }
 
@@ -181,9 +181,10 @@ pub async fn mark_failed(
     lecture_id: &str,
     asset_id: &str,
     reason: &str,
+    diagnostics: Option<&str>,
 ) -> Result<bool, CatalogError> {
     let changed = sqlx::query(
-        "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2,
+        "UPDATE lectures SET status = 'failed', failure_reason = $1, failure_diagnostics = $5, progress_percent = 0, updated_at = $2,
                 ready_asset_id = CASE WHEN ready_asset_id = $4 THEN NULL ELSE ready_asset_id END
          WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable')",
     )
@@ -191,6 +192,7 @@ pub async fn mark_failed(
     .bind(now_unix())
     .bind(lecture_id)
     .bind(asset_id)
+    .bind(diagnostics)
     .execute(db)
     .await?
     .rows_affected();

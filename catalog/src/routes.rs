@@ -27,7 +27,7 @@ use crate::playback::{parse_range, playable_file};
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
-        signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
+        lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, public_poster
     ),
@@ -67,6 +67,7 @@ pub fn router(state: CatalogState) -> Router {
         )
         .route("/api/lectures/{id}/playback", post(playback))
         .route("/api/lectures/{id}/ladder", get(lecture_ladder))
+        .route("/api/lectures/{id}/diagnostics", get(lecture_diagnostics))
         .route(
             "/api/lectures/{id}/progress",
             get(get_progress).put(put_progress),
@@ -404,6 +405,18 @@ async fn lecture_ladder(
     Path(id): Path<String>,
 ) -> Result<Json<courses::LectureLadder>, CatalogError> {
     Ok(Json(courses::lecture_ladder(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/diagnostics", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 200, body = courses::LectureDiagnostics), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+)]
+async fn lecture_diagnostics(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<courses::LectureDiagnostics>, CatalogError> {
+    Ok(Json(courses::lecture_diagnostics(&s.db, &user, &id).await?))
 }
 
 #[utoipa::path(

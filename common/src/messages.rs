@@ -211,7 +211,12 @@ pub enum JobEvent {
         job_id: String,
         lecture_id: String,
         asset_id: String,
+        /// In the fixed vocabulary: shown to everyone who sees the lecture.
         reason: String,
+        /// For the lecture's owner only: the fenced child's last log lines, without
+        /// paths or addresses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diagnostics: Option<String>,
     },
     /// One part of a chunked lecture is stored (its outputs sit under the asset's
     /// prefix); the catalog stitches the playlists once the parts line up.

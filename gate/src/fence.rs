@@ -152,14 +152,31 @@ impl Fence {
     pub async fn run<I, E, O>(
         &self,
         task: Task<'_, I>,
-        mut on_event: impl FnMut(E),
+        on_event: impl FnMut(E),
         cancel: impl std::future::Future<Output = ()>,
-    ) -> Result<O, FenceError>
+    ) -> Result<O, Failure>
     where
         I: Serialize,
         E: DeserializeOwned,
         O: DeserializeOwned,
     {
+        let time = task.time;
+        let mut running = self.start(task).await.map_err(|error| Failure {
+            error,
+            diagnostics: String::new(),
+        })?;
+        let outcome = running.converse(time, on_event, cancel).await;
+        // The child has ended or was killed: its log is whole.
+        drop(running.stdin);
+        let log = running.log.await.unwrap_or_default();
+        outcome.map_err(|error| Failure {
+            error,
+            diagnostics: crate::diagnostics::sanitize(&log),
+        })
+    }
+
+    /// Starts the child and hands it its task.
+    async fn start<I: Serialize>(&self, task: Task<'_, I>) -> Result<Running, FenceError> {
         let internal =
             |what: &str, e: &dyn std::fmt::Display| FenceError::Internal(format!("{what}: {e}"));
         let envelope = Envelope {
@@ -172,8 +189,7 @@ impl Fence {
         let mut stdin_bytes =
             serde_json::to_vec(&envelope).map_err(|e| internal("encoding the task", &e))?;
         stdin_bytes.push(b'\n');
-        let mut command = tokio::process::Command::new(&self.program);
-        command
+        let mut child = tokio::process::Command::new(&self.program)
             .arg(SUBCOMMAND)
             .arg(task.name)
             .env_clear()
@@ -192,8 +208,7 @@ impl Fence {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| internal("starting the child", &e))?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
@@ -201,18 +216,44 @@ impl Fence {
             .write_all(&stdin_bytes)
             .await
             .map_err(|e| internal("sending the task", &e))?;
-        // Held open until the child ends: its end closing tells the child the parent
-        // is gone (`watch_parent`).
-        let _parent_alive = stdin;
-        let stderr = tokio::spawn(forward_log(
+        let log = tokio::spawn(forward_log(
             child.stderr.take().expect("stderr is piped"),
             task.name.to_string(),
         ));
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        Ok(Running {
+            child,
+            stdin,
+            stdout,
+            log,
+        })
+    }
+}
 
+/// A started child.
+struct Running {
+    child: tokio::process::Child,
+    /// Held open until the child ends: its closing tells the child the parent is gone
+    /// (`watch_parent`).
+    stdin: tokio::process::ChildStdin,
+    stdout: BufReader<tokio::process::ChildStdout>,
+    /// The child's last log lines, once it has ended.
+    log: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Running {
+    /// Reads events and the outcome until the child ends, its time is up or `cancel`
+    /// resolves (then it is killed).
+    async fn converse<E: DeserializeOwned, O: DeserializeOwned>(
+        &mut self,
+        time: Duration,
+        mut on_event: impl FnMut(E),
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<O, FenceError> {
+        let stdout = &mut self.stdout;
         let read = async {
             let mut outcome = None;
-            while let Some(line) = read_line(&mut stdout).await? {
+            while let Some(line) = read_line(stdout).await? {
                 match serde_json::from_slice::<Line<E, O>>(&line) {
                     Ok(Line::Event(e)) => on_event(e),
                     Ok(Line::Done(o)) => outcome = Some(Ok(o)),
@@ -227,35 +268,42 @@ impl Fence {
             }
             Ok(outcome)
         };
-        let result = tokio::select! {
-            r = tokio::time::timeout(task.time, read) => r,
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(time, read) => r,
             _ = cancel => {
-                let _ = child.kill().await;
+                let _ = self.child.kill().await;
                 return Err(FenceError::Cancelled);
             }
         };
-        let outcome = match result {
-            Err(_) => {
-                let _ = child.kill().await;
-                return Err(FenceError::TimedOut);
-            }
-            Ok(r) => r?,
+        let Ok(outcome) = outcome else {
+            let _ = self.child.kill().await;
+            return Err(FenceError::TimedOut);
         };
+        let outcome = outcome?;
         // stdout closed: the child is ending; it may not linger.
-        let status = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
-            Ok(s) => s.map_err(|e| internal("waiting for the child", &e))?,
+        let status = match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(s) => s.map_err(|e| FenceError::Internal(format!("waiting for the child: {e}")))?,
             Err(_) => {
-                let _ = child.kill().await;
+                let _ = self.child.kill().await;
                 return Err(FenceError::TimedOut);
             }
         };
-        let _ = stderr.await;
         match outcome {
             Some(o) if status.success() => o,
             Some(Err(e)) => Err(e),
             _ => Err(died(status)),
         }
     }
+}
+
+/// A fenced task that did not produce its outcome, with what the owner of the file may
+/// be told of it (`diagnostics`).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failure {
+    pub error: FenceError,
+    /// The child's last log lines, without paths or addresses (`crate::diagnostics`).
+    pub diagnostics: String,
 }
 
 fn died(status: std::process::ExitStatus) -> FenceError {
@@ -292,18 +340,25 @@ async fn read_line(
     Ok(Some(line))
 }
 
-/// The child's log lines, into the parent's log (bounded in length).
-async fn forward_log(stderr: impl AsyncRead + Unpin, task: String) {
+/// Log lines of a child kept for the owner's diagnostics.
+const LOG_TAIL: usize = 12;
+
+/// The child's log lines, into the parent's log (bounded in length); returns the last
+/// few once the child has ended.
+async fn forward_log(stderr: impl AsyncRead + Unpin, task: String) -> Vec<String> {
     let mut reader = BufReader::new(stderr);
-    loop {
-        match read_line(&mut reader).await {
-            Ok(Some(line)) => {
-                let text = String::from_utf8_lossy(&line[..line.len().min(4096)]);
-                tracing::info!(target: "lectern::fenced", task, "{}", text.trim_end());
-            }
-            _ => return,
+    let mut tail = std::collections::VecDeque::with_capacity(LOG_TAIL);
+    while let Ok(Some(line)) = read_line(&mut reader).await {
+        let text = String::from_utf8_lossy(&line[..line.len().min(4096)])
+            .trim_end()
+            .to_string();
+        tracing::info!(target: "lectern::fenced", task, "{text}");
+        if tail.len() == LOG_TAIL {
+            tail.pop_front();
         }
+        tail.push_back(text);
     }
+    tail.into()
 }
 
 /// Where the child writes its events, as JSON lines on stdout.
@@ -370,7 +425,10 @@ where
     watch_parent();
     match work(envelope.input, &mut events) {
         Ok(out) => events.write(&Line::<(), O>::Done(out)),
-        Err(ChildError::Refused(r)) => events.write(&Line::<(), ()>::Refused(r)),
+        Err(ChildError::Refused(r)) => {
+            tracing::info!(reason = %r, "the file is refused");
+            events.write(&Line::<(), ()>::Refused(r))
+        }
         Err(ChildError::Failed(detail)) => events.write(&Line::<(), ()>::Failed(detail)),
     }
     ExitCode::SUCCESS

@@ -8,6 +8,7 @@
 //! (`fence`). Nothing here knows HTTP, the database, the queue or storage.
 
 pub mod decode;
+pub mod diagnostics;
 pub mod fence;
 pub mod formats;
 mod refusal;

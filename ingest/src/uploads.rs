@@ -395,7 +395,7 @@ pub async fn terminate(state: &IngestState, upload: &Upload) -> Result<(), Inges
 async fn analyse_fenced(
     state: &IngestState,
     source: &std::path::Path,
-) -> Result<Result<crate::analyse::Analysis, Refusal>, IngestError> {
+) -> Result<Result<crate::analyse::Analysis, Refused>, IngestError> {
     let config = &state.config;
     let request = crate::analyse::Request {
         source: source.to_path_buf(),
@@ -418,14 +418,24 @@ async fn analyse_fenced(
         .await
     {
         Ok(analysis) => Ok(Ok(analysis)),
-        Err(e) => match e.refusal() {
+        Err(failure) => match failure.error.refusal() {
             Some(refusal) => {
-                tracing::info!(error = %e, "the fenced analysis refused the upload");
-                Ok(Err(refusal))
+                tracing::info!(error = %failure, "the fenced analysis refused the upload");
+                Ok(Err(Refused {
+                    refusal,
+                    diagnostics: failure.diagnostics,
+                }))
             }
-            None => Err(IngestError::Internal(e.to_string())),
+            None => Err(IngestError::Internal(failure.to_string())),
         },
     }
+}
+
+/// Why an upload cannot become a lecture: the reason everyone sees, and what its owner
+/// may be told besides (`lectern_gate::diagnostics`).
+struct Refused {
+    refusal: Refusal,
+    diagnostics: String,
 }
 
 /// Turns a complete upload into an asset and a queued transcode job, or fails the
@@ -453,13 +463,18 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
     drop(local);
     let now = now_unix();
     match probed {
-        Err(unusable) => {
+        Err(Refused {
+            refusal: unusable,
+            diagnostics,
+        }) => {
             tracing::info!(upload = %upload.id, reason = %unusable, "upload is not a usable lecture");
             let mut tx = state.db.begin().await?;
             sqlx::query(
-                "UPDATE lectures SET status = 'failed', failure_reason = $1, progress_percent = 0, updated_at = $2 WHERE id = $3",
+                "UPDATE lectures SET status = 'failed', failure_reason = $1, failure_diagnostics = $2, progress_percent = 0, updated_at = $3
+                 WHERE id = $4",
             )
             .bind(format!("The uploaded file cannot be used: {unusable}."))
+            .bind(&diagnostics)
             .bind(now)
             .bind(&upload.lecture_id)
             .execute(&mut *tx)
@@ -475,6 +490,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 lecture_id: upload.lecture_id.clone(),
                 asset_id: String::new(),
                 reason: format!("The uploaded file cannot be used: {unusable}."),
+                diagnostics: Some(diagnostics),
             };
             publish_event(state, &event).await;
         }

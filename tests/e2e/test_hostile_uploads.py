@@ -442,3 +442,19 @@ def test_a_picture_past_the_size_limit_is_refused_as_too_large(outcomes):
     out = outcomes["huge_dimensions"]
     assert out.lecture and out.lecture["status"] == "failed", out
     assert "the video is larger than 8192x8192 pixels" in out.lecture["failure_reason"], out.lecture
+
+
+@pytest.mark.parametrize("case", ["hls_playlist_of_a_local_file", "huge_dimensions", "timestamp_gap_bomb"])
+def test_the_owner_gets_diagnostics_that_name_no_place(case, outcomes, owner, shared_server, listener):
+    out = outcomes[case]
+    r = owner.get(f"/api/lectures/{out.lecture['id']}/diagnostics")
+    assert r.status_code == 200, r.text
+    diag = r.json()
+    assert diag["status"] == "failed" and diag["failure_reason"] == out.lecture["failure_reason"], diag
+    text = (diag["diagnostics"] or "").strip()
+    assert text, f"{case}: no diagnostics for the owner: {diag}"
+    for leak in [listener.address, str(shared_server.data_dir), "127.0.0.1", "http:", "file:", "/tmp/", "/var/", "/work/"]:
+        assert leak not in text, f"{case}: diagnostics leak {leak!r}: {text}"
+    # Not for anyone else.
+    stranger = Api.signup(shared_server.url, "student")
+    assert stranger.get(f"/api/lectures/{out.lecture['id']}/diagnostics").status_code in (403, 404)

@@ -60,8 +60,13 @@ pub struct WorkerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// The file's fault, in the words people see.
-    #[error("{0}")]
-    Media(lectern_gate::Refusal),
+    #[error("{refusal}")]
+    Media {
+        refusal: lectern_gate::Refusal,
+        /// For the lecture's owner: the fenced child's last log lines, without paths
+        /// or addresses.
+        diagnostics: String,
+    },
     #[error("storage: {0}")]
     Storage(#[from] lectern_common::storage::StorageError),
     #[error("{0}")]
@@ -201,7 +206,7 @@ impl Worker {
                 // People see the file's fault or a plain word; the detail goes to the
                 // log and the dead-letter queue, for operators.
                 let reason = match &e {
-                    JobError::Media(m) => format!("Transcoding failed: {m}."),
+                    JobError::Media { refusal, .. } => format!("Transcoding failed: {refusal}."),
                     JobError::Storage(lectern_common::storage::StorageError::NotFound(_)) => {
                         format!(
                             "Transcoding failed after {attempt} attempts: the uploaded file was not found in storage."
@@ -212,11 +217,16 @@ impl Worker {
                     ),
                 };
                 let detail = format!("{reason} ({e})");
+                let diagnostics = match e {
+                    JobError::Media { diagnostics, .. } => Some(diagnostics),
+                    _ => None,
+                };
                 self.publish(&JobEvent::Failed {
                     job_id: job.job_id.clone(),
                     lecture_id: job.lecture_id.clone(),
                     asset_id: job.asset_id.clone(),
                     reason,
+                    diagnostics,
                 })
                 .await;
                 // Kept for an operator, with the reason, in the dead-letter queue.
@@ -361,12 +371,15 @@ impl Worker {
         };
         let output = match output {
             Ok(report) => fenced::checked(report, job).map_err(JobError::Internal)?,
-            Err(e) => {
-                tracing::warn!(job = %job.job_id, error = %e, "the fenced transcode failed");
-                return Err(e
-                    .refusal()
-                    .map(JobError::Media)
-                    .unwrap_or_else(|| JobError::Internal(e.to_string())));
+            Err(failure) => {
+                tracing::warn!(job = %job.job_id, error = %failure, "the fenced transcode failed");
+                return Err(match failure.error.refusal() {
+                    Some(refusal) => JobError::Media {
+                        refusal,
+                        diagnostics: failure.diagnostics,
+                    },
+                    None => JobError::Internal(failure.to_string()),
+                });
             }
         };
         let _ = tx.send(92);
