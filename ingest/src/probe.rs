@@ -116,24 +116,7 @@ fn preroll(path: &Path, timeout: Duration, limits: &SourceLimits) -> Result<Stre
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
             };
-            // A queue per stream: one demuxer thread feeds them all, and a sink waiting
-            // to preroll would otherwise hold it from the others.
-            let (Ok(queue), Ok(sink)) = (
-                gst::ElementFactory::make("queue").build(),
-                gst::ElementFactory::make("fakesink")
-                    .property("sync", false)
-                    .build(),
-            ) else {
-                return;
-            };
-            if pipeline.add_many([&queue, &sink]).is_err() || queue.link(&sink).is_err() {
-                return;
-            }
-            let _ = sink.sync_state_with_parent();
-            let _ = queue.sync_state_with_parent();
-            if let Some(sinkpad) = queue.static_pad("sink") {
-                let _ = pad.link(&sinkpad);
-            }
+            sink_stream(&pipeline, pad);
             pads.lock().expect("pads lock").push(pad.clone());
         });
     }
@@ -168,6 +151,28 @@ fn stated_size(decoder: &gst::Element) -> Option<(u32, u32)> {
         s.get::<i32>("width").ok()?.max(0) as u32,
         s.get::<i32>("height").ok()?.max(0) as u32,
     ))
+}
+
+/// Ends a new stream of `pipeline` in a fake sink behind a queue of its own: one
+/// demuxer thread feeds every stream, and a sink waiting to preroll would otherwise
+/// hold it from the others.
+fn sink_stream(pipeline: &gst::Pipeline, pad: &gst::Pad) {
+    let (Ok(queue), Ok(sink)) = (
+        gst::ElementFactory::make("queue").build(),
+        gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .build(),
+    ) else {
+        return;
+    };
+    if pipeline.add_many([&queue, &sink]).is_err() || queue.link(&sink).is_err() {
+        return;
+    }
+    let _ = sink.sync_state_with_parent();
+    let _ = queue.sync_state_with_parent();
+    if let Some(sinkpad) = queue.static_pad("sink") {
+        let _ = pad.link(&sinkpad);
+    }
 }
 
 fn wait_for_preroll(pipeline: &gst::Pipeline, timeout: Duration) -> Result<(), Refusal> {
@@ -444,24 +449,7 @@ pub fn scan(path: &Path, seek_secs: f64, timeout: Duration) -> Result<Reach, Str
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
             };
-            // A queue per stream: one demuxer thread feeds them all, and a sink
-            // waiting to preroll would otherwise hold it from the others.
-            let (Ok(queue), Ok(sink)) = (
-                gst::ElementFactory::make("queue").build(),
-                gst::ElementFactory::make("fakesink")
-                    .property("sync", false)
-                    .build(),
-            ) else {
-                return;
-            };
-            if pipeline.add_many([&queue, &sink]).is_err() || queue.link(&sink).is_err() {
-                return;
-            }
-            let _ = sink.sync_state_with_parent();
-            let _ = queue.sync_state_with_parent();
-            if let Some(sinkpad) = queue.static_pad("sink") {
-                let _ = pad.link(&sinkpad);
-            }
+            sink_stream(&pipeline, pad);
             let (seeked, reach) = (seeked.clone(), reach.clone());
             let is_video = pad
                 .current_caps()
