@@ -1,6 +1,6 @@
 //! The fenced child process: work on an upload runs in a child of the `lectern`
 //! binary (`lectern fenced TASK`) that can do nothing else. Its environment holds no
-//! secret; before it touches the file it limits itself (address space, CPU time, size
+//! secret; before it touches the file it limits itself (private memory, CPU time, size
 //! of any file it writes, no core dumps), confines the file system to reading the
 //! system's libraries and the job's inputs and writing one scratch folder (Landlock),
 //! and refuses itself sockets, io_uring, execve, ptrace and the administrative system
