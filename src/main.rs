@@ -20,11 +20,10 @@ use lectern_catalog::playback::PlaybackTokens;
 use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
 use lectern_common::db::Db;
-use lectern_common::edge::{EdgeConfig, SecurityHeaders, compress_json, with_edge};
+use lectern_common::edge::{EdgeConfig, SecurityHeaders, api_cors, with_edge};
 use lectern_common::http::error_response;
 use lectern_common::limits::{Limits, LimitsConfig};
 use lectern_common::queue::{SharedQueue, Topic};
-use lectern_common::serve::HttpThreads;
 use lectern_common::storage::SharedStore;
 use lectern_gate::fence::{Fence, Limits as FenceLimits};
 use lectern_ingest::probe::SourceLimits;
@@ -33,8 +32,8 @@ use lectern_transcoder::{Worker, WorkerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-// Many small short-lived allocations per request (headers, JSON, tokens): mimalloc's
-// per-thread free lists beat glibc's arenas (see bench/: playlists served per second).
+// Many small short-lived allocations per request and per frame: mimalloc's per-thread
+// free lists beat glibc's arenas (docs/decisions/0002-playback-delivered-by-the-edge.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -49,23 +48,6 @@ fn without_transparent_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // SAFETY: sets a flag of this process's memory; no pointers involved.
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    }
-}
-
-/// mimalloc's `mi_option_purge_delay`: its place in `mi_option_e` (mimalloc.h, the same
-/// in versions 2 and 3), which the Rust bindings do not name.
-const MI_OPTION_PURGE_DELAY: i32 = 15;
-
-/// Freed memory goes back to the system 10 ms after it is freed (arenas: 100 ms), not
-/// mimalloc 3's 1 s (10 s). A transcode frees large buffers many times a second
-/// (decoded pictures in the complexity probe, encoded frames), and a second's worth of
-/// them was 70 MiB of the per-title mode's peak RSS (661 -> 590 MiB in bench/); playlists
-/// and segments served per second did not move. MIMALLOC_PURGE_DELAY still decides when
-/// it is set.
-fn return_freed_memory_promptly() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one of mimalloc's options, which it reads atomically.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
     }
 }
 
@@ -238,12 +220,11 @@ struct Config {
         global = true
     )]
     web_dir: PathBuf,
-    /// How segments reach players: `proxy` (through /play) or `direct` (presigned S3 URLs).
-    #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "direct"], global = true)]
+    /// How playback bytes reach players once /play has checked the token: `proxy`
+    /// (Lectern sends them), `nginx` (an X-Accel-Redirect for nginx to send; see
+    /// deploy/nginx) or `direct` (presigned S3 URLs in the media playlists).
+    #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "nginx", "direct"], global = true)]
     playback_delivery: String,
-    /// Memory for the playlists, segments and posters /play serves most, in bytes.
-    #[arg(long, env = "LECTERN_PLAY_CACHE_BYTES", default_value_t = 128 * 1024 * 1024, global = true)]
-    play_cache_bytes: usize,
     /// Who may sign up as an owner: anyone (`open`), holders of an invite code from
     /// `lectern user invite` (`invite`), or anyone once `lectern user approve` (`approval`).
     #[arg(long, env = "LECTERN_OWNER_SIGNUP", default_value = "open", value_parser = ["open", "invite", "approval"], global = true)]
@@ -317,9 +298,6 @@ struct Config {
         global = true
     )]
     header_timeout_secs: u64,
-    /// Threads that serve HTTP connections, each with its own runtime (0: one per core).
-    #[arg(long, env = "LECTERN_HTTP_THREADS", default_value_t = 0, global = true)]
-    http_threads: usize,
     /// A transcode running longer than this many seconds plus 8x the source's duration is
     /// stopped (and retried or failed).
     #[arg(
@@ -428,15 +406,24 @@ impl Config {
     fn edge(&self) -> EdgeConfig {
         EdgeConfig {
             trust_forwarded: self.trust_forwarded,
-            cors_origins: self
-                .cors_origins
-                .iter()
-                .map(|o| o.trim().trim_end_matches('/').to_string())
-                .filter(|o| !o.is_empty())
-                .collect(),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            untimed_bodies: Some(lectern_ingest::UPLOADS_PATH),
             security: Some(self.security_headers()),
-            unspanned_prefix: Some(lectern_catalog::PLAY_PREFIX),
+        }
+    }
+    /// The API's routes with CORS for the origins the operator allows. Their 405 is set
+    /// first, so the CORS layer wraps it too and answers preflights.
+    fn with_cors(&self, api: Router) -> Router {
+        let api = api.method_not_allowed_fallback(method_not_allowed);
+        let origins: Vec<String> = self
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        match api_cors(&origins) {
+            Some(cors) => api.layer(cors),
+            None => api,
         }
     }
     /// The Content-Security-Policy fits player-web: its own scripts and styles, hls.js's
@@ -465,11 +452,8 @@ impl Config {
                 .is_some_and(|u| u.starts_with("https://")),
         }
     }
-    fn serving(&self) -> Serving {
-        Serving {
-            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
-            threads: self.http_threads,
-        }
+    fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.max(1))
     }
     fn playback_tokens(&self) -> anyhow::Result<PlaybackTokens> {
         let secret = load_or_create_secret(
@@ -673,91 +657,30 @@ fn with_health(app: Router, backends: Backends) -> Router {
     app.merge(health)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(lectern_common::metrics::RouteLatencyLayer::matched())
-}
-
-/// The catalog's /play service, its latency recorded like a route's.
-fn play_service(catalog: CatalogState) -> impl HttpService {
-    use tower::Layer;
-    lectern_common::metrics::RouteLatencyLayer::named(lectern_catalog::PLAY_ROUTE)
-        .layer(lectern_catalog::play_service(catalog))
-}
-
-/// /play requests go straight to the play service; the router gets the rest.
-fn with_play(play: impl HttpService, app: Router) -> impl HttpService {
-    lectern_common::edge::PathPrefix::new(lectern_catalog::PLAY_PREFIX, play, compress_json(app))
-}
-
-/// What `serve_http` serves: an app of routes, or routes behind a path split.
-trait HttpService:
-    tower::Service<
-        axum::extract::Request,
-        Response = Response,
-        Error = std::convert::Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<S> HttpService for S where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = Response,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// Playback files are answered on their connection's HTTP thread: a cached one needs
-/// nothing else. API requests go to the main runtime, where the database and queue
-/// connections live and idle workers steal work.
-fn is_playback(req: &axum::extract::Request) -> bool {
-    req.uri().path().starts_with(lectern_catalog::PLAY_PREFIX)
-}
-
-/// How connections are served, besides the edge.
-struct Serving {
-    header_timeout: Duration,
-    /// HTTP threads; 0 for one per core.
-    threads: usize,
+        .route_layer(axum::middleware::from_fn(
+            lectern_common::metrics::record_latency,
+        ))
 }
 
 /// Serves HTTP until shutdown, draining requests in flight, then waits for the
 /// workers to finish their jobs in hand.
 async fn serve_http(
     listen: SocketAddr,
-    app: impl HttpService,
+    app: Router,
     edge: EdgeConfig,
-    serving: Serving,
+    header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     workers: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    let app = with_edge(app, edge);
+    let app = with_edge(app, &edge);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let threads = HttpThreads::start(serving.threads).context("starting the HTTP threads")?;
-    tracing::info!(address = %listener.local_addr()?, threads = threads.len(), "lectern is listening");
-    // Cached segments then leave with sendfile instead of a copy per request.
-    let listener = lectern_common::zero_copy::SendfileListener::new(listener);
+    tracing::info!(address = %listener.local_addr()?, "lectern is listening");
     let mut drained = shutdown.clone();
-    let server = lectern_common::serve::serve(
-        listener,
-        app,
-        &threads,
-        is_playback,
-        serving.header_timeout,
-        async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        },
-    );
+    let server = lectern_common::serve::serve(listener, app, header_timeout, async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    });
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
     // the process forever.
     tokio::select! {
@@ -854,12 +777,7 @@ fn catalog_state(
         c.playback_tokens()?,
         CatalogConfig {
             public_url: c.public_url.clone(),
-            delivery: if c.playback_delivery == "direct" {
-                Delivery::Direct
-            } else {
-                Delivery::Proxy
-            },
-            play_cache_bytes: c.play_cache_bytes,
+            delivery: Delivery::parse(&c.playback_delivery).expect("clap checked the choice"),
             sockets_per_user: c.sockets_per_user.max(1),
             owner_signup: OwnerSignup::parse(&c.owner_signup).expect("clap checked the policy"),
         },
@@ -962,8 +880,10 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let c = cli.config;
     without_transparent_huge_pages();
-    return_freed_memory_promptly();
-    lectern_common::zero_copy::raise_open_file_limit();
+    // Each connection and each file served is a descriptor; the soft limit is 1024.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
     match cli.command {
         Command::Serve => {
             let (db, store, queue) = open(&c).await?;
@@ -975,9 +895,11 @@ async fn run() -> anyhow::Result<()> {
             lectern_catalog::spawn_background(catalog.clone());
             let shutdown = shutdown_flag();
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown)?;
-            let play = play_service(catalog.clone());
-            let app = lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog));
-            let app = with_openapi(app, openapi(true, true));
+            let api =
+                lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog.clone()));
+            let app = c
+                .with_cors(with_openapi(api, openapi(true, true)))
+                .merge(lectern_catalog::play_router(catalog));
             let app = with_health(
                 app,
                 Backends {
@@ -988,9 +910,9 @@ async fn run() -> anyhow::Result<()> {
             );
             serve_http(
                 c.listen,
-                with_play(play, with_web(app, &c.web_dir)),
+                with_web(app, &c.web_dir),
                 c.edge(),
-                c.serving(),
+                c.header_timeout(),
                 shutdown,
                 workers,
             )
@@ -1000,7 +922,10 @@ async fn run() -> anyhow::Result<()> {
             let (db, store, queue) = open(&c).await?;
             let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone(), c.limits()?)?;
             lectern_ingest::spawn_background(ingest.clone());
-            let app = with_openapi(lectern_ingest::router(ingest), openapi(true, false));
+            let app = c.with_cors(with_openapi(
+                lectern_ingest::router(ingest),
+                openapi(true, false),
+            ));
             let app = with_health(
                 app,
                 Backends {
@@ -1011,9 +936,9 @@ async fn run() -> anyhow::Result<()> {
             );
             serve_http(
                 c.listen,
-                compress_json(app),
+                app,
                 c.edge(),
-                c.serving(),
+                c.header_timeout(),
                 shutdown_flag(),
                 Vec::new(),
             )
@@ -1023,8 +948,12 @@ async fn run() -> anyhow::Result<()> {
             let (db, store, queue) = open(&c).await?;
             let catalog = catalog_state(&c, db.clone(), store.clone(), queue.clone(), c.limits()?)?;
             lectern_catalog::spawn_background(catalog.clone());
-            let play = play_service(catalog.clone());
-            let app = with_openapi(lectern_catalog::router(catalog), openapi(false, true));
+            let app = c
+                .with_cors(with_openapi(
+                    lectern_catalog::router(catalog.clone()),
+                    openapi(false, true),
+                ))
+                .merge(lectern_catalog::play_router(catalog));
             let app = with_health(
                 app,
                 Backends {
@@ -1035,9 +964,9 @@ async fn run() -> anyhow::Result<()> {
             );
             serve_http(
                 c.listen,
-                with_play(play, with_web(app, &c.web_dir)),
+                with_web(app, &c.web_dir),
                 c.edge(),
-                c.serving(),
+                c.header_timeout(),
                 shutdown_flag(),
                 Vec::new(),
             )
@@ -1061,12 +990,12 @@ async fn run() -> anyhow::Result<()> {
             // A health port: no documents, so no security headers.
             serve_http(
                 c.listen,
-                compress_json(app),
+                app,
                 EdgeConfig {
                     security: None,
                     ..c.edge()
                 },
-                c.serving(),
+                c.header_timeout(),
                 shutdown,
                 workers,
             )
@@ -1148,20 +1077,6 @@ async fn user_admin(c: &Config, command: UserCommand) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    fn resident_mib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .unwrap()
-            .trim()
-            .trim_end_matches(" kB")
-            .trim()
-            .parse()
-            .unwrap();
-        kib / 1024
-    }
-
     /// Memory that asks for huge pages (as x264's frames do) gets none. On a machine whose
     /// kernel gives no huge pages at all this cannot fail; this one gives them on request.
     #[cfg(target_os = "linux")]
@@ -1201,32 +1116,5 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(huge_kib, 0, "huge pages in a mapping that asked for them");
-    }
-
-    /// 96 MiB of medium buffers (mimalloc keeps those in its arenas, not in mappings of
-    /// their own), freed: within half a second most of it must have left the process.
-    /// With mimalloc's own delay, or the option set at the wrong place, it stays a second.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn freed_memory_leaves_the_process_within_half_a_second() {
-        super::return_freed_memory_promptly();
-        let before = resident_mib();
-        let buffers: Vec<Vec<u8>> = (0..384).map(|i| vec![i as u8 | 1; 256 * 1024]).collect();
-        let held = resident_mib();
-        assert!(held >= before + 90, "{before} -> {held} MiB");
-        drop(buffers);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        while resident_mib() > before + 32 && std::time::Instant::now() < deadline {
-            // What a busy process does every 10,000 allocations: look for memory due to
-            // go back (a collection that is not forced keeps to the delay).
-            // SAFETY: asks mimalloc to collect this thread's heap.
-            unsafe { libmimalloc_sys::mi_collect(false) };
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let after = resident_mib();
-        assert!(
-            after <= before + 32,
-            "{before} MiB before, {held} held, still {after} half a second after freeing"
-        );
     }
 }

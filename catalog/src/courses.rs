@@ -501,6 +501,22 @@ pub async fn get_lecture(db: &Db, id: &str) -> Result<Lecture, CatalogError> {
         .ok_or(CatalogError::NotFound("lecture"))
 }
 
+/// The asset holding the poster of a ready video lecture in a published course (course
+/// cards show it without a playback token).
+pub async fn published_poster_asset(
+    db: &Db,
+    lecture_id: &str,
+) -> Result<Option<String>, CatalogError> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT l.ready_asset_id FROM lectures l JOIN courses c ON c.id = l.course_id
+         WHERE l.id = $1 AND c.published = 1 AND l.media_kind = 'video'",
+    )
+    .bind(lecture_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.and_then(|(asset,)| asset))
+}
+
 /// A lecture and its course, if the user may see the course.
 pub async fn visible_lecture(
     db: &Db,

@@ -7,8 +7,8 @@
 //! pushes them to WebSocket clients.
 
 pub mod accounts;
-pub mod cache;
 pub mod courses;
+pub mod delivery;
 mod error;
 pub mod events;
 pub mod parts;
@@ -24,8 +24,9 @@ use lectern_common::limits::Limits;
 use lectern_common::queue::SharedQueue;
 use lectern_common::storage::SharedStore;
 
+pub use delivery::Delivery;
 pub use error::CatalogError;
-pub use routes::{CatalogApi, PLAY_PREFIX, PLAY_ROUTE, play_service, router};
+pub use routes::{CatalogApi, PLAY_PREFIX, play_router, router};
 
 #[derive(Debug, Clone, Default)]
 pub struct CatalogConfig {
@@ -33,23 +34,10 @@ pub struct CatalogConfig {
     /// so they work when embedded on another site; relative URLs when unset.
     pub public_url: Option<String>,
     pub delivery: Delivery,
-    /// Memory for the files /play serves most (0: none).
-    pub play_cache_bytes: usize,
     /// Live-event connections one user may hold open at once.
     pub sockets_per_user: usize,
     /// Who may sign up as an owner.
     pub owner_signup: accounts::OwnerSignup,
-}
-
-/// How segment bytes reach players.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Delivery {
-    /// Through `/play/{token}/…` (token checked on every request).
-    #[default]
-    Proxy,
-    /// Media playlists point at presigned storage URLs that expire with the token, so
-    /// segment bytes never pass through Lectern.
-    Direct,
 }
 
 /// What every catalog handler gets. Cloned for every request (axum clones a route's
@@ -69,7 +57,6 @@ pub struct CatalogParts {
     pub sockets: events::Sockets,
     pub config: CatalogConfig,
     pub limits: Arc<Limits>,
-    pub play_cache: cache::ObjectCache,
 }
 
 impl std::ops::Deref for CatalogState {
@@ -95,7 +82,6 @@ impl CatalogState {
         config: CatalogConfig,
         limits: Arc<Limits>,
     ) -> Self {
-        let play_cache = cache::ObjectCache::new(config.play_cache_bytes);
         Self(Arc::new(CatalogParts {
             db,
             store,
@@ -106,7 +92,6 @@ impl CatalogState {
             sockets: events::Sockets::default(),
             config,
             limits,
-            play_cache,
         }))
     }
 }

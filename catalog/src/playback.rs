@@ -1,23 +1,15 @@
 //! Playback: short-lived signed tokens that sit in the path (`/play/{token}/…`), so
-//! every relative URI in the playlists inherits them and a CDN can cache by path; and
-//! the streaming of an asset's files from storage with Range, ETag and CORS.
-
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::Arc;
+//! every relative URI in the playlists inherits them and a CDN can cache by path; which
+//! files of an asset a player may fetch; and the Range header for streamed objects.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
 use lectern_common::storage::ByteRange;
-
-/// How many verified tokens each thread remembers.
-const VERIFIED_CAPACITY: usize = 8192;
 
 /// A playback token is 57 bytes, written in base64url without padding (76 characters,
 /// a fifth of the JWT it replaced: a player sends it with every playlist and segment,
@@ -43,18 +35,8 @@ const TOKEN_CHARS: usize = TOKEN_LEN / 3 * 4;
 pub struct PlaybackTokens {
     /// HMAC keyed once: each use clones the state instead of hashing the key again.
     mac: Hmac<Sha256>,
-    /// Tokens whose signature was checked, by their exact text, one map per thread. A
-    /// player sends one token with every playlist and segment request, and the look-up
-    /// costs less than the HMAC. Its connection stays on one HTTP thread, so a map per
-    /// thread checks each token about once, and takes no lock or reference count shared
-    /// with the other cores: with one shared map those cost 0.3 µs of a cached
-    /// playlist's 7.2 (2026-12-06). Expiry is still checked on every use; the key never
-    /// changes while we run.
-    verified: Arc<ThreadLocal<RefCell<VerifiedTokens>>>,
     pub ttl_secs: i64,
 }
-
-type VerifiedTokens = HashMap<Box<str>, Arc<PlayGrant>, foldhash::quality::RandomState>;
 
 /// What a valid playback token grants.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +50,6 @@ impl PlaybackTokens {
     pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
         Self {
             mac: Hmac::new_from_slice(secret).expect("HMAC takes a key of any length"),
-            verified: Arc::default(),
             ttl_secs,
         }
     }
@@ -107,33 +88,16 @@ impl PlaybackTokens {
 
     /// The grant of a token, or None if it is forged, tampered, expired, of another
     /// format or signed with another key.
-    pub fn verify(&self, token: &str) -> Option<Arc<PlayGrant>> {
+    pub fn verify(&self, token: &str) -> Option<PlayGrant> {
         self.verify_at(token, lectern_common::now_unix())
     }
 
-    /// `verify` at `now` (unix seconds).
-    fn verify_at(&self, token: &str, now: i64) -> Option<Arc<PlayGrant>> {
+    /// `verify` at `now` (unix seconds): valid up to and including its expiry.
+    fn verify_at(&self, token: &str, now: i64) -> Option<PlayGrant> {
         if token.len() != TOKEN_CHARS {
             return None;
         }
-        let verified = self.verified.get_or_default();
-        if let Some(grant) = verified.borrow().get(token) {
-            // Valid up to and including `exp`, as below.
-            return (now <= grant.expires_at).then(|| grant.clone());
-        }
-        let grant = Arc::new(self.check(token)?);
-        if now > grant.expires_at {
-            return None;
-        }
-        let mut verified = verified.borrow_mut();
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.retain(|_, g| now <= g.expires_at);
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-        }
-        verified.insert(token.into(), grant.clone());
-        Some(grant)
+        self.check(token).filter(|grant| now <= grant.expires_at)
     }
 
     /// The signature and format of a token's text, and what it grants (expiry aside).
@@ -164,6 +128,9 @@ impl PlaybackTokens {
     }
 }
 
+/// The content type of HLS playlists.
+pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+
 /// The files of an asset a player may fetch, and their content types. Anything else
 /// (internal files, traversal, odd characters) is refused before storage is asked.
 pub fn playable_file(path: &str) -> Option<&'static str> {
@@ -185,7 +152,7 @@ pub fn playable_file(path: &str) -> Option<&'static str> {
         }
     }
     let content_type = match name.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("m3u8") => PLAYLIST_TYPE,
         Some("ts") => "video/mp2t",
         Some("jpg") => "image/jpeg",
         Some("vtt") => "text/vtt; charset=utf-8",
@@ -281,7 +248,7 @@ mod tests {
         );
         let grant = t.verify(&token).unwrap();
         assert_eq!(
-            *grant,
+            grant,
             PlayGrant {
                 lecture_id: LECTURE.into(),
                 asset_id: ASSET.into(),
@@ -289,12 +256,9 @@ mod tests {
             }
         );
         // Again, from what the first check remembered.
-        assert_eq!(*t.verify(&token).unwrap(), *grant);
+        assert_eq!(t.verify(&token).unwrap(), grant);
         // The same key in another process (a restart, another catalog replica).
-        assert_eq!(
-            *PlaybackTokens::new(KEY, 60).verify(&token).unwrap(),
-            *grant
-        );
+        assert_eq!(PlaybackTokens::new(KEY, 60).verify(&token).unwrap(), grant);
     }
 
     #[test]
@@ -361,64 +325,17 @@ mod tests {
     }
 
     #[test]
-    fn a_remembered_token_still_expires() {
+    fn a_token_is_valid_through_its_last_second() {
         let t = PlaybackTokens::new(KEY, 60);
         let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
         assert!(t.verify(&token).is_some());
-        assert!(
-            t.verify_at(&token, exp).is_some(),
-            "valid through its last second"
-        );
-        assert!(
-            t.verify_at(&token, exp + 1).is_none(),
-            "expired, though remembered"
-        );
-        let fresh = PlaybackTokens::new(KEY, 60);
-        assert!(
-            fresh.verify_at(&token, exp + 1).is_none(),
-            "expired, seen for the first time"
-        );
-    }
-
-    #[test]
-    fn each_thread_checks_a_token_itself() {
-        let t = PlaybackTokens::new(KEY, 60);
-        let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
-        assert!(t.verify(&token).is_some());
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                assert!(
-                    t.verified.get().is_none(),
-                    "nothing remembered on a new thread"
-                );
-                assert!(
-                    t.verify_at(&token, exp + 1).is_none(),
-                    "expired, though another thread remembers it"
-                );
-                assert!(t.verify(&token).is_some());
-                assert!(t.verify(&format!("{}A", &token[..75])).is_none());
-                assert_eq!(t.verified.get().unwrap().borrow().len(), 1);
-            });
-        });
-        // Another key's tokens remembered on this thread open nothing here.
+        assert!(t.verify_at(&token, exp).is_some());
+        assert!(t.verify_at(&token, exp + 1).is_none());
+        // Another key's tokens open nothing here.
         let other = PlaybackTokens::new(b"another-secret-another-secret-xx", 60);
         let (foreign, _) = other.issue(LECTURE, ASSET).unwrap();
         assert!(other.verify(&foreign).is_some());
         assert!(t.verify(&foreign).is_none());
-    }
-
-    #[test]
-    fn remembered_tokens_stay_within_their_bound() {
-        let t = PlaybackTokens::new(KEY, 60);
-        for _ in 0..VERIFIED_CAPACITY + 10 {
-            let token = t.issue(&lectern_common::new_id(), ASSET).unwrap().0;
-            assert!(t.verify(&token).is_some());
-        }
-        let remembered = t.verified.get().unwrap().borrow().len();
-        assert!(
-            remembered > 0 && remembered <= VERIFIED_CAPACITY,
-            "{remembered}"
-        );
     }
 
     #[test]

@@ -1,27 +1,25 @@
 //! Catalog's HTTP surface: thin handlers that unpack requests and call the domain
 //! modules.
 
-use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lectern_common::auth::AuthUser;
 use lectern_common::limits::{Action, ClientIp};
-use lectern_common::storage::ObjectMeta;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::CatalogState;
 use crate::accounts::{self, User};
-use crate::cache::{Cached, Loaded};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
+use crate::delivery::{self, Delivery, PlayFile};
 use crate::error::CatalogError;
 use crate::events;
 use crate::parts;
-use crate::playback::{parse_range, playable_file};
+use crate::playback::{PLAYLIST_TYPE, playable_file};
 
 /// The catalog's part of the OpenAPI description.
 #[derive(utoipa::OpenApi)]
@@ -79,35 +77,31 @@ pub fn router(state: CatalogState) -> Router {
     api.with_state(state)
 }
 
-/// Where `PLAY_PREFIX` requests go: a service of its own, put in front of the router.
-/// The router would match the token as a path parameter and percent-decode it,
-/// and box a layer for the CORS headers, on every request: a cached playlist cost
-/// 10.3 µs of CPU that way, 8.6 µs this way.
-pub fn play_service(
-    state: CatalogState,
-) -> impl tower::Service<Request, Response = Response, Error = std::convert::Infallible, Future: Send>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    axum::handler::Handler::with_state(play_any_method, state)
+/// `/play/{token}/{path}`: playback files, readable from any origin (a signed URL is
+/// the credential, and it is meant to be embedded anywhere it goes, an LMS page).
+pub fn play_router(state: CatalogState) -> Router {
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::HEAD])
+        .allow_headers([header::RANGE])
+        .expose_headers([
+            header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+        ])
+        .max_age(std::time::Duration::from_secs(86_400));
+    Router::new()
+        .route("/play/{token}/{*path}", get(play))
+        .method_not_allowed_fallback(|| async {
+            lectern_common::http::method_not_allowed(Some("GET, HEAD, OPTIONS"))
+        })
+        .layer(cors)
+        .with_state(state)
 }
 
-/// The paths `play_service` answers: `/play/{token}/{path}`.
+/// The paths `play_router` answers.
 pub const PLAY_PREFIX: &str = "/play/";
-
-/// The template the play service's latency is recorded under.
-pub const PLAY_ROUTE: &str = "/play/{token}/{*path}";
-
-async fn play_any_method(State(s): State<CatalogState>, req: Request) -> Response {
-    let mut res = match *req.method() {
-        Method::GET | Method::HEAD => play(State(s), req).await.into_response(),
-        Method::OPTIONS => play_preflight(),
-        _ => lectern_common::http::method_not_allowed(Some("GET, HEAD, OPTIONS")),
-    };
-    open_cors(&mut res);
-    res
-}
 
 /// A JSON body whose rejections use the API's error shape. Bodies must be JSON
 /// objects: serde would otherwise read a struct from an array of its fields.
@@ -580,32 +574,6 @@ async fn live_events(
         }))
 }
 
-/// Playback is meant to be embedded anywhere the signed URL goes (an LMS page), so
-/// every /play response, errors included, is readable cross-origin.
-fn open_cors(res: &mut Response) {
-    let h = res.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges, ETag"),
-    );
-}
-
-fn play_preflight() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [
-            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"),
-            (header::ACCESS_CONTROL_ALLOW_HEADERS, "Range"),
-            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
-        ],
-    )
-        .into_response()
-}
-
 #[utoipa::path(
     get, path = "/play/{token}/{path}", tag = "playback",
     description = "HLS playlists, segments, poster and storyboard of one lecture, by a playback token. Supports Range, If-None-Match and If-Range; readable cross-origin.",
@@ -613,14 +581,12 @@ fn play_preflight() -> Response {
     responses((status = 200, description = "The file", content((Vec<u8> = "application/octet-stream"), (String = "application/vnd.apple.mpegurl"))), (status = 206, description = "Part of the file"), (status = 304, description = "Not modified"), (status = 403, description = "Invalid or expired playback token", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
 )]
 async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, CatalogError> {
-    let (method, headers) = (req.method(), req.headers());
     // The route is /play/{token}/{*path}. Read raw rather than through `Path`, which
-    // would percent-decode and copy the token on every request: an escaped
-    // path is refused below anyway.
+    // would percent-decode: an escaped path is refused below anyway.
     let (token, path) = req
         .uri()
         .path()
-        .strip_prefix("/play/")
+        .strip_prefix(PLAY_PREFIX)
         .and_then(|rest| rest.split_once('/'))
         .ok_or(CatalogError::NotFound("file"))?;
     let grant = s
@@ -634,47 +600,38 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
         ));
     }
     let content_type = playable_file(path).ok_or(CatalogError::NotFound("file"))?;
-    let key = ["assets/", &grant.asset_id, "/", path].concat();
-    let remaining = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400);
-    let direct = s.config.delivery == crate::Delivery::Direct && path.ends_with("/index.m3u8");
-    let served = if direct {
-        match lectern_common::storage::read_to_vec(s.store.as_ref(), &key).await {
-            Ok(bytes) => {
-                let text =
-                    String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
-                return direct_media_playlist(&s, &key, &text, remaining as u64, method).await;
-            }
-            Err(e) => Err(CatalogError::from(e)),
-        }
-    } else {
-        serve_object(
-            &s,
-            &key,
-            content_type,
-            public_max_age(remaining as u64),
-            method,
-            headers,
-        )
-        .await
+    let path = path.to_string();
+    let key = format!("assets/{}/{path}", grant.asset_id);
+    let expires_in = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400) as u64;
+    let method = req.method().clone();
+    let file = PlayFile {
+        key: &key,
+        content_type,
+        cache_control: public_max_age(expires_in),
+        expires_in,
     };
-    match served {
+    match delivery::deliver(&s, file, req).await {
         // A lecture still being encoded in parts: its playlists grow in the database
         // until every part is stored and they are written out.
-        Err(CatalogError::NotFound(_)) if content_type == "application/vnd.apple.mpegurl" => {
+        Err(CatalogError::NotFound(_)) if content_type == PLAYLIST_TYPE => {
             let live = parts::live_playlists(&s.db, &grant.asset_id)
                 .await?
                 .ok_or(CatalogError::NotFound("file"))?;
-            let text = live.file(path).ok_or(CatalogError::NotFound("file"))?;
-            if direct {
-                return direct_media_playlist(&s, &key, text, remaining as u64, method).await;
+            let text = live.file(&path).ok_or(CatalogError::NotFound("file"))?;
+            if s.config.delivery == Delivery::Direct && path.ends_with("/index.m3u8") {
+                return delivery::direct_media_playlist(&s, &key, text, expires_in, &method).await;
             }
             let headers = [
-                (header::CONTENT_TYPE, content_type.to_string()),
-                (header::CACHE_CONTROL, "no-cache".to_string()),
-                (header::CONTENT_LENGTH, text.len().to_string()),
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-cache"),
             ];
             if method == Method::HEAD {
-                return Ok((StatusCode::OK, headers).into_response());
+                return Ok((
+                    StatusCode::OK,
+                    headers,
+                    [(header::CONTENT_LENGTH, text.len())],
+                )
+                    .into_response());
             }
             Ok((StatusCode::OK, headers, text.to_string()).into_response())
         }
@@ -682,205 +639,8 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
     }
 }
 
-/// `Cache-Control: public, max-age=<secs>`; the header takes the text over without a
-/// second copy.
 fn public_max_age(secs: u64) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("public, max-age={secs}")))
-        .expect("ASCII letters, digits and punctuation")
-}
-
-/// A media playlist whose segments point at presigned storage URLs expiring with the
-/// playback token. Each response is signed anew, so it is not cacheable.
-async fn direct_media_playlist(
-    s: &CatalogState,
-    key: &str,
-    text: &str,
-    expires_in: u64,
-    method: &Method,
-) -> Result<Response, CatalogError> {
-    let folder = key.rsplit_once('/').map(|(f, _)| f).unwrap_or_default();
-    let ttl = std::time::Duration::from_secs(expires_in.max(1));
-    let mut signed = Vec::new();
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let url = s
-            .store
-            .presign_get(&format!("{folder}/{line}"), ttl)
-            .await?
-            .ok_or_else(|| {
-                CatalogError::Internal("direct delivery needs storage that can presign URLs".into())
-            })?;
-        signed.push(url);
-    }
-    let mut urls = signed.into_iter();
-    let body = lectern_packager::rewrite_segment_uris(text, |uri| {
-        urls.next().unwrap_or_else(|| uri.to_string())
-    });
-    let headers = [
-        (
-            header::CONTENT_TYPE,
-            "application/vnd.apple.mpegurl".to_string(),
-        ),
-        (header::CACHE_CONTROL, "private, no-store".to_string()),
-        (header::CONTENT_LENGTH, body.len().to_string()),
-    ];
-    if method == Method::HEAD {
-        return Ok((StatusCode::OK, headers).into_response());
-    }
-    Ok((StatusCode::OK, headers, body).into_response())
-}
-
-/// Streams a stored object with Range, ETag and conditional GET support.
-async fn serve_object(
-    s: &CatalogState,
-    key: &str,
-    content_type: &'static str,
-    cache_control: HeaderValue,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<Response, CatalogError> {
-    // A plain GET (a player fetching a segment) opens the object once, and the GETs
-    // that miss the cache at the same moment share that one read; HEAD and ranges look
-    // at its metadata first.
-    let plain_get = method == Method::GET && !headers.contains_key(header::RANGE);
-    let mut opened = None;
-    let cached = if plain_get {
-        let load = || async {
-            let read = s.store.read(key, None).await?;
-            if !s.play_cache.admits(read.meta.size) {
-                return Ok(Err(read));
-            }
-            let (etag, last_modified) = validators(&read.meta)?;
-            // Kept so the socket can send it with sendfile: a stored file is mapped in
-            // place (a few quick system calls, not worth a blocking thread), anything
-            // else is read into a memory file.
-            let mapped = s
-                .store
-                .local_path(key)
-                .and_then(|path| lectern_common::zero_copy::map_stored_file(&path, read.meta.size));
-            let bytes = match mapped {
-                Some(bytes) => bytes,
-                None => lectern_common::zero_copy::file_backed(
-                    collect(read.body, read.meta.size).await?,
-                ),
-            };
-            Ok::<_, CatalogError>(Ok(Cached {
-                meta: read.meta,
-                bytes,
-                etag,
-                last_modified,
-            }))
-        };
-        match s.play_cache.get_or_load(key, load).await? {
-            Loaded::Kept(cached) => Some(cached),
-            Loaded::Passed(read) => {
-                opened = Some(read);
-                None
-            }
-        }
-    } else {
-        s.play_cache.get(key)
-    };
-    let fetched_meta: ObjectMeta;
-    let (meta, etag, last_modified) = match &cached {
-        Some(c) => (&c.meta, c.etag.clone(), c.last_modified.clone()),
-        None => {
-            fetched_meta = match &opened {
-                Some(read) => read.meta.clone(),
-                None => s.store.head(key).await?,
-            };
-            let (etag, last_modified) = validators(&fetched_meta)?;
-            (&fetched_meta, etag, last_modified)
-        }
-    };
-    // The response is built in place: a separate header map would be copied into it.
-    // Room for what the edge adds too (id, CORS, nosniff): growing rehashes them all.
-    let mut res = Response::new(Body::empty());
-    *res.headers_mut() = HeaderMap::with_capacity(16);
-    let h = res.headers_mut();
-    h.insert(header::ETAG, etag);
-    h.insert(header::CACHE_CONTROL, cache_control);
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Some(v) = last_modified {
-        h.insert(header::LAST_MODIFIED, v);
-    }
-    let if_none_match = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
-    if if_none_match.is_some_and(|v| {
-        v.split(',')
-            .any(|t| t.trim() == meta.etag || t.trim() == "*")
-    }) {
-        *res.status_mut() = StatusCode::NOT_MODIFIED;
-        return Ok(res);
-    }
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    // If-Range with a stale validator means: send the whole new object.
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.trim() == meta.etag);
-    let range = if if_range_ok {
-        parse_range(range_header, meta.size)?
-    } else {
-        None
-    };
-    let length = match range {
-        Some(r) => {
-            let v = format!("bytes {}-{}/{}", r.start, r.end, meta.size);
-            h.insert(
-                header::CONTENT_RANGE,
-                HeaderValue::from_str(&v).map_err(|e| CatalogError::Internal(e.to_string()))?,
-            );
-            *res.status_mut() = StatusCode::PARTIAL_CONTENT;
-            r.byte_count()
-        }
-        None => meta.size,
-    };
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if method == Method::HEAD {
-        return Ok(res);
-    }
-    *res.body_mut() = match (&cached, opened) {
-        (Some(c), _) => Body::from(match range {
-            Some(r) => c.bytes.slice(r.start as usize..=r.end as usize),
-            None => c.bytes.clone(),
-        }),
-        (None, Some(read)) if range.is_none() => Body::from_stream(read.body),
-        (None, _) => Body::from_stream(s.store.read(key, range).await?.body),
-    };
-    Ok(res)
-}
-
-/// An object's `ETag` and `Last-Modified` headers.
-fn validators(meta: &ObjectMeta) -> Result<(HeaderValue, Option<HeaderValue>), CatalogError> {
-    let etag =
-        HeaderValue::from_str(&meta.etag).map_err(|e| CatalogError::Internal(e.to_string()))?;
-    let modified =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.modified_unix.max(0) as u64);
-    Ok((
-        etag,
-        HeaderValue::from_str(&httpdate::fmt_http_date(modified)).ok(),
-    ))
-}
-
-async fn collect(
-    mut body: lectern_common::storage::ByteStream,
-    size: u64,
-) -> Result<bytes::Bytes, CatalogError> {
-    use futures::StreamExt;
-    let mut buf = bytes::BytesMut::with_capacity(size as usize);
-    while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(
-            &chunk.map_err(|e| CatalogError::Internal(format!("reading a stored file: {e}")))?,
-        );
-    }
-    Ok(buf.freeze())
+    HeaderValue::from_str(&format!("public, max-age={secs}")).expect("ASCII")
 }
 
 /// Course-card posters: public for published courses, like a thumbnail on a
@@ -893,29 +653,19 @@ async fn collect(
 async fn public_poster(
     State(s): State<CatalogState>,
     Path(file): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    req: Request,
 ) -> Result<Response, CatalogError> {
     let lecture_id = file
         .strip_suffix(".jpg")
         .ok_or(CatalogError::NotFound("poster"))?;
-    let row: Option<(Option<String>,)> = sqlx::query_as(
-        "SELECT l.ready_asset_id FROM lectures l JOIN courses c ON c.id = l.course_id
-         WHERE l.id = $1 AND c.published = 1 AND l.media_kind = 'video'",
-    )
-    .bind(lecture_id)
-    .fetch_optional(&s.db)
-    .await?;
-    let asset = row
-        .and_then(|(a,)| a)
+    let asset = courses::published_poster_asset(&s.db, lecture_id)
+        .await?
         .ok_or(CatalogError::NotFound("poster"))?;
-    serve_object(
-        &s,
-        &format!("assets/{asset}/poster.jpg"),
-        "image/jpeg",
-        HeaderValue::from_static("public, max-age=300"),
-        &method,
-        &headers,
-    )
-    .await
+    let file = PlayFile {
+        key: &format!("assets/{asset}/poster.jpg"),
+        content_type: "image/jpeg",
+        cache_control: HeaderValue::from_static("public, max-age=300"),
+        expires_in: 300,
+    };
+    delivery::deliver(&s, file, req).await
 }

@@ -31,7 +31,7 @@ use lectern_common::storage::SharedStore;
 use tokio::sync::Notify;
 
 pub use error::IngestError;
-pub use routes::{IngestApi, router};
+pub use routes::{IngestApi, UPLOADS_PATH, router};
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {

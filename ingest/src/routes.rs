@@ -20,6 +20,9 @@ use crate::uploads::{self, NewUpload, Upload};
 #[openapi(paths(options, create, head, patch, terminate), tags((name = "uploads", description = "Resumable uploads (tus 1.0)")))]
 pub struct IngestApi;
 
+/// Where uploads live; bodies sent there stream for as long as the client sends.
+pub const UPLOADS_PATH: &str = "/api/uploads";
+
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/api/uploads", post(create).options(options))

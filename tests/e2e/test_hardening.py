@@ -255,10 +255,10 @@ def test_cors_only_for_configured_origins_and_play_open_to_all(tmp_path, lectern
     try:
         good, bad = "https://lms.example.edu", "https://evil.example"
         pre = requests.options(s.url + "/api/courses", headers={"Origin": good, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"})
-        assert pre.status_code == 204 and pre.headers["Access-Control-Allow-Origin"] == good
+        assert pre.status_code in (200, 204) and pre.headers["Access-Control-Allow-Origin"] == good
         assert "authorization" in pre.headers["Access-Control-Allow-Headers"].lower()
         r = requests.get(s.url + "/api/courses", headers={"Origin": good})
-        assert r.headers["Access-Control-Allow-Origin"] == good and "X-Request-Id" in r.headers["Access-Control-Expose-Headers"]
+        assert r.headers["Access-Control-Allow-Origin"] == good and "x-request-id" in r.headers["Access-Control-Expose-Headers"].lower()
         pre = requests.options(s.url + "/api/courses", headers={"Origin": bad, "Access-Control-Request-Method": "POST"})
         assert "Access-Control-Allow-Origin" not in pre.headers
         assert "Access-Control-Allow-Origin" not in requests.get(s.url + "/api/courses", headers={"Origin": bad}).headers
@@ -267,7 +267,7 @@ def test_cors_only_for_configured_origins_and_play_open_to_all(tmp_path, lectern
         assert "upload-length" in pre.headers["Access-Control-Allow-Headers"].lower()
         # Playback stays readable from anywhere: the signed URL is the credential.
         pre = requests.options(s.url + "/play/x/master.m3u8", headers={"Origin": bad, "Access-Control-Request-Method": "GET"})
-        assert pre.status_code == 204
+        assert pre.status_code in (200, 204)
         assert requests.get(s.url + "/play/x/master.m3u8", headers={"Origin": bad}).headers["Access-Control-Allow-Origin"] == "*"
     finally:
         s.stop()
