@@ -114,7 +114,7 @@ async fn nginx_redirect(s: &CatalogState, file: &PlayFile<'_>) -> Result<Respons
             if playlist {
                 s.store.head(file.key).await?;
             }
-            let url = presigned(s, file.key, file.expires_in).await?;
+            let url = presigned(s, file.key, file.expires_in, file.content_type).await?;
             // Only the path and query: nginx's location holds the endpoint.
             let path = url
                 .split_once("://")
@@ -134,11 +134,19 @@ async fn nginx_redirect(s: &CatalogState, file: &PlayFile<'_>) -> Result<Respons
     Ok(res)
 }
 
-async fn presigned(s: &CatalogState, key: &str, expires_in: u64) -> Result<String, CatalogError> {
+async fn presigned(
+    s: &CatalogState,
+    key: &str,
+    expires_in: u64,
+    content_type: &str,
+) -> Result<String, CatalogError> {
     let ttl = std::time::Duration::from_secs(expires_in.max(1));
-    s.store.presign_get(key, ttl).await?.ok_or_else(|| {
-        CatalogError::Internal("this delivery needs storage that can presign URLs".into())
-    })
+    s.store
+        .presign_get(key, ttl, content_type)
+        .await?
+        .ok_or_else(|| {
+            CatalogError::Internal("this delivery needs storage that can presign URLs".into())
+        })
 }
 
 /// A media playlist whose segments point at presigned storage URLs expiring with the
@@ -157,7 +165,9 @@ pub async fn direct_media_playlist(
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        signed.push(presigned(s, &format!("{folder}/{line}"), expires_in).await?);
+        let segment = format!("{folder}/{line}");
+        let content_type = crate::playback::media_type(line).unwrap_or("application/octet-stream");
+        signed.push(presigned(s, &segment, expires_in, content_type).await?);
     }
     let mut urls = signed.into_iter();
     let body = lectern_packager::rewrite_segment_uris(text, |uri| {

@@ -131,6 +131,17 @@ impl PlaybackTokens {
 /// The content type of HLS playlists.
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
+/// The content type of a playback file, by its name's extension.
+pub fn media_type(name: &str) -> Option<&'static str> {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("m3u8") => Some(PLAYLIST_TYPE),
+        Some("ts") => Some("video/mp2t"),
+        Some("jpg") => Some("image/jpeg"),
+        Some("vtt") => Some("text/vtt; charset=utf-8"),
+        _ => None,
+    }
+}
+
 /// The files of an asset a player may fetch, and their content types. Anything else
 /// (internal files, traversal, odd characters) is refused before storage is asked.
 pub fn playable_file(path: &str) -> Option<&'static str> {
@@ -151,13 +162,7 @@ pub fn playable_file(path: &str) -> Option<&'static str> {
             return None;
         }
     }
-    let content_type = match name.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("m3u8") => PLAYLIST_TYPE,
-        Some("ts") => "video/mp2t",
-        Some("jpg") => "image/jpeg",
-        Some("vtt") => "text/vtt; charset=utf-8",
-        _ => return None,
-    };
+    let content_type = media_type(name)?;
     if folder.is_none() {
         // Top level: the master playlist, poster and storyboard only.
         let known = [

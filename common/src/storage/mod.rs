@@ -95,12 +95,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
     /// Whether the backend answers (for /readyz).
     async fn check(&self) -> Result<()>;
-    /// A URL from which anyone may GET the object until it expires, where the backend
-    /// can sign one (S3); None otherwise.
+    /// A URL from which anyone may GET the object until it expires, answered with
+    /// `content_type` whatever the object was stored with, where the backend can sign
+    /// one (S3); None otherwise.
     async fn presign_get(
         &self,
         _key: &str,
         _expires_in: std::time::Duration,
+        _content_type: &str,
     ) -> Result<Option<String>> {
         Ok(None)
     }

@@ -671,6 +671,7 @@ impl ObjectStore for S3Store {
         &self,
         key: &str,
         expires_in: std::time::Duration,
+        content_type: &str,
     ) -> Result<Option<String>> {
         check_key(key)?;
         let config =
@@ -680,6 +681,7 @@ impl ObjectStore for S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(self.k(key))
+            .response_content_type(content_type)
             .presigned(config)
             .await
             .map_err(|e| sdk_error(key, e))?;
