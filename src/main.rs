@@ -1,6 +1,6 @@
 //! The `lectern` binary: command line and wiring only. `lectern serve` runs every role
 //! in one process; `lectern ingest | catalog | worker` run one role each. Backends are
-//! chosen by URL (see the README's configuration table).
+//! chosen by URL (docs/configuration.md lists every setting).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -262,7 +262,7 @@ struct Config {
     #[arg(long, env = "LECTERN_UPLOAD_QUOTA_BYTES", default_value_t = 100 * 1024 * 1024 * 1024, global = true)]
     upload_quota_bytes: u64,
     /// Rate limits: `off`, or overrides like `signup.ip=30/60,login.account=20/60,login.failures=5`
-    /// (see the README for every key and its default).
+    /// (docs/configuration.md lists every key and its default).
     #[arg(long, env = "LECTERN_RATE_LIMITS", default_value = "", global = true)]
     rate_limits: String,
     /// Origins allowed to call the API from browsers, comma-separated (`*` for any).
