@@ -27,6 +27,9 @@ echo "==> formatting and lints (cargo fmt, cargo clippy -D warnings)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "==> dependencies (cargo deny: licenses, bans, sources; cargo shear: unused)"
+scripts/check-deps.sh
+
 echo "==> building"
 cargo build --workspace --all-targets --locked
 (cd player-web && npm run --silent build)
