@@ -15,7 +15,6 @@ pub mod fenced;
 pub mod pipeline;
 pub mod scale;
 pub mod storyboard;
-pub mod x264;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

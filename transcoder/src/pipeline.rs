@@ -21,7 +21,6 @@ use lectern_packager::SegmentFacts;
 
 use crate::audio_pack::AdtsPacker;
 use crate::scale::RungScaler;
-use crate::x264::{X264Encoder, X264Settings};
 
 /// Thumbnail width of the storyboard sprite.
 pub const THUMB_WIDTH: u32 = 160;
@@ -583,19 +582,19 @@ fn transcode_with(
             // rc-lookahead 5 (veryfast's is 10): x264 holds every frame of the window,
             // about 100 MB of a 1080p ladder's peak; SSIM -0.0002 at 1080p, -0.0009 at
             // 240p on the bench source.
-            let enc = X264Encoder::new(X264Settings {
-                preset: X264_PRESET.into(),
-                options: X264_OPTIONS.into(),
-                profile: "high".into(),
-                threads,
-                sliced_threads: threads > 1,
-                keyint_max: gop_frames,
-                bitrate_kbps: rung.video_kbps,
-                vbv_ms: X264_VBV_MS,
-                // Constant quality, with the bit rate as the rate control's ceiling.
-                crf: rung.crf,
-            })
-            .upcast::<gst::Element>();
+            let enc = make("x264enc")?;
+            enc.set_property("bitrate", rung.video_kbps);
+            if let Some(crf) = rung.crf {
+                // Constant quality, with `bitrate` as the rate control's ceiling.
+                enc.set_property_from_str("pass", "qual");
+                enc.set_property("quantizer", crf);
+            }
+            enc.set_property("key-int-max", gop_frames);
+            enc.set_property_from_str("speed-preset", X264_PRESET);
+            enc.set_property("vbv-buf-capacity", X264_VBV_MS);
+            enc.set_property("threads", threads);
+            enc.set_property("sliced-threads", threads > 1);
+            enc.set_property("option-string", X264_OPTIONS);
             let profile = capsfilter(
                 gst::Caps::builder("video/x-h264")
                     .field("profile", "high")
