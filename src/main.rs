@@ -21,7 +21,7 @@ use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
 use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
 use lectern_common::db::Db;
 use lectern_common::edge::{EdgeConfig, SecurityHeaders, api_cors, with_edge};
-use lectern_common::http::error_response;
+use lectern_common::http::{ErrorCode, error_response};
 use lectern_common::limits::{Limits, LimitsConfig};
 use lectern_common::queue::{SharedQueue, Topic};
 use lectern_common::storage::SharedStore;
@@ -516,7 +516,7 @@ async fn readyz(State(b): State<Backends>) -> Response {
 }
 
 async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+    error_response(ErrorCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> Response {
@@ -621,6 +621,11 @@ fn openapi(ingest: bool, catalog: bool) -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let mut doc = OperationsApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let about = doc.info.description.take().unwrap_or_default();
+    doc.info.description = Some(format!(
+        "{about}\n\nError codes (`error.code`), each with its one status:\n\n{}",
+        ErrorCode::described()
+    ));
     if ingest {
         doc.merge(lectern_ingest::IngestApi::openapi());
     }

@@ -1,8 +1,7 @@
 //! Catalog's one error type and its HTTP mapping.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use lectern_common::http::{error_response, internal_error};
+use lectern_common::http::{ErrorCode, error_response, internal_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -55,24 +54,20 @@ impl From<lectern_common::limits::Refusal> for CatalogError {
 impl IntoResponse for CatalogError {
     fn into_response(self) -> Response {
         let message = self.to_string();
-        let (status, code) = match &self {
-            CatalogError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-            CatalogError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
-            CatalogError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            CatalogError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            CatalogError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            CatalogError::PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "purchase_required"),
-            CatalogError::BadPlaybackToken => (StatusCode::FORBIDDEN, "bad_playback_token"),
-            CatalogError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        let code = match &self {
+            CatalogError::Invalid(_) => ErrorCode::Invalid,
+            CatalogError::BadCredentials => ErrorCode::BadCredentials,
+            CatalogError::Forbidden(_) => ErrorCode::Forbidden,
+            CatalogError::NotFound(_) => ErrorCode::NotFound,
+            CatalogError::Conflict(_) => ErrorCode::Conflict,
+            CatalogError::PaymentRequired(_) => ErrorCode::PurchaseRequired,
+            CatalogError::BadPlaybackToken => ErrorCode::BadPlaybackToken,
+            CatalogError::TooLarge => ErrorCode::PayloadTooLarge,
             CatalogError::RateLimited(refusal) => {
                 return lectern_common::http::rate_limited(refusal);
             }
             CatalogError::RangeNotSatisfiable { size } => {
-                let mut res = error_response(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "range_not_satisfiable",
-                    &message,
-                );
+                let mut res = error_response(ErrorCode::RangeNotSatisfiable, &message);
                 if let Ok(v) = format!("bytes */{size}").parse() {
                     res.headers_mut()
                         .insert(axum::http::header::CONTENT_RANGE, v);
@@ -83,6 +78,6 @@ impl IntoResponse for CatalogError {
                 return internal_error("catalog request failed", &self);
             }
         };
-        error_response(status, code, &message)
+        error_response(code, &message)
     }
 }

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -133,8 +132,7 @@ pub struct Unauthenticated;
 impl IntoResponse for Unauthenticated {
     fn into_response(self) -> Response {
         let mut res = error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            crate::http::ErrorCode::Unauthenticated,
             "a valid access token is required (Authorization: Bearer <token>)",
         );
         res.headers_mut()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use tower_http::compression::CompressionLayer;
@@ -18,7 +18,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::http::error_response;
+use crate::http::{ErrorCode, error_response};
 use crate::limits::ClientIp;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -233,7 +233,7 @@ fn log_answer<B>(res: &axum::http::Response<B>, latency: Duration, _span: &traci
     } else if let Some(refusal) = res.extensions().get::<crate::http::Refusal>() {
         tracing::info!(
             status,
-            code = refusal.code,
+            code = refusal.code.as_str(),
             message = refusal.message,
             "request refused"
         );
@@ -258,8 +258,7 @@ async fn time_limit(
         Err(_) => {
             tracing::warn!(limit_secs = limit.as_secs(), "request timed out");
             error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
+                ErrorCode::Timeout,
                 "the server took too long to answer; try again",
             )
         }
@@ -270,6 +269,7 @@ async fn time_limit(
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::http::StatusCode;
     use axum::routing::{get, patch};
     use tower::ServiceExt;
 

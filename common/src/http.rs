@@ -1,10 +1,139 @@
-//! The one JSON error shape of every Lectern HTTP error:
-//! `{"error": {"code": "...", "message": "..."}}`. Each crate maps its own error type
-//! onto it once.
+//! The one JSON error shape of every Lectern HTTP error,
+//! `{"error": {"code": "...", "message": "..."}}`, and the one list of its codes
+//! (`ErrorCode`). Each crate maps its own error type onto it once.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+/// Every error code the API answers with: the one list, shown in the OpenAPI
+/// description. Each code has one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed or a value is out of range.
+    Invalid,
+    /// 401: no valid access token.
+    Unauthenticated,
+    /// 401: email or password is wrong.
+    BadCredentials,
+    /// 403: the account may not do this.
+    Forbidden,
+    /// 403: the playback token is forged, tampered or expired.
+    BadPlaybackToken,
+    /// 404
+    NotFound,
+    /// 405
+    MethodNotAllowed,
+    /// 409: the resource is in a state that does not allow this.
+    Conflict,
+    /// 409: a tus chunk's Upload-Offset is not the upload's offset.
+    OffsetMismatch,
+    /// 410: the unfinished upload expired.
+    UploadExpired,
+    /// 402: a priced course must be bought.
+    PurchaseRequired,
+    /// 413: the body or the upload is larger than allowed.
+    PayloadTooLarge,
+    /// 413: the owner's upload quota would be exceeded.
+    QuotaExceeded,
+    /// 415
+    UnsupportedMediaType,
+    /// 460 (tus checksum extension): the chunk was discarded.
+    ChecksumMismatch,
+    /// 412: a tus version this server does not speak.
+    TusVersion,
+    /// 416
+    RangeNotSatisfiable,
+    /// 429: see Retry-After.
+    RateLimited,
+    /// 503: the server took too long to answer.
+    Timeout,
+    /// 500: logged on the server; nothing more is said.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 20] = [
+        ErrorCode::Invalid,
+        ErrorCode::Unauthenticated,
+        ErrorCode::BadCredentials,
+        ErrorCode::Forbidden,
+        ErrorCode::BadPlaybackToken,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::OffsetMismatch,
+        ErrorCode::UploadExpired,
+        ErrorCode::PurchaseRequired,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::ChecksumMismatch,
+        ErrorCode::TusVersion,
+        ErrorCode::RangeNotSatisfiable,
+        ErrorCode::RateLimited,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+    ];
+
+    /// A Markdown list of every code and its status, for the OpenAPI description.
+    pub fn described() -> String {
+        ErrorCode::ALL
+            .iter()
+            .map(|c| format!("- `{}` ({})\n", c.as_str(), c.status().as_u16()))
+            .collect()
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::Invalid => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated | ErrorCode::BadCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden | ErrorCode::BadPlaybackToken => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict | ErrorCode::OffsetMismatch => StatusCode::CONFLICT,
+            ErrorCode::UploadExpired => StatusCode::GONE,
+            ErrorCode::PurchaseRequired => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::ChecksumMismatch => {
+                StatusCode::from_u16(460).expect("460 is a valid status")
+            }
+            ErrorCode::TusVersion => StatusCode::PRECONDITION_FAILED,
+            ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code as it is written in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BadPlaybackToken => "bad_playback_token",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::OffsetMismatch => "offset_mismatch",
+            ErrorCode::UploadExpired => "upload_expired",
+            ErrorCode::PurchaseRequired => "purchase_required",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::ChecksumMismatch => "checksum_mismatch",
+            ErrorCode::TusVersion => "tus_version",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
 
 /// The body of every error response.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -15,9 +144,8 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: invalid, unauthorized, forbidden, not_found,
-    /// rate_limited, quota_exceeded, payload_too_large, …
-    pub code: String,
+    /// Stable and machine-readable.
+    pub code: ErrorCode,
     /// What was wrong, for a person.
     pub message: String,
 }
@@ -26,18 +154,19 @@ pub struct ErrorDetail {
 /// method, path and client.
 #[derive(Debug, Clone)]
 pub struct Refusal {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
-/// The response for an error: the stable JSON body with the given status. A refusal
+/// The response for an error: the stable JSON body with the code's status. A refusal
 /// carries its code and message as a `Refusal` extension, which the edge logs; server
 /// errors are logged by the caller and sent with a generic message, so no internal
 /// detail reaches a client.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+pub fn error_response(code: ErrorCode, message: &str) -> Response {
+    let status = code.status();
     let body = ErrorBody {
         error: ErrorDetail {
-            code: code.to_string(),
+            code,
             message: message.to_string(),
         },
     };
@@ -50,10 +179,10 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
     )
         .into_response();
     if status.is_client_error() {
-        let ErrorBody {
-            error: ErrorDetail { code, message },
-        } = body;
-        res.extensions_mut().insert(Refusal { code, message });
+        res.extensions_mut().insert(Refusal {
+            code,
+            message: body.error.message,
+        });
     }
     res
 }
@@ -62,8 +191,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
 /// caller knows them.
 pub fn method_not_allowed(allow: Option<&'static str>) -> Response {
     let mut res = error_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     );
     if let Some(allow) = allow {
@@ -77,11 +205,7 @@ pub fn method_not_allowed(allow: Option<&'static str>) -> Response {
 
 /// 429 with the refusal's reason and when to come back (Retry-After, whole seconds).
 pub fn rate_limited(refusal: &crate::limits::Refusal) -> Response {
-    let mut res = error_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        &refusal.message,
-    );
+    let mut res = error_response(ErrorCode::RateLimited, &refusal.message);
     res.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
         refusal.retry_after_secs().into(),
@@ -93,9 +217,32 @@ pub fn rate_limited(refusal: &crate::limits::Refusal) -> Response {
 /// a generic 500.
 pub fn internal_error(context: &str, detail: &dyn std::fmt::Display) -> Response {
     tracing::error!(%detail, "{context}");
-    error_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal server error",
-    )
+    error_response(ErrorCode::Internal, "internal server error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_and_written_as_serde_writes_it() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code:?} twice");
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn the_body_and_status_follow_the_code() {
+        let res = error_response(ErrorCode::QuotaExceeded, "over");
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let refusal = res.extensions().get::<Refusal>().unwrap();
+        assert_eq!(
+            (refusal.code, refusal.message.as_str()),
+            (ErrorCode::QuotaExceeded, "over")
+        );
+        let server = error_response(ErrorCode::Internal, "x");
+        assert!(server.extensions().get::<Refusal>().is_none());
+    }
 }

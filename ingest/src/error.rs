@@ -1,8 +1,8 @@
 //! Ingest's one error type and its HTTP mapping.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use lectern_common::http::{error_response, internal_error};
+use lectern_common::http::{ErrorCode, error_response, internal_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -56,28 +56,22 @@ impl From<lectern_common::limits::Refusal> for IngestError {
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let message = self.to_string();
-        let (status, code) = match &self {
-            IngestError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            IngestError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            IngestError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            IngestError::Gone => (StatusCode::GONE, "upload_expired"),
-            IngestError::OffsetConflict { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
-            IngestError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            IngestError::QuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+        let code = match &self {
+            IngestError::BadRequest(_) => ErrorCode::Invalid,
+            IngestError::Forbidden(_) => ErrorCode::Forbidden,
+            IngestError::NotFound(_) => ErrorCode::NotFound,
+            IngestError::Gone => ErrorCode::UploadExpired,
+            IngestError::OffsetConflict { .. } => ErrorCode::OffsetMismatch,
+            IngestError::Conflict(_) => ErrorCode::Conflict,
+            IngestError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            IngestError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             IngestError::RateLimited(refusal) => {
                 return lectern_common::http::rate_limited(refusal);
             }
-            IngestError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            IngestError::ChecksumMismatch => (
-                StatusCode::from_u16(460).expect("460 is a valid status"),
-                "checksum_mismatch",
-            ),
+            IngestError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            IngestError::ChecksumMismatch => ErrorCode::ChecksumMismatch,
             IngestError::TusVersion => {
-                let mut res =
-                    error_response(StatusCode::PRECONDITION_FAILED, "tus_version", &message);
+                let mut res = error_response(ErrorCode::TusVersion, &message);
                 res.headers_mut()
                     .insert("tus-version", HeaderValue::from_static(crate::tus::VERSION));
                 return res;
@@ -89,6 +83,6 @@ impl IntoResponse for IngestError {
                 return internal_error("upload request failed", &self);
             }
         };
-        error_response(status, code, &message)
+        error_response(code, &message)
     }
 }

@@ -112,7 +112,7 @@ def test_max_size_is_enforced(tmp_path, lectern_bin):
     try:
         owner, lecture = setup(server)
         r = create(owner, lecture["id"], 1001)
-        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
         assert create(owner, lecture["id"], 1000).status_code == 201
         assert requests.options(server.url + "/api/uploads").headers["Tus-Max-Size"] == "1000"
     finally:
