@@ -2,6 +2,7 @@
 
 use lectern_common::auth::{AuthUser, Role};
 use lectern_common::db::{Backend, Db};
+use lectern_common::lecture::LectureStatus;
 use lectern_common::{new_id, now_unix};
 use serde::{Deserialize, Serialize};
 
@@ -70,8 +71,7 @@ pub struct Lecture {
     pub course_id: String,
     pub title: String,
     pub position: i64,
-    /// awaiting_upload | processing | playable (plays while the rest is encoded) | ready | failed
-    pub status: String,
+    pub status: LectureStatus,
     pub progress_percent: i64,
     pub failure_reason: Option<String>,
     pub duration_secs: Option<f64>,
@@ -103,13 +103,16 @@ type LectureRow = (
 const LECTURE_COLUMNS: &str = "id, course_id, title, position, status, progress_percent, failure_reason, duration_secs, media_kind, ready_asset_id, created_at, updated_at";
 
 impl Lecture {
-    fn from_row(r: LectureRow) -> Self {
-        Lecture {
+    fn from_row(r: LectureRow) -> Result<Self, CatalogError> {
+        let status = LectureStatus::parse(&r.4).ok_or_else(|| {
+            CatalogError::Internal(format!("lecture {} has an unknown status {:?}", r.0, r.4))
+        })?;
+        Ok(Lecture {
             id: r.0,
             course_id: r.1,
             title: r.2,
             position: r.3,
-            status: r.4,
+            status,
             progress_percent: r.5,
             failure_reason: r.6,
             duration_secs: r.7,
@@ -118,7 +121,7 @@ impl Lecture {
             ready_asset_id: r.9,
             created_at: r.10,
             updated_at: r.11,
-        }
+        })
     }
 }
 
@@ -487,7 +490,7 @@ pub async fn lectures_of(db: &Db, course_id: &str) -> Result<Vec<Lecture>, Catal
     .bind(course_id)
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(Lecture::from_row).collect())
+    rows.into_iter().map(Lecture::from_row).collect()
 }
 
 pub async fn get_lecture(db: &Db, id: &str) -> Result<Lecture, CatalogError> {
@@ -498,6 +501,7 @@ pub async fn get_lecture(db: &Db, id: &str) -> Result<Lecture, CatalogError> {
     .fetch_optional(db)
     .await?;
     row.map(Lecture::from_row)
+        .transpose()?
         .ok_or(CatalogError::NotFound("lecture"))
 }
 
@@ -547,7 +551,7 @@ pub struct LectureLadder {
 /// sees, never a path or an address.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LectureDiagnostics {
-    pub status: String,
+    pub status: LectureStatus,
     /// The reason everyone who sees the lecture sees.
     pub failure_reason: Option<String>,
     /// The last log lines of the process that probed or transcoded the file, with
@@ -578,7 +582,7 @@ pub async fn lecture_diagnostics(
     .fetch_optional(db)
     .await?;
     let (diagnostics, probe) = row.unwrap_or_default();
-    let failed = lecture.status == "failed";
+    let failed = lecture.status == LectureStatus::Failed;
     Ok(LectureDiagnostics {
         status: lecture.status,
         failure_reason: lecture.failure_reason,
@@ -655,7 +659,7 @@ pub async fn create_lecture(
     let now = now_unix();
     sqlx::query(
         "INSERT INTO lectures (id, course_id, title, position, status, progress_percent, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'awaiting_upload', 0, $5, $6)",
+         VALUES ($1, $2, $3, $4, $7, 0, $5, $6)",
     )
     .bind(&id)
     .bind(course_id)
@@ -663,6 +667,7 @@ pub async fn create_lecture(
     .bind(position)
     .bind(now)
     .bind(now)
+    .bind(LectureStatus::AwaitingUpload.as_str())
     .execute(db)
     .await?;
     sqlx::query("UPDATE courses SET updated_at = $1 WHERE id = $2")

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use lectern_common::auth::{AuthUser, Role};
 use lectern_common::db::Db;
+use lectern_common::lecture;
 use lectern_common::messages::JobEvent;
 use lectern_common::now_unix;
 use lectern_common::queue::{SharedQueue, Topic};
@@ -74,7 +75,6 @@ pub async fn apply(
     store: &SharedStore,
     event: &JobEvent,
 ) -> Result<Option<Routed>, CatalogError> {
-    let now = now_unix();
     // What a stored part changed, in the terms of the other events.
     let mut advanced = None;
     let changed = match event {
@@ -94,36 +94,13 @@ pub async fn apply(
             asset_id,
             percent,
             ..
-        } => sqlx::query(
-            "UPDATE lectures SET progress_percent = $1, updated_at = $2
-             WHERE id = $3 AND asset_id = $4 AND status = 'processing' AND progress_percent <= $5",
-        )
-        .bind(*percent as i64)
-        .bind(now)
-        .bind(lecture_id)
-        .bind(asset_id)
-        .bind(*percent as i64)
-        .execute(db)
-        .await?
-        .rows_affected(),
+        } => u64::from(lecture::record_progress(db, lecture_id, asset_id, *percent).await?),
         JobEvent::Ready {
             lecture_id,
             asset_id,
             duration_secs,
             ..
-        } => sqlx::query(
-            "UPDATE lectures SET status = 'ready', progress_percent = 100, failure_reason = NULL,
-                    ready_asset_id = $1, duration_secs = $2, updated_at = $3
-             WHERE id = $4 AND asset_id = $5",
-        )
-        .bind(asset_id)
-        .bind(*duration_secs)
-        .bind(now)
-        .bind(lecture_id)
-        .bind(asset_id)
-        .execute(db)
-        .await?
-        .rows_affected(),
+        } => u64::from(lecture::mark_ready(db, lecture_id, asset_id, *duration_secs).await?),
         JobEvent::Failed {
             lecture_id,
             asset_id,

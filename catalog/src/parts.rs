@@ -4,8 +4,8 @@
 //! while parts are missing); and the lecture's way from processing to playable to ready.
 
 use lectern_common::db::Db;
+use lectern_common::lecture::{self, LectureStatus};
 use lectern_common::messages::{PartReport, Rung, SourceFacts};
-use lectern_common::now_unix;
 use lectern_common::storage::SharedStore;
 use lectern_packager::{
     LecturePlaylists, MASTER_PLAYLIST, MEDIA_PLAYLIST, RenditionPieces, SegmentFacts,
@@ -60,17 +60,16 @@ pub async fn record(
             .bind(asset_id)
             .fetch_optional(db)
             .await?;
-    let Some((status,)) = current else {
+    let Some(status) = current.and_then(|(s,)| LectureStatus::parse(&s)) else {
         return Ok(Advance::Nothing);
     };
     // A repeated event still finishes the work a crash may have cut short.
-    if updated == 0 && status == "ready" {
+    if updated == 0 && status == LectureStatus::Ready {
         return Ok(Advance::Nothing);
     }
     let Some(state) = load(db, asset_id).await? else {
         return Ok(Advance::Nothing);
     };
-    let now = now_unix();
     let playlists = match state.playlists() {
         Ok(p) => p,
         Err(e) => return fail(db, lecture_id, asset_id, &e.to_string()).await,
@@ -102,55 +101,29 @@ pub async fn record(
             )
             .await?;
         let duration_secs = state.duration_secs();
-        let changed = sqlx::query(
-            "UPDATE lectures SET status = 'ready', progress_percent = 100, failure_reason = NULL,
-                    ready_asset_id = $1, duration_secs = $2, updated_at = $3
-             WHERE id = $4 AND asset_id = $1 AND status IN ('processing', 'playable')",
-        )
-        .bind(asset_id)
-        .bind(duration_secs)
-        .bind(now)
-        .bind(lecture_id)
-        .execute(db)
-        .await?
-        .rows_affected();
-        return Ok(if changed > 0 {
+        let changed = lecture::mark_ready(db, lecture_id, asset_id, duration_secs).await?;
+        return Ok(if changed {
             Advance::Ready { duration_secs }
         } else {
             Advance::Nothing
         });
     }
     let percent = state.percent();
-    if status == "processing" && playlists.is_some() {
-        let changed = sqlx::query(
-            "UPDATE lectures SET status = 'playable', progress_percent = $1, failure_reason = NULL,
-                    ready_asset_id = $2, duration_secs = $3, updated_at = $4
-             WHERE id = $5 AND asset_id = $2 AND status = 'processing'",
+    if status == LectureStatus::Processing
+        && playlists.is_some()
+        && lecture::mark_playable(
+            db,
+            lecture_id,
+            asset_id,
+            percent,
+            state.source.duration_secs,
         )
-        .bind(percent as i64)
-        .bind(asset_id)
-        .bind(state.source.duration_secs)
-        .bind(now)
-        .bind(lecture_id)
-        .execute(db)
         .await?
-        .rows_affected();
-        if changed > 0 {
-            return Ok(Advance::Playable);
-        }
+    {
+        return Ok(Advance::Playable);
     }
-    let changed = sqlx::query(
-        "UPDATE lectures SET progress_percent = $1, updated_at = $2
-         WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable') AND progress_percent < $1",
-    )
-    .bind(percent as i64)
-    .bind(now)
-    .bind(lecture_id)
-    .bind(asset_id)
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(if changed > 0 {
+    let changed = lecture::record_progress(db, lecture_id, asset_id, percent).await?;
+    Ok(if changed {
         Advance::Progress { percent }
     } else {
         Advance::Nothing
@@ -174,8 +147,7 @@ async fn fail(
     Ok(Advance::Failed { reason })
 }
 
-/// Fails a lecture still processing (or playable) this asset, and stops offering the
-/// half-made asset to students. Returns whether the lecture changed.
+/// Fails a lecture still encoding this asset (`lecture::mark_failed`).
 pub async fn mark_failed(
     db: &Db,
     lecture_id: &str,
@@ -183,20 +155,7 @@ pub async fn mark_failed(
     reason: &str,
     diagnostics: Option<&str>,
 ) -> Result<bool, CatalogError> {
-    let changed = sqlx::query(
-        "UPDATE lectures SET status = 'failed', failure_reason = $1, failure_diagnostics = $5, progress_percent = 0, updated_at = $2,
-                ready_asset_id = CASE WHEN ready_asset_id = $4 THEN NULL ELSE ready_asset_id END
-         WHERE id = $3 AND asset_id = $4 AND status IN ('processing', 'playable')",
-    )
-    .bind(reason)
-    .bind(now_unix())
-    .bind(lecture_id)
-    .bind(asset_id)
-    .bind(diagnostics)
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(changed > 0)
+    Ok(lecture::mark_failed(db, lecture_id, asset_id, reason, diagnostics).await?)
 }
 
 /// The playlists of a chunked asset that is still in parts, or None when the asset is

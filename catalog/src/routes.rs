@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lectern_common::auth::AuthUser;
+use lectern_common::lecture::LectureStatus;
 use lectern_common::limits::{Action, ClientIp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -530,7 +531,8 @@ async fn playback(
             .trim_end_matches('/')
     );
     // A lecture still encoding in parts gets its poster and storyboard last.
-    let video = lecture.media_kind.as_deref() == Some("video") && lecture.status != "playable";
+    let video =
+        lecture.media_kind.as_deref() == Some("video") && lecture.status != LectureStatus::Playable;
     Ok(Json(PlaybackGrant {
         url: format!("{base}/master.m3u8"),
         expires_at,

@@ -1,7 +1,8 @@
 //! lectern-common: the plumbing every Lectern role shares and nothing more.
 //!
 //! It owns the three seams chosen by URL (database, object storage, queue) with their
-//! embedded backends, the messages that travel on the queue (transcode jobs and job
+//! embedded backends, the lecture's state machine (the only writer of a lecture's
+//! status), the messages that travel on the queue (transcode jobs and job
 //! events), access tokens and the request extractor that checks them, the one JSON
 //! error shape every HTTP error uses, rate limits, and the HTTP edge every request
 //! passes (stock tower-http layers) with the server loop that times request heads.
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod db;
 pub mod edge;
 pub mod http;
+pub mod lecture;
 pub mod limits;
 pub mod messages;
 pub mod metrics;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use lectern_common::auth::{AuthUser, Role};
+use lectern_common::lecture::{self, LectureStatus};
 use lectern_common::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_key};
 use lectern_common::queue::Topic;
 use lectern_common::storage::ByteStream;
@@ -191,7 +192,7 @@ pub async fn create(
             "only the lecture's owner may upload to it".into(),
         ));
     }
-    if status == "processing" {
+    if LectureStatus::parse(&status) == Some(LectureStatus::Processing) {
         return Err(IngestError::Conflict(
             "the lecture's last upload is still being processed".into(),
         ));
@@ -340,13 +341,7 @@ pub async fn append(
     }
     if complete {
         // The file is in: the lecture is processing from now on (probing comes next).
-        sqlx::query(
-            "UPDATE lectures SET status = 'processing', progress_percent = 0, failure_reason = NULL, updated_at = $1 WHERE id = $2",
-        )
-        .bind(now_unix())
-        .bind(&current.lecture_id)
-        .execute(&state.db)
-        .await?;
+        lecture::start_processing(&state.db, &current.lecture_id).await?;
         let state = state.clone();
         let id = current.id.clone();
         tokio::spawn(async move {
@@ -469,15 +464,12 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
         }) => {
             tracing::info!(upload = %upload.id, reason = %unusable, "upload is not a usable lecture");
             let mut tx = state.db.begin().await?;
-            sqlx::query(
-                "UPDATE lectures SET status = 'failed', failure_reason = $1, failure_diagnostics = $2, progress_percent = 0, updated_at = $3
-                 WHERE id = $4",
+            lecture::refuse_upload(
+                &mut *tx,
+                &upload.lecture_id,
+                &format!("The uploaded file cannot be used: {unusable}."),
+                Some(&diagnostics),
             )
-            .bind(format!("The uploaded file cannot be used: {unusable}."))
-            .bind(&diagnostics)
-            .bind(now)
-            .bind(&upload.lecture_id)
-            .execute(&mut *tx)
             .await?;
             sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1")
                 .bind(&upload.id)
@@ -537,21 +529,18 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             let jobs = crate::chunks::schedule(&base, &ranges, workers, new_id);
             let chunked = jobs.len() > 1;
             let mut tx = state.db.begin().await?;
-            let updated = sqlx::query(
-                "UPDATE lectures SET status = 'processing', progress_percent = 0, failure_reason = NULL,
-                        asset_id = $1, media_kind = $2, updated_at = $3 WHERE id = $4",
+            let kept = lecture::process_asset(
+                &mut *tx,
+                &upload.lecture_id,
+                &asset_id,
+                if source.has_video { "video" } else { "audio" },
             )
-            .bind(&asset_id)
-            .bind(if source.has_video { "video" } else { "audio" })
-            .bind(now)
-            .bind(&upload.lecture_id)
-            .execute(&mut *tx)
             .await?;
             sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1")
                 .bind(&upload.id)
                 .execute(&mut *tx)
                 .await?;
-            if updated.rows_affected() == 0 {
+            if !kept {
                 // The lecture was deleted while its file was uploading.
                 tx.commit().await?;
                 state.store.delete(&upload.storage_key).await?;

@@ -1,0 +1,254 @@
+//! The lecture's state machine: its statuses, and every change of `lectures.status`,
+//! written once here. Ingest starts processing (or fails a refused file); the catalog
+//! applies the workers' events. Rows are created, renamed and deleted by the catalog.
+//!
+//! ```text
+//! awaiting_upload ──upload complete──▶ processing ──first parts stored──▶ playable
+//!                                       │    │                               │
+//!      ready, playable or failed        │    └──────────────▶ ready ◀────────┘
+//!      ── a new upload ──▶ processing   └──▶ failed ◀─── (playable)
+//! ```
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Any, Executor};
+
+use crate::now_unix;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LectureStatus {
+    /// Created; no file yet.
+    AwaitingUpload,
+    /// A file arrived and is being probed or encoded.
+    Processing,
+    /// Encoded in parts: plays while the rest is encoded.
+    Playable,
+    Ready,
+    Failed,
+}
+
+impl LectureStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LectureStatus::AwaitingUpload => "awaiting_upload",
+            LectureStatus::Processing => "processing",
+            LectureStatus::Playable => "playable",
+            LectureStatus::Ready => "ready",
+            LectureStatus::Failed => "failed",
+        }
+    }
+
+    /// The status a stored text names; None for a text no version wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            LectureStatus::AwaitingUpload,
+            LectureStatus::Processing,
+            LectureStatus::Playable,
+            LectureStatus::Ready,
+            LectureStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether an asset is being encoded (what the workers' events may still change).
+    pub fn is_encoding(self) -> bool {
+        matches!(self, LectureStatus::Processing | LectureStatus::Playable)
+    }
+}
+
+impl std::fmt::Display for LectureStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Result<T> = std::result::Result<T, sqlx::Error>;
+
+/// A complete upload: the lecture is processing from now on (probing comes next).
+pub async fn start_processing<'e>(
+    db: impl Executor<'e, Database = Any>,
+    lecture_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE lectures SET status = $1, progress_percent = 0, failure_reason = NULL, updated_at = $2
+         WHERE id = $3",
+    )
+    .bind(LectureStatus::Processing.as_str())
+    .bind(now_unix())
+    .bind(lecture_id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The probed file was accepted: the lecture processes this asset. Whether the lecture
+/// still exists (it may be deleted while its file uploads).
+pub async fn process_asset<'e>(
+    db: impl Executor<'e, Database = Any>,
+    lecture_id: &str,
+    asset_id: &str,
+    media_kind: &str,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE lectures SET status = $1, progress_percent = 0, failure_reason = NULL,
+                asset_id = $2, media_kind = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(LectureStatus::Processing.as_str())
+    .bind(asset_id)
+    .bind(media_kind)
+    .bind(now_unix())
+    .bind(lecture_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// The uploaded file cannot be used: the lecture fails with `reason` before any asset.
+pub async fn refuse_upload<'e>(
+    db: impl Executor<'e, Database = Any>,
+    lecture_id: &str,
+    reason: &str,
+    diagnostics: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE lectures SET status = $1, failure_reason = $2, failure_diagnostics = $3,
+                progress_percent = 0, updated_at = $4
+         WHERE id = $5 AND status = $6",
+    )
+    .bind(LectureStatus::Failed.as_str())
+    .bind(reason)
+    .bind(diagnostics)
+    .bind(now_unix())
+    .bind(lecture_id)
+    .bind(LectureStatus::Processing.as_str())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The first parts of `asset_id` are stored: it plays while the rest is encoded.
+/// Whether the lecture changed.
+pub async fn mark_playable(
+    db: &crate::db::Db,
+    lecture_id: &str,
+    asset_id: &str,
+    percent: u8,
+    duration_secs: f64,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE lectures SET status = $1, progress_percent = $2, failure_reason = NULL,
+                ready_asset_id = $3, duration_secs = $4, updated_at = $5
+         WHERE id = $6 AND asset_id = $3 AND status = $7",
+    )
+    .bind(LectureStatus::Playable.as_str())
+    .bind(i64::from(percent))
+    .bind(asset_id)
+    .bind(duration_secs)
+    .bind(now_unix())
+    .bind(lecture_id)
+    .bind(LectureStatus::Processing.as_str())
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Every output of `asset_id` is stored: it is what students play. Whether the
+/// lecture changed (a failed lecture stays failed; a repeated event changes nothing).
+pub async fn mark_ready(
+    db: &crate::db::Db,
+    lecture_id: &str,
+    asset_id: &str,
+    duration_secs: f64,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE lectures SET status = $1, progress_percent = 100, failure_reason = NULL,
+                ready_asset_id = $2, duration_secs = $3, updated_at = $4
+         WHERE id = $5 AND asset_id = $2 AND status IN ($6, $7)",
+    )
+    .bind(LectureStatus::Ready.as_str())
+    .bind(asset_id)
+    .bind(duration_secs)
+    .bind(now_unix())
+    .bind(lecture_id)
+    .bind(LectureStatus::Processing.as_str())
+    .bind(LectureStatus::Playable.as_str())
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Fails a lecture still encoding this asset, and stops offering the half-made asset
+/// to students. Whether the lecture changed.
+pub async fn mark_failed(
+    db: &crate::db::Db,
+    lecture_id: &str,
+    asset_id: &str,
+    reason: &str,
+    diagnostics: Option<&str>,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE lectures SET status = $1, failure_reason = $2, failure_diagnostics = $3,
+                progress_percent = 0, updated_at = $4,
+                ready_asset_id = CASE WHEN ready_asset_id = $5 THEN NULL ELSE ready_asset_id END
+         WHERE id = $6 AND asset_id = $5 AND status IN ($7, $8)",
+    )
+    .bind(LectureStatus::Failed.as_str())
+    .bind(reason)
+    .bind(diagnostics)
+    .bind(now_unix())
+    .bind(asset_id)
+    .bind(lecture_id)
+    .bind(LectureStatus::Processing.as_str())
+    .bind(LectureStatus::Playable.as_str())
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// `percent` of `asset_id` is encoded; progress only goes up. Whether it changed.
+pub async fn record_progress(
+    db: &crate::db::Db,
+    lecture_id: &str,
+    asset_id: &str,
+    percent: u8,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE lectures SET progress_percent = $1, updated_at = $2
+         WHERE id = $3 AND asset_id = $4 AND status IN ($5, $6) AND progress_percent < $1",
+    )
+    .bind(i64::from(percent))
+    .bind(now_unix())
+    .bind(lecture_id)
+    .bind(asset_id)
+    .bind(LectureStatus::Processing.as_str())
+    .bind(LectureStatus::Playable.as_str())
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_back_as_written() {
+        for s in [
+            LectureStatus::AwaitingUpload,
+            LectureStatus::Processing,
+            LectureStatus::Playable,
+            LectureStatus::Ready,
+            LectureStatus::Failed,
+        ] {
+            assert_eq!(LectureStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(LectureStatus::parse("uploading"), None);
+    }
+}
