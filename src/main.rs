@@ -112,6 +112,17 @@ enum UserCommand {
     Approve { email: String },
 }
 
+/// A setting with a closed list of words, read into its type once (clap lists the
+/// words in --help and refuses others).
+fn choice<T: Clone + Send + Sync + 'static>(
+    words: &'static [&'static str],
+    parse: fn(&str) -> Option<T>,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(words.to_vec())
+        .map(move |word| parse(&word).expect("one of the listed words"))
+}
+
 #[derive(Args, Clone)]
 struct Config {
     /// Address the HTTP server listens on.
@@ -223,12 +234,14 @@ struct Config {
     /// How playback bytes reach players once /play has checked the token: `proxy`
     /// (Lectern sends them), `nginx` (an X-Accel-Redirect for nginx to send; see
     /// deploy/nginx) or `direct` (presigned S3 URLs in the media playlists).
-    #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", value_parser = ["proxy", "nginx", "direct"], global = true)]
-    playback_delivery: String,
+    #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", global = true,
+          value_parser = choice(&["proxy", "nginx", "direct"], Delivery::parse))]
+    playback_delivery: Delivery,
     /// Who may sign up as an owner: anyone (`open`), holders of an invite code from
     /// `lectern user invite` (`invite`), or anyone once `lectern user approve` (`approval`).
-    #[arg(long, env = "LECTERN_OWNER_SIGNUP", default_value = "open", value_parser = ["open", "invite", "approval"], global = true)]
-    owner_signup: String,
+    #[arg(long, env = "LECTERN_OWNER_SIGNUP", default_value = "open", global = true,
+          value_parser = choice(&["open", "invite", "approval"], OwnerSignup::parse))]
+    owner_signup: OwnerSignup,
     /// Live-event connections (WebSockets) one account may hold open at once.
     #[arg(
         long,
@@ -248,8 +261,9 @@ struct Config {
     plan_workers: u32,
     /// `per-title`: probe each source's complexity and fit every rung's bit rate to it,
     /// dropping rungs that add nothing; `fixed`: the same ladder for every source.
-    #[arg(long, env = "LECTERN_LADDER", default_value = "per-title", value_parser = ["per-title", "fixed"], global = true)]
-    ladder: String,
+    #[arg(long = "ladder", env = "LECTERN_LADDER", default_value = "per-title", global = true, action = clap::ArgAction::Set,
+          value_parser = choice(&["per-title", "fixed"], |s| Some(s == "per-title")))]
+    per_title_ladder: bool,
     /// An upload body that sends no bytes for this long is cut; what arrived is kept.
     #[arg(
         long,
@@ -432,7 +446,7 @@ impl Config {
     /// segments are delivered from presigned URLs.
     fn security_headers(&self) -> SecurityHeaders {
         let mut connect = String::from("'self' ws: wss:");
-        if self.playback_delivery == "direct"
+        if self.playback_delivery == Delivery::Direct
             && let Some(origin) = storage_origin(&self.storage_url())
         {
             connect.push(' ');
@@ -761,7 +775,7 @@ fn ingest_state(
             scratch_dir: c.data_dir.join("scratch"),
             chunk_secs: c.chunk_secs,
             plan_workers: c.plan_workers,
-            per_title_ladder: c.ladder == "per-title",
+            per_title_ladder: c.per_title_ladder,
         },
         limits,
     ))
@@ -782,9 +796,9 @@ fn catalog_state(
         c.playback_tokens()?,
         CatalogConfig {
             public_url: c.public_url.clone(),
-            delivery: Delivery::parse(&c.playback_delivery).expect("clap checked the choice"),
+            delivery: c.playback_delivery,
             sockets_per_user: c.sockets_per_user.max(1),
-            owner_signup: OwnerSignup::parse(&c.owner_signup).expect("clap checked the policy"),
+            owner_signup: c.owner_signup,
         },
         limits,
     ))
@@ -823,7 +837,7 @@ fn spawn_workers(
 async fn open(c: &Config) -> anyhow::Result<(Db, SharedStore, SharedQueue)> {
     std::fs::create_dir_all(&c.data_dir)
         .with_context(|| format!("creating {}", c.data_dir.display()))?;
-    if c.playback_delivery == "direct" && !c.storage_url().starts_with("s3://") {
+    if c.playback_delivery == Delivery::Direct && !c.storage_url().starts_with("s3://") {
         anyhow::bail!(
             "PLAYBACK_DELIVERY=direct needs S3 storage (STORAGE_URL=s3://…) to presign segment URLs"
         );
