@@ -455,6 +455,115 @@ fn transcode_with(
     let pipeline = gst::Pipeline::new();
     // Files, not a live source: run as fast as the encoders go.
     pipeline.use_clock(None::<&gst::Clock>);
+    let (src, decode) = decoding_front(&pipeline, source)?;
+    let plan = Plan::of(job, out_dir, keyframes_only);
+    let tallies: Tallies = Default::default();
+    let stills = Stills::default();
+
+    let video = if facts.has_video && (plan.make_rungs || plan.make_stills) {
+        Some(video_branches(
+            &pipeline, job, &plan, watchdog, &tallies, &stills,
+        )?)
+    } else {
+        // Nothing takes decoded pictures: leave the video encoded (an audio job of a
+        // long lecture would otherwise decode every frame only to drop it).
+        keep_video_encoded(&decode);
+        None
+    };
+    let video_head = video.as_ref().map(|(head, _)| head.clone());
+    let audio_head = if plan.make_audio {
+        Some(audio_branch(&pipeline, job, &plan, &tallies)?)
+    } else {
+        None
+    };
+    let origin: Origin = Default::default();
+    let linked = route_decoded_streams(
+        &pipeline,
+        &decode,
+        &video_head,
+        &audio_head,
+        plan.range,
+        &origin,
+    );
+    let pads_ready = end_unfound_branches(&decode, &video_head, &audio_head, linked);
+
+    let range = plan.range;
+    let result = match (range, &video_head) {
+        (Some(range), Some(head)) => range.seek(&pipeline, head, &pads_ready, &origin, watchdog),
+        (Some(_), None) => Err(PipelineError::Media(
+            "a chunk or stills job needs a video stream".into(),
+        )),
+        (None, _) => Ok(()),
+    }
+    .and_then(|()| {
+        // An audio part's segments are handed over as they are finished.
+        let growing =
+            (job.part == JobPart::Audio && plan.make_audio).then_some(plan.audio_dir.as_path());
+        run_to_eos(
+            &pipeline,
+            &src,
+            range,
+            facts.duration_secs,
+            watchdog,
+            &tallies,
+            growing,
+            cancel,
+            on_progress,
+        )
+    });
+    let _ = pipeline.set_state(gst::State::Null);
+    result?;
+    let video_outputs = video.map(|(_, outputs)| outputs).unwrap_or_default();
+    collect_outputs(job, &plan, video_outputs, &tallies, &stills)
+}
+
+/// What one job's pipeline makes, and where: decided from the job before anything is
+/// built.
+struct Plan {
+    range: Option<Range>,
+    /// A lecture split into parts gets its video rungs from chunk jobs, and its audio
+    /// and its stills from whole-length jobs of their own.
+    make_rungs: bool,
+    make_stills: bool,
+    make_audio: bool,
+    out_dir: std::path::PathBuf,
+    audio_dir: std::path::PathBuf,
+    start_index: u64,
+    thumb_interval: u32,
+}
+
+impl Plan {
+    fn of(job: &TranscodeJob, out_dir: &Path, keyframes_only: bool) -> Self {
+        let duration = job.source.duration_secs;
+        Plan {
+            range: Range::of(job, keyframes_only),
+            make_rungs: job.part.makes_video() && !job.ladder.is_empty(),
+            make_stills: job.part.makes_stills(),
+            make_audio: job.part.makes_audio() && job.source.has_audio,
+            out_dir: out_dir.to_path_buf(),
+            audio_dir: out_dir.join("audio"),
+            start_index: job.range.first_segment,
+            thumb_interval: if duration > 0.0 {
+                (duration / MAX_THUMBS as f64).ceil().max(1.0) as u32
+            } else {
+                5
+            },
+        }
+    }
+}
+
+/// The frames the stills branches keep: the poster's candidates and the storyboard's.
+#[derive(Default)]
+struct Stills {
+    poster: Arc<Mutex<Vec<Frame>>>,
+    thumbs: Arc<Mutex<Vec<Frame>>>,
+}
+
+/// The file, read through the gate's source, into its restricted decodebin.
+fn decoding_front(
+    pipeline: &gst::Pipeline,
+    source: &Path,
+) -> Result<(gst::Element, gst::Element), PipelineError> {
     let src = lectern_gate::decode::file_source(source)?;
     let decode = lectern_gate::decode::decodebin()?;
     pipeline.add_many([&src, &decode])?;
@@ -471,11 +580,22 @@ fn transcode_with(
             }
         });
     }
+    Ok((src, decode))
+}
 
-    let tallies: Tallies = Default::default();
-    let fps_num = facts.fps_num.max(1) as i32;
-    let fps_den = facts.fps_den.max(1) as i32;
-    let fps = fps_num as f64 / fps_den as f64;
+/// The decoded pictures' branches: one chain to a tee, then a rung per encoder and the
+/// stills grabbers. The chain's head, and each rung with its folder.
+fn video_branches(
+    pipeline: &gst::Pipeline,
+    job: &TranscodeJob,
+    plan: &Plan,
+    watchdog: Watchdog,
+    tallies: &Tallies,
+    stills: &Stills,
+) -> Result<(gst::Element, Vec<(Rung, std::path::PathBuf)>), PipelineError> {
+    let facts = &job.source;
+    let (fps_num, fps_den) = (facts.fps_num.max(1) as i32, facts.fps_den.max(1) as i32);
+    let (head, tee) = picture_chain(pipeline, plan, watchdog, fps_num, fps_den)?;
     let (gop_frames, segment_frames) = grid_frames(
         facts.fps_num,
         facts.fps_den,
@@ -483,252 +603,304 @@ fn transcode_with(
         job.keyframe_secs,
     );
     let gop_frames = gop_frames as u32;
+    let fps = fps_num as f64 / fps_den as f64;
     let gop = gst::ClockTime::from_nseconds((gop_frames as f64 / fps * 1e9) as u64);
-    let segment_gops = segment_frames / gop_frames as u64;
     // Split once a fragment would pass its GOP count; half a GOP of slack absorbs
     // rounding in frame timestamps so no segment is cut one GOP early.
-    let video_max = gop * segment_gops + gop / 2;
-    let start_index = job.range.first_segment;
-    // A lecture split into parts gets its video rungs from chunk jobs, and its audio
-    // and its stills from whole-length jobs of their own.
-    let make_rungs = job.part.makes_video() && !job.ladder.is_empty();
-    let make_stills = job.part.makes_stills();
-    let make_audio = job.part.makes_audio() && facts.has_audio;
-    let range = Range::of(job, keyframes_only);
-
-    let mut video_head: Option<gst::Element> = None;
-    let mut video_outputs = Vec::new();
-    let poster_frames: Arc<Mutex<Vec<Frame>>> = Default::default();
-    let thumb_frames: Arc<Mutex<Vec<Frame>>> = Default::default();
-    let duration = facts.duration_secs;
-    let thumb_interval = if duration > 0.0 {
-        (duration / MAX_THUMBS as f64).ceil().max(1.0) as u32
-    } else {
-        5
-    };
-
-    if facts.has_video && (make_rungs || make_stills) {
-        // Raw source frames (3 MB each at 1080p): the rung queues behind the tee already
-        // decouple the encoders, so a short queue here is enough.
-        let head = queue(3)?;
-        // deinterlace takes common YUV only: palettes (RLE), YUV9 (Indeo), RGB15 and
-        // the like are converted first (a passthrough for everything else).
-        let to_yuv = make("videoconvert")?;
-        let deinterlace = make("deinterlace")?;
-        let flip = make("videoflip")?;
-        flip.set_property_from_str("video-direction", "auto");
-        let convert = make("videoconvert")?;
-        let rate = make("videorate")?;
-        if range.is_some_and(|r| r.keyframes_only) {
-            // Only keyframes come: filling the frame rate between them would convert
-            // thirty copies a second for the grabbers to drop.
-            rate.set_property("drop-only", true);
-        }
-        let caps = capsfilter(
-            gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
-                .field("framerate", gst::Fraction::new(fps_num, fps_den))
-                .build(),
-        )?;
-        let tee = make("tee")?;
-        refuse_gaps(&head, watchdog.max_gap);
-        pipeline.add_many([
-            &head,
-            &to_yuv,
-            &deinterlace,
-            &flip,
-            &convert,
-            &rate,
-            &caps,
-            &tee,
-        ])?;
-        gst::Element::link_many([
-            &head,
-            &to_yuv,
-            &deinterlace,
-            &flip,
-            &convert,
-            &rate,
-            &caps,
-            &tee,
-        ])?;
-
-        let ladder: &[Rung] = if make_rungs { &job.ladder } else { &[] };
-        let threads = encoder_threads(ladder, available_cores());
-        for (rung, threads) in ladder.iter().zip(threads) {
-            let dir = out_dir.join(&rung.name);
-            let q = queue(4)?;
-            let scale = match rung_scale(facts.width.max(facts.height), rung.width.max(rung.height))
-            {
-                RungScale::Bilinear => {
-                    let scale = make("videoscale")?;
-                    scale.set_property_from_str("method", "bilinear");
-                    // Fill the rung exactly: a 16:9 source in 426x240 is 0.2 % off, which
-                    // borders would pay for with a shifted picture (PSNR 27 dB, not 60).
-                    scale.set_property("add-borders", false);
-                    scale
-                }
-                // It always fills the rung: no borders.
-                RungScale::Bicubic => RungScaler::new().upcast(),
-            };
-            let size = capsfilter(
-                gst::Caps::builder("video/x-raw")
-                    .field("width", rung.width as i32)
-                    .field("height", rung.height as i32)
-                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                    .build(),
-            )?;
-            // Keyframes only on the grid, closed GOPs: every segment starts clean.
-            // rc-lookahead 5 (veryfast's is 10): x264 holds every frame of the window,
-            // about 100 MB of a 1080p ladder's peak; SSIM -0.0002 at 1080p, -0.0009 at
-            // 240p on the bench source.
-            let enc = make("x264enc")?;
-            enc.set_property("bitrate", rung.video_kbps);
-            if let Some(crf) = rung.crf {
-                // Constant quality, with `bitrate` as the rate control's ceiling.
-                enc.set_property_from_str("pass", "qual");
-                enc.set_property("quantizer", crf);
-            }
-            enc.set_property("key-int-max", gop_frames);
-            enc.set_property_from_str("speed-preset", X264_PRESET);
-            enc.set_property("vbv-buf-capacity", X264_VBV_MS);
-            enc.set_property("threads", threads);
-            enc.set_property("sliced-threads", threads > 1);
-            enc.set_property("option-string", X264_OPTIONS);
-            let profile = capsfilter(
-                gst::Caps::builder("video/x-h264")
-                    .field("profile", "high")
-                    .build(),
-            )?;
-            let parse = make("h264parse")?;
-            parse.set_property("config-interval", -1i32);
-            let sink = segment_sink(&dir, video_max, start_index)?;
-            pipeline.add_many([&q, &scale, &size, &enc, &profile, &parse, &sink])?;
-            gst::Element::link_many([&q, &scale, &size, &enc, &profile, &parse])?;
-            tee.link(&q)?;
-            let video_pad = sink
-                .request_pad_simple("video")
-                .ok_or_else(|| PipelineError::Setup("splitmuxsink video pad".into()))?;
-            parse
-                .static_pad("src")
-                .expect("parse src")
-                .link(&video_pad)
-                .map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
-            if range.is_some_and(|r| r.preroll_ns > 0) {
-                drop_preroll(&parse.static_pad("src").expect("parse src"));
-            }
-            tally_pad(
-                &parse.static_pad("src").expect("parse src"),
-                rung.name.clone(),
-                tallies.clone(),
-            );
-            video_outputs.push((rung.clone(), dir));
-        }
-
-        // Poster: the frame nearest a tenth of the lecture (at most 10 s in).
-        let (pw, ph) = {
-            let w = facts.width.min(POSTER_MAX_WIDTH);
-            (
-                even(w as f64),
-                even(w as f64 * facts.height as f64 / facts.width.max(1) as f64),
-            )
+    let video_max = gop * (segment_frames / gop_frames as u64) + gop / 2;
+    let ladder: &[Rung] = if plan.make_rungs { &job.ladder } else { &[] };
+    let threads = encoder_threads(ladder, available_cores());
+    let mut outputs = Vec::new();
+    for (rung, threads) in ladder.iter().zip(threads) {
+        let encoding = RungEncoding {
+            threads,
+            gop_frames,
+            video_max,
         };
-        let poster_at = (duration * 0.1).min(10.0);
-        if make_stills {
-            frame_grabber(
-                &pipeline,
-                &tee,
-                pw,
-                ph,
-                thumb_interval,
-                Keep::NearestTo(poster_at),
-                poster_frames.clone(),
-            )?;
-            let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
-            frame_grabber(
-                &pipeline,
-                &tee,
-                THUMB_WIDTH,
-                th,
-                thumb_interval,
-                Keep::All,
-                thumb_frames.clone(),
-            )?;
+        let dir = rung_branch(pipeline, &tee, rung, encoding, facts, plan, tallies)?;
+        outputs.push((rung.clone(), dir));
+    }
+    if plan.make_stills {
+        stills_branches(pipeline, &tee, facts, plan, stills)?;
+    }
+    Ok((head, outputs))
+}
+
+/// Decoded pictures made plain: I420 at the source's frame rate, upright and
+/// deinterlaced, into a tee. Its head and the tee.
+fn picture_chain(
+    pipeline: &gst::Pipeline,
+    plan: &Plan,
+    watchdog: Watchdog,
+    fps_num: i32,
+    fps_den: i32,
+) -> Result<(gst::Element, gst::Element), PipelineError> {
+    let range = plan.range;
+    // Raw source frames (3 MB each at 1080p): the rung queues behind the tee already
+    // decouple the encoders, so a short queue here is enough.
+    let head = queue(3)?;
+    // deinterlace takes common YUV only: palettes (RLE), YUV9 (Indeo), RGB15 and
+    // the like are converted first (a passthrough for everything else).
+    let to_yuv = make("videoconvert")?;
+    let deinterlace = make("deinterlace")?;
+    let flip = make("videoflip")?;
+    flip.set_property_from_str("video-direction", "auto");
+    let convert = make("videoconvert")?;
+    let rate = make("videorate")?;
+    if range.is_some_and(|r| r.keyframes_only) {
+        // Only keyframes come: filling the frame rate between them would convert
+        // thirty copies a second for the grabbers to drop.
+        rate.set_property("drop-only", true);
+    }
+    let caps = capsfilter(
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("framerate", gst::Fraction::new(fps_num, fps_den))
+            .build(),
+    )?;
+    let tee = make("tee")?;
+    refuse_gaps(&head, watchdog.max_gap);
+    pipeline.add_many([
+        &head,
+        &to_yuv,
+        &deinterlace,
+        &flip,
+        &convert,
+        &rate,
+        &caps,
+        &tee,
+    ])?;
+    gst::Element::link_many([
+        &head,
+        &to_yuv,
+        &deinterlace,
+        &flip,
+        &convert,
+        &rate,
+        &caps,
+        &tee,
+    ])?;
+    Ok((head, tee))
+}
+
+/// How one rung is encoded.
+struct RungEncoding {
+    threads: u32,
+    gop_frames: u32,
+    /// The longest fragment before a split.
+    video_max: gst::ClockTime,
+}
+
+/// One rung: scaled, encoded and cut into segments in its own folder, which it returns.
+fn rung_branch(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    rung: &Rung,
+    encoding: RungEncoding,
+    facts: &lectern_common::messages::SourceFacts,
+    plan: &Plan,
+    tallies: &Tallies,
+) -> Result<std::path::PathBuf, PipelineError> {
+    let RungEncoding {
+        threads,
+        gop_frames,
+        video_max,
+    } = encoding;
+    let (out_dir, range, start_index) = (&plan.out_dir, plan.range, plan.start_index);
+    let dir = out_dir.join(&rung.name);
+    let q = queue(4)?;
+    let scale = match rung_scale(facts.width.max(facts.height), rung.width.max(rung.height)) {
+        RungScale::Bilinear => {
+            let scale = make("videoscale")?;
+            scale.set_property_from_str("method", "bilinear");
+            // Fill the rung exactly: a 16:9 source in 426x240 is 0.2 % off, which
+            // borders would pay for with a shifted picture (PSNR 27 dB, not 60).
+            scale.set_property("add-borders", false);
+            scale
         }
-        video_head = Some(head);
+        // It always fills the rung: no borders.
+        RungScale::Bicubic => RungScaler::new().upcast(),
+    };
+    let size = capsfilter(
+        gst::Caps::builder("video/x-raw")
+            .field("width", rung.width as i32)
+            .field("height", rung.height as i32)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build(),
+    )?;
+    // Keyframes only on the grid, closed GOPs: every segment starts clean.
+    // rc-lookahead 5 (veryfast's is 10): x264 holds every frame of the window,
+    // about 100 MB of a 1080p ladder's peak; SSIM -0.0002 at 1080p, -0.0009 at
+    // 240p on the bench source.
+    let enc = make("x264enc")?;
+    enc.set_property("bitrate", rung.video_kbps);
+    if let Some(crf) = rung.crf {
+        // Constant quality, with `bitrate` as the rate control's ceiling.
+        enc.set_property_from_str("pass", "qual");
+        enc.set_property("quantizer", crf);
     }
-
-    if video_head.is_none() {
-        // Nothing takes decoded pictures: leave the video encoded (an audio job of a
-        // long lecture would otherwise decode every frame only to drop it).
-        // decodebin's answer: 0 plugs the element, 1 exposes the stream as it is.
-        let select = gst::glib::Type::from_name("GstAutoplugSelectResult")
-            .and_then(gst::glib::EnumClass::with_type);
-        if let Some(select) = select {
-            decode.connect("autoplug-select", false, move |args| {
-                let factory = args
-                    .get(3)
-                    .and_then(|v| v.get::<gst::ElementFactory>().ok());
-                let klass = factory
-                    .as_ref()
-                    .and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS))
-                    .unwrap_or_default();
-                let video_decoder = klass.contains("Decoder") && klass.contains("Video");
-                select.to_value(if video_decoder { 1 } else { 0 })
-            });
-        }
+    enc.set_property("key-int-max", gop_frames);
+    enc.set_property_from_str("speed-preset", X264_PRESET);
+    enc.set_property("vbv-buf-capacity", X264_VBV_MS);
+    enc.set_property("threads", threads);
+    enc.set_property("sliced-threads", threads > 1);
+    enc.set_property("option-string", X264_OPTIONS);
+    let profile = capsfilter(
+        gst::Caps::builder("video/x-h264")
+            .field("profile", "high")
+            .build(),
+    )?;
+    let parse = make("h264parse")?;
+    parse.set_property("config-interval", -1i32);
+    let sink = segment_sink(&dir, video_max, start_index)?;
+    pipeline.add_many([&q, &scale, &size, &enc, &profile, &parse, &sink])?;
+    gst::Element::link_many([&q, &scale, &size, &enc, &profile, &parse])?;
+    tee.link(&q)?;
+    let video_pad = sink
+        .request_pad_simple("video")
+        .ok_or_else(|| PipelineError::Setup("splitmuxsink video pad".into()))?;
+    parse
+        .static_pad("src")
+        .expect("parse src")
+        .link(&video_pad)
+        .map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
+    if range.is_some_and(|r| r.preroll_ns > 0) {
+        drop_preroll(&parse.static_pad("src").expect("parse src"));
     }
+    tally_pad(
+        &parse.static_pad("src").expect("parse src"),
+        rung.name.clone(),
+        tallies.clone(),
+    );
+    Ok(dir)
+}
 
-    let mut audio_head: Option<gst::Element> = None;
-    let audio_dir = out_dir.join("audio");
-    if make_audio {
-        let head = queue(64)?;
-        let convert = make("audioconvert")?;
-        let resample = make("audioresample")?;
-        let caps = capsfilter(
-            gst::Caps::builder("audio/x-raw")
-                .field("rate", 48000i32)
-                .field("channels", 2i32)
-                .build(),
-        )?;
-        let rate = make("audiorate")?;
-        let enc = make("avenc_aac")?;
-        enc.set_property_from_str("bitrate", &(job.audio_kbps * 1000).to_string());
-        // aacparse frames the encoder's output as ADTS (the packer's only caps), which
-        // the muxer then takes as it is.
-        let parse = make("aacparse")?;
-        let pack = AdtsPacker::new().upcast::<gst::Element>();
-        let sink = segment_sink(
-            &audio_dir,
-            gst::ClockTime::from_seconds(job.segment_secs as u64),
-            start_index,
-        )?;
-        pipeline.add_many([
-            &head, &convert, &resample, &caps, &rate, &enc, &parse, &pack, &sink,
-        ])?;
-        gst::Element::link_many([
-            &head, &convert, &resample, &caps, &rate, &enc, &parse, &pack,
-        ])?;
-        let pad = sink
-            .request_pad_simple("audio_%u")
-            .ok_or_else(|| PipelineError::Setup("splitmuxsink audio pad".into()))?;
-        pack.static_pad("src")
-            .expect("packer src")
-            .link(&pad)
-            .map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
-        tally_pad(
-            &pack.static_pad("src").expect("packer src"),
-            "audio".into(),
-            tallies.clone(),
-        );
-        audio_head = Some(head);
+/// The poster (the frame nearest a tenth of the lecture, at most 10 s in) and the
+/// storyboard's thumbnails.
+fn stills_branches(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    facts: &lectern_common::messages::SourceFacts,
+    plan: &Plan,
+    stills: &Stills,
+) -> Result<(), PipelineError> {
+    let (duration, thumb_interval) = (facts.duration_secs, plan.thumb_interval);
+    // Poster: the frame nearest a tenth of the lecture (at most 10 s in).
+    let (pw, ph) = {
+        let w = facts.width.min(POSTER_MAX_WIDTH);
+        (
+            even(w as f64),
+            even(w as f64 * facts.height as f64 / facts.width.max(1) as f64),
+        )
+    };
+    let poster_at = (duration * 0.1).min(10.0);
+    frame_grabber(
+        pipeline,
+        tee,
+        pw,
+        ph,
+        thumb_interval,
+        Keep::NearestTo(poster_at),
+        stills.poster.clone(),
+    )?;
+    let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
+    frame_grabber(
+        pipeline,
+        tee,
+        THUMB_WIDTH,
+        th,
+        thumb_interval,
+        Keep::All,
+        stills.thumbs.clone(),
+    )?;
+    Ok(())
+}
+
+/// No decoder for video is plugged: decodebin exposes the encoded stream as it is.
+fn keep_video_encoded(decode: &gst::Element) {
+    // decodebin's answer: 0 plugs the element, 1 exposes the stream as it is.
+    let select = gst::glib::Type::from_name("GstAutoplugSelectResult")
+        .and_then(gst::glib::EnumClass::with_type);
+    if let Some(select) = select {
+        decode.connect("autoplug-select", false, move |args| {
+            let factory = args
+                .get(3)
+                .and_then(|v| v.get::<gst::ElementFactory>().ok());
+            let klass = factory
+                .as_ref()
+                .and_then(|f| f.metadata(gst::ELEMENT_METADATA_KLASS))
+                .unwrap_or_default();
+            let video_decoder = klass.contains("Decoder") && klass.contains("Video");
+            select.to_value(if video_decoder { 1 } else { 0 })
+        });
     }
+}
 
+/// Audio: resampled to 48 kHz stereo, AAC, packed and cut into segments. Its head.
+fn audio_branch(
+    pipeline: &gst::Pipeline,
+    job: &TranscodeJob,
+    plan: &Plan,
+    tallies: &Tallies,
+) -> Result<gst::Element, PipelineError> {
+    let (audio_dir, start_index) = (&plan.audio_dir, plan.start_index);
+    let head = queue(64)?;
+    let convert = make("audioconvert")?;
+    let resample = make("audioresample")?;
+    let caps = capsfilter(
+        gst::Caps::builder("audio/x-raw")
+            .field("rate", 48000i32)
+            .field("channels", 2i32)
+            .build(),
+    )?;
+    let rate = make("audiorate")?;
+    let enc = make("avenc_aac")?;
+    enc.set_property_from_str("bitrate", &(job.audio_kbps * 1000).to_string());
+    // aacparse frames the encoder's output as ADTS (the packer's only caps), which
+    // the muxer then takes as it is.
+    let parse = make("aacparse")?;
+    let pack = AdtsPacker::new().upcast::<gst::Element>();
+    let sink = segment_sink(
+        audio_dir,
+        gst::ClockTime::from_seconds(job.segment_secs as u64),
+        start_index,
+    )?;
+    pipeline.add_many([
+        &head, &convert, &resample, &caps, &rate, &enc, &parse, &pack, &sink,
+    ])?;
+    gst::Element::link_many([
+        &head, &convert, &resample, &caps, &rate, &enc, &parse, &pack,
+    ])?;
+    let pad = sink
+        .request_pad_simple("audio_%u")
+        .ok_or_else(|| PipelineError::Setup("splitmuxsink audio pad".into()))?;
+    pack.static_pad("src")
+        .expect("packer src")
+        .link(&pad)
+        .map_err(|e| PipelineError::Setup(format!("{e:?}")))?;
+    tally_pad(
+        &pack.static_pad("src").expect("packer src"),
+        "audio".into(),
+        tallies.clone(),
+    );
+    Ok(head)
+}
+
+/// Which decoded streams were linked to a branch: (video, audio).
+type Linked = Arc<Mutex<(bool, bool)>>;
+
+fn route_decoded_streams(
+    pipeline: &gst::Pipeline,
+    decode: &gst::Element,
+    video_head: &Option<gst::Element>,
+    audio_head: &Option<gst::Element>,
+    range: Option<Range>,
+    origin: &Origin,
+) -> Linked {
     // decodebin exposes one pad per decoded stream: the first video and the first
     // audio go to their branches, anything else (a second audio track, subtitles)
     // to a fakesink so it cannot block the pipeline.
-    let linked = Arc::new(Mutex::new((false, false)));
-    let origin: Origin = Default::default();
+    let linked: Linked = Default::default();
     {
         let video_head = video_head.clone();
         let audio_head = audio_head.clone();
@@ -784,6 +956,17 @@ fn transcode_with(
             }
         });
     }
+    linked
+}
+
+/// A branch whose stream never appears gets EOS, or the pipeline would wait for it
+/// forever. The flag turns true once decodebin has exposed every stream.
+fn end_unfound_branches(
+    decode: &gst::Element,
+    video_head: &Option<gst::Element>,
+    audio_head: &Option<gst::Element>,
+    linked: Linked,
+) -> Arc<std::sync::atomic::AtomicBool> {
     let pads_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         // A branch whose stream never appears gets EOS, or the pipeline would wait
@@ -805,31 +988,20 @@ fn transcode_with(
         });
     }
 
-    let result = match (range, &video_head) {
-        (Some(range), Some(head)) => range.seek(&pipeline, head, &pads_ready, &origin, watchdog),
-        (Some(_), None) => Err(PipelineError::Media(
-            "a chunk or stills job needs a video stream".into(),
-        )),
-        (None, _) => Ok(()),
-    }
-    .and_then(|()| {
-        // An audio part's segments are handed over as they are finished.
-        let growing = (job.part == JobPart::Audio && make_audio).then_some(audio_dir.as_path());
-        run_to_eos(
-            &pipeline,
-            &src,
-            range,
-            duration,
-            watchdog,
-            &tallies,
-            growing,
-            cancel,
-            on_progress,
-        )
-    });
-    let _ = pipeline.set_state(gst::State::Null);
-    result?;
+    pads_ready
+}
 
+/// The measured renditions and the kept stills, once the pipeline has run.
+fn collect_outputs(
+    job: &TranscodeJob,
+    plan: &Plan,
+    video_outputs: Vec<(Rung, std::path::PathBuf)>,
+    tallies: &Tallies,
+    stills: &Stills,
+) -> Result<TranscodeOutput, PipelineError> {
+    let (facts, start_index, range) = (&job.source, plan.start_index, plan.range);
+    let (audio_dir, make_audio, make_stills) = (&plan.audio_dir, plan.make_audio, plan.make_stills);
+    let thumb_interval = plan.thumb_interval;
     let tallies = std::mem::take(&mut *tallies.lock().expect("tally lock"));
     let mut video = Vec::new();
     for (rung, dir) in video_outputs {
@@ -852,7 +1024,7 @@ fn transcode_with(
         });
     }
     let audio = if make_audio {
-        let segments = measure_segments(&audio_dir, tallies.get("audio"), start_index)?;
+        let segments = measure_segments(audio_dir, tallies.get("audio"), start_index)?;
         (!segments.is_empty()).then(|| RenditionOutput {
             name: "audio".into(),
             dir: audio_dir.clone(),
@@ -863,8 +1035,8 @@ fn transcode_with(
     } else {
         None
     };
-    let poster = poster_frames.lock().expect("poster lock").pop();
-    let thumbnails = std::mem::take(&mut *thumb_frames.lock().expect("thumbs lock"));
+    let poster = stills.poster.lock().expect("poster lock").pop();
+    let thumbnails = std::mem::take(&mut *stills.thumbs.lock().expect("thumbs lock"));
     let stills_made = poster.is_some() || !thumbnails.is_empty();
     if video.is_empty() && audio.is_none() && !(make_stills && stills_made) {
         return Err(PipelineError::Media(
