@@ -90,7 +90,7 @@ for t in "${targets[@]}"; do
     if grep -q 'panicked at' "$log"; then
       # The panic message, the frames in Lectern's code, and the input as Debug.
       { sed -n '/panicked at/,/^stack backtrace:/p' "$log" | grep -v '^stack backtrace:' | head -n 40 | sed 's/^/    /'; } || true
-      { grep -E '^ +at \./(common|ingest|packager|catalog|transcoder|fuzz)/' "$log" | head -n 8 | sed 's/^ */      /'; } || true
+      { grep -E '^ +at \./(seams|web|ingest|packager|catalog|transcoder|fuzz)/' "$log" | head -n 8 | sed 's/^ */      /'; } || true
       { sed -n '/^Output of `std::fmt::Debug`:/,/^Reproduce with:/p' "$log" | grep -v '^Reproduce with:' | head -n 60 | sed 's/^/    /'; } || true
     else
       { grep -v '^#[0-9]' "$log" | tail -n 40 | sed 's/^/    /'; } || true

@@ -18,17 +18,17 @@ use clap::{Args, Parser, Subcommand};
 use lectern_catalog::accounts::OwnerSignup;
 use lectern_catalog::playback::PlaybackTokens;
 use lectern_catalog::{CatalogConfig, CatalogState, Delivery};
-use lectern_common::auth::{AccessTokens, Role, load_or_create_secret};
-use lectern_common::db::Db;
-use lectern_common::edge::{EdgeConfig, SecurityHeaders, api_cors, with_edge};
-use lectern_common::http::{ErrorCode, error_response};
-use lectern_common::limits::{Limits, LimitsConfig};
-use lectern_common::queue::{SharedQueue, Topic};
-use lectern_common::storage::SharedStore;
 use lectern_gate::fence::{Fence, Limits as FenceLimits};
 use lectern_ingest::probe::SourceLimits;
 use lectern_ingest::{IngestConfig, IngestState};
+use lectern_seams::db::Db;
+use lectern_seams::queue::{SharedQueue, Topic};
+use lectern_seams::storage::SharedStore;
 use lectern_transcoder::{Worker, WorkerConfig};
+use lectern_web::auth::{AccessTokens, Role, load_or_create_secret};
+use lectern_web::edge::{EdgeConfig, SecurityHeaders, api_cors, with_edge};
+use lectern_web::http::{ErrorCode, error_response};
+use lectern_web::limits::{Limits, LimitsConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -534,7 +534,7 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    lectern_common::http::method_not_allowed(None)
+    lectern_web::http::method_not_allowed(None)
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -543,7 +543,7 @@ async fn metrics(State(b): State<Backends>) -> Response {
     if let Some(queue) = &b.queue {
         for topic in Topic::ALL {
             if let Ok(depth) = queue.depth(topic).await {
-                lectern_common::metrics::metrics()
+                lectern_seams::metrics::metrics()
                     .queue_depth
                     .with_label_values(&[topic.name()])
                     .set(depth as i64);
@@ -555,7 +555,7 @@ async fn metrics(State(b): State<Backends>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        lectern_common::metrics::render(),
+        lectern_seams::metrics::render(),
     )
         .into_response()
 }
@@ -590,7 +590,7 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
                 use tower::ServiceExt;
                 match files.oneshot(req).await {
                     Ok(res) => res.into_response(),
-                    Err(e) => lectern_common::http::internal_error("serving the web app", &e),
+                    Err(e) => lectern_web::http::internal_error("serving the web app", &e),
                 }
             }
         })
@@ -598,7 +598,7 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
 
 /// The scheme://host:port of an s3:// URL's endpoint, for the CSP.
 fn storage_origin(url: &str) -> Option<String> {
-    let endpoint = lectern_common::storage::s3::parse_url(url).ok()?.endpoint?;
+    let endpoint = lectern_seams::storage::s3::parse_url(url).ok()?.endpoint?;
     let (scheme, rest) = endpoint.split_once("://")?;
     Some(format!("{scheme}://{}", rest.split('/').next()?))
 }
@@ -677,7 +677,7 @@ fn with_health(app: Router, backends: Backends) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn(
-            lectern_common::metrics::record_latency,
+            lectern_web::latency::record_latency,
         ))
 }
 
@@ -697,7 +697,7 @@ async fn serve_http(
         .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "lectern is listening");
     let mut drained = shutdown.clone();
-    let server = lectern_common::serve::serve(listener, app, header_timeout, async move {
+    let server = lectern_web::serve::serve(listener, app, header_timeout, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
     // Requests in flight get time to finish; long-lived ones (WebSockets) do not hold
@@ -842,13 +842,13 @@ async fn open(c: &Config) -> anyhow::Result<(Db, SharedStore, SharedQueue)> {
             "PLAYBACK_DELIVERY=direct needs S3 storage (STORAGE_URL=s3://…) to presign segment URLs"
         );
     }
-    let db = lectern_common::db::connect(&c.database_url())
+    let db = lectern_seams::db::connect(&c.database_url())
         .await
         .context("opening the database")?;
-    let store = lectern_common::storage::open_storage(&c.storage_url())
+    let store = lectern_seams::storage::open_storage(&c.storage_url())
         .await
         .context("opening object storage")?;
-    let queue = lectern_common::queue::open_queue(&c.queue_url())
+    let queue = lectern_seams::queue::open_queue(&c.queue_url())
         .await
         .context("opening the queue")?;
     Ok((db, store, queue))
@@ -994,8 +994,8 @@ async fn run() -> anyhow::Result<()> {
         Command::Worker => {
             // Workers hold no database: queue and storage only.
             std::fs::create_dir_all(&c.data_dir)?;
-            let store = lectern_common::storage::open_storage(&c.storage_url()).await?;
-            let queue = lectern_common::queue::open_queue(&c.queue_url()).await?;
+            let store = lectern_seams::storage::open_storage(&c.storage_url()).await?;
+            let queue = lectern_seams::queue::open_queue(&c.queue_url()).await?;
             let shutdown = shutdown_flag();
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown)?;
             let app = with_health(
@@ -1028,10 +1028,10 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             std::fs::create_dir_all(&c.data_dir)?;
-            let db = lectern_common::db::connect_only(&c.database_url())
+            let db = lectern_seams::db::connect_only(&c.database_url())
                 .await
                 .context("opening the database")?;
-            lectern_common::db::migrate(&db)
+            lectern_seams::db::migrate(&db)
                 .await
                 .context("migrating the database")?;
             println!("database is up to date");
@@ -1046,7 +1046,7 @@ async fn run() -> anyhow::Result<()> {
 async fn user_admin(c: &Config, command: UserCommand) -> anyhow::Result<()> {
     use lectern_catalog::accounts;
     std::fs::create_dir_all(&c.data_dir)?;
-    let db = lectern_common::db::connect(&c.database_url())
+    let db = lectern_seams::db::connect(&c.database_url())
         .await
         .context("opening the database")?;
     let failed = |e: lectern_catalog::CatalogError| anyhow::anyhow!("{e}");

@@ -95,6 +95,7 @@ async fn a_fenced_child_reaches_its_inputs_and_its_folder_and_nothing_else() {
         "TMPDIR",
         "XDG_RUNTIME_DIR",
         "MIMALLOC_ARENA_RESERVE",
+        "MIMALLOC_PURGE_DELAY",
     ];
     let leaked: Vec<_> = out
         .env

@@ -3,10 +3,10 @@
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use lectern_common::auth::Role;
-use lectern_common::db::Db;
-use lectern_common::limits::{Action, ClientIp, Limits};
-use lectern_common::{new_id, now_unix};
+use lectern_seams::db::Db;
+use lectern_seams::{new_id, now_unix};
+use lectern_web::auth::Role;
+use lectern_web::limits::{Action, ClientIp, Limits};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;

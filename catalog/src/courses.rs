@@ -1,9 +1,9 @@
 //! Courses, lectures and enrollment: who may see, edit and play what.
 
-use lectern_common::auth::{AuthUser, Role};
-use lectern_common::db::{Backend, Db};
-use lectern_common::lecture::LectureStatus;
-use lectern_common::{new_id, now_unix};
+use lectern_seams::db::{Backend, Db};
+use lectern_seams::lecture::LectureStatus;
+use lectern_seams::{new_id, now_unix};
+use lectern_web::auth::{AuthUser, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;
@@ -408,7 +408,7 @@ pub async fn list_courses(
         .filter(|c| !c.is_empty())
         .map(str::to_string);
     let mine = query.mine.unwrap_or(false);
-    let backend = lectern_common::db::backend(db);
+    let backend = lectern_seams::db::backend(db);
     // The WHERE clause holds only the filters asked for, so each statement is one the
     // planner can serve from an index (courses_listing walks published courses newest
     // first and stops at the page). Text search is PostgreSQL full-text search (prefix

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lectern_common::storage::ObjectMeta;
+use lectern_seams::storage::ObjectMeta;
 use tower::ServiceExt;
 
 use crate::CatalogState;
@@ -65,7 +65,7 @@ pub async fn deliver(
     let mut res = match s.config.delivery {
         Delivery::Nginx => nginx_redirect(s, &file).await?,
         Delivery::Direct if file.key.ends_with("/index.m3u8") => {
-            let bytes = lectern_common::storage::read_to_vec(s.store.as_ref(), file.key).await?;
+            let bytes = lectern_seams::storage::read_to_vec(s.store.as_ref(), file.key).await?;
             let text =
                 String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
             return direct_media_playlist(s, file.key, &text, file.expires_in, req.method()).await;

@@ -1,7 +1,7 @@
 //! Catalog's one error type and its HTTP mapping.
 
 use axum::response::{IntoResponse, Response};
-use lectern_common::http::{ErrorCode, error_response, internal_error};
+use lectern_web::http::{ErrorCode, error_response, internal_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -22,31 +22,29 @@ pub enum CatalogError {
     #[error("the request body is larger than this route accepts")]
     TooLarge,
     #[error("{}", .0.message)]
-    RateLimited(lectern_common::limits::Refusal),
+    RateLimited(lectern_web::limits::Refusal),
     #[error("range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("storage: {0}")]
-    Storage(lectern_common::storage::StorageError),
+    Storage(lectern_seams::storage::StorageError),
     #[error("{0}")]
     Internal(String),
 }
 
-impl From<lectern_common::storage::StorageError> for CatalogError {
-    fn from(e: lectern_common::storage::StorageError) -> Self {
+impl From<lectern_seams::storage::StorageError> for CatalogError {
+    fn from(e: lectern_seams::storage::StorageError) -> Self {
         match e {
-            lectern_common::storage::StorageError::NotFound(_)
-            | lectern_common::storage::StorageError::InvalidKey(_) => {
-                CatalogError::NotFound("file")
-            }
+            lectern_seams::storage::StorageError::NotFound(_)
+            | lectern_seams::storage::StorageError::InvalidKey(_) => CatalogError::NotFound("file"),
             other => CatalogError::Storage(other),
         }
     }
 }
 
-impl From<lectern_common::limits::Refusal> for CatalogError {
-    fn from(r: lectern_common::limits::Refusal) -> Self {
+impl From<lectern_web::limits::Refusal> for CatalogError {
+    fn from(r: lectern_web::limits::Refusal) -> Self {
         CatalogError::RateLimited(r)
     }
 }
@@ -64,7 +62,7 @@ impl IntoResponse for CatalogError {
             CatalogError::BadPlaybackToken => ErrorCode::BadPlaybackToken,
             CatalogError::TooLarge => ErrorCode::PayloadTooLarge,
             CatalogError::RateLimited(refusal) => {
-                return lectern_common::http::rate_limited(refusal);
+                return lectern_web::http::rate_limited(refusal);
             }
             CatalogError::RangeNotSatisfiable { size } => {
                 let mut res = error_response(ErrorCode::RangeNotSatisfiable, &message);

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use lectern_common::auth::{AuthUser, Role};
-use lectern_common::db::Db;
-use lectern_common::lecture;
-use lectern_common::messages::JobEvent;
-use lectern_common::now_unix;
-use lectern_common::queue::{SharedQueue, Topic};
-use lectern_common::storage::SharedStore;
+use lectern_seams::db::Db;
+use lectern_seams::lecture;
+use lectern_seams::messages::JobEvent;
+use lectern_seams::now_unix;
+use lectern_seams::queue::{SharedQueue, Topic};
+use lectern_seams::storage::SharedStore;
+use lectern_web::auth::{AuthUser, Role};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -214,7 +214,7 @@ pub async fn apply(
 
 /// Consumes job events until the task is dropped. An event is acked once applied.
 pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, hub: Hub) {
-    let mut consumer: Option<Box<dyn lectern_common::queue::Consumer>> = None;
+    let mut consumer: Option<Box<dyn lectern_seams::queue::Consumer>> = None;
     loop {
         let c = match consumer.as_mut() {
             Some(c) => c,

@@ -18,11 +18,11 @@ mod routes;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use lectern_common::auth::AccessTokens;
-use lectern_common::db::Db;
-use lectern_common::limits::Limits;
-use lectern_common::queue::SharedQueue;
-use lectern_common::storage::SharedStore;
+use lectern_seams::db::Db;
+use lectern_seams::queue::SharedQueue;
+use lectern_seams::storage::SharedStore;
+use lectern_web::auth::AccessTokens;
+use lectern_web::limits::Limits;
 
 pub use delivery::Delivery;
 pub use error::CatalogError;

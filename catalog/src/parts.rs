@@ -3,13 +3,13 @@
 //! is delivered; the playlists stitched from what is stored (growing EVENT playlists
 //! while parts are missing); and the lecture's way from processing to playable to ready.
 
-use lectern_common::db::Db;
-use lectern_common::lecture::{self, LectureStatus};
-use lectern_common::messages::{PartReport, Rung, SourceFacts};
-use lectern_common::storage::SharedStore;
 use lectern_packager::{
     LecturePlaylists, MASTER_PLAYLIST, MEDIA_PLAYLIST, RenditionPieces, SegmentFacts,
 };
+use lectern_seams::db::Db;
+use lectern_seams::lecture::{self, LectureStatus};
+use lectern_seams::messages::{PartReport, Rung, SourceFacts};
+use lectern_seams::storage::SharedStore;
 
 use crate::error::CatalogError;
 
@@ -296,7 +296,7 @@ impl PartsState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lectern_common::messages::{StoredRendition, StoredSegment};
+    use lectern_seams::messages::{StoredRendition, StoredSegment};
 
     fn rendition(name: &str, segments: std::ops::Range<u64>, duration: f64) -> StoredRendition {
         StoredRendition {
@@ -330,10 +330,10 @@ mod tests {
     /// A lecture processing a 30 s asset split into one video part and its audio.
     async fn lecture(dir: &std::path::Path) -> (Db, SharedStore) {
         let db =
-            lectern_common::db::connect(&format!("sqlite://{}", dir.join("db.sqlite").display()))
+            lectern_seams::db::connect(&format!("sqlite://{}", dir.join("db.sqlite").display()))
                 .await
                 .unwrap();
-        let store = lectern_common::storage::open_storage(&format!(
+        let store = lectern_seams::storage::open_storage(&format!(
             "file://{}",
             dir.join("store").display()
         ))
@@ -443,7 +443,7 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(serde_json::from_str::<PartReport>(&stored).unwrap(), whole);
-        let vod = lectern_common::storage::read_to_vec(store.as_ref(), "assets/a/audio/index.m3u8")
+        let vod = lectern_seams::storage::read_to_vec(store.as_ref(), "assets/a/audio/index.m3u8")
             .await
             .unwrap();
         assert!(String::from_utf8(vod).unwrap().contains("#EXT-X-ENDLIST"));

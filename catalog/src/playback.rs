@@ -9,7 +9,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
-use lectern_common::storage::ByteRange;
+use lectern_seams::storage::ByteRange;
 
 /// A playback token is 57 bytes, written in base64url without padding (76 characters,
 /// a fifth of the JWT it replaced: a player sends it with every playlist and segment,
@@ -69,7 +69,7 @@ impl PlaybackTokens {
                 })
         };
         let (lecture, asset) = (id(lecture_id)?, id(asset_id)?);
-        let exp = lectern_common::now_unix() + self.ttl_secs;
+        let exp = lectern_seams::now_unix() + self.ttl_secs;
         let mut token = [0u8; TOKEN_LEN];
         token[0] = FORMAT;
         token[1..9].copy_from_slice(&exp.to_be_bytes());
@@ -89,7 +89,7 @@ impl PlaybackTokens {
     /// The grant of a token, or None if it is forged, tampered, expired, of another
     /// format or signed with another key.
     pub fn verify(&self, token: &str) -> Option<PlayGrant> {
-        self.verify_at(token, lectern_common::now_unix())
+        self.verify_at(token, lectern_seams::now_unix())
     }
 
     /// `verify` at `now` (unix seconds): valid up to and including its expiry.
@@ -293,7 +293,7 @@ mod tests {
             // Signed by the key, but not as `issue` writes.
             resigned(&token, KEY, |raw| raw[0] = 2),
             resigned(&token, KEY, |raw| {
-                raw[1..9].copy_from_slice(&(lectern_common::now_unix() - 1).to_be_bytes())
+                raw[1..9].copy_from_slice(&(lectern_seams::now_unix() - 1).to_be_bytes())
             }),
             // Another asset, signed with another key.
             resigned(&token, other_key, |raw| raw[40] ^= 1),

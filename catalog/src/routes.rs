@@ -7,9 +7,9 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lectern_common::auth::AuthUser;
-use lectern_common::lecture::LectureStatus;
-use lectern_common::limits::{Action, ClientIp};
+use lectern_seams::lecture::LectureStatus;
+use lectern_web::auth::AuthUser;
+use lectern_web::limits::{Action, ClientIp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -95,7 +95,7 @@ pub fn play_router(state: CatalogState) -> Router {
     Router::new()
         .route("/play/{token}/{*path}", get(play))
         .method_not_allowed_fallback(|| async {
-            lectern_common::http::method_not_allowed(Some("GET, HEAD, OPTIONS"))
+            lectern_web::http::method_not_allowed(Some("GET, HEAD, OPTIONS"))
         })
         .layer(cors)
         .with_state(state)
@@ -152,7 +152,7 @@ struct Session {
 
 #[utoipa::path(
     post, path = "/api/auth/signup", tag = "accounts", request_body = accounts::Signup,
-    responses((status = 201, description = "Account created; a session token", body = Session), (status = 409, description = "Email already registered", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 201, description = "Account created; a session token", body = Session), (status = 409, description = "Email already registered", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn signup(
     State(s): State<CatalogState>,
@@ -174,7 +174,7 @@ async fn signup(
 
 #[utoipa::path(
     post, path = "/api/auth/login", tag = "accounts", request_body = accounts::Login,
-    responses((status = 200, description = "A session token", body = Session), (status = 401, description = "Wrong email or password", body = lectern_common::http::ErrorBody), (status = 429, description = "Too many attempts; see Retry-After", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, description = "A session token", body = Session), (status = 401, description = "Wrong email or password", body = lectern_web::http::ErrorBody), (status = 429, description = "Too many attempts; see Retry-After", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn login(
     State(s): State<CatalogState>,
@@ -192,7 +192,7 @@ async fn login(
 
 #[utoipa::path(
     get, path = "/api/me", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = User), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = User), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn me(State(s): State<CatalogState>, user: AuthUser) -> Result<Json<User>, CatalogError> {
     Ok(Json(accounts::get_user(&s.db, &user.id).await?))
@@ -205,7 +205,7 @@ struct CourseList {
 
 #[utoipa::path(
     get, path = "/api/me/courses", tag = "courses", security(("bearer" = [])),
-    responses((status = 200, description = "Courses the user is enrolled in", body = CourseList), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, description = "Courses the user is enrolled in", body = CourseList), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn my_courses(
     State(s): State<CatalogState>,
@@ -218,7 +218,7 @@ async fn my_courses(
 
 #[utoipa::path(
     get, path = "/api/courses", tag = "courses", security(("bearer" = [])), params(CourseQuery),
-    responses((status = 200, description = "Published courses (or the owner's own with mine=true)", body = courses::Page<Course>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, description = "Published courses (or the owner's own with mine=true)", body = courses::Page<Course>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn list_courses(
     State(s): State<CatalogState>,
@@ -231,7 +231,7 @@ async fn list_courses(
 
 #[utoipa::path(
     post, path = "/api/courses", tag = "courses", security(("bearer" = [])), request_body = courses::NewCourse,
-    responses((status = 201, body = Course), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 201, body = Course), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn create_course(
     State(s): State<CatalogState>,
@@ -257,7 +257,7 @@ struct CourseDetail {
 
 #[utoipa::path(
     get, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
-    responses((status = 200, body = CourseDetail), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = CourseDetail), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn course_detail(
     State(s): State<CatalogState>,
@@ -280,7 +280,7 @@ async fn course_detail(
 
 #[utoipa::path(
     patch, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")), request_body = courses::CoursePatch,
-    responses((status = 200, body = Course), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = Course), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn update_course(
     State(s): State<CatalogState>,
@@ -311,7 +311,7 @@ fn clean_up(s: &CatalogState, orphans: Orphans) {
 
 #[utoipa::path(
     delete, path = "/api/courses/{id}", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
-    responses((status = 204, description = "Deleted with its lectures and files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 204, description = "Deleted with its lectures and files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn delete_course(
     State(s): State<CatalogState>,
@@ -325,7 +325,7 @@ async fn delete_course(
 
 #[utoipa::path(
     post, path = "/api/courses/{id}/lectures", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "course id")), request_body = courses::NewLecture,
-    responses((status = 201, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 201, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn create_lecture(
     State(s): State<CatalogState>,
@@ -342,7 +342,7 @@ async fn create_lecture(
 #[utoipa::path(
     post, path = "/api/courses/{id}/enroll", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
     request_body(content = Option<courses::EnrollRequest>, description = "Optional; `{\"purchase\": true}` for a priced course"),
-    responses((status = 201, description = "Enrolled", body = courses::Enrollment), (status = 200, description = "Already enrolled", body = courses::Enrollment), (status = 402, description = "A priced course needs purchase: true", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 201, description = "Enrolled", body = courses::Enrollment), (status = 200, description = "Already enrolled", body = courses::Enrollment), (status = 402, description = "A priced course needs purchase: true", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn enroll(
     State(s): State<CatalogState>,
@@ -380,7 +380,7 @@ async fn enroll(
 
 #[utoipa::path(
     get, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
-    responses((status = 200, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn lecture_detail(
     State(s): State<CatalogState>,
@@ -392,7 +392,7 @@ async fn lecture_detail(
 
 #[utoipa::path(
     get, path = "/api/lectures/{id}/ladder", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
-    responses((status = 200, body = courses::LectureLadder), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = courses::LectureLadder), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn lecture_ladder(
     State(s): State<CatalogState>,
@@ -404,7 +404,7 @@ async fn lecture_ladder(
 
 #[utoipa::path(
     get, path = "/api/lectures/{id}/diagnostics", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
-    responses((status = 200, body = courses::LectureDiagnostics), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = courses::LectureDiagnostics), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn lecture_diagnostics(
     State(s): State<CatalogState>,
@@ -416,7 +416,7 @@ async fn lecture_diagnostics(
 
 #[utoipa::path(
     patch, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")), request_body = courses::LecturePatch,
-    responses((status = 200, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = Lecture), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn update_lecture(
     State(s): State<CatalogState>,
@@ -431,7 +431,7 @@ async fn update_lecture(
 
 #[utoipa::path(
     delete, path = "/api/lectures/{id}", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
-    responses((status = 204, description = "Deleted with its files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 204, description = "Deleted with its files"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn delete_lecture(
     State(s): State<CatalogState>,
@@ -451,7 +451,7 @@ struct ProgressBody {
 
 #[utoipa::path(
     put, path = "/api/lectures/{id}/progress", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")), request_body = ProgressBody,
-    responses((status = 200, body = courses::WatchProgress), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = courses::WatchProgress), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn put_progress(
     State(s): State<CatalogState>,
@@ -473,7 +473,7 @@ struct LectureProgress {
 
 #[utoipa::path(
     get, path = "/api/lectures/{id}/progress", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
-    responses((status = 200, body = LectureProgress), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, body = LectureProgress), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn get_progress(
     State(s): State<CatalogState>,
@@ -500,7 +500,7 @@ struct PlaybackGrant {
 
 #[utoipa::path(
     post, path = "/api/lectures/{id}/playback", tag = "playback", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
-    responses((status = 200, description = "A signed playback URL", body = PlaybackGrant), (status = 409, description = "Not ready to play yet", body = lectern_common::http::ErrorBody), (status = 429, description = "Too many requests; see Retry-After", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, description = "A signed playback URL", body = PlaybackGrant), (status = 409, description = "Not ready to play yet", body = lectern_web::http::ErrorBody), (status = 429, description = "Too many requests; see Retry-After", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn playback(
     State(s): State<CatalogState>,
@@ -545,7 +545,7 @@ async fn playback(
 #[utoipa::path(
     get, path = "/api/events", tag = "events", security(("bearer" = [])),
     description = "A WebSocket (send the token as the `bearer, <token>` subprotocol or `?token=`): owners get transcode progress, ready and failed events for their lectures; students `lecture_ready` for courses they are enrolled in.",
-    responses((status = 101, description = "Switching to the WebSocket"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 101, description = "Switching to the WebSocket"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn live_events(
     State(s): State<CatalogState>,
@@ -559,7 +559,7 @@ async fn live_events(
         .sockets
         .admit(&user.id, s.config.sockets_per_user)
         .ok_or_else(|| {
-            CatalogError::RateLimited(lectern_common::limits::Refusal {
+            CatalogError::RateLimited(lectern_web::limits::Refusal {
                 message: format!(
                     "at most {} live connections per account are open at once",
                     s.config.sockets_per_user
@@ -570,7 +570,7 @@ async fn live_events(
     // Clients only listen; anything they send is small.
     Ok(ws
         .max_message_size(4096)
-        .protocols([lectern_common::auth::WS_BEARER_PROTOCOL])
+        .protocols([lectern_web::auth::WS_BEARER_PROTOCOL])
         .on_upgrade(move |socket| {
             events::serve_socket(socket, user, s.db.clone(), s.hub.clone(), slot)
         }))
@@ -580,7 +580,7 @@ async fn live_events(
     get, path = "/play/{token}/{path}", tag = "playback",
     description = "HLS playlists, segments, poster and storyboard of one lecture, by a playback token. Supports Range, If-None-Match and If-Range; readable cross-origin.",
     params(("token" = String, Path, description = "Playback token from POST /api/lectures/{id}/playback"), ("path" = String, Path, description = "master.m3u8, <rung>/index.m3u8, segments, poster.jpg, storyboard.vtt/jpg"), ("Range" = Option<String>, Header, description = "bytes=start-end")),
-    responses((status = 200, description = "The file", content((Vec<u8> = "application/octet-stream"), (String = "application/vnd.apple.mpegurl"))), (status = 206, description = "Part of the file"), (status = 304, description = "Not modified"), (status = 403, description = "Invalid or expired playback token", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, description = "The file", content((Vec<u8> = "application/octet-stream"), (String = "application/vnd.apple.mpegurl"))), (status = 206, description = "Part of the file"), (status = 304, description = "Not modified"), (status = 403, description = "Invalid or expired playback token", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, CatalogError> {
     // The route is /play/{token}/{*path}. Read raw rather than through `Path`, which
@@ -604,7 +604,7 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
     let content_type = playable_file(path).ok_or(CatalogError::NotFound("file"))?;
     let path = path.to_string();
     let key = format!("assets/{}/{path}", grant.asset_id);
-    let expires_in = (grant.expires_at - lectern_common::now_unix()).clamp(0, 86_400) as u64;
+    let expires_in = (grant.expires_at - lectern_seams::now_unix()).clamp(0, 86_400) as u64;
     let method = req.method().clone();
     let file = PlayFile {
         key: &key,
@@ -650,7 +650,7 @@ fn public_max_age(secs: u64) -> HeaderValue {
 #[utoipa::path(
     get, path = "/media/posters/{file}", tag = "playback", params(("file" = String, Path, description = "<lecture id>.jpg")),
     description = "The poster of a ready video lecture in a published course (for course cards).",
-    responses((status = 200, description = "JPEG", content_type = "image/jpeg", body = Vec<u8>), (status = 304, description = "Not modified"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, description = "JPEG", content_type = "image/jpeg", body = Vec<u8>), (status = 304, description = "Not modified"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn public_poster(
     State(s): State<CatalogState>,

@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use lectern_catalog::playback::PlaybackTokens;
-use lectern_common::auth::{AccessTokens, Role};
+use lectern_web::auth::{AccessTokens, Role};
 use serde_json::Value;
 use uuid::Uuid;
 

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lectern_common::messages::{Rung, SourceFacts};
 use lectern_gate::Refusal;
+use lectern_seams::messages::{Rung, SourceFacts};
 use serde::{Deserialize, Serialize};
 
 use crate::complexity::LadderReport;

@@ -4,7 +4,7 @@
 //! measured from the start of the source's timeline as `TimeRange` defines it.
 //! `schedule` turns the chunks into the jobs of a lecture, in the order they are to run.
 
-use lectern_common::messages::{JobPart, SourceFacts, TimeRange, TranscodeJob, grid_frames};
+use lectern_seams::messages::{JobPart, SourceFacts, TimeRange, TranscodeJob, grid_frames};
 
 /// The chunks of `source` for `workers` workers, at most about `chunk_secs` each, or
 /// nothing when one job should do it all (no video, an unknown rate or length, or a
@@ -95,7 +95,7 @@ pub const MIN_CHUNK_SEGMENTS: u64 = 3;
 pub const WHOLE_CHUNK_PIXELS_PER_SEC: f64 = 40e6;
 
 /// The pixels a second `ladder` encodes at the source's frame rate.
-fn pixel_rate(source: &SourceFacts, ladder: &[lectern_common::messages::Rung]) -> f64 {
+fn pixel_rate(source: &SourceFacts, ladder: &[lectern_seams::messages::Rung]) -> f64 {
     ladder
         .iter()
         .map(|r| r.width as f64 * r.height as f64 * source.fps())
@@ -126,7 +126,7 @@ pub fn schedule(
         return vec![whole.clone()];
     }
     let mut part =
-        |part: JobPart, range: TimeRange, ladder: &[lectern_common::messages::Rung]| TranscodeJob {
+        |part: JobPart, range: TimeRange, ladder: &[lectern_seams::messages::Rung]| TranscodeJob {
             job_id: new_id(),
             part,
             range,
@@ -293,7 +293,7 @@ mod tests {
                 .map(|n| {
                     let height: u32 = n[1..].parse().unwrap();
                     let width = (height * 16 / 9 + 1) & !1;
-                    lectern_common::messages::Rung {
+                    lectern_seams::messages::Rung {
                         name: n.to_string(),
                         width,
                         height,
@@ -320,10 +320,7 @@ mod tests {
             n += 1;
             format!("j{n}")
         });
-        let summary: Vec<String> = jobs
-            .iter()
-            .map(lectern_common::messages::part_key)
-            .collect();
+        let summary: Vec<String> = jobs.iter().map(lectern_seams::messages::part_key).collect();
         assert_eq!(
             summary,
             [
@@ -355,7 +352,7 @@ mod tests {
         let ranges = plan(&silent.source, 6, 2, 60, 1);
         let keys: Vec<String> = schedule(&silent, &ranges, 1, || "x".into())
             .iter()
-            .map(lectern_common::messages::part_key)
+            .map(lectern_seams::messages::part_key)
             .collect();
         assert_eq!(keys[0], "video-00000-v240");
         assert_eq!(keys[3], "video-00000-v720");
@@ -369,7 +366,7 @@ mod tests {
             let ranges = plan(&whole.source, 6, 2, 60, 1);
             schedule(whole, &ranges, 1, || "x".into())
                 .iter()
-                .map(lectern_common::messages::part_key)
+                .map(lectern_seams::messages::part_key)
                 .collect()
         };
         // 720p30 + 360p30: 34.6 M pixels a second.
@@ -426,7 +423,7 @@ mod tests {
         let keys = |workers| -> Vec<String> {
             schedule(&whole, &ranges, workers, || "x".into())
                 .iter()
-                .map(lectern_common::messages::part_key)
+                .map(lectern_seams::messages::part_key)
                 .collect()
         };
         assert_eq!(keys(0), keys(1));

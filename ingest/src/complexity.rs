@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{
+use lectern_seams::messages::{
     Rung, SourceFacts, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames,
 };
 use serde::{Deserialize, Serialize};
@@ -169,7 +169,7 @@ pub fn measure(
                 );
                 // Each pipeline's frames were freed in its threads' arenas, where glibc
                 // keeps them: the process stayed at the probe's peak for good.
-                lectern_common::release_freed_memory();
+                lectern_seams::release_freed_memory();
                 for (&i, t) in group.iter().zip(measured?) {
                     totals[i].bytes += t.bytes;
                     totals[i].frames += t.frames;

@@ -2,7 +2,7 @@
 
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use lectern_common::http::{ErrorCode, error_response, internal_error};
+use lectern_web::http::{ErrorCode, error_response, internal_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -29,13 +29,13 @@ pub enum IngestError {
     #[error("{0}")]
     QuotaExceeded(String),
     #[error("{}", .0.message)]
-    RateLimited(lectern_common::limits::Refusal),
+    RateLimited(lectern_web::limits::Refusal),
     #[error("storage: {0}")]
-    Storage(#[from] lectern_common::storage::StorageError),
+    Storage(#[from] lectern_seams::storage::StorageError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("queue: {0}")]
-    Queue(#[from] lectern_common::queue::QueueError),
+    Queue(#[from] lectern_seams::queue::QueueError),
     /// Analysing an upload could not run (not the file's fault).
     #[error("{0}")]
     Internal(String),
@@ -47,8 +47,8 @@ impl From<crate::tus::HeaderError> for IngestError {
     }
 }
 
-impl From<lectern_common::limits::Refusal> for IngestError {
-    fn from(r: lectern_common::limits::Refusal) -> Self {
+impl From<lectern_web::limits::Refusal> for IngestError {
+    fn from(r: lectern_web::limits::Refusal) -> Self {
         IngestError::RateLimited(r)
     }
 }
@@ -66,7 +66,7 @@ impl IntoResponse for IngestError {
             IngestError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             IngestError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             IngestError::RateLimited(refusal) => {
-                return lectern_common::http::rate_limited(refusal);
+                return lectern_web::http::rate_limited(refusal);
             }
             IngestError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             IngestError::ChecksumMismatch => ErrorCode::ChecksumMismatch,

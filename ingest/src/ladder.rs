@@ -3,7 +3,7 @@
 //! Rungs are named by the picture's short side, so portrait phone video gets the same
 //! ladder as landscape.
 
-use lectern_common::messages::{Rung, SourceFacts};
+use lectern_seams::messages::{Rung, SourceFacts};
 
 /// (short side, video kbps), highest first.
 pub const STANDARD_RUNGS: [(u32, u32); 5] = [

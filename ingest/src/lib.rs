@@ -23,11 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use lectern_common::auth::AccessTokens;
-use lectern_common::db::Db;
-use lectern_common::limits::Limits;
-use lectern_common::queue::SharedQueue;
-use lectern_common::storage::SharedStore;
+use lectern_seams::db::Db;
+use lectern_seams::queue::SharedQueue;
+use lectern_seams::storage::SharedStore;
+use lectern_web::auth::AccessTokens;
+use lectern_web::limits::Limits;
 use tokio::sync::Notify;
 
 pub use error::IngestError;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_pbutils as pbutils;
-use lectern_common::messages::SourceFacts;
 use lectern_gate::Refusal;
 use lectern_gate::decode;
+use lectern_seams::messages::SourceFacts;
 use serde::{Deserialize, Serialize};
 
 /// The highest output frame rate; faster sources are halved or capped to this.

@@ -7,8 +7,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use lectern_common::auth::AuthUser;
-use lectern_common::limits::{Action, ClientIp};
+use lectern_web::auth::AuthUser;
+use lectern_web::limits::{Action, ClientIp};
 
 use crate::IngestState;
 use crate::error::IngestError;
@@ -107,7 +107,7 @@ fn is_offset_stream(headers: &HeaderMap) -> bool {
 /// The request body as a stream that ends in an error when the client sends nothing
 /// for `idle`: a stalled connection then keeps the bytes it delivered and releases the
 /// upload, so the client can resume from another connection.
-fn body_stream(body: Body, idle: std::time::Duration) -> lectern_common::storage::ByteStream {
+fn body_stream(body: Body, idle: std::time::Duration) -> lectern_seams::storage::ByteStream {
     use futures::StreamExt;
     let chunks = body.into_data_stream();
     Box::pin(futures::stream::unfold(
@@ -142,7 +142,7 @@ fn checksum_of(headers: &HeaderMap) -> Result<Option<tus::Checksum>, IngestError
     description = "tus creation (and creation-with-upload). Upload-Metadata must carry `lecture_id` (a lecture of a course you own); `filename` and `filetype` are kept.",
     params(("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0"), ("Upload-Length" = u64, Header, description = "Total size in bytes"), ("Upload-Metadata" = Option<String>, Header, description = "tus metadata: comma-separated `key base64value` pairs"), ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of the first chunk")),
     request_body(content = Option<Vec<u8>>, content_type = "application/offset+octet-stream", description = "Optional first chunk"),
-    responses((status = 201, description = "Created; Location is the upload URL", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Tus-Resumable" = String))), (status = 413, description = "Larger than Tus-Max-Size or the owner's quota", body = lectern_common::http::ErrorBody), (status = 429, description = "Too many uploads created; see Retry-After", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 201, description = "Created; Location is the upload URL", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Tus-Resumable" = String))), (status = 413, description = "Larger than Tus-Max-Size or the owner's quota", body = lectern_web::http::ErrorBody), (status = 429, description = "Too many uploads created; see Retry-After", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn create(
     State(state): State<IngestState>,
@@ -202,7 +202,7 @@ async fn create(
 #[utoipa::path(
     head, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = [])),
     params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0")),
-    responses((status = 200, description = "Where to resume", headers(("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Expires" = String), ("Upload-Metadata" = String), ("Tus-Resumable" = String))), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 200, description = "Where to resume", headers(("Upload-Offset" = u64), ("Upload-Length" = u64), ("Upload-Expires" = String), ("Upload-Metadata" = String), ("Tus-Resumable" = String))), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn head(
     State(state): State<IngestState>,
@@ -227,7 +227,7 @@ async fn head(
     description = "Appends a chunk at Upload-Offset. The last byte finishes the upload: the file is probed and the lecture turns processing (or failed, with a reason).",
     params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0"), ("Upload-Offset" = u64, Header, description = "Where this chunk starts"), ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this chunk; a mismatch discards it (460)")),
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
-    responses((status = 204, description = "Stored", headers(("Upload-Offset" = u64, description = "Bytes received so far"), ("Upload-Expires" = String, description = "When an unfinished upload is removed (HTTP date)"), ("Tus-Resumable" = String))), (status = 409, description = "Upload-Offset is not the upload's offset", body = lectern_common::http::ErrorBody), (status = 460, description = "Checksum mismatch; the chunk was discarded", body = lectern_common::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 204, description = "Stored", headers(("Upload-Offset" = u64, description = "Bytes received so far"), ("Upload-Expires" = String, description = "When an unfinished upload is removed (HTTP date)"), ("Tus-Resumable" = String))), (status = 409, description = "Upload-Offset is not the upload's offset", body = lectern_web::http::ErrorBody), (status = 460, description = "Checksum mismatch; the chunk was discarded", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn patch(
     State(state): State<IngestState>,
@@ -268,7 +268,7 @@ async fn patch(
 #[utoipa::path(
     delete, path = "/api/uploads/{id}", tag = "uploads", security(("bearer" = [])),
     params(("id" = String, Path, description = "upload id"), ("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0")),
-    responses((status = 204, description = "Removed with its bytes"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_common::http::ErrorBody))
+    responses((status = 204, description = "Removed with its bytes"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn terminate(
     State(state): State<IngestState>,

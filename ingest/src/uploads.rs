@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lectern_common::auth::{AuthUser, Role};
-use lectern_common::lecture::{self, LectureStatus};
-use lectern_common::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_key};
-use lectern_common::queue::Topic;
-use lectern_common::storage::ByteStream;
-use lectern_common::{new_id, now_unix};
 use lectern_gate::Refusal;
 use lectern_gate::fence::Task;
+use lectern_seams::lecture::{self, LectureStatus};
+use lectern_seams::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_key};
+use lectern_seams::queue::Topic;
+use lectern_seams::storage::ByteStream;
+use lectern_seams::{new_id, now_unix};
+use lectern_web::auth::{AuthUser, Role};
 
 use crate::IngestState;
 use crate::error::IngestError;
@@ -320,7 +320,7 @@ pub async fn append(
         }
     }
     let received = outcome.new_len;
-    lectern_common::metrics::metrics()
+    lectern_seams::metrics::metrics()
         .upload_bytes
         .inc_by(received.saturating_sub(offset));
     let complete = received == current.length;

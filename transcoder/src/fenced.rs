@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use lectern_common::messages::{Rung, TranscodeJob};
 use lectern_gate::fence::{ChildError, Events};
 use lectern_packager::SegmentFacts;
+use lectern_seams::messages::{Rung, TranscodeJob};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::{self, Watchdog};

@@ -24,15 +24,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use lectern_common::messages::{
-    JobEvent, JobPart, PartReport, StoredRendition, StoredSegment, TranscodeJob, part_key,
-};
-use lectern_common::queue::{Delivery, SharedQueue, Topic};
-use lectern_common::storage::SharedStore;
 use lectern_gate::fence::Task;
 use lectern_packager::{
     AudioRendition, MASTER_PLAYLIST, MEDIA_PLAYLIST, PlaylistKind, SegmentFacts, VideoVariant,
 };
+use lectern_seams::messages::{
+    JobEvent, JobPart, PartReport, StoredRendition, StoredSegment, TranscodeJob, part_key,
+};
+use lectern_seams::queue::{Delivery, SharedQueue, Topic};
+use lectern_seams::storage::SharedStore;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub enum JobError {
         diagnostics: String,
     },
     #[error("storage: {0}")]
-    Storage(#[from] lectern_common::storage::StorageError),
+    Storage(#[from] lectern_seams::storage::StorageError),
     #[error("{0}")]
     Internal(String),
 }
@@ -165,7 +165,7 @@ impl Worker {
         let part = part_key(&job);
         tracing::info!(job = %job.job_id, lecture = %job.lecture_id, part, attempt, "transcode job started");
         let started = Instant::now();
-        let metrics = lectern_common::metrics::metrics();
+        let metrics = lectern_seams::metrics::metrics();
         metrics.jobs_in_flight.inc();
         let cancel = Arc::new(AtomicBool::new(false));
         let work = self.process(&job, cancel.clone());
@@ -206,7 +206,7 @@ impl Worker {
                 // log and the dead-letter queue, for operators.
                 let reason = match &e {
                     JobError::Media { refusal, .. } => format!("Transcoding failed: {refusal}."),
-                    JobError::Storage(lectern_common::storage::StorageError::NotFound(_)) => {
+                    JobError::Storage(lectern_seams::storage::StorageError::NotFound(_)) => {
                         format!(
                             "Transcoding failed after {attempt} attempts: the uploaded file was not found in storage."
                         )
@@ -399,7 +399,7 @@ impl Worker {
         let prefix = &job.output_prefix;
         if job.part != JobPart::Whole {
             let key = format!("{prefix}/{PARTS_DIR}/{}.json", part_key(job));
-            let bytes = lectern_common::storage::read_to_vec(self.store.as_ref(), &key)
+            let bytes = lectern_seams::storage::read_to_vec(self.store.as_ref(), &key)
                 .await
                 .ok()?;
             let report: PartReport = serde_json::from_slice(&bytes).ok()?;
@@ -409,7 +409,7 @@ impl Worker {
             .head(&format!("{prefix}/{MASTER_PLAYLIST}"))
             .await
             .ok()?;
-        let bytes = lectern_common::storage::read_to_vec(
+        let bytes = lectern_seams::storage::read_to_vec(
             self.store.as_ref(),
             &format!("{prefix}/{MANIFEST}"),
         )

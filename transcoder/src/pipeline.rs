@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lectern_common::messages::{
+use lectern_packager::SegmentFacts;
+use lectern_seams::messages::{
     JobPart, Rung, TranscodeJob, X264_OPTIONS, X264_PRESET, X264_VBV_MS, grid_frames,
 };
-use lectern_packager::SegmentFacts;
 
 use crate::audio_pack::AdtsPacker;
 use crate::scale::RungScaler;
@@ -697,7 +697,7 @@ fn rung_branch(
     tee: &gst::Element,
     rung: &Rung,
     encoding: RungEncoding,
-    facts: &lectern_common::messages::SourceFacts,
+    facts: &lectern_seams::messages::SourceFacts,
     plan: &Plan,
     tallies: &Tallies,
 ) -> Result<std::path::PathBuf, PipelineError> {
@@ -780,7 +780,7 @@ fn rung_branch(
 fn stills_branches(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
-    facts: &lectern_common::messages::SourceFacts,
+    facts: &lectern_seams::messages::SourceFacts,
     plan: &Plan,
     stills: &Stills,
 ) -> Result<(), PipelineError> {

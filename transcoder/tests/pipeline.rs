@@ -5,11 +5,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lectern_common::messages::{
+use lectern_seams::messages::{
     JobEvent, JobPart, Rung, SourceFacts, TimeRange, TranscodeJob, grid_frames,
 };
-use lectern_common::queue::{EmbeddedQueue, SharedQueue, Topic};
-use lectern_common::storage::SharedStore;
+use lectern_seams::queue::{EmbeddedQueue, SharedQueue, Topic};
+use lectern_seams::storage::SharedStore;
 use lectern_transcoder::pipeline::{PipelineError, Watchdog, transcode};
 use lectern_transcoder::{Worker, WorkerConfig};
 
@@ -905,7 +905,7 @@ fn an_audio_part_hands_over_its_segments_as_they_are_finished() {
 /// under their `source_key`) published as ingest publishes them.
 async fn queued(dir: &Path, jobs: &[(&TranscodeJob, &Path)]) -> (SharedStore, SharedQueue) {
     let store =
-        lectern_common::storage::open_storage(&format!("file://{}", dir.join("store").display()))
+        lectern_seams::storage::open_storage(&format!("file://{}", dir.join("store").display()))
             .await
             .unwrap();
     let url = format!("sqlite://{}", dir.join("queue.db").display());

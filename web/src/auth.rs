@@ -84,7 +84,7 @@ impl AccessTokens {
     }
 
     pub fn issue(&self, user_id: &str, role: Role) -> String {
-        let now = crate::now_unix();
+        let now = lectern_seams::now_unix();
         let claims = AccessClaims {
             sub: user_id.to_string(),
             role,
@@ -215,7 +215,7 @@ pub fn load_or_create_secret(given: Option<&str>, path: &Path) -> std::io::Resul
     }
     let secret: [u8; 32] = rand::random();
     let encoded = hex_encode(&secret);
-    let tmp = path.with_extension(format!("{}.tmp", crate::new_id()));
+    let tmp = path.with_extension(format!("{}.tmp", lectern_seams::new_id()));
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;

@@ -1,23 +1,16 @@
-//! lectern-common: the plumbing every Lectern role shares and nothing more.
+//! lectern-seams: what every Lectern role shares below HTTP.
 //!
 //! It owns the three seams chosen by URL (database, object storage, queue) with their
-//! embedded backends, the lecture's state machine (the only writer of a lecture's
-//! status), the messages that travel on the queue (transcode jobs and job
-//! events), access tokens and the request extractor that checks them, the one JSON
-//! error shape every HTTP error uses, rate limits, and the HTTP edge every request
-//! passes (stock tower-http layers) with the server loop that times request heads.
-//! Domain logic lives in the service crates.
+//! embedded backends, the messages that travel on the queue (transcode jobs and job
+//! events), the lecture's state machine (the only writer of a lecture's status), the
+//! process's metrics, and Lectern's ids and times. Domain logic lives in the service
+//! crates; the HTTP layer in lectern-web.
 
-pub mod auth;
 pub mod db;
-pub mod edge;
-pub mod http;
 pub mod lecture;
-pub mod limits;
 pub mod messages;
 pub mod metrics;
 pub mod queue;
-pub mod serve;
 pub mod storage;
 
 /// Seconds since the Unix epoch, the one time format Lectern stores.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lectern_common::queue::{SharedQueue, Topic, open_queue};
+use lectern_seams::queue::{SharedQueue, Topic, open_queue};
 
 async fn queue(prefix: &str) -> Option<(SharedQueue, String)> {
     let Ok(url) = std::env::var("LECTERN_TEST_QUEUE_URL") else {
@@ -13,12 +13,12 @@ async fn queue(prefix: &str) -> Option<(SharedQueue, String)> {
         eprintln!("skipped: no RabbitMQ (scripts/services.sh start)");
         return None;
     };
-    let prefix = format!("{prefix}{}", &lectern_common::new_id()[..8]);
+    let prefix = format!("{prefix}{}", &lectern_seams::new_id()[..8]);
     let full = format!("{url}?prefix={prefix}");
     Some((open_queue(&full).await.unwrap(), full))
 }
 
-async fn next(q: &SharedQueue, topic: Topic) -> lectern_common::queue::Delivery {
+async fn next(q: &SharedQueue, topic: Topic) -> lectern_seams::queue::Delivery {
     let mut c = q.consumer(topic).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), c.next())
         .await

@@ -5,7 +5,7 @@ use std::io;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lectern_common::storage::{
+use lectern_seams::storage::{
     ByteRange, ByteStream, SharedStore, StorageError, open_storage, read_to_vec,
 };
 
@@ -18,7 +18,7 @@ async fn store() -> Option<SharedStore> {
         return None;
     };
     // One bucket for every test run, a prefix per test: buckets are costly in SeaweedFS.
-    let prefix = format!("t{}", lectern_common::new_id().replace('-', ""));
+    let prefix = format!("t{}", lectern_seams::new_id().replace('-', ""));
     Some(open_storage(&format!("s3://lectern-rust-tests?endpoint={endpoint}&region=us-east-1&path_style=true&prefix={prefix}")).await.unwrap())
 }
 
