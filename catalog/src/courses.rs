@@ -24,39 +24,42 @@ pub struct Course {
     pub updated_at: i64,
 }
 
-type CourseRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+struct CourseRow {
+    id: String,
+    owner_id: String,
+    title: String,
+    description: String,
+    category: String,
+    price_cents: i64,
+    published: i64,
+    created_at: i64,
+    updated_at: i64,
+    lecture_count: i64,
+    poster_lecture_id: Option<String>,
+}
 
 const COURSE_COLUMNS: &str = "c.id, c.owner_id, c.title, c.description, c.category, c.price_cents, c.published, c.created_at, c.updated_at,
-    (SELECT COUNT(*) FROM lectures l WHERE l.course_id = c.id),
+    (SELECT COUNT(*) FROM lectures l WHERE l.course_id = c.id) AS lecture_count,
     (SELECT l.id FROM lectures l WHERE l.course_id = c.id AND l.ready_asset_id IS NOT NULL AND l.media_kind = 'video'
-        AND l.status <> 'playable' ORDER BY l.position, l.created_at LIMIT 1)";
+        AND l.status <> 'playable' ORDER BY l.position, l.created_at LIMIT 1) AS poster_lecture_id";
 
 impl Course {
     fn from_row(r: CourseRow) -> Self {
         Course {
-            id: r.0,
-            owner_id: r.1,
-            title: r.2,
-            description: r.3,
-            category: r.4,
-            price_cents: r.5,
-            published: r.6 != 0,
-            created_at: r.7,
-            updated_at: r.8,
-            lecture_count: r.9,
-            poster_url: r.10.map(|lecture| format!("/media/posters/{lecture}.jpg")),
+            id: r.id,
+            owner_id: r.owner_id,
+            title: r.title,
+            description: r.description,
+            category: r.category,
+            price_cents: r.price_cents,
+            published: r.published != 0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            lecture_count: r.lecture_count,
+            poster_url: r
+                .poster_lecture_id
+                .map(|lecture| format!("/media/posters/{lecture}.jpg")),
         }
     }
 
@@ -85,42 +88,46 @@ pub struct Lecture {
     pub updated_at: i64,
 }
 
-type LectureRow = (
-    String,
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    Option<String>,
-    Option<f64>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-);
+#[derive(sqlx::FromRow)]
+struct LectureRow {
+    id: String,
+    course_id: String,
+    title: String,
+    position: i64,
+    status: String,
+    progress_percent: i64,
+    failure_reason: Option<String>,
+    duration_secs: Option<f64>,
+    media_kind: Option<String>,
+    ready_asset_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
 
 const LECTURE_COLUMNS: &str = "id, course_id, title, position, status, progress_percent, failure_reason, duration_secs, media_kind, ready_asset_id, created_at, updated_at";
 
 impl Lecture {
     fn from_row(r: LectureRow) -> Result<Self, CatalogError> {
-        let status = LectureStatus::parse(&r.4).ok_or_else(|| {
-            CatalogError::Internal(format!("lecture {} has an unknown status {:?}", r.0, r.4))
+        let status = LectureStatus::parse(&r.status).ok_or_else(|| {
+            CatalogError::Internal(format!(
+                "lecture {} has an unknown status {:?}",
+                r.id, r.status
+            ))
         })?;
         Ok(Lecture {
-            id: r.0,
-            course_id: r.1,
-            title: r.2,
-            position: r.3,
+            id: r.id,
+            course_id: r.course_id,
+            title: r.title,
+            position: r.position,
             status,
-            progress_percent: r.5,
-            failure_reason: r.6,
-            duration_secs: r.7,
-            media_kind: r.8,
-            playable: r.9.is_some(),
-            ready_asset_id: r.9,
-            created_at: r.10,
-            updated_at: r.11,
+            progress_percent: r.progress_percent,
+            failure_reason: r.failure_reason,
+            duration_secs: r.duration_secs,
+            media_kind: r.media_kind,
+            playable: r.ready_asset_id.is_some(),
+            ready_asset_id: r.ready_asset_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
         })
     }
 }

@@ -34,35 +34,71 @@ pub struct Upload {
     pub length: u64,
     pub received: u64,
     pub storage_key: String,
-    pub state: String,
+    pub state: UploadState,
     pub expires_at: i64,
 }
 
-type UploadRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    i64,
-);
+/// Where an upload stands: bytes arriving, all arrived (probing next), or handed on
+/// (a job was scheduled or the file was refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    Receiving,
+    Complete,
+    Processed,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Receiving => "receiving",
+            UploadState::Complete => "complete",
+            UploadState::Processed => "processed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            UploadState::Receiving,
+            UploadState::Complete,
+            UploadState::Processed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    id: String,
+    lecture_id: String,
+    owner_id: String,
+    metadata: String,
+    length: i64,
+    received: i64,
+    storage_key: String,
+    state: String,
+    expires_at: i64,
+}
 
 impl Upload {
-    fn from_row(r: UploadRow) -> Self {
-        Upload {
-            id: r.0,
-            lecture_id: r.1,
-            owner_id: r.2,
-            metadata: r.3,
-            length: r.4 as u64,
-            received: r.5 as u64,
-            storage_key: r.6,
-            state: r.7,
-            expires_at: r.8,
-        }
+    fn from_row(r: UploadRow) -> Result<Self, IngestError> {
+        let state = UploadState::parse(&r.state).ok_or_else(|| {
+            IngestError::Internal(format!(
+                "upload {} has an unknown state {:?}",
+                r.id, r.state
+            ))
+        })?;
+        Ok(Upload {
+            id: r.id,
+            lecture_id: r.lecture_id,
+            owner_id: r.owner_id,
+            metadata: r.metadata,
+            length: r.length as u64,
+            received: r.received as u64,
+            storage_key: r.storage_key,
+            state,
+            expires_at: r.expires_at,
+        })
     }
 }
 
@@ -74,7 +110,7 @@ async fn load(state: &IngestState, id: &str) -> Result<Option<Upload>, IngestErr
     .bind(id)
     .fetch_optional(&state.db)
     .await?;
-    Ok(row.map(Upload::from_row))
+    row.map(Upload::from_row).transpose()
 }
 
 /// The upload, if it exists, belongs to `user` and has not expired.
@@ -87,7 +123,7 @@ pub async fn load_for(
         .await?
         .filter(|u| u.owner_id == user.id || user.is_admin())
         .ok_or_else(|| IngestError::NotFound("no such upload".into()))?;
-    if upload.state == "receiving" && upload.expires_at < now_unix() {
+    if upload.state == UploadState::Receiving && upload.expires_at < now_unix() {
         return Err(IngestError::Gone);
     }
     Ok(upload)
@@ -207,7 +243,7 @@ pub async fn create(
         metadata: new.metadata_header,
         length: new.length,
         received: 0,
-        state: "receiving".into(),
+        state: UploadState::Receiving,
         expires_at: now + state.config.upload_ttl_secs,
     };
     // Admins' uploads are counted to the lecture's owner but never refused.
@@ -257,7 +293,7 @@ pub async fn append(
     let current = load(state, &upload.id)
         .await?
         .ok_or_else(|| IngestError::NotFound("no such upload".into()))?;
-    if current.state != "receiving" {
+    if current.state != UploadState::Receiving {
         return Err(IngestError::Conflict(
             "the upload is already complete".into(),
         ));
@@ -354,9 +390,9 @@ pub async fn append(
         received,
         expires_at,
         state: if complete {
-            "complete".into()
+            UploadState::Complete
         } else {
-            "receiving".into()
+            UploadState::Receiving
         },
         ..current
     })
@@ -366,7 +402,7 @@ pub async fn append(
 pub async fn terminate(state: &IngestState, upload: &Upload) -> Result<(), IngestError> {
     let lock = state.lock_for(&upload.id);
     let _guard = lock.lock().await;
-    if upload.state != "receiving" {
+    if upload.state != UploadState::Receiving {
         return Err(IngestError::Conflict(
             "a complete upload cannot be terminated".into(),
         ));
@@ -439,7 +475,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
     let Some(upload) = load(state, upload_id).await? else {
         return Ok(());
     };
-    if upload.state != "complete" {
+    if upload.state != UploadState::Complete {
         return Ok(());
     }
     state.store.finish_append(&upload.storage_key).await?;
