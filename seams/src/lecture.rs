@@ -28,6 +28,14 @@ pub enum LectureStatus {
 }
 
 impl LectureStatus {
+    pub const ALL: [LectureStatus; 5] = [
+        LectureStatus::AwaitingUpload,
+        LectureStatus::Processing,
+        LectureStatus::Playable,
+        LectureStatus::Ready,
+        LectureStatus::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LectureStatus::AwaitingUpload => "awaiting_upload",
@@ -40,20 +48,7 @@ impl LectureStatus {
 
     /// The status a stored text names; None for a text no version wrote.
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            LectureStatus::AwaitingUpload,
-            LectureStatus::Processing,
-            LectureStatus::Playable,
-            LectureStatus::Ready,
-            LectureStatus::Failed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-
-    /// Whether an asset is being encoded (what the workers' events may still change).
-    pub fn is_encoding(self) -> bool {
-        matches!(self, LectureStatus::Processing | LectureStatus::Playable)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -239,13 +234,7 @@ mod tests {
 
     #[test]
     fn statuses_read_back_as_written() {
-        for s in [
-            LectureStatus::AwaitingUpload,
-            LectureStatus::Processing,
-            LectureStatus::Playable,
-            LectureStatus::Ready,
-            LectureStatus::Failed,
-        ] {
+        for s in LectureStatus::ALL {
             assert_eq!(LectureStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
