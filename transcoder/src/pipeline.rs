@@ -709,18 +709,7 @@ fn rung_branch(
     let (out_dir, range, start_index) = (&plan.out_dir, plan.range, plan.start_index);
     let dir = out_dir.join(&rung.name);
     let q = queue(4)?;
-    let scale = match rung_scale(facts.width.max(facts.height), rung.width.max(rung.height)) {
-        RungScale::Bilinear => {
-            let scale = make("videoscale")?;
-            scale.set_property_from_str("method", "bilinear");
-            // Fill the rung exactly: a 16:9 source in 426x240 is 0.2 % off, which
-            // borders would pay for with a shifted picture (PSNR 27 dB, not 60).
-            scale.set_property("add-borders", false);
-            scale
-        }
-        // It always fills the rung: no borders.
-        RungScale::Bicubic => RungScaler::new().upcast(),
-    };
+    let scale = rung_scaler(facts, rung)?;
     let size = capsfilter(
         gst::Caps::builder("video/x-raw")
             .field("width", rung.width as i32)
@@ -728,23 +717,7 @@ fn rung_branch(
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build(),
     )?;
-    // Keyframes only on the grid, closed GOPs: every segment starts clean.
-    // rc-lookahead 5 (veryfast's is 10): x264 holds every frame of the window,
-    // about 100 MB of a 1080p ladder's peak; SSIM -0.0002 at 1080p, -0.0009 at
-    // 240p on the bench source.
-    let enc = make("x264enc")?;
-    enc.set_property("bitrate", rung.video_kbps);
-    if let Some(crf) = rung.crf {
-        // Constant quality, with `bitrate` as the rate control's ceiling.
-        enc.set_property_from_str("pass", "qual");
-        enc.set_property("quantizer", crf);
-    }
-    enc.set_property("key-int-max", gop_frames);
-    enc.set_property_from_str("speed-preset", X264_PRESET);
-    enc.set_property("vbv-buf-capacity", X264_VBV_MS);
-    enc.set_property("threads", threads);
-    enc.set_property("sliced-threads", threads > 1);
-    enc.set_property("option-string", X264_OPTIONS);
+    let enc = rung_encoder(rung, threads, gop_frames)?;
     let profile = capsfilter(
         gst::Caps::builder("video/x-h264")
             .field("profile", "high")
@@ -773,6 +746,46 @@ fn rung_branch(
         tallies.clone(),
     );
     Ok(dir)
+}
+
+/// The rung's scaler, as `rung_scale` chooses it for this downscale.
+fn rung_scaler(
+    facts: &lectern_seams::messages::SourceFacts,
+    rung: &Rung,
+) -> Result<gst::Element, PipelineError> {
+    let longest = (facts.width.max(facts.height), rung.width.max(rung.height));
+    if rung_scale(longest.0, longest.1) == RungScale::Bicubic {
+        // It always fills the rung: no borders.
+        return Ok(RungScaler::new().upcast());
+    }
+    let scale = make("videoscale")?;
+    scale.set_property_from_str("method", "bilinear");
+    // Fill the rung exactly: a 16:9 source in 426x240 is 0.2 % off, which borders
+    // would pay for with a shifted picture (PSNR 27 dB, not 60).
+    scale.set_property("add-borders", false);
+    Ok(scale)
+}
+
+/// x264 as every rung uses it, at the rung's rate.
+fn rung_encoder(rung: &Rung, threads: u32, gop_frames: u32) -> Result<gst::Element, PipelineError> {
+    // Keyframes only on the grid, closed GOPs: every segment starts clean.
+    // rc-lookahead 5 (veryfast's is 10): x264 holds every frame of the window,
+    // about 100 MB of a 1080p ladder's peak; SSIM -0.0002 at 1080p, -0.0009 at
+    // 240p on the bench source.
+    let enc = make("x264enc")?;
+    enc.set_property("bitrate", rung.video_kbps);
+    if let Some(crf) = rung.crf {
+        // Constant quality, with `bitrate` as the rate control's ceiling.
+        enc.set_property_from_str("pass", "qual");
+        enc.set_property("quantizer", crf);
+    }
+    enc.set_property("key-int-max", gop_frames);
+    enc.set_property_from_str("speed-preset", X264_PRESET);
+    enc.set_property("vbv-buf-capacity", X264_VBV_MS);
+    enc.set_property("threads", threads);
+    enc.set_property("sliced-threads", threads > 1);
+    enc.set_property("option-string", X264_OPTIONS);
+    Ok(enc)
 }
 
 /// The poster (the frame nearest a tenth of the lecture, at most 10 s in) and the
@@ -1439,19 +1452,7 @@ fn run_to_eos(
     on_progress: &mut impl FnMut(Progress),
 ) -> Result<(), PipelineError> {
     let bus = pipeline.bus().expect("a pipeline has a bus");
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        // The reason is on the bus, not in the return value.
-        let reason = bus
-            .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
-            .and_then(|m| match m.view() {
-                gst::MessageView::Error(e) => Some(e.error().to_string()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "the pipeline would not start".into());
-        return Err(PipelineError::Media(format!(
-            "the file could not be decoded: {reason}"
-        )));
-    }
+    start_playing(pipeline, &bus)?;
     let file_size = src
         .property::<Option<String>>("location")
         .and_then(|p| std::fs::metadata(p).ok())
@@ -1468,33 +1469,10 @@ fn run_to_eos(
         if started.elapsed() > watchdog.total {
             return Err(PipelineError::TooLong(watchdog.total.as_secs()));
         }
-        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(1000)) {
-            match msg.view() {
-                gst::MessageView::Eos(_) => return Ok(()),
-                gst::MessageView::Error(e) => {
-                    let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
-                    tracing::warn!(error = %e.error(), %details, "pipeline error");
-                    return Err(PipelineError::Media(format!(
-                        "the file could not be decoded: {}",
-                        e.error()
-                    )));
-                }
-                gst::MessageView::Application(a)
-                    if a.structure().is_some_and(|s| s.name() == GAP_MESSAGE) =>
-                {
-                    return Err(PipelineError::Gap(watchdog.max_gap.as_secs()));
-                }
-                gst::MessageView::Element(el) => {
-                    if let Some(s) = el.structure() {
-                        match s.name().as_str() {
-                            "splitmuxsink-fragment-opened" => record_fragment(s, tallies),
-                            "splitmuxsink-fragment-closed" => record_closed(s, tallies),
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(1000))
+            && let Some(end) = on_message(&msg, &watchdog, tallies)
+        {
+            return end;
         }
         let position = pipeline
             .query_position::<gst::ClockTime>()
@@ -1517,17 +1495,6 @@ fn run_to_eos(
                 "the file's timestamps run far past its {duration_secs:.0} s duration; it looks damaged"
             )));
         }
-        let fraction = if let Some(r) = range {
-            let end = r.end_ns.map_or(duration_secs, |e| e as f64 / 1e9);
-            (position.saturating_sub(r.start_ns) as f64 / 1e9)
-                / (end - r.start_ns as f64 / 1e9).max(1e-3)
-        } else if duration_secs > 0.0 {
-            position as f64 / 1e9 / duration_secs
-        } else if file_size > 0 {
-            bytes as f64 / file_size as f64
-        } else {
-            0.0
-        };
         let audio_finished = growing.and_then(|dir| {
             let finished = finished_segments(
                 dir,
@@ -1538,10 +1505,87 @@ fn run_to_eos(
                 finished
             })
         });
+        let fraction = fraction_done(range, duration_secs, position, bytes, file_size);
         on_progress(Progress {
             fraction: fraction.clamp(0.0, 1.0),
             audio_finished,
         });
+    }
+}
+
+/// Sets the pipeline playing, or says why it would not start (the reason is on the
+/// bus, not in the return value).
+fn start_playing(pipeline: &gst::Pipeline, bus: &gst::Bus) -> Result<(), PipelineError> {
+    if pipeline.set_state(gst::State::Playing).is_ok() {
+        return Ok(());
+    }
+    let reason = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .and_then(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(e.error().to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "the pipeline would not start".into());
+    Err(PipelineError::Media(format!(
+        "the file could not be decoded: {reason}"
+    )))
+}
+
+/// What a bus message means for the run: its end (done, or why it failed), or None
+/// to go on (segment sink messages are tallied on the way).
+fn on_message(
+    msg: &gst::Message,
+    watchdog: &Watchdog,
+    tallies: &Tallies,
+) -> Option<Result<(), PipelineError>> {
+    match msg.view() {
+        gst::MessageView::Eos(_) => Some(Ok(())),
+        gst::MessageView::Error(e) => {
+            let details = e.debug().map(|d| d.to_string()).unwrap_or_default();
+            tracing::warn!(error = %e.error(), %details, "pipeline error");
+            Some(Err(PipelineError::Media(format!(
+                "the file could not be decoded: {}",
+                e.error()
+            ))))
+        }
+        gst::MessageView::Application(a)
+            if a.structure().is_some_and(|s| s.name() == GAP_MESSAGE) =>
+        {
+            Some(Err(PipelineError::Gap(watchdog.max_gap.as_secs())))
+        }
+        gst::MessageView::Element(el) => {
+            if let Some(s) = el.structure() {
+                match s.name().as_str() {
+                    "splitmuxsink-fragment-opened" => record_fragment(s, tallies),
+                    "splitmuxsink-fragment-closed" => record_closed(s, tallies),
+                    _ => {}
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// How far the work is: by the range or the whole duration when known, else by the
+/// bytes read.
+fn fraction_done(
+    range: Option<Range>,
+    duration_secs: f64,
+    position: u64,
+    bytes: u64,
+    file_size: u64,
+) -> f64 {
+    if let Some(r) = range {
+        let end = r.end_ns.map_or(duration_secs, |e| e as f64 / 1e9);
+        (position.saturating_sub(r.start_ns) as f64 / 1e9)
+            / (end - r.start_ns as f64 / 1e9).max(1e-3)
+    } else if duration_secs > 0.0 {
+        position as f64 / 1e9 / duration_secs
+    } else if file_size > 0 {
+        bytes as f64 / file_size as f64
+    } else {
+        0.0
     }
 }
 
