@@ -112,15 +112,25 @@ enum UserCommand {
     Approve { email: String },
 }
 
-/// A setting with a closed list of words, read into its type once (clap lists the
-/// words in --help and refuses others).
-fn choice<T: Clone + Send + Sync + 'static>(
-    words: &'static [&'static str],
-    parse: fn(&str) -> Option<T>,
+/// A setting with a closed list of values, each with its word, read into its type once
+/// (clap lists the words in --help and refuses others).
+fn choice<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    word: fn(T) -> &'static str,
 ) -> impl clap::builder::TypedValueParser<Value = T> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(words.to_vec())
-        .map(move |word| parse(&word).expect("one of the listed words"))
+    clap::builder::PossibleValuesParser::new(all.iter().map(|&v| word(v))).map(move |w| {
+        *all.iter()
+            .find(|&&v| word(v) == w)
+            .expect("one of the listed words")
+    })
+}
+
+/// The ladder choices: per-title (true) or fixed.
+const LADDERS: [bool; 2] = [true, false];
+
+fn ladder_word(per_title: bool) -> &'static str {
+    if per_title { "per-title" } else { "fixed" }
 }
 
 #[derive(Args, Clone)]
@@ -235,12 +245,12 @@ struct Config {
     /// (Lectern sends them), `nginx` (an X-Accel-Redirect for nginx to send; see
     /// deploy/nginx) or `direct` (presigned S3 URLs in the media playlists).
     #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", global = true,
-          value_parser = choice(&["proxy", "nginx", "direct"], Delivery::parse))]
+          value_parser = choice(&Delivery::ALL, Delivery::as_str))]
     playback_delivery: Delivery,
     /// Who may sign up as an owner: anyone (`open`), holders of an invite code from
     /// `lectern user invite` (`invite`), or anyone once `lectern user approve` (`approval`).
     #[arg(long, env = "LECTERN_OWNER_SIGNUP", default_value = "open", global = true,
-          value_parser = choice(&["open", "invite", "approval"], OwnerSignup::parse))]
+          value_parser = choice(&OwnerSignup::ALL, OwnerSignup::as_str))]
     owner_signup: OwnerSignup,
     /// Live-event connections (WebSockets) one account may hold open at once.
     #[arg(
@@ -262,7 +272,7 @@ struct Config {
     /// `per-title`: probe each source's complexity and fit every rung's bit rate to it,
     /// dropping rungs that add nothing; `fixed`: the same ladder for every source.
     #[arg(long = "ladder", env = "LECTERN_LADDER", default_value = "per-title", global = true, action = clap::ArgAction::Set,
-          value_parser = choice(&["per-title", "fixed"], |s| Some(s == "per-title")))]
+          value_parser = choice(&LADDERS, ladder_word))]
     per_title_ladder: bool,
     /// An upload body that sends no bytes for this long is cut; what arrived is kept.
     #[arg(
@@ -423,6 +433,7 @@ impl Config {
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             untimed_bodies: Some(lectern_ingest::UPLOADS_PATH),
             security: Some(self.security_headers()),
+            credential_paths: Some(lectern_catalog::PLAY_PREFIX),
         }
     }
     /// The API's routes with CORS for the origins the operator allows. Their 405 is set
@@ -581,7 +592,7 @@ fn with_web(app: Router, web_dir: &std::path::Path) -> Router {
                     axum::http::Method::GET | axum::http::Method::HEAD
                 );
                 if !reads
-                    || ["/api/", "/play/", "/media/"]
+                    || lectern_catalog::SERVICE_PREFIXES
                         .iter()
                         .any(|p| path.starts_with(p))
                 {

@@ -10,10 +10,11 @@ use lectern_web::limits::{Action, ClientIp, Limits};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;
+use lectern_seams::ids::UserId;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -129,12 +130,18 @@ pub enum OwnerSignup {
 }
 
 impl OwnerSignup {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "open" => Some(OwnerSignup::Open),
-            "invite" => Some(OwnerSignup::Invite),
-            "approval" => Some(OwnerSignup::Approval),
-            _ => None,
+    pub const ALL: [OwnerSignup; 3] = [
+        OwnerSignup::Open,
+        OwnerSignup::Invite,
+        OwnerSignup::Approval,
+    ];
+
+    /// The setting's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerSignup::Open => "open",
+            OwnerSignup::Invite => "invite",
+            OwnerSignup::Approval => "approval",
         }
     }
 }
@@ -157,7 +164,7 @@ pub async fn create_user(
     check_password(password)?;
     let name = check_name(name)?;
     let hash = hash_password(password.to_string()).await?;
-    let id = new_id();
+    let id = UserId::new();
     let inserted = sqlx::query(
         "INSERT INTO users (id, email, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (email) DO NOTHING",
@@ -306,7 +313,7 @@ pub async fn create_invite(db: &Db, ttl_secs: i64) -> Result<String, CatalogErro
 
 /// Accounts waiting for an admin to approve them as owners (`lectern user pending`).
 pub async fn pending_owners(db: &Db) -> Result<Vec<User>, CatalogError> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
+    let rows: Vec<(UserId, String, String)> = sqlx::query_as(
         "SELECT id, email, name FROM users WHERE owner_requested_at IS NOT NULL AND role = 'student' ORDER BY owner_requested_at",
     )
     .fetch_all(db)
@@ -332,7 +339,7 @@ pub async fn approve_owner(db: &Db, email: &str) -> Result<User, CatalogError> {
     if updated.rows_affected() == 0 {
         return Err(CatalogError::NotFound("student account with this email"));
     }
-    let (id, name): (String, String) =
+    let (id, name): (UserId, String) =
         sqlx::query_as("SELECT id, name FROM users WHERE email = $1")
             .bind(email.as_str())
             .fetch_one(db)
@@ -383,7 +390,7 @@ pub async fn guarded_login(
 
 pub async fn login(db: &Db, req: Login) -> Result<User, CatalogError> {
     let email = Email::parse(&req.email).map_err(|_| CatalogError::BadCredentials)?;
-    let row: Option<(String, String, String, String)> =
+    let row: Option<(UserId, String, String, String)> =
         sqlx::query_as("SELECT id, name, password_hash, role FROM users WHERE email = $1")
             .bind(email.as_str())
             .fetch_optional(db)
@@ -412,8 +419,8 @@ pub async fn login(db: &Db, req: Login) -> Result<User, CatalogError> {
     })
 }
 
-pub async fn get_user(db: &Db, id: &str) -> Result<User, CatalogError> {
-    let row: Option<(String, String, String, String)> =
+pub async fn get_user(db: &Db, id: &UserId) -> Result<User, CatalogError> {
+    let row: Option<(UserId, String, String, String)> =
         sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(db)

@@ -1,8 +1,9 @@
 //! Courses, lectures and enrollment: who may see, edit and play what.
 
 use lectern_seams::db::{Backend, Db};
+use lectern_seams::ids::{AssetId, CourseId, LectureId, UserId};
 use lectern_seams::lecture::LectureStatus;
-use lectern_seams::{new_id, now_unix};
+use lectern_seams::now_unix;
 use lectern_web::auth::{AuthUser, Role};
 use serde::{Deserialize, Serialize};
 
@@ -10,8 +11,8 @@ use crate::error::CatalogError;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Course {
-    pub id: String,
-    pub owner_id: String,
+    pub id: CourseId,
+    pub owner_id: UserId,
     pub title: String,
     pub description: String,
     pub category: String,
@@ -26,8 +27,8 @@ pub struct Course {
 
 #[derive(sqlx::FromRow)]
 struct CourseRow {
-    id: String,
-    owner_id: String,
+    id: CourseId,
+    owner_id: UserId,
     title: String,
     description: String,
     category: String,
@@ -36,7 +37,7 @@ struct CourseRow {
     created_at: i64,
     updated_at: i64,
     lecture_count: i64,
-    poster_lecture_id: Option<String>,
+    poster_lecture_id: Option<LectureId>,
 }
 
 const COURSE_COLUMNS: &str = "c.id, c.owner_id, c.title, c.description, c.category, c.price_cents, c.published, c.created_at, c.updated_at,
@@ -70,8 +71,8 @@ impl Course {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Lecture {
-    pub id: String,
-    pub course_id: String,
+    pub id: LectureId,
+    pub course_id: CourseId,
     pub title: String,
     pub position: i64,
     pub status: LectureStatus,
@@ -83,15 +84,15 @@ pub struct Lecture {
     pub playable: bool,
     /// The asset students play; internal, `playable` tells clients whether there is one.
     #[serde(skip)]
-    pub ready_asset_id: Option<String>,
+    pub ready_asset_id: Option<AssetId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 #[derive(sqlx::FromRow)]
 struct LectureRow {
-    id: String,
-    course_id: String,
+    id: LectureId,
+    course_id: CourseId,
     title: String,
     position: i64,
     status: String,
@@ -99,7 +100,7 @@ struct LectureRow {
     failure_reason: Option<String>,
     duration_secs: Option<f64>,
     media_kind: Option<String>,
-    ready_asset_id: Option<String>,
+    ready_asset_id: Option<AssetId>,
     created_at: i64,
     updated_at: i64,
 }
@@ -172,7 +173,7 @@ fn check_price(p: i64) -> Result<i64, CatalogError> {
     Ok(p)
 }
 
-pub async fn get_course(db: &Db, id: &str) -> Result<Course, CatalogError> {
+pub async fn get_course(db: &Db, id: &CourseId) -> Result<Course, CatalogError> {
     let row: Option<CourseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COURSE_COLUMNS} FROM courses c WHERE c.id = $1"
     )))
@@ -185,7 +186,11 @@ pub async fn get_course(db: &Db, id: &str) -> Result<Course, CatalogError> {
 
 /// A course the user may see: published ones for everyone, the rest for its owner
 /// and admins (others get 404, not a hint that it exists).
-pub async fn visible_course(db: &Db, user: &AuthUser, id: &str) -> Result<Course, CatalogError> {
+pub async fn visible_course(
+    db: &Db,
+    user: &AuthUser,
+    id: &CourseId,
+) -> Result<Course, CatalogError> {
     let course = get_course(db, id).await?;
     if course.published || course.editable_by(user) {
         Ok(course)
@@ -194,7 +199,11 @@ pub async fn visible_course(db: &Db, user: &AuthUser, id: &str) -> Result<Course
     }
 }
 
-pub async fn editable_course(db: &Db, user: &AuthUser, id: &str) -> Result<Course, CatalogError> {
+pub async fn editable_course(
+    db: &Db,
+    user: &AuthUser,
+    id: &CourseId,
+) -> Result<Course, CatalogError> {
     let course = visible_course(db, user, id).await?;
     if course.editable_by(user) {
         Ok(course)
@@ -233,7 +242,7 @@ pub async fn create_course(
             "students cannot create courses".into(),
         ));
     }
-    let id = new_id();
+    let id = CourseId::new();
     let now = now_unix();
     sqlx::query(
         "INSERT INTO courses (id, owner_id, title, description, category, price_cents, published, created_at, updated_at)
@@ -269,7 +278,7 @@ pub struct CoursePatch {
 pub async fn update_course(
     db: &Db,
     user: &AuthUser,
-    id: &str,
+    id: &CourseId,
     patch: CoursePatch,
 ) -> Result<Course, CatalogError> {
     let c = editable_course(db, user, id).await?;
@@ -323,7 +332,11 @@ fn orphans(rows: Vec<(String, String)>) -> Orphans {
 
 /// Deletes a course with its lectures and enrollments; returns the stored files that
 /// are now unreferenced.
-pub async fn delete_course(db: &Db, user: &AuthUser, id: &str) -> Result<Orphans, CatalogError> {
+pub async fn delete_course(
+    db: &Db,
+    user: &AuthUser,
+    id: &CourseId,
+) -> Result<Orphans, CatalogError> {
     editable_course(db, user, id).await?;
     let assets: Vec<(String, String)> = sqlx::query_as(
         "SELECT a.id, a.source_key FROM assets a JOIN lectures l ON l.id = a.lecture_id WHERE l.course_id = $1",
@@ -427,7 +440,7 @@ pub async fn list_courses(
         format!("${}", args.len())
     };
     let mut filters = vec![if mine {
-        format!("c.owner_id = {}", arg(user.id.clone()))
+        format!("c.owner_id = {}", arg(user.id.to_string()))
     } else {
         "c.published = 1".to_string()
     }];
@@ -490,7 +503,7 @@ pub async fn list_courses(
     })
 }
 
-pub async fn lectures_of(db: &Db, course_id: &str) -> Result<Vec<Lecture>, CatalogError> {
+pub async fn lectures_of(db: &Db, course_id: &CourseId) -> Result<Vec<Lecture>, CatalogError> {
     let rows: Vec<LectureRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {LECTURE_COLUMNS} FROM lectures WHERE course_id = $1 ORDER BY position, created_at"
     )))
@@ -500,7 +513,7 @@ pub async fn lectures_of(db: &Db, course_id: &str) -> Result<Vec<Lecture>, Catal
     rows.into_iter().map(Lecture::from_row).collect()
 }
 
-pub async fn get_lecture(db: &Db, id: &str) -> Result<Lecture, CatalogError> {
+pub async fn get_lecture(db: &Db, id: &LectureId) -> Result<Lecture, CatalogError> {
     let row: Option<LectureRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {LECTURE_COLUMNS} FROM lectures WHERE id = $1"
     )))
@@ -516,7 +529,7 @@ pub async fn get_lecture(db: &Db, id: &str) -> Result<Lecture, CatalogError> {
 /// cards show it without a playback token).
 pub async fn published_poster_asset(
     db: &Db,
-    lecture_id: &str,
+    lecture_id: &LectureId,
 ) -> Result<Option<String>, CatalogError> {
     let row: Option<(Option<String>,)> = sqlx::query_as(
         "SELECT l.ready_asset_id FROM lectures l JOIN courses c ON c.id = l.course_id
@@ -532,7 +545,7 @@ pub async fn published_poster_asset(
 pub async fn visible_lecture(
     db: &Db,
     user: &AuthUser,
-    id: &str,
+    id: &LectureId,
 ) -> Result<(Lecture, Course), CatalogError> {
     let lecture = get_lecture(db, id).await?;
     let course = visible_course(db, user, &lecture.course_id)
@@ -574,7 +587,7 @@ pub struct LectureDiagnostics {
 pub async fn lecture_diagnostics(
     db: &Db,
     user: &AuthUser,
-    id: &str,
+    id: &LectureId,
 ) -> Result<LectureDiagnostics, CatalogError> {
     let (lecture, course) = visible_lecture(db, user, id).await?;
     if !course.editable_by(user) {
@@ -602,7 +615,7 @@ pub async fn lecture_diagnostics(
 pub async fn lecture_ladder(
     db: &Db,
     user: &AuthUser,
-    id: &str,
+    id: &LectureId,
 ) -> Result<LectureLadder, CatalogError> {
     let (_, course) = visible_lecture(db, user, id).await?;
     if !course.editable_by(user) {
@@ -640,7 +653,7 @@ pub struct NewLecture {
 pub async fn create_lecture(
     db: &Db,
     user: &AuthUser,
-    course_id: &str,
+    course_id: &CourseId,
     new: NewLecture,
 ) -> Result<Lecture, CatalogError> {
     editable_course(db, user, course_id).await?;
@@ -662,7 +675,7 @@ pub async fn create_lecture(
             next
         }
     };
-    let id = new_id();
+    let id = LectureId::new();
     let now = now_unix();
     sqlx::query(
         "INSERT INTO lectures (id, course_id, title, position, status, progress_percent, created_at, updated_at)
@@ -696,7 +709,7 @@ pub struct LecturePatch {
 pub async fn update_lecture(
     db: &Db,
     user: &AuthUser,
-    id: &str,
+    id: &LectureId,
     patch: LecturePatch,
 ) -> Result<Lecture, CatalogError> {
     let (lecture, course) = visible_lecture(db, user, id).await?;
@@ -729,7 +742,11 @@ pub async fn update_lecture(
 }
 
 /// Deletes a lecture; returns the stored files that are now unreferenced.
-pub async fn delete_lecture(db: &Db, user: &AuthUser, id: &str) -> Result<Orphans, CatalogError> {
+pub async fn delete_lecture(
+    db: &Db,
+    user: &AuthUser,
+    id: &LectureId,
+) -> Result<Orphans, CatalogError> {
     let (_, course) = visible_lecture(db, user, id).await?;
     if !course.editable_by(user) {
         return Err(CatalogError::Forbidden(
@@ -757,8 +774,8 @@ pub struct EnrollRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Enrollment {
-    pub course_id: String,
-    pub user_id: String,
+    pub course_id: CourseId,
+    pub user_id: UserId,
     /// subscription (free course) | purchase (recorded entitlement)
     pub kind: String,
     pub price_cents: i64,
@@ -770,7 +787,7 @@ pub struct Enrollment {
 pub async fn enroll(
     db: &Db,
     user: &AuthUser,
-    course_id: &str,
+    course_id: &CourseId,
     req: EnrollRequest,
 ) -> Result<(Enrollment, bool), CatalogError> {
     let course = get_course(db, course_id).await?;
@@ -809,8 +826,8 @@ pub async fn enroll(
 
 pub async fn enrollment(
     db: &Db,
-    user_id: &str,
-    course_id: &str,
+    user_id: &UserId,
+    course_id: &CourseId,
 ) -> Result<Option<Enrollment>, CatalogError> {
     let row: Option<(String, i64, i64)> =
         sqlx::query_as("SELECT kind, price_cents, created_at FROM enrollments WHERE user_id = $1 AND course_id = $2")
@@ -819,8 +836,8 @@ pub async fn enrollment(
             .fetch_optional(db)
             .await?;
     Ok(row.map(|(kind, price_cents, created_at)| Enrollment {
-        course_id: course_id.to_string(),
-        user_id: user_id.to_string(),
+        course_id: course_id.clone(),
+        user_id: user_id.clone(),
         kind,
         price_cents,
         created_at,
@@ -845,7 +862,7 @@ pub async fn may_play(db: &Db, user: &AuthUser, course: &Course) -> Result<bool,
 /// Where a user stopped in a lecture.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WatchProgress {
-    pub lecture_id: String,
+    pub lecture_id: LectureId,
     pub position_secs: f64,
     pub completed: bool,
     pub updated_at: i64,
@@ -856,7 +873,7 @@ pub struct WatchProgress {
 pub async fn save_progress(
     db: &Db,
     user: &AuthUser,
-    lecture_id: &str,
+    lecture_id: &LectureId,
     position_secs: f64,
 ) -> Result<WatchProgress, CatalogError> {
     if !position_secs.is_finite() || position_secs < 0.0 {
@@ -886,7 +903,7 @@ pub async fn save_progress(
     .execute(db)
     .await?;
     Ok(WatchProgress {
-        lecture_id: lecture_id.to_string(),
+        lecture_id: lecture_id.clone(),
         position_secs: position,
         completed,
         updated_at: now,
@@ -896,8 +913,8 @@ pub async fn save_progress(
 /// The user's progress in one lecture, if they started it.
 pub async fn lecture_progress(
     db: &Db,
-    user_id: &str,
-    lecture_id: &str,
+    user_id: &UserId,
+    lecture_id: &LectureId,
 ) -> Result<Option<WatchProgress>, CatalogError> {
     let row: Option<(f64, i64, i64)> = sqlx::query_as(
         "SELECT position_secs, completed, updated_at FROM watch_progress WHERE user_id = $1 AND lecture_id = $2",
@@ -908,7 +925,7 @@ pub async fn lecture_progress(
     .await?;
     Ok(
         row.map(|(position_secs, completed, updated_at)| WatchProgress {
-            lecture_id: lecture_id.to_string(),
+            lecture_id: lecture_id.clone(),
             position_secs,
             completed: completed != 0,
             updated_at,
@@ -919,10 +936,10 @@ pub async fn lecture_progress(
 /// The user's progress in every lecture of a course, most recent first.
 pub async fn course_progress(
     db: &Db,
-    user_id: &str,
-    course_id: &str,
+    user_id: &UserId,
+    course_id: &CourseId,
 ) -> Result<Vec<WatchProgress>, CatalogError> {
-    let rows: Vec<(String, f64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<(LectureId, f64, i64, i64)> = sqlx::query_as(
         "SELECT p.lecture_id, p.position_secs, p.completed, p.updated_at FROM watch_progress p
          JOIN lectures l ON l.id = p.lecture_id WHERE p.user_id = $1 AND l.course_id = $2 ORDER BY p.updated_at DESC",
     )

@@ -31,12 +31,14 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "proxy" => Some(Self::Proxy),
-            "nginx" => Some(Self::Nginx),
-            "direct" => Some(Self::Direct),
-            _ => None,
+    pub const ALL: [Delivery; 3] = [Delivery::Proxy, Delivery::Nginx, Delivery::Direct];
+
+    /// The setting's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Proxy => "proxy",
+            Delivery::Nginx => "nginx",
+            Delivery::Direct => "direct",
         }
     }
 }
@@ -173,19 +175,21 @@ pub async fn direct_media_playlist(
     let body = lectern_packager::rewrite_segment_uris(text, |uri| {
         urls.next().unwrap_or_else(|| uri.to_string())
     });
+    Ok(made_playlist(body, "private, no-store", method))
+}
+
+/// A playlist made for this answer rather than stored: its text, or for HEAD only its
+/// length.
+pub fn made_playlist(text: String, cache_control: &'static str, method: &Method) -> Response {
     let headers = [
         (header::CONTENT_TYPE, crate::playback::PLAYLIST_TYPE),
-        (header::CACHE_CONTROL, "private, no-store"),
+        (header::CACHE_CONTROL, cache_control),
     ];
     if method == Method::HEAD {
-        return Ok((
-            StatusCode::OK,
-            headers,
-            [(header::CONTENT_LENGTH, body.len())],
-        )
-            .into_response());
+        let length = [(header::CONTENT_LENGTH, text.len())];
+        return (StatusCode::OK, headers, length).into_response();
     }
-    Ok((StatusCode::OK, headers, body).into_response())
+    (StatusCode::OK, headers, text).into_response()
 }
 
 /// Streams an object from a remote store, with Range, ETag and conditional GET.

@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::error::CatalogError;
 use crate::parts::Advance;
+use lectern_seams::ids::{CourseId, LectureId, UserId};
 
 /// What a live client is told. Owners get every kind for their lectures; enrolled
 /// students get `lecture_ready` and `playable`.
@@ -26,37 +27,37 @@ use crate::parts::Advance;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     Progress {
-        lecture_id: String,
-        course_id: String,
+        lecture_id: LectureId,
+        course_id: CourseId,
         percent: u8,
     },
     Ready {
-        lecture_id: String,
-        course_id: String,
+        lecture_id: LectureId,
+        course_id: CourseId,
         duration_secs: f64,
     },
     Failed {
-        lecture_id: String,
-        course_id: String,
+        lecture_id: LectureId,
+        course_id: CourseId,
         reason: String,
     },
     LectureReady {
-        lecture_id: String,
-        course_id: String,
+        lecture_id: LectureId,
+        course_id: CourseId,
         title: String,
     },
     /// The lecture plays while the rest of it is still being encoded.
     Playable {
-        lecture_id: String,
-        course_id: String,
+        lecture_id: LectureId,
+        course_id: CourseId,
     },
 }
 
 /// A live event and who may receive it.
 #[derive(Debug, Clone)]
 pub struct Routed {
-    pub owner_id: String,
-    pub course_id: String,
+    pub owner_id: UserId,
+    pub course_id: CourseId,
     pub event: LiveEvent,
     /// The student-facing form, for ready events.
     pub for_students: Option<LiveEvent>,
@@ -108,31 +109,32 @@ pub async fn apply(
             diagnostics,
             ..
         } => {
-            if asset_id.is_empty() {
+            match asset_id {
                 // Ingest refused the file and already recorded why.
-                1
-            } else {
-                let diagnostics = diagnostics.as_deref();
-                u64::from(
-                    crate::parts::mark_failed(db, lecture_id, asset_id, reason, diagnostics)
-                        .await?,
-                )
+                None => 1,
+                Some(asset_id) => {
+                    let diagnostics = diagnostics.as_deref();
+                    u64::from(
+                        crate::parts::mark_failed(db, lecture_id, asset_id, reason, diagnostics)
+                            .await?,
+                    )
+                }
             }
         }
     };
     if changed == 0 {
         return Ok(None);
     }
-    let row: Option<(String, String, String)> = sqlx::query_as(
+    let row: Option<(CourseId, UserId, String)> = sqlx::query_as(
         "SELECT c.id, c.owner_id, l.title FROM lectures l JOIN courses c ON c.id = l.course_id WHERE l.id = $1",
     )
-    .bind(event.lecture_id())
+    .bind(event.lecture_id().as_str())
     .fetch_optional(db)
     .await?;
     let Some((course_id, owner_id, title)) = row else {
         return Ok(None);
     };
-    let lecture_id = event.lecture_id().to_string();
+    let lecture_id = event.lecture_id().clone();
     let (live, for_students) = match event {
         JobEvent::Progress { percent, .. } => (
             LiveEvent::Progress {

@@ -26,7 +26,7 @@ use lectern_web::limits::Limits;
 
 pub use delivery::Delivery;
 pub use error::CatalogError;
-pub use routes::{CatalogApi, PLAY_PREFIX, play_router, router};
+pub use routes::{CatalogApi, PLAY_PREFIX, SERVICE_PREFIXES, play_router, router};
 
 #[derive(Debug, Clone, Default)]
 pub struct CatalogConfig {

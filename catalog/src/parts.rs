@@ -7,6 +7,7 @@ use lectern_packager::{
     LecturePlaylists, MASTER_PLAYLIST, MEDIA_PLAYLIST, RenditionPieces, SegmentFacts,
 };
 use lectern_seams::db::Db;
+use lectern_seams::ids::{AssetId, LectureId};
 use lectern_seams::lecture::{self, LectureStatus};
 use lectern_seams::messages::{PartReport, Rung, SourceFacts};
 use lectern_seams::storage::SharedStore;
@@ -36,24 +37,11 @@ pub enum Advance {
 pub async fn record(
     db: &Db,
     store: &SharedStore,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     report: &PartReport,
 ) -> Result<Advance, CatalogError> {
-    let json = serde_json::to_string(report).map_err(|e| CatalogError::Internal(e.to_string()))?;
-    let updated = sqlx::query(
-        "UPDATE asset_parts SET report = $1, partial = $4, segment_count = $5
-         WHERE asset_id = $2 AND part_key = $3
-           AND (report IS NULL OR (partial = 1 AND ($4 = 0 OR segment_count < $5)))",
-    )
-    .bind(&json)
-    .bind(asset_id)
-    .bind(&report.key)
-    .bind(i64::from(report.partial))
-    .bind(report.segment_count() as i64)
-    .execute(db)
-    .await?
-    .rows_affected();
+    let updated = lectern_seams::parts::record_report(db, asset_id, report).await?;
     let current: Option<(String,)> =
         sqlx::query_as("SELECT status FROM lectures WHERE id = $1 AND asset_id = $2")
             .bind(lecture_id)
@@ -64,7 +52,7 @@ pub async fn record(
         return Ok(Advance::Nothing);
     };
     // A repeated event still finishes the work a crash may have cut short.
-    if updated == 0 && status == LectureStatus::Ready {
+    if !updated && status == LectureStatus::Ready {
         return Ok(Advance::Nothing);
     }
     let Some(state) = load(db, asset_id).await? else {
@@ -132,13 +120,13 @@ pub async fn record(
 
 async fn fail(
     db: &Db,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     why: &str,
 ) -> Result<Advance, CatalogError> {
     tracing::error!(
-        lecture = lecture_id,
-        asset = asset_id,
+        lecture = %lecture_id,
+        asset = %asset_id,
         why,
         "a lecture's parts do not join up"
     );
@@ -150,8 +138,8 @@ async fn fail(
 /// Fails a lecture still encoding this asset (`lecture::mark_failed`).
 pub async fn mark_failed(
     db: &Db,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     reason: &str,
     diagnostics: Option<&str>,
 ) -> Result<bool, CatalogError> {
@@ -162,7 +150,7 @@ pub async fn mark_failed(
 /// not chunked or cannot play yet. (Once complete, its playlists are in storage.)
 pub async fn live_playlists(
     db: &Db,
-    asset_id: &str,
+    asset_id: &AssetId,
 ) -> Result<Option<LecturePlaylists>, CatalogError> {
     match load(db, asset_id).await? {
         Some(state) => state.playlists(),
@@ -182,7 +170,7 @@ struct PartsState {
     stored: usize,
 }
 
-async fn load(db: &Db, asset_id: &str) -> Result<Option<PartsState>, CatalogError> {
+async fn load(db: &Db, asset_id: &AssetId) -> Result<Option<PartsState>, CatalogError> {
     let rows: Vec<(Option<String>, i64)> =
         sqlx::query_as("SELECT report, partial FROM asset_parts WHERE asset_id = $1")
             .bind(asset_id)
@@ -296,6 +284,14 @@ impl PartsState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lecture_id() -> LectureId {
+        LectureId::parse("11111111-1111-4111-8111-111111111111").unwrap()
+    }
+
+    fn asset() -> AssetId {
+        AssetId::parse("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa").unwrap()
+    }
     use lectern_seams::messages::{StoredRendition, StoredSegment};
 
     fn rendition(name: &str, segments: std::ops::Range<u64>, duration: f64) -> StoredRendition {
@@ -363,12 +359,12 @@ mod tests {
             "INSERT INTO users (id, email, name, password_hash, role, created_at) VALUES ('u', 'u@x', 'U', 'x', 'owner', 0)",
             "INSERT INTO courses (id, owner_id, title, created_at, updated_at) VALUES ('c', 'u', 'C', 0, 0)",
             "INSERT INTO lectures (id, course_id, title, position, status, asset_id, created_at, updated_at)
-             VALUES ('l', 'c', 'L', 0, 'processing', 'a', 0, 0)",
-            "INSERT INTO asset_parts (asset_id, part_key, position, report) VALUES ('a', 'video', 0, NULL), ('a', 'audio', 1, NULL)",
+             VALUES ('11111111-1111-4111-8111-111111111111', 'c', 'L', 0, 'processing', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 0, 0)",
+            "INSERT INTO asset_parts (asset_id, part_key, position, report) VALUES ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'video', 0, NULL), ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', 'audio', 1, NULL)",
         ] {
             sqlx::query(sql).execute(&db).await.unwrap();
         }
-        sqlx::query("INSERT INTO assets (id, lecture_id, upload_id, source_key, probe, ladder, created_at) VALUES ('a', 'l', 'up', 'src', $1, $2, 0)")
+        sqlx::query("INSERT INTO assets (id, lecture_id, upload_id, source_key, probe, ladder, created_at) VALUES ('aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '11111111-1111-4111-8111-111111111111', 'up', 'src', $1, $2, 0)")
             .bind(serde_json::to_string(&source).unwrap())
             .bind(serde_json::to_string(&ladder).unwrap())
             .execute(&db)
@@ -378,7 +374,10 @@ mod tests {
     }
 
     async fn playing(db: &Db, rendition: &str) -> usize {
-        let p = live_playlists(db, "a").await.unwrap().expect("playable");
+        let p = live_playlists(db, &asset())
+            .await
+            .unwrap()
+            .expect("playable");
         p.file(&format!("{rendition}/{MEDIA_PLAYLIST}"))
             .unwrap()
             .lines()
@@ -392,13 +391,17 @@ mod tests {
         let (db, store) = lecture(dir.path()).await;
         let video = report("video", rendition("v240", 0..5, 6.0), false);
         assert_eq!(
-            record(&db, &store, "l", "a", &video).await.unwrap(),
+            record(&db, &store, &lecture_id(), &asset(), &video)
+                .await
+                .unwrap(),
             Advance::Progress { percent: 50 }
         );
         // Two audio segments so far: the lecture plays them, and two of video.
         let two = report("audio", rendition("audio", 0..2, 6.016), true);
         assert_eq!(
-            record(&db, &store, "l", "a", &two).await.unwrap(),
+            record(&db, &store, &lecture_id(), &asset(), &two)
+                .await
+                .unwrap(),
             Advance::Playable
         );
         assert_eq!(
@@ -408,33 +411,43 @@ mod tests {
         // An older, shorter report arriving late changes nothing.
         let one = report("audio", rendition("audio", 0..1, 6.016), true);
         assert_eq!(
-            record(&db, &store, "l", "a", &one).await.unwrap(),
+            record(&db, &store, &lecture_id(), &asset(), &one)
+                .await
+                .unwrap(),
             Advance::Nothing
         );
         assert_eq!(playing(&db, "v240").await, 2);
         let four = report("audio", rendition("audio", 0..4, 6.016), true);
-        record(&db, &store, "l", "a", &four).await.unwrap();
+        record(&db, &store, &lecture_id(), &asset(), &four)
+            .await
+            .unwrap();
         assert_eq!(
             (playing(&db, "v240").await, playing(&db, "audio").await),
             (4, 4)
         );
         // Still partial: the lecture is not ready.
-        let status: (String,) = sqlx::query_as("SELECT status FROM lectures WHERE id = 'l'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+        let status: (String,) = sqlx::query_as(
+            "SELECT status FROM lectures WHERE id = '11111111-1111-4111-8111-111111111111'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
         assert_eq!(status.0, "playable");
 
         let whole = report("audio", rendition("audio", 0..5, 6.016), false);
         assert_eq!(
-            record(&db, &store, "l", "a", &whole).await.unwrap(),
+            record(&db, &store, &lecture_id(), &asset(), &whole)
+                .await
+                .unwrap(),
             Advance::Ready {
                 duration_secs: 30.0
             }
         );
         // A partial report delivered after the final one is ignored.
         assert_eq!(
-            record(&db, &store, "l", "a", &four).await.unwrap(),
+            record(&db, &store, &lecture_id(), &asset(), &four)
+                .await
+                .unwrap(),
             Advance::Nothing
         );
         let (stored,): (String,) =
@@ -443,9 +456,12 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(serde_json::from_str::<PartReport>(&stored).unwrap(), whole);
-        let vod = lectern_seams::storage::read_to_vec(store.as_ref(), "assets/a/audio/index.m3u8")
-            .await
-            .unwrap();
+        let vod = lectern_seams::storage::read_to_vec(
+            store.as_ref(),
+            &format!("assets/{}/audio/index.m3u8", asset()),
+        )
+        .await
+        .unwrap();
         assert!(String::from_utf8(vod).unwrap().contains("#EXT-X-ENDLIST"));
     }
 }

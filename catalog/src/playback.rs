@@ -9,6 +9,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
+use lectern_seams::ids::{AssetId, LectureId};
 use lectern_seams::storage::ByteRange;
 
 /// A playback token is 57 bytes, written in base64url without padding (76 characters,
@@ -41,8 +42,8 @@ pub struct PlaybackTokens {
 /// What a valid playback token grants.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlayGrant {
-    pub lecture_id: String,
-    pub asset_id: String,
+    pub lecture_id: LectureId,
+    pub asset_id: AssetId,
     pub expires_at: i64,
 }
 
@@ -54,10 +55,14 @@ impl PlaybackTokens {
         }
     }
 
-    /// A token for `asset_id` of `lecture_id`, and when it expires. Both are Lectern
-    /// ids (UUIDs in their usual lowercase spelling); anything else is refused rather
-    /// than signed as something the token would read back differently.
-    pub fn issue(&self, lecture_id: &str, asset_id: &str) -> Result<(String, i64), CatalogError> {
+    /// A token for `asset_id` of `lecture_id`, and when it expires. Both must be in
+    /// their one spelling; anything else is refused rather than signed as something the
+    /// token would read back differently.
+    pub fn issue(
+        &self,
+        lecture_id: &LectureId,
+        asset_id: &AssetId,
+    ) -> Result<(String, i64), CatalogError> {
         let id = |text: &str| {
             Uuid::try_parse(text)
                 .ok()
@@ -68,7 +73,7 @@ impl PlaybackTokens {
                     ))
                 })
         };
-        let (lecture, asset) = (id(lecture_id)?, id(asset_id)?);
+        let (lecture, asset) = (id(lecture_id.as_str())?, id(asset_id.as_str())?);
         let exp = lectern_seams::now_unix() + self.ttl_secs;
         let mut token = [0u8; TOKEN_LEN];
         token[0] = FORMAT;
@@ -114,16 +119,11 @@ impl PlaybackTokens {
         if signed[0] != FORMAT {
             return None;
         }
-        let id = |bytes: &[u8]| {
-            Uuid::from_slice(bytes)
-                .expect("16 bytes")
-                .hyphenated()
-                .to_string()
-        };
+        let uuid = |bytes: &[u8]| Uuid::from_slice(bytes).expect("16 bytes");
         Some(PlayGrant {
             expires_at: i64::from_be_bytes(signed[1..9].try_into().expect("8 bytes")),
-            lecture_id: id(&signed[9..25]),
-            asset_id: id(&signed[25..41]),
+            lecture_id: LectureId::from_uuid(uuid(&signed[9..25])),
+            asset_id: AssetId::from_uuid(uuid(&signed[25..41])),
         })
     }
 }
@@ -226,8 +226,16 @@ mod tests {
     const LECTURE: &str = "0b7f3c2e-9a41-4c55-8d0e-2f6a1b9c7d10";
     const ASSET: &str = "6e1d2a8f-3b4c-4d5e-9f60-7a8b9c0d1e2f";
 
+    fn ids() -> (LectureId, AssetId) {
+        (
+            LectureId::parse(LECTURE).unwrap(),
+            AssetId::parse(ASSET).unwrap(),
+        )
+    }
+
     fn issue(t: &PlaybackTokens) -> String {
-        t.issue(LECTURE, ASSET).unwrap().0
+        let (lecture, asset) = ids();
+        t.issue(&lecture, &asset).unwrap().0
     }
 
     /// The token's bytes with `edit` applied, signed again with `key`: what a forger
@@ -243,7 +251,7 @@ mod tests {
     #[test]
     fn tokens_verify_and_carry_their_grant() {
         let t = PlaybackTokens::new(KEY, 60);
-        let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
+        let (token, exp) = t.issue(&ids().0, &ids().1).unwrap();
         assert_eq!(token.len(), 76);
         assert!(
             token
@@ -255,8 +263,8 @@ mod tests {
         assert_eq!(
             grant,
             PlayGrant {
-                lecture_id: LECTURE.into(),
-                asset_id: ASSET.into(),
+                lecture_id: ids().0,
+                asset_id: ids().1,
                 expires_at: exp
             }
         );
@@ -275,8 +283,16 @@ mod tests {
             (&LECTURE.to_uppercase(), ASSET),
             (LECTURE, "6e1d2a8f3b4c4d5e9f607a8b9c0d1e2f"),
         ] {
+            // Only a message or a row could hold such ids: ids read from text are
+            // not checked, ids parsed are.
+            let text = |s: &str| serde_json::Value::String(s.into());
+            let lecture_id: LectureId = serde_json::from_value(text(lecture)).unwrap();
+            let asset_id: AssetId = serde_json::from_value(text(asset)).unwrap();
             assert!(
-                matches!(t.issue(lecture, asset), Err(CatalogError::Internal(_))),
+                matches!(
+                    t.issue(&lecture_id, &asset_id),
+                    Err(CatalogError::Internal(_))
+                ),
                 "{lecture} {asset}"
             );
         }
@@ -326,19 +342,19 @@ mod tests {
         let other_asset = t
             .verify(&resigned(&token, KEY, |raw| raw[40] ^= 1))
             .expect("signed with the key");
-        assert_ne!(other_asset.asset_id, ASSET);
+        assert_ne!(other_asset.asset_id, ids().1);
     }
 
     #[test]
     fn a_token_is_valid_through_its_last_second() {
         let t = PlaybackTokens::new(KEY, 60);
-        let (token, exp) = t.issue(LECTURE, ASSET).unwrap();
+        let (token, exp) = t.issue(&ids().0, &ids().1).unwrap();
         assert!(t.verify(&token).is_some());
         assert!(t.verify_at(&token, exp).is_some());
         assert!(t.verify_at(&token, exp + 1).is_none());
         // Another key's tokens open nothing here.
         let other = PlaybackTokens::new(b"another-secret-another-secret-xx", 60);
-        let (foreign, _) = other.issue(LECTURE, ASSET).unwrap();
+        let (foreign, _) = other.issue(&ids().0, &ids().1).unwrap();
         assert!(other.verify(&foreign).is_some());
         assert!(t.verify(&foreign).is_none());
     }

@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lectern_seams::ids::{CourseId, LectureId};
 use lectern_seams::lecture::LectureStatus;
 use lectern_web::auth::AuthUser;
 use lectern_web::limits::{Action, ClientIp};
@@ -103,6 +104,10 @@ pub fn play_router(state: CatalogState) -> Router {
 
 /// The paths `play_router` answers.
 pub const PLAY_PREFIX: &str = "/play/";
+
+/// The path prefixes Lectern's services answer under (the API with ingest's uploads,
+/// playback, public posters); a web app served beside them keeps out.
+pub const SERVICE_PREFIXES: [&str; 3] = ["/api/", PLAY_PREFIX, "/media/"];
 
 /// A JSON body whose rejections use the API's error shape. Bodies must be JSON
 /// objects: serde would otherwise read a struct from an array of its fields.
@@ -262,7 +267,7 @@ struct CourseDetail {
 async fn course_detail(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<CourseId>,
 ) -> Result<Json<CourseDetail>, CatalogError> {
     let course = courses::visible_course(&s.db, &user, &id).await?;
     let lectures = courses::lectures_of(&s.db, &id).await?;
@@ -285,7 +290,7 @@ async fn course_detail(
 async fn update_course(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<CourseId>,
     ApiJson(patch): ApiJson<courses::CoursePatch>,
 ) -> Result<Json<Course>, CatalogError> {
     Ok(Json(
@@ -316,7 +321,7 @@ fn clean_up(s: &CatalogState, orphans: Orphans) {
 async fn delete_course(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<CourseId>,
 ) -> Result<StatusCode, CatalogError> {
     let orphans = courses::delete_course(&s.db, &user, &id).await?;
     clean_up(&s, orphans);
@@ -330,7 +335,7 @@ async fn delete_course(
 async fn create_lecture(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<CourseId>,
     ApiJson(new): ApiJson<courses::NewLecture>,
 ) -> Result<(StatusCode, Json<Lecture>), CatalogError> {
     Ok((
@@ -347,7 +352,7 @@ async fn create_lecture(
 async fn enroll(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<CourseId>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<courses::Enrollment>), CatalogError> {
     let body = body.map_err(|r| {
@@ -385,7 +390,7 @@ async fn enroll(
 async fn lecture_detail(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
 ) -> Result<Json<Lecture>, CatalogError> {
     Ok(Json(courses::visible_lecture(&s.db, &user, &id).await?.0))
 }
@@ -397,7 +402,7 @@ async fn lecture_detail(
 async fn lecture_ladder(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
 ) -> Result<Json<courses::LectureLadder>, CatalogError> {
     Ok(Json(courses::lecture_ladder(&s.db, &user, &id).await?))
 }
@@ -409,7 +414,7 @@ async fn lecture_ladder(
 async fn lecture_diagnostics(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
 ) -> Result<Json<courses::LectureDiagnostics>, CatalogError> {
     Ok(Json(courses::lecture_diagnostics(&s.db, &user, &id).await?))
 }
@@ -421,7 +426,7 @@ async fn lecture_diagnostics(
 async fn update_lecture(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
     ApiJson(patch): ApiJson<courses::LecturePatch>,
 ) -> Result<Json<Lecture>, CatalogError> {
     Ok(Json(
@@ -436,7 +441,7 @@ async fn update_lecture(
 async fn delete_lecture(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
 ) -> Result<StatusCode, CatalogError> {
     let orphans = courses::delete_lecture(&s.db, &user, &id).await?;
     clean_up(&s, orphans);
@@ -456,7 +461,7 @@ struct ProgressBody {
 async fn put_progress(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
     ApiJson(body): ApiJson<ProgressBody>,
 ) -> Result<Json<courses::WatchProgress>, CatalogError> {
     Ok(Json(
@@ -466,7 +471,7 @@ async fn put_progress(
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct LectureProgress {
-    lecture_id: String,
+    lecture_id: LectureId,
     position_secs: f64,
     completed: bool,
 }
@@ -478,7 +483,7 @@ struct LectureProgress {
 async fn get_progress(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
 ) -> Result<Json<LectureProgress>, CatalogError> {
     courses::visible_lecture(&s.db, &user, &id).await?;
     let mine = courses::lecture_progress(&s.db, &user.id, &id).await?;
@@ -506,9 +511,10 @@ async fn playback(
     State(s): State<CatalogState>,
     user: AuthUser,
     ip: ClientIp,
-    Path(id): Path<String>,
+    Path(id): Path<LectureId>,
 ) -> Result<Json<PlaybackGrant>, CatalogError> {
-    s.limits.check(Action::PlaybackIssue, ip, Some(&user.id))?;
+    s.limits
+        .check(Action::PlaybackIssue, ip, Some(user.id.as_str()))?;
     let (lecture, course) = courses::visible_lecture(&s.db, &user, &id).await?;
     if !courses::may_play(&s.db, &user, &course).await? {
         return Err(CatalogError::Forbidden(
@@ -557,7 +563,7 @@ async fn live_events(
     })?;
     let slot = s
         .sockets
-        .admit(&user.id, s.config.sockets_per_user)
+        .admit(user.id.as_str(), s.config.sockets_per_user)
         .ok_or_else(|| {
             CatalogError::RateLimited(lectern_web::limits::Refusal {
                 message: format!(
@@ -623,19 +629,11 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
             if s.config.delivery == Delivery::Direct && path.ends_with("/index.m3u8") {
                 return delivery::direct_media_playlist(&s, &key, text, expires_in, &method).await;
             }
-            let headers = [
-                (header::CONTENT_TYPE, content_type),
-                (header::CACHE_CONTROL, "no-cache"),
-            ];
-            if method == Method::HEAD {
-                return Ok((
-                    StatusCode::OK,
-                    headers,
-                    [(header::CONTENT_LENGTH, text.len())],
-                )
-                    .into_response());
-            }
-            Ok((StatusCode::OK, headers, text.to_string()).into_response())
+            Ok(delivery::made_playlist(
+                text.to_string(),
+                "no-cache",
+                &method,
+            ))
         }
         other => other,
     }
@@ -659,8 +657,9 @@ async fn public_poster(
 ) -> Result<Response, CatalogError> {
     let lecture_id = file
         .strip_suffix(".jpg")
+        .and_then(LectureId::parse)
         .ok_or(CatalogError::NotFound("poster"))?;
-    let asset = courses::published_poster_asset(&s.db, lecture_id)
+    let asset = courses::published_poster_asset(&s.db, &lecture_id)
         .await?
         .ok_or(CatalogError::NotFound("poster"))?;
     let file = PlayFile {

@@ -11,6 +11,7 @@
 //!   different identity, role, lecture, asset or expiry.
 #![no_main]
 
+use lectern_seams::ids::{AssetId, LectureId, UserId};
 use arbitrary::Arbitrary;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -87,14 +88,17 @@ fuzz_target!(|input: Input| {
 
     let (token, verify): (String, Box<dyn Fn(&str) -> Option<String>>) = if input.playback {
         let (lecture, asset) = (Uuid::from_bytes(input.lecture).to_string(), Uuid::from_bytes(input.asset).to_string());
-        let (token, exp) = playback.issue(&lecture, &asset).expect("ids are UUIDs");
+        let ids = (LectureId::parse(&lecture).expect("a UUID"), AssetId::parse(&asset).expect("a UUID"));
+        let (token, exp) = playback.issue(&ids.0, &ids.1).expect("ids are UUIDs");
         let grant = playback.verify(&token).expect("an issued playback token verifies");
         assert_eq!((grant.lecture_id.as_str(), grant.asset_id.as_str(), grant.expires_at), (lecture.as_str(), asset.as_str(), exp));
         assert!(PlaybackTokens::new(&other_secret, 3600).verify(&token).is_none());
         assert!(access.verify(&token).is_none(), "a playback token passed as an access token");
         (token, Box::new(|t: &str| playback.verify(t).map(|g| format!("{g:?}"))))
     } else {
-        let token = access.issue(&input.user, role);
+        // Any text as the subject: an id read back from a token is not re-checked.
+        let user_id: UserId = serde_json::from_value(Value::String(input.user.clone())).expect("any text");
+        let token = access.issue(&user_id, role);
         let user = access.verify(&token).expect("an issued access token verifies");
         assert_eq!((user.id.as_str(), user.role), (input.user.as_str(), role));
         assert!(AccessTokens::new(&other_secret, 3600).verify(&token).is_none());

@@ -85,8 +85,8 @@ fn check_signed_playback(signed: &[u8]) {
     assert_eq!(signed[0], 1, "accepted another format: {token}");
     assert!(exp >= lectern_seams::now_unix(), "accepted an expired token: {token}");
     assert_eq!(grant.expires_at, exp);
-    assert_eq!(grant.lecture_id, Uuid::from_slice(&signed[9..25]).unwrap().to_string());
-    assert_eq!(grant.asset_id, Uuid::from_slice(&signed[25..41]).unwrap().to_string());
+    assert_eq!(grant.lecture_id.as_str(), Uuid::from_slice(&signed[9..25]).unwrap().to_string());
+    assert_eq!(grant.asset_id.as_str(), Uuid::from_slice(&signed[25..41]).unwrap().to_string());
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -169,6 +169,7 @@ pub fn schedule(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lectern_seams::ids::{AssetId, LectureId};
 
     fn source(secs: f64, fps: (u32, u32), video: bool) -> SourceFacts {
         SourceFacts {
@@ -277,8 +278,8 @@ mod tests {
     fn whole_job(source: SourceFacts, rungs: &[&str]) -> TranscodeJob {
         TranscodeJob {
             job_id: "whole".into(),
-            lecture_id: "l".into(),
-            asset_id: "a".into(),
+            lecture_id: LectureId::new(),
+            asset_id: AssetId::parse("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa").unwrap(),
             source_key: "uploads/u".into(),
             output_prefix: "assets/a".into(),
             source,
@@ -339,7 +340,7 @@ mod tests {
         assert_eq!(jobs[3].range, ranges[2]);
         assert!(
             jobs.iter()
-                .all(|j| j.asset_id == "a" && j.output_prefix == "assets/a")
+                .all(|j| j.asset_id == jobs[0].asset_id && j.output_prefix == "assets/a")
         );
     }
 

@@ -153,7 +153,7 @@ async fn create(
 ) -> Result<Response, IngestError> {
     state
         .limits
-        .check(Action::UploadCreate, ip, Some(&user.id))?;
+        .check(Action::UploadCreate, ip, Some(user.id.as_str()))?;
     if headers.contains_key("upload-defer-length") {
         return Err(IngestError::BadRequest(
             "Upload-Defer-Length is not supported; send Upload-Length".into(),

@@ -2,6 +2,7 @@
 //! turning a complete upload into an asset and a transcode job (or a failed lecture
 //! with the reason).
 
+use lectern_seams::ids::{AssetId, LectureId, UserId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -28,8 +29,8 @@ pub const AUDIO_KBPS: u32 = 128;
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub id: String,
-    pub lecture_id: String,
-    pub owner_id: String,
+    pub lecture_id: LectureId,
+    pub owner_id: UserId,
     pub metadata: String,
     pub length: u64,
     pub received: u64,
@@ -70,8 +71,8 @@ impl UploadState {
 #[derive(sqlx::FromRow)]
 struct UploadRow {
     id: String,
-    lecture_id: String,
-    owner_id: String,
+    lecture_id: LectureId,
+    owner_id: UserId,
     metadata: String,
     length: i64,
     received: i64,
@@ -142,7 +143,7 @@ pub struct NewUpload {
 /// before it completed is taken back (`uncount`).
 async fn count_against_quota(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    owner: &str,
+    owner: &UserId,
     length: u64,
     quota: u64,
 ) -> Result<(), IngestError> {
@@ -173,7 +174,7 @@ async fn count_against_quota(
 /// Takes back the count of an upload given up or expired before it completed.
 async fn uncount(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    owner: &str,
+    owner: &UserId,
     length: u64,
 ) -> Result<(), IngestError> {
     sqlx::query("UPDATE upload_usage SET bytes = bytes - $1 WHERE owner_id = $2 AND bytes >= $1")
@@ -210,15 +211,17 @@ pub async fn create(
         .get("lecture_id")
         .filter(|v| !v.is_empty())
         .ok_or_else(|| IngestError::BadRequest("Upload-Metadata must name a lecture_id".into()))?;
+    let lecture_id = LectureId::parse(lecture_id)
+        .ok_or_else(|| IngestError::NotFound("no such lecture".into()))?;
     let filename = new
         .metadata
         .get("filename")
         .filter(|v| !v.is_empty())
         .ok_or_else(|| IngestError::BadRequest("Upload-Metadata must name a filename".into()))?;
-    let lecture: Option<(String, String)> = sqlx::query_as(
+    let lecture: Option<(String, UserId)> = sqlx::query_as(
         "SELECT l.status, c.owner_id FROM lectures l JOIN courses c ON c.id = l.course_id WHERE l.id = $1",
     )
-    .bind(lecture_id)
+    .bind(lecture_id.as_str())
     .fetch_optional(&state.db)
     .await?;
     let (status, owner_id) =
@@ -238,7 +241,7 @@ pub async fn create(
     let upload = Upload {
         storage_key: format!("uploads/{id}"),
         id,
-        lecture_id: lecture_id.clone(),
+        lecture_id,
         owner_id,
         metadata: new.metadata_header,
         length: new.length,
@@ -516,7 +519,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             let event = JobEvent::Failed {
                 job_id: upload.id.clone(),
                 lecture_id: upload.lecture_id.clone(),
-                asset_id: String::new(),
+                asset_id: None,
                 reason: format!("The uploaded file cannot be used: {unusable}."),
                 diagnostics: Some(diagnostics),
             };
@@ -528,7 +531,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             ladder,
             report,
         }) => {
-            let asset_id = new_id();
+            let asset_id = AssetId::new();
             let base = TranscodeJob {
                 job_id: new_id(),
                 lecture_id: upload.lecture_id.clone(),
@@ -611,12 +614,13 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 .execute(&mut *tx)
                 .await?;
                 if chunked {
-                    sqlx::query("INSERT INTO asset_parts (asset_id, part_key, position, report) VALUES ($1, $2, $3, NULL)")
-                        .bind(&asset_id)
-                        .bind(part_key(job))
-                        .bind(position as i64)
-                        .execute(&mut *tx)
-                        .await?;
+                    lectern_seams::parts::plan(
+                        &mut *tx,
+                        &asset_id,
+                        &part_key(job),
+                        position as i64,
+                    )
+                    .await?;
                 }
             }
             tx.commit().await?;
@@ -723,7 +727,7 @@ pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
 
 /// Removes uploads that expired before they were complete, with their bytes.
 pub async fn sweep_expired(state: &IngestState) -> Result<usize, IngestError> {
-    let expired: Vec<(String, String, String, i64)> = sqlx::query_as(
+    let expired: Vec<(String, String, UserId, i64)> = sqlx::query_as(
         "SELECT id, storage_key, owner_id, length FROM uploads WHERE state = 'receiving' AND expires_at < $1",
     )
     .bind(now_unix())

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Executor};
 
+use crate::ids::{AssetId, LectureId};
 use crate::now_unix;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -63,7 +64,7 @@ type Result<T> = std::result::Result<T, sqlx::Error>;
 /// A complete upload: the lecture is processing from now on (probing comes next).
 pub async fn start_processing<'e>(
     db: impl Executor<'e, Database = Any>,
-    lecture_id: &str,
+    lecture_id: &LectureId,
 ) -> Result<()> {
     sqlx::query(
         "UPDATE lectures SET status = $1, progress_percent = 0, failure_reason = NULL, updated_at = $2
@@ -71,7 +72,7 @@ pub async fn start_processing<'e>(
     )
     .bind(LectureStatus::Processing.as_str())
     .bind(now_unix())
-    .bind(lecture_id)
+    .bind(lecture_id.as_str())
     .execute(db)
     .await?;
     Ok(())
@@ -81,8 +82,8 @@ pub async fn start_processing<'e>(
 /// still exists (it may be deleted while its file uploads).
 pub async fn process_asset<'e>(
     db: impl Executor<'e, Database = Any>,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     media_kind: &str,
 ) -> Result<bool> {
     let changed = sqlx::query(
@@ -90,10 +91,10 @@ pub async fn process_asset<'e>(
                 asset_id = $2, media_kind = $3, updated_at = $4 WHERE id = $5",
     )
     .bind(LectureStatus::Processing.as_str())
-    .bind(asset_id)
+    .bind(asset_id.as_str())
     .bind(media_kind)
     .bind(now_unix())
-    .bind(lecture_id)
+    .bind(lecture_id.as_str())
     .execute(db)
     .await?
     .rows_affected();
@@ -103,7 +104,7 @@ pub async fn process_asset<'e>(
 /// The uploaded file cannot be used: the lecture fails with `reason` before any asset.
 pub async fn refuse_upload<'e>(
     db: impl Executor<'e, Database = Any>,
-    lecture_id: &str,
+    lecture_id: &LectureId,
     reason: &str,
     diagnostics: Option<&str>,
 ) -> Result<()> {
@@ -116,7 +117,7 @@ pub async fn refuse_upload<'e>(
     .bind(reason)
     .bind(diagnostics)
     .bind(now_unix())
-    .bind(lecture_id)
+    .bind(lecture_id.as_str())
     .bind(LectureStatus::Processing.as_str())
     .execute(db)
     .await?;
@@ -127,8 +128,8 @@ pub async fn refuse_upload<'e>(
 /// Whether the lecture changed.
 pub async fn mark_playable(
     db: &crate::db::Db,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     percent: u8,
     duration_secs: f64,
 ) -> Result<bool> {
@@ -139,10 +140,10 @@ pub async fn mark_playable(
     )
     .bind(LectureStatus::Playable.as_str())
     .bind(i64::from(percent))
-    .bind(asset_id)
+    .bind(asset_id.as_str())
     .bind(duration_secs)
     .bind(now_unix())
-    .bind(lecture_id)
+    .bind(lecture_id.as_str())
     .bind(LectureStatus::Processing.as_str())
     .execute(db)
     .await?
@@ -154,8 +155,8 @@ pub async fn mark_playable(
 /// lecture changed (a failed lecture stays failed; a repeated event changes nothing).
 pub async fn mark_ready(
     db: &crate::db::Db,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     duration_secs: f64,
 ) -> Result<bool> {
     let changed = sqlx::query(
@@ -164,10 +165,10 @@ pub async fn mark_ready(
          WHERE id = $5 AND asset_id = $2 AND status IN ($6, $7)",
     )
     .bind(LectureStatus::Ready.as_str())
-    .bind(asset_id)
+    .bind(asset_id.as_str())
     .bind(duration_secs)
     .bind(now_unix())
-    .bind(lecture_id)
+    .bind(lecture_id.as_str())
     .bind(LectureStatus::Processing.as_str())
     .bind(LectureStatus::Playable.as_str())
     .execute(db)
@@ -180,8 +181,8 @@ pub async fn mark_ready(
 /// to students. Whether the lecture changed.
 pub async fn mark_failed(
     db: &crate::db::Db,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     reason: &str,
     diagnostics: Option<&str>,
 ) -> Result<bool> {
@@ -195,8 +196,8 @@ pub async fn mark_failed(
     .bind(reason)
     .bind(diagnostics)
     .bind(now_unix())
-    .bind(asset_id)
-    .bind(lecture_id)
+    .bind(asset_id.as_str())
+    .bind(lecture_id.as_str())
     .bind(LectureStatus::Processing.as_str())
     .bind(LectureStatus::Playable.as_str())
     .execute(db)
@@ -208,8 +209,8 @@ pub async fn mark_failed(
 /// `percent` of `asset_id` is encoded; progress only goes up. Whether it changed.
 pub async fn record_progress(
     db: &crate::db::Db,
-    lecture_id: &str,
-    asset_id: &str,
+    lecture_id: &LectureId,
+    asset_id: &AssetId,
     percent: u8,
 ) -> Result<bool> {
     let changed = sqlx::query(
@@ -218,8 +219,8 @@ pub async fn record_progress(
     )
     .bind(i64::from(percent))
     .bind(now_unix())
-    .bind(lecture_id)
-    .bind(asset_id)
+    .bind(lecture_id.as_str())
+    .bind(asset_id.as_str())
     .bind(LectureStatus::Processing.as_str())
     .bind(LectureStatus::Playable.as_str())
     .execute(db)

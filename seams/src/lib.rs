@@ -3,13 +3,16 @@
 //! It owns the three seams chosen by URL (database, object storage, queue) with their
 //! embedded backends, the messages that travel on the queue (transcode jobs and job
 //! events), the lecture's state machine (the only writer of a lecture's status), the
-//! process's metrics, and Lectern's ids and times. Domain logic lives in the service
-//! crates; the HTTP layer in lectern-web.
+//! parts of a chunked asset (the only writer of `asset_parts`), the process's metrics,
+//! and Lectern's ids and times. Domain logic lives in the service crates; the HTTP
+//! layer in lectern-web.
 
 pub mod db;
+pub mod ids;
 pub mod lecture;
 pub mod messages;
 pub mod metrics;
+pub mod parts;
 pub mod queue;
 pub mod storage;
 

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{AssetId, LectureId};
+
 /// What probing the uploaded source found, in display terms: `width`/`height` are after
 /// rotation and pixel aspect ratio, as a viewer sees the picture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,8 +174,8 @@ pub const X264_VBV_MS: u32 = 2000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TranscodeJob {
     pub job_id: String,
-    pub lecture_id: String,
-    pub asset_id: String,
+    pub lecture_id: LectureId,
+    pub asset_id: AssetId,
     /// Storage key of the uploaded source.
     pub source_key: String,
     /// Storage prefix the outputs go under (`assets/{asset_id}`).
@@ -194,14 +196,14 @@ pub struct TranscodeJob {
 pub enum JobEvent {
     Progress {
         job_id: String,
-        lecture_id: String,
-        asset_id: String,
+        lecture_id: LectureId,
+        asset_id: AssetId,
         percent: u8,
     },
     Ready {
         job_id: String,
-        lecture_id: String,
-        asset_id: String,
+        lecture_id: LectureId,
+        asset_id: AssetId,
         duration_secs: f64,
         /// Rendition folder names, highest first (`audio` for an audio-only lecture).
         renditions: Vec<String>,
@@ -209,8 +211,10 @@ pub enum JobEvent {
     },
     Failed {
         job_id: String,
-        lecture_id: String,
-        asset_id: String,
+        lecture_id: LectureId,
+        /// None when ingest refused the upload before any asset (it recorded why).
+        #[serde(default)]
+        asset_id: Option<AssetId>,
         /// In the fixed vocabulary: shown to everyone who sees the lecture.
         reason: String,
         /// For the lecture's owner only: the fenced child's last log lines, without
@@ -222,14 +226,14 @@ pub enum JobEvent {
     /// prefix); the catalog stitches the playlists once the parts line up.
     PartStored {
         job_id: String,
-        lecture_id: String,
-        asset_id: String,
+        lecture_id: LectureId,
+        asset_id: AssetId,
         report: PartReport,
     },
 }
 
 impl JobEvent {
-    pub fn lecture_id(&self) -> &str {
+    pub fn lecture_id(&self) -> &LectureId {
         match self {
             JobEvent::Progress { lecture_id, .. }
             | JobEvent::Ready { lecture_id, .. }
@@ -238,12 +242,12 @@ impl JobEvent {
         }
     }
 
-    pub fn asset_id(&self) -> &str {
+    pub fn asset_id(&self) -> Option<&AssetId> {
         match self {
             JobEvent::Progress { asset_id, .. }
             | JobEvent::Ready { asset_id, .. }
-            | JobEvent::Failed { asset_id, .. }
-            | JobEvent::PartStored { asset_id, .. } => asset_id,
+            | JobEvent::PartStored { asset_id, .. } => Some(asset_id),
+            JobEvent::Failed { asset_id, .. } => asset_id.as_ref(),
         }
     }
 }

@@ -223,7 +223,7 @@ impl Worker {
                 self.publish(&JobEvent::Failed {
                     job_id: job.job_id.clone(),
                     lecture_id: job.lecture_id.clone(),
-                    asset_id: job.asset_id.clone(),
+                    asset_id: Some(job.asset_id.clone()),
                     reason,
                     diagnostics,
                 })

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use lectern_seams::ids::{AssetId, LectureId};
 use lectern_seams::messages::{
     JobEvent, JobPart, Rung, SourceFacts, TimeRange, TranscodeJob, grid_frames,
 };
@@ -60,8 +61,8 @@ fn gst_launch(desc: &str) {
 fn job(facts: SourceFacts, ladder: Vec<Rung>) -> TranscodeJob {
     TranscodeJob {
         job_id: "j".into(),
-        lecture_id: "l".into(),
-        asset_id: "a".into(),
+        lecture_id: LectureId::new(),
+        asset_id: AssetId::new(),
         source_key: "s".into(),
         output_prefix: "assets/a".into(),
         source: facts,
@@ -1047,7 +1048,7 @@ async fn a_worker_takes_an_audio_job_beside_its_video_job() {
         vec![rung("v360", 640, 360, 800), rung("v180", 320, 180, 300)],
     );
     video.source_key = "sources/video".into();
-    video.asset_id = "b".into();
+    video.asset_id = AssetId::new();
     video.output_prefix = "assets/b".into();
     // The video job is first in the queue.
     let (store, queue) = queued(dir.path(), &[(&video, &video_src), (&audio, &audio_src)]).await;

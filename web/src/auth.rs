@@ -2,6 +2,7 @@
 //! request by the [`AuthUser`] extractor. Keys come from the environment or, in
 //! development, are generated once into the data directory.
 
+use lectern_seams::ids::UserId;
 use std::path::Path;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -44,7 +45,7 @@ const ACCESS_AUDIENCE: &str = "lectern-api";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct AccessClaims {
-    sub: String,
+    sub: UserId,
     role: Role,
     iss: String,
     aud: String,
@@ -83,10 +84,10 @@ impl AccessTokens {
         validation
     }
 
-    pub fn issue(&self, user_id: &str, role: Role) -> String {
+    pub fn issue(&self, user_id: &UserId, role: Role) -> String {
         let now = lectern_seams::now_unix();
         let claims = AccessClaims {
-            sub: user_id.to_string(),
+            sub: user_id.clone(),
             role,
             iss: ISSUER.into(),
             aud: ACCESS_AUDIENCE.into(),
@@ -113,7 +114,7 @@ impl AccessTokens {
 /// The signed-in user of a request.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    pub id: String,
+    pub id: UserId,
     pub role: Role,
     /// When the token that signed the request in expires (unix seconds): what lasts
     /// longer than a request (a live connection) ends then.
@@ -250,8 +251,9 @@ mod tests {
     #[test]
     fn issued_token_verifies_with_role() {
         let tokens = AccessTokens::new(b"0123456789abcdef0123456789abcdef", 60);
-        let user = tokens.verify(&tokens.issue("u1", Role::Owner)).unwrap();
-        assert_eq!(user.id, "u1");
+        let u1 = UserId::new();
+        let user = tokens.verify(&tokens.issue(&u1, Role::Owner)).unwrap();
+        assert_eq!(user.id, u1);
         assert_eq!(user.role, Role::Owner);
     }
 
@@ -259,11 +261,12 @@ mod tests {
     fn other_key_expired_and_none_alg_are_refused() {
         let tokens = AccessTokens::new(b"0123456789abcdef0123456789abcdef", 60);
         let other = AccessTokens::new(b"another-secret-another-secret-xx", 60);
-        assert!(tokens.verify(&other.issue("u1", Role::Admin)).is_none());
+        let u1 = UserId::new();
+        assert!(tokens.verify(&other.issue(&u1, Role::Admin)).is_none());
         let expired = AccessTokens::new(b"0123456789abcdef0123456789abcdef", -10);
-        assert!(tokens.verify(&expired.issue("u1", Role::Admin)).is_none());
+        assert!(tokens.verify(&expired.issue(&u1, Role::Admin)).is_none());
         // {"alg":"none"} with the same claims and no signature.
-        let good = tokens.issue("u1", Role::Admin);
+        let good = tokens.issue(&u1, Role::Admin);
         let payload = good.split('.').nth(1).unwrap();
         assert!(
             tokens

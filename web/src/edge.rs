@@ -35,6 +35,9 @@ pub struct EdgeConfig {
     pub untimed_bodies: Option<&'static str>,
     /// Security headers for the responses (none when `None`: a worker's health port).
     pub security: Option<SecurityHeaders>,
+    /// Paths under this prefix carry a credential as their next segment (playback
+    /// tokens), which log lines leave out.
+    pub credential_paths: Option<&'static str>,
 }
 
 /// nosniff on every response, the Content-Security-Policy and Referrer-Policy, and
@@ -59,7 +62,10 @@ pub fn with_edge(app: Router, config: &EdgeConfig) -> Router {
     }
     app.layer(
         TraceLayer::new_for_http()
-            .make_span_with(request_span)
+            .make_span_with({
+                let credentials = config.credential_paths;
+                move |req: &Request| request_span(req, credentials)
+            })
             .on_request(())
             .on_response(log_answer)
             .on_failure(()),
@@ -204,22 +210,22 @@ fn client_of(req: &Request) -> IpAddr {
 }
 
 /// The span that names a request in every line written while it is served.
-fn request_span(req: &Request) -> tracing::Span {
+fn request_span(req: &Request, credentials: Option<&str>) -> tracing::Span {
     let id = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()), client = %client_of(req))
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path(), credentials), client = %client_of(req))
 }
 
-/// The path as logged: playback tokens are credentials, so they are cut out.
-fn loggable_path(path: &str) -> String {
-    match path
-        .strip_prefix("/play/")
-        .and_then(|rest| rest.split_once('/'))
+/// The path as logged: a credential in it (the segment after `credentials`) is cut out.
+fn loggable_path(path: &str, credentials: Option<&str>) -> String {
+    match credentials
+        .and_then(|prefix| Some((prefix, path.strip_prefix(prefix)?)))
+        .and_then(|(prefix, rest)| Some((prefix, rest.split_once('/')?.1)))
     {
-        Some((_, file)) => format!("/play/…/{file}"),
+        Some((prefix, file)) => format!("{prefix}…/{file}"),
         None => path.to_string(),
     }
 }
@@ -431,9 +437,16 @@ mod tests {
     #[test]
     fn playback_tokens_never_reach_the_log() {
         assert_eq!(
-            loggable_path("/play/SECRET/720p/index.m3u8"),
+            loggable_path("/play/SECRET/720p/index.m3u8", Some("/play/")),
             "/play/…/720p/index.m3u8"
         );
-        assert_eq!(loggable_path("/api/courses"), "/api/courses");
+        assert_eq!(
+            loggable_path("/api/courses", Some("/play/")),
+            "/api/courses"
+        );
+        assert_eq!(
+            loggable_path("/play/SECRET/x.ts", None),
+            "/play/SECRET/x.ts"
+        );
     }
 }
