@@ -1,8 +1,8 @@
 """Serving benchmark: the same HLS files from three deliveries, in the same run:
   static  nginx serving Lectern's asset folder statically (the peer);
   behind  Lectern behind nginx, configured from deploy/nginx/lectern.conf.template
-          (PLAYBACK_DELIVERY=nginx): Lectern checks the token of `/play/{token}/…` and
-          answers X-Accel-Redirect, nginx sends the file;
+          (PLAYBACK_DELIVERY=nginx): nginx asks Lectern what a token grants (once per
+          token, remembered) and sends the file;
   alone   Lectern answering `/play/{token}/…` itself (PLAYBACK_DELIVERY=proxy: tower-http's
           ServeFile), the embedded world with no proxy in front.
 
@@ -61,10 +61,11 @@ http {{
 
 
 def lectern_site(port, upstream, objects):
-    """The deploy template as an operator renders it (envsubst of its four names only);
+    """The deploy template as an operator renders it (envsubst of its five names only);
     the S3 location is unused here (file storage), so it points at a closed port."""
     values = {"LECTERN_LISTEN": f"127.0.0.1:{port} backlog=4096", "LECTERN_UPSTREAM": upstream,
-              "LECTERN_OBJECTS": f"{objects}/", "LECTERN_S3": "127.0.0.1:1"}
+              "LECTERN_OBJECTS": f"{objects}/", "LECTERN_S3": "127.0.0.1:1",
+              "LECTERN_CACHE": str(Path(objects).parent / "nginx-grants")}
     return re.sub(r"\$\{(LECTERN_[A-Z0-9]+)\}", lambda m: values[m.group(1)], TEMPLATE.read_text())
 
 
@@ -280,7 +281,8 @@ def setup_notes(quick, lectern_bin):
         "load generator's own CPU use, and the deliveries are measured one after the other, never at once",
         "static: nginx, 1 worker per core, sendfile, access_log off, keep-alive without a request cap; "
         "behind: the same nginx master and settings, with deploy/nginx/lectern.conf.template included as is "
-        "(upstream keep-alive 64), in front of `lectern serve` with PLAYBACK_DELIVERY=nginx and "
+        "(upstream keep-alive 256; Lectern asked once per token, its grant cached by nginx), in front of "
+        "`lectern serve` with PLAYBACK_DELIVERY=nginx and "
         "LECTERN_TRUST_FORWARDED=true; alone: `lectern serve` with PLAYBACK_DELIVERY=proxy; "
         "both Lecterns embedded world, RUST_LOG=warn, rate limits off, each on its own copy of the data folder "
         "(one process per folder)",

@@ -242,8 +242,9 @@ struct Config {
     )]
     web_dir: PathBuf,
     /// How playback bytes reach players once /play has checked the token: `proxy`
-    /// (Lectern sends them), `nginx` (an X-Accel-Redirect for nginx to send; see
-    /// deploy/nginx) or `direct` (presigned S3 URLs in the media playlists).
+    /// (Lectern sends them), `nginx` (nginx sends them, after asking Lectern what a token
+    /// grants or following its X-Accel-Redirect; see deploy/nginx) or `direct` (presigned
+    /// S3 URLs in the media playlists).
     #[arg(long, env = "PLAYBACK_DELIVERY", default_value = "proxy", global = true,
           value_parser = choice(&Delivery::ALL, Delivery::as_str))]
     playback_delivery: Delivery,

@@ -29,7 +29,7 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
     paths(
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
-        live_events, play, public_poster
+        live_events, play, play_grant, public_poster
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -94,6 +94,7 @@ pub fn play_router(state: CatalogState) -> Router {
         ])
         .max_age(std::time::Duration::from_secs(86_400));
     Router::new()
+        .route("/play/{token}/", get(play_grant))
         .route("/play/{token}/{*path}", get(play))
         .method_not_allowed_fallback(|| async {
             lectern_web::http::method_not_allowed(Some("GET, HEAD, OPTIONS"))
@@ -637,6 +638,33 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
         }
         other => other,
     }
+}
+
+/// What a playback token grants, for a front that sends the files itself (nginx's
+/// `auth_request`, `deploy/nginx/lectern.conf.template`): the asset's folder, when the
+/// grant ends, and how long the answer may be remembered (until then; the token itself
+/// carries the grant, so nothing could revoke it sooner). Both are readable in the token.
+#[utoipa::path(
+    get, path = "/play/{token}/", tag = "playback",
+    params(("token" = String, Path, description = "Playback token from POST /api/lectures/{id}/playback")),
+    responses((status = 200, description = "The token is valid: `X-Lectern-Asset` names the asset, `X-Lectern-Expires` when the grant ends, `X-Accel-Expires` how long a front may remember this answer"), (status = 403, description = "Invalid or expired playback token", body = lectern_web::http::ErrorBody))
+)]
+async fn play_grant(
+    State(s): State<CatalogState>,
+    Path(token): Path<String>,
+) -> Result<Response, CatalogError> {
+    let grant = s
+        .playback
+        .verify(&token)
+        .ok_or(CatalogError::BadPlaybackToken)?;
+    let left = (grant.expires_at - lectern_seams::now_unix()).max(0) as u64;
+    let expires = std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.expires_at as u64);
+    let headers = [
+        ("x-lectern-asset", grant.asset_id.to_string()),
+        ("x-lectern-expires", httpdate::fmt_http_date(expires)),
+        ("x-accel-expires", left.to_string()),
+    ];
+    Ok((StatusCode::OK, headers).into_response())
 }
 
 fn public_max_age(secs: u64) -> HeaderValue {
