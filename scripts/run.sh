@@ -11,6 +11,8 @@ export LECTERN_DATA_DIR="${LECTERN_DATA_DIR:-data}"
 TOOLS="${LECTERN_TOOLS_DIR:-/var/tmp/lectern-tools}"
 
 scripts/setup.sh runtime
+# The Node setup installed when the system's is too old for the web build.
+export PATH="$TOOLS/bin:$PATH"
 echo "==> building"
 cargo build --locked --bin lectern
 (cd player-web && npm run --silent build)

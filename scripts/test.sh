@@ -10,6 +10,8 @@ export LECTERN_MEDIA_DIR="${LECTERN_MEDIA_DIR:-/var/tmp/lectern-media}"
 TOOLS="${LECTERN_TOOLS_DIR:-/var/tmp/lectern-tools}"
 
 scripts/setup.sh test
+# The Node setup installed when the system's is too old for the web build.
+export PATH="$TOOLS/bin:$PATH"
 echo "==> starting PostgreSQL, RabbitMQ and SeaweedFS"
 # The test run's own services, started from nothing every time (other ports and
 # folders than scripts/run-distributed.sh's, so both can run on one machine).
