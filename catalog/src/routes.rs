@@ -647,7 +647,7 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
 #[utoipa::path(
     get, path = "/play/{token}/", tag = "playback",
     params(("token" = String, Path, description = "Playback token from POST /api/lectures/{id}/playback")),
-    responses((status = 200, description = "The token is valid: `X-Lectern-Asset` names the asset, `X-Lectern-Expires` when the grant ends, `X-Accel-Expires` how long a front may remember this answer"), (status = 403, description = "Invalid or expired playback token", body = lectern_web::http::ErrorBody))
+    responses((status = 200, description = "The token is valid: `X-Lectern-Asset` names the asset, `X-Lectern-Expires` when the grant ends, `X-Accel-Expires` how long a front may remember this answer"), (status = 403, description = "Invalid or expired playback token", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn play_grant(
     State(s): State<CatalogState>,

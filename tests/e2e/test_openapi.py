@@ -20,7 +20,7 @@ ROUTES = {
     ("delete", "/api/courses/{id}"), ("post", "/api/courses/{id}/lectures"), ("post", "/api/courses/{id}/enroll"),
     ("get", "/api/lectures/{id}"), ("patch", "/api/lectures/{id}"), ("delete", "/api/lectures/{id}"),
     ("post", "/api/lectures/{id}/playback"), ("get", "/api/lectures/{id}/progress"), ("put", "/api/lectures/{id}/progress"),
-    ("get", "/api/events"), ("get", "/media/posters/{file}"), ("get", "/play/{token}/{path}"),
+    ("get", "/api/events"), ("get", "/media/posters/{file}"), ("get", "/play/{token}/{path}"), ("get", "/play/{token}/"),
     ("options", "/api/uploads"), ("post", "/api/uploads"), ("head", "/api/uploads/{id}"), ("patch", "/api/uploads/{id}"),
     ("delete", "/api/uploads/{id}"), ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"),
 }
