@@ -79,6 +79,21 @@ enum Command {
     /// Exits 0 when the Lectern on --listen answers /healthz (container health checks;
     /// images carry no curl).
     Healthcheck,
+    /// Copies the embedded world (its databases, stored objects and keys) into a new
+    /// folder while Lectern serves. The folder holds the keys: keep it as secret as the
+    /// data folder.
+    Backup {
+        /// The folder to write (new or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Fills an empty data folder from a backup (`lectern backup`); start Lectern on it
+    /// afterwards, and work that was under way resumes.
+    Restore {
+        /// The backup's folder.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Account administration.
     User {
         #[command(subcommand)]
@@ -414,6 +429,14 @@ impl Config {
         self.queue_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data("queue.db")))
+    }
+    fn backup_layout(&self) -> anyhow::Result<lectern_seams::backup::Layout> {
+        Ok(lectern_seams::backup::Layout::embedded(
+            &self.database_url(),
+            &self.queue_url(),
+            &self.storage_url(),
+            self.data_dir.join("keys"),
+        )?)
     }
     fn access_tokens(&self) -> anyhow::Result<AccessTokens> {
         let secret = load_or_create_secret(
@@ -1047,6 +1070,26 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .context("migrating the database")?;
             println!("database is up to date");
+            Ok(())
+        }
+        Command::Backup { to } => {
+            let copied = lectern_seams::backup::backup(&c.backup_layout()?, &to).await?;
+            println!(
+                "backed up {} files ({} bytes) and both databases into {}",
+                copied.files,
+                copied.bytes,
+                to.display()
+            );
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let copied = lectern_seams::backup::restore(&from, &c.backup_layout()?).await?;
+            println!(
+                "restored {} files ({} bytes) into {}",
+                copied.files,
+                copied.bytes,
+                c.data_dir.display()
+            );
             Ok(())
         }
         Command::User { command } => user_admin(&c, command).await,

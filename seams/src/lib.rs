@@ -4,9 +4,10 @@
 //! embedded backends, the messages that travel on the queue (transcode jobs and job
 //! events), the lecture's state machine (the only writer of a lecture's status), the
 //! parts of a chunked asset (the only writer of `asset_parts`), the process's metrics,
-//! and Lectern's ids and times. Domain logic lives in the service crates; the HTTP
+//! the embedded world's backups, and Lectern's ids and times. Domain logic lives in the service crates; the HTTP
 //! layer in lectern-web.
 
+pub mod backup;
 pub mod db;
 pub mod ids;
 pub mod lecture;
