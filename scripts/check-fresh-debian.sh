@@ -40,6 +40,15 @@ deb $mirror bookworm-updates main
 deb ${mirror%/debian}/debian-security bookworm-security main
 EOF
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A network that inspects TLS (this one does) needs its CA inside too: the certificates
+# this machine added go where ca-certificates picks them up when setup installs it, and
+# the variables that point tools at the bundle pass through. None of it is Lectern's.
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
+ca_env=()
+for var in SSL_CERT_FILE PIP_CERT REQUESTS_CA_BUNDLE NODE_EXTRA_CA_CERTS CURL_CA_BUNDLE; do
+  [ -z "${!var:-}" ] || ca_env+=("$var=${!var}")
+done
 
 echo "==> Rust as rustup leaves it: ~/.cargo/bin and one toolchain"
 name="$(basename "$toolchain")"
@@ -63,10 +72,10 @@ echo "==> scripts/run.sh inside (log: $work/run.log)"
 before_run=$(date +%s)
 setsid chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb \
   PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  LECTERN_LISTEN="127.0.0.1:$port" \
+  LECTERN_LISTEN="127.0.0.1:$port" "${ca_env[@]}" \
   bash -c 'cd /root/lectern && exec scripts/run.sh' > "$work/run.log" 2>&1 &
 runner=$!
-while ! grep -q "Lectern is running: open" "$work/run.log"; do
+while ! grep -q "Lectern is running: open" "$work/run.log" 2>/dev/null; do
   if ! kill -0 "$runner" 2>/dev/null; then
     tail -40 "$work/run.log" >&2
     echo "scripts/run.sh ended before the demo was ready" >&2
