@@ -23,7 +23,7 @@ if [ "$got" != "$want" ]; then
   echo "kustomize $want is needed (found ${got:-none}): run scripts/setup.sh test" >&2
   exit 1
 fi
-for overlay in dev prod; do
+for overlay in dev staging prod; do
   "$kustomize" build "$out/src/k8s/overlays/$overlay" > "$out/k8s/$overlay.yaml"
   echo "rendered $overlay: $(grep -c '^kind:' "$out/k8s/$overlay.yaml") objects"
 done
