@@ -47,6 +47,13 @@ pub struct PlayGrant {
     pub expires_at: i64,
 }
 
+impl PlayGrant {
+    /// Whole seconds until the grant ends (0 once it has).
+    pub fn seconds_left(&self) -> u64 {
+        (self.expires_at - lectern_seams::now_unix()).max(0) as u64
+    }
+}
+
 impl PlaybackTokens {
     pub fn new(secret: &[u8], ttl_secs: i64) -> Self {
         Self {
@@ -63,17 +70,13 @@ impl PlaybackTokens {
         lecture_id: &LectureId,
         asset_id: &AssetId,
     ) -> Result<(String, i64), CatalogError> {
-        let id = |text: &str| {
-            Uuid::try_parse(text)
-                .ok()
-                .filter(|id| id.hyphenated().to_string() == text)
-                .ok_or_else(|| {
-                    CatalogError::Internal(format!(
-                        "{text:?} is not an id a playback token can carry"
-                    ))
-                })
+        let id = |uuid: Option<Uuid>, text: &str| {
+            uuid.ok_or_else(|| {
+                CatalogError::Internal(format!("{text:?} is not an id a playback token can carry"))
+            })
         };
-        let (lecture, asset) = (id(lecture_id.as_str())?, id(asset_id.as_str())?);
+        let lecture = id(lecture_id.uuid(), lecture_id.as_str())?;
+        let asset = id(asset_id.uuid(), asset_id.as_str())?;
         let exp = lectern_seams::now_unix() + self.ttl_secs;
         let mut token = [0u8; TOKEN_LEN];
         token[0] = FORMAT;

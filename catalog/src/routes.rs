@@ -611,7 +611,7 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
     let content_type = playable_file(path).ok_or(CatalogError::NotFound("file"))?;
     let path = path.to_string();
     let key = format!("assets/{}/{path}", grant.asset_id);
-    let expires_in = (grant.expires_at - lectern_seams::now_unix()).clamp(0, 86_400) as u64;
+    let expires_in = grant.seconds_left().min(86_400);
     let method = req.method().clone();
     let file = PlayFile {
         key: &key,
@@ -657,12 +657,11 @@ async fn play_grant(
         .playback
         .verify(&token)
         .ok_or(CatalogError::BadPlaybackToken)?;
-    let left = (grant.expires_at - lectern_seams::now_unix()).max(0) as u64;
     let expires = std::time::UNIX_EPOCH + std::time::Duration::from_secs(grant.expires_at as u64);
     let headers = [
         ("x-lectern-asset", grant.asset_id.to_string()),
         ("x-lectern-expires", httpdate::fmt_http_date(expires)),
-        ("x-accel-expires", left.to_string()),
+        ("x-accel-expires", grant.seconds_left().to_string()),
     ];
     Ok((StatusCode::OK, headers).into_response())
 }

@@ -40,6 +40,13 @@ pub struct Copied {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign for Copied {
+    fn add_assign(&mut self, other: Self) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+    }
+}
+
 /// Written last into a backup: a folder without it is not a finished backup.
 const MANIFEST: &str = "lectern-backup.json";
 
@@ -84,9 +91,7 @@ pub async fn backup(layout: &Layout, to: &Path) -> Result<Copied, BackupError> {
     let (objects, keys) = (layout.objects.clone(), layout.keys.clone());
     let (to_objects, to_keys) = (to.join("objects"), to.join("keys"));
     let mut copied = blocking(move || copy_tree(&objects, &to_objects)).await?;
-    let keys_copied = blocking(move || copy_tree(&keys, &to_keys)).await?;
-    copied.files += keys_copied.files;
-    copied.bytes += keys_copied.bytes;
+    copied += blocking(move || copy_tree(&keys, &to_keys)).await?;
     let manifest = serde_json::json!({
         "format": 1,
         "taken_at": crate::now_unix(),
@@ -129,9 +134,7 @@ pub async fn restore(from: &Path, layout: &Layout) -> Result<Copied, BackupError
             copied.files += 1;
         }
         for (dir, into) in [("objects", &layout.objects), ("keys", &layout.keys)] {
-            let tree = copy_tree(&from.join(dir), into)?;
-            copied.files += tree.files;
-            copied.bytes += tree.bytes;
+            copied += copy_tree(&from.join(dir), into)?;
         }
         Ok(copied)
     })
@@ -189,9 +192,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<Copied, BackupError> {
             Err(e) => return Err(io(&path)(e)),
         };
         if kind.is_dir() {
-            let tree = copy_tree(&path, &target)?;
-            copied.files += tree.files;
-            copied.bytes += tree.bytes;
+            copied += copy_tree(&path, &target)?;
         } else if kind.is_file() && path.extension().is_none_or(|e| e != "tmp") {
             match std::fs::copy(&path, &target) {
                 Ok(bytes) => {

@@ -24,8 +24,13 @@ macro_rules! id_type {
             /// The id `text` spells, if it is one: a UUID in its lowercase hyphenated
             /// spelling, the only one Lectern writes (so one id has one spelling).
             pub fn parse(text: &str) -> Option<Self> {
-                let uuid = uuid::Uuid::try_parse(text).ok()?;
-                (uuid.hyphenated().to_string() == text).then(|| Self(text.to_string()))
+                canonical_uuid(text).map(|_| Self(text.to_string()))
+            }
+
+            /// The UUID this id spells, if it is in the one spelling (an id read from a
+            /// row or a message is not checked when it is read).
+            pub fn uuid(&self) -> Option<uuid::Uuid> {
+                canonical_uuid(&self.0)
             }
 
             /// The id of a UUID's 16 bytes (as a playback token carries it).
@@ -62,6 +67,13 @@ macro_rules! id_type {
             }
         }
     };
+}
+
+/// The UUID `text` spells in its lowercase hyphenated form, and no other.
+fn canonical_uuid(text: &str) -> Option<uuid::Uuid> {
+    uuid::Uuid::try_parse(text)
+        .ok()
+        .filter(|uuid| uuid.hyphenated().to_string() == text)
 }
 
 id_type!(
