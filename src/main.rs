@@ -164,7 +164,7 @@ struct Config {
     /// Database URL [default: sqlite://DATA_DIR/lectern.db].
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
-    /// Object storage URL [default: file://DATA_DIR/objects].
+    /// Object storage URL [default: file://DATA_DIR/objects?cold=DATA_DIR/cold].
     #[arg(long, env = "STORAGE_URL", global = true)]
     storage_url: Option<String>,
     /// Queue URL [default: sqlite://DATA_DIR/queue.db, the embedded durable queue].
@@ -290,6 +290,16 @@ struct Config {
     #[arg(long = "ladder", env = "LECTERN_LADDER", default_value = "per-title", global = true, action = clap::ArgAction::Set,
           value_parser = choice(&LADDERS, ladder_word))]
     per_title_ladder: bool,
+    /// Originals no transcode has read for this many seconds move to the storage's cold
+    /// tier (the cold folder, or STORAGE_URL's cold_bucket / cold_class); a new
+    /// transcode brings them back. 0 keeps every original hot.
+    #[arg(
+        long,
+        env = "LECTERN_COLD_AFTER_SECS",
+        default_value_t = 30 * 24 * 3600,
+        global = true
+    )]
+    cold_after_secs: u64,
     /// An upload body that sends no bytes for this long is cut; what arrived is kept.
     #[arg(
         long,
@@ -421,9 +431,9 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data("lectern.db")))
     }
     fn storage_url(&self) -> String {
-        self.storage_url
-            .clone()
-            .unwrap_or_else(|| format!("file://{}", self.data("objects")))
+        self.storage_url.clone().unwrap_or_else(|| {
+            format!("file://{}?cold={}", self.data("objects"), self.data("cold"))
+        })
     }
     fn queue_url(&self) -> String {
         self.queue_url
@@ -811,6 +821,7 @@ fn ingest_state(
             chunk_secs: c.chunk_secs,
             plan_workers: c.plan_workers,
             per_title_ladder: c.per_title_ladder,
+            cold_after: (c.cold_after_secs > 0).then(|| Duration::from_secs(c.cold_after_secs)),
         },
         limits,
     ))

@@ -4,6 +4,7 @@ use lectern_seams::db::{Backend, Db};
 use lectern_seams::ids::{AssetId, CourseId, LectureId, UserId};
 use lectern_seams::lecture::LectureStatus;
 use lectern_seams::now_unix;
+use lectern_seams::originals::OriginalTier;
 use lectern_web::auth::{AuthUser, Role};
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,9 @@ pub struct Lecture {
     /// The asset students play; internal, `playable` tells clients whether there is one.
     #[serde(skip)]
     pub ready_asset_id: Option<AssetId>,
+    /// Where the file the lecture was made from is kept; absent before one is accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_tier: Option<OriginalTier>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -103,9 +107,11 @@ struct LectureRow {
     ready_asset_id: Option<AssetId>,
     created_at: i64,
     updated_at: i64,
+    original_tier: Option<String>,
 }
 
-const LECTURE_COLUMNS: &str = "id, course_id, title, position, status, progress_percent, failure_reason, duration_secs, media_kind, ready_asset_id, created_at, updated_at";
+const LECTURE_COLUMNS: &str = "id, course_id, title, position, status, progress_percent, failure_reason, duration_secs, media_kind, ready_asset_id, created_at, updated_at,
+    (SELECT u.tier FROM assets a JOIN uploads u ON u.id = a.upload_id WHERE a.id = lectures.asset_id) AS original_tier";
 
 impl Lecture {
     fn from_row(r: LectureRow) -> Result<Self, CatalogError> {
@@ -127,6 +133,7 @@ impl Lecture {
             media_kind: r.media_kind,
             playable: r.ready_asset_id.is_some(),
             ready_asset_id: r.ready_asset_id,
+            original_tier: r.original_tier.as_deref().and_then(OriginalTier::parse),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })

@@ -79,3 +79,12 @@ impl IntoResponse for CatalogError {
         error_response(code, &message)
     }
 }
+
+impl From<lectern_web::http::BadBody> for CatalogError {
+    fn from(bad: lectern_web::http::BadBody) -> Self {
+        match bad.code {
+            lectern_web::http::ErrorCode::PayloadTooLarge => CatalogError::TooLarge,
+            _ => CatalogError::Invalid(bad.message),
+        }
+    }
+}

@@ -1,8 +1,7 @@
 //! Catalog's HTTP surface: thin handlers that unpack requests and call the domain
 //! modules.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,9 +9,9 @@ use axum::{Json, Router};
 use lectern_seams::ids::{CourseId, LectureId};
 use lectern_seams::lecture::LectureStatus;
 use lectern_web::auth::AuthUser;
+use lectern_web::http::{ApiJson, object_body};
 use lectern_web::limits::{Action, ClientIp};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::CatalogState;
 use crate::accounts::{self, User};
@@ -109,41 +108,6 @@ pub const PLAY_PREFIX: &str = "/play/";
 /// The path prefixes Lectern's services answer under (the API with ingest's uploads,
 /// playback, public posters); a web app served beside them keeps out.
 pub const SERVICE_PREFIXES: [&str; 3] = ["/api/", PLAY_PREFIX, "/media/"];
-
-/// A JSON body whose rejections use the API's error shape. Bodies must be JSON
-/// objects: serde would otherwise read a struct from an array of its fields.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = CatalogError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<serde_json::Value>::from_request(req, state).await {
-            Ok(Json(value)) => object_body(value).map(ApiJson),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(CatalogError::Invalid(
-                "send the body as application/json".into(),
-            )),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(CatalogError::TooLarge)
-            }
-            Err(rejection) => Err(CatalogError::Invalid(rejection.body_text())),
-        }
-    }
-}
-
-fn object_body<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, CatalogError> {
-    if !value.is_object() {
-        return Err(CatalogError::Invalid(
-            "the body must be a JSON object".into(),
-        ));
-    }
-    serde_json::from_value(value)
-        .map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))
-}
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct Session {

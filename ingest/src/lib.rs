@@ -5,13 +5,15 @@
 //! object storage; analysing complete files in a fenced child (the gate's formats,
 //! the source limits); choosing the
 //! ladder (fitted to each source's complexity); and recording each transcode job in the database before publishing it (an
-//! outbox), so a queue outage loses nothing.
+//! outbox), so a queue outage loses nothing. It also keeps originals: idle ones move
+//! to the cold tier, and `/api/transcodes` transcodes a lecture's original again.
 
 pub mod analyse;
 pub mod chunks;
 pub mod complexity;
 mod error;
 pub mod ladder;
+pub mod originals;
 pub mod probe;
 mod routes;
 pub mod tus;
@@ -31,7 +33,7 @@ use lectern_web::limits::Limits;
 use tokio::sync::Notify;
 
 pub use error::IngestError;
-pub use routes::{IngestApi, UPLOADS_PATH, router};
+pub use routes::{IngestApi, TRANSCODES_PATH, UPLOADS_PATH, router};
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -60,6 +62,9 @@ pub struct IngestConfig {
     /// Probe each source's complexity and fit the ladder's bit rates to it (true), or
     /// encode every source with the fixed ladder.
     pub per_title_ladder: bool,
+    /// Originals no transcode read for this long move to the store's cold tier; None
+    /// keeps them hot.
+    pub cold_after: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -109,8 +114,8 @@ impl IngestState {
     }
 }
 
-/// Background duties: finishing uploads a crash interrupted, relaying the job outbox
-/// and sweeping expired uploads.
+/// Background duties: finishing uploads a crash interrupted, relaying the job outbox,
+/// sweeping expired uploads and moving idle originals to the cold tier.
 pub fn spawn_background(state: IngestState) -> Vec<tokio::task::JoinHandle<()>> {
     let resume = {
         let state = state.clone();
@@ -142,6 +147,25 @@ pub fn spawn_background(state: IngestState) -> Vec<tokio::task::JoinHandle<()>> 
             }
         })
     };
+    let cooler = state.config.cold_after.map(|after| {
+        let state = state.clone();
+        // A few looks per period, at most hourly.
+        let every = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        tokio::spawn(async move {
+            loop {
+                match originals::cool_idle(&state).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(originals = n, "moved idle originals to the cold tier")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "moving idle originals to the cold tier failed")
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
     let sweeper = tokio::spawn(async move {
         loop {
             match uploads::sweep_expired(&state).await {
@@ -152,5 +176,5 @@ pub fn spawn_background(state: IngestState) -> Vec<tokio::task::JoinHandle<()>> 
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
-    vec![resume, relay, sweeper]
+    [resume, relay, sweeper].into_iter().chain(cooler).collect()
 }

@@ -1,5 +1,7 @@
-//! The tus HTTP surface: thin handlers that read headers and call `uploads`.
+//! The tus HTTP surface: thin handlers that read headers and call `uploads`; and
+//! transcoding a lecture's original again (`originals`).
 
+use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -7,7 +9,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use lectern_seams::ids::LectureId;
+use lectern_seams::lecture::LectureStatus;
 use lectern_web::auth::AuthUser;
+use lectern_web::http::ApiJson;
 use lectern_web::limits::{Action, ClientIp};
 
 use crate::IngestState;
@@ -17,7 +22,7 @@ use crate::uploads::{self, NewUpload, Upload};
 
 /// Ingest's part of the OpenAPI description: the tus 1.0 upload endpoints.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(options, create, head, patch, terminate), tags((name = "uploads", description = "Resumable uploads (tus 1.0)")))]
+#[openapi(paths(options, create, head, patch, terminate, transcode_again), tags((name = "uploads", description = "Resumable uploads (tus 1.0)"), (name = "transcodes", description = "Transcoding a lecture's original again")))]
 pub struct IngestApi;
 
 /// Where uploads live; bodies sent there stream for as long as the client sends.
@@ -34,7 +39,47 @@ pub fn router(state: IngestState) -> Router {
                 .options(options),
         )
         .layer(middleware::from_fn(tus_headers))
+        .route(TRANSCODES_PATH, post(transcode_again))
         .with_state(state)
+}
+
+/// Where a lecture's original is transcoded again (served by ingest, like uploads).
+pub const TRANSCODES_PATH: &str = "/api/transcodes";
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+struct TranscodeRequest {
+    /// A ready or failed lecture of a course you own.
+    #[schema(value_type = String, format = "uuid")]
+    lecture_id: String,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct TranscodeStarted {
+    lecture_id: LectureId,
+    status: LectureStatus,
+}
+
+#[utoipa::path(
+    post, path = "/api/transcodes", tag = "transcodes", security(("bearer" = [])), request_body = TranscodeRequest,
+    description = "Transcodes a ready or failed lecture's last accepted file again, with the current ladder settings. An original in cold storage is brought back first. Students play what is ready until the new renditions are.",
+    responses((status = 202, description = "The lecture is processing again", body = TranscodeStarted), (status = 409, description = "The lecture is not ready or failed, has no accepted file, or its original is moving to cold storage", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn transcode_again(
+    State(state): State<IngestState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<TranscodeRequest>,
+) -> Result<(StatusCode, Json<TranscodeStarted>), IngestError> {
+    // Like an id in a path, one that is not an id names no lecture.
+    let lecture_id = LectureId::parse(&req.lecture_id)
+        .ok_or_else(|| IngestError::NotFound("no such lecture".into()))?;
+    crate::originals::transcode_again(&state, &user, &lecture_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TranscodeStarted {
+            lecture_id,
+            status: LectureStatus::Processing,
+        }),
+    ))
 }
 
 /// Every tus response carries Tus-Resumable; every request but OPTIONS must too.

@@ -12,6 +12,7 @@ use lectern_gate::Refusal;
 use lectern_gate::fence::Task;
 use lectern_seams::lecture::{self, LectureStatus};
 use lectern_seams::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_key};
+use lectern_seams::originals::OriginalTier;
 use lectern_seams::queue::Topic;
 use lectern_seams::storage::ByteStream;
 use lectern_seams::{new_id, now_unix};
@@ -37,6 +38,8 @@ pub struct Upload {
     pub storage_key: String,
     pub state: UploadState,
     pub expires_at: i64,
+    /// Where the original is kept once processed.
+    pub tier: OriginalTier,
 }
 
 /// Where an upload stands: bytes arriving, all arrived (probing next), or handed on
@@ -79,6 +82,7 @@ struct UploadRow {
     storage_key: String,
     state: String,
     expires_at: i64,
+    tier: String,
 }
 
 impl Upload {
@@ -88,6 +92,9 @@ impl Upload {
                 "upload {} has an unknown state {:?}",
                 r.id, r.state
             ))
+        })?;
+        let tier = OriginalTier::parse(&r.tier).ok_or_else(|| {
+            IngestError::Internal(format!("upload {} has an unknown tier {:?}", r.id, r.tier))
         })?;
         Ok(Upload {
             id: r.id,
@@ -99,13 +106,14 @@ impl Upload {
             storage_key: r.storage_key,
             state,
             expires_at: r.expires_at,
+            tier,
         })
     }
 }
 
 async fn load(state: &IngestState, id: &str) -> Result<Option<Upload>, IngestError> {
     let row: Option<UploadRow> = sqlx::query_as(
-        "SELECT id, lecture_id, owner_id, metadata, length, received, storage_key, state, expires_at
+        "SELECT id, lecture_id, owner_id, metadata, length, received, storage_key, state, expires_at, tier
          FROM uploads WHERE id = $1",
     )
     .bind(id)
@@ -248,6 +256,7 @@ pub async fn create(
         received: 0,
         state: UploadState::Receiving,
         expires_at: now + state.config.upload_ttl_secs,
+        tier: OriginalTier::Hot,
     };
     // Admins' uploads are counted to the lecture's owner but never refused.
     let quota = if user.is_admin() {
@@ -258,8 +267,8 @@ pub async fn create(
     let mut tx = state.db.begin().await?;
     count_against_quota(&mut tx, &upload.owner_id, upload.length, quota).await?;
     sqlx::query(
-        "INSERT INTO uploads (id, lecture_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'receiving', $8, $9)",
+        "INSERT INTO uploads (id, lecture_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'receiving', $8, $9, $9)",
     )
     .bind(&upload.id)
     .bind(&upload.lecture_id)
@@ -381,13 +390,7 @@ pub async fn append(
     if complete {
         // The file is in: the lecture is processing from now on (probing comes next).
         lecture::start_processing(&state.db, &current.lecture_id).await?;
-        let state = state.clone();
-        let id = current.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = finish(&state, &id).await {
-                tracing::error!(upload = %id, error = %e, "processing a complete upload failed; it is retried at the next start");
-            }
-        });
+        finish_in_background(state, current.id.clone());
     }
     Ok(Upload {
         received,
@@ -465,6 +468,16 @@ async fn analyse_fenced(
     }
 }
 
+/// Runs `finish` without holding up the request; a failure is retried at the next start.
+pub(crate) fn finish_in_background(state: &IngestState, id: String) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = finish(&state, &id).await {
+            tracing::error!(upload = %id, error = %e, "processing a complete upload failed; it is retried at the next start");
+        }
+    });
+}
+
 /// Why an upload cannot become a lecture: the reason everyone sees, and what its owner
 /// may be told besides (`lectern_gate::diagnostics`).
 struct Refused {
@@ -482,6 +495,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
         return Ok(());
     }
     state.store.finish_append(&upload.storage_key).await?;
+    crate::originals::bring_back(state, &upload).await?;
     let local = match state.store.local_path(&upload.storage_key) {
         Some(p) => (p, None),
         None => {
@@ -575,7 +589,8 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                 if source.has_video { "video" } else { "audio" },
             )
             .await?;
-            sqlx::query("UPDATE uploads SET state = 'processed' WHERE id = $1")
+            sqlx::query("UPDATE uploads SET state = 'processed', last_used_at = $1 WHERE id = $2")
+                .bind(now)
                 .bind(&upload.id)
                 .execute(&mut *tx)
                 .await?;

@@ -13,6 +13,8 @@ export interface Lecture {
   status: 'awaiting_upload' | 'processing' | 'playable' | 'ready' | 'failed';
   progress_percent: number; failure_reason: string | null; duration_secs: number | null;
   media_kind: 'video' | 'audio' | null; playable: boolean;
+  /** Where the file the lecture was made from is kept; absent before one is accepted. */
+  original_tier?: 'hot' | 'cooling' | 'cold';
 }
 export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
 export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; progress: WatchProgress[] }
@@ -86,6 +88,7 @@ export const Api = {
   createLecture: (courseId: string, title: string) => api<Lecture>('POST', `/api/courses/${encodeURIComponent(courseId)}/lectures`, { title }),
   updateLecture: (id: string, l: { title?: string; position?: number }) => api<Lecture>('PATCH', `/api/lectures/${encodeURIComponent(id)}`, l),
   deleteLecture: (id: string) => api<null>('DELETE', `/api/lectures/${encodeURIComponent(id)}`),
+  transcodeAgain: (id: string) => api<{ lecture_id: string; status: string }>('POST', '/api/transcodes', { lecture_id: id }),
   playback: (id: string) => api<PlaybackGrant>('POST', `/api/lectures/${encodeURIComponent(id)}/playback`),
   progress: (id: string) => api<{ position_secs: number; completed: boolean }>('GET', `/api/lectures/${encodeURIComponent(id)}/progress`),
   saveProgress: (id: string, position_secs: number, keepalive = false) =>

@@ -411,7 +411,14 @@ async function studioCoursePage(id: string) {
         statusBadge(l.status, l.progress_percent),
         l.status === 'processing' || l.status === 'playable' ? h('progress', { max: 100, value: l.progress_percent, 'aria-label': 'Transcoding progress' }) : null,
         h('span', { class: 'meta' }, formatDuration(l.duration_secs)),
+        originalBadge(l),
         h('span', { class: 'spacer' }),
+        (l.status === 'ready' || l.status === 'failed') && l.original_tier
+          ? h('button', { type: 'button', 'aria-label': `Transcode ${l.title} again`, title: 'Encode the original again with the current settings', onclick: async () => {
+              await Api.transcodeAgain(l.id).catch((e) => toast(errorText(e)));
+              renderLectures();
+            } }, 'Transcode again')
+          : null,
         h('button', { type: 'button', 'aria-label': `Move ${l.title} up`, disabled: i === 0, onclick: () => move(i, -1) }, '↑'),
         h('button', { type: 'button', 'aria-label': `Move ${l.title} down`, disabled: i === course.lectures.length - 1, onclick: () => move(i, 1) }, '↓'),
         h('button', { type: 'button', 'aria-label': `Rename ${l.title}`, onclick: async () => {
@@ -436,6 +443,11 @@ async function studioCoursePage(id: string) {
     );
     rows.set(l.id, row);
     return row;
+  };
+  const originalBadge = (l: Lecture) => {
+    if (!l.original_tier || l.original_tier === 'hot') return null;
+    const text = l.original_tier === 'cold' ? 'Original in cold storage' : 'Original moving to cold storage';
+    return h('span', { class: 'badge cold', 'data-original': l.original_tier, title: 'Renditions stay hot; a new transcode brings the original back first.' }, text);
   };
   const previewBlock = (l: Lecture) => {
     const box = h('div', { class: 'preview' });

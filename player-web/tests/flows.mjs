@@ -160,6 +160,18 @@ await outsider.getByRole('heading', { name: 'Enroll to watch' }).waitFor();
 assert.equal(await outsider.locator('video').count(), 0);
 await shot(outsider, 'not-enrolled-phone');
 
+// --- the owner's archive: an idle original goes cold, and comes back to transcode again
+const archived = owner.locator('.lecture-row', { hasText: 'What a spectrum is' });
+for (let i = 0; i < 60 && !(await archived.locator('.badge.cold').count()); i++) {
+  await owner.waitForTimeout(500);
+  await owner.reload();
+}
+await archived.locator('.badge.cold', { hasText: 'Original in cold storage' }).waitFor();
+await shot(owner, 'studio-cold');
+await archived.getByRole('button', { name: 'Transcode What a spectrum is again' }).click();
+await owner.locator('.lecture-row[data-status=processing], .lecture-row[data-status=playable]', { hasText: 'What a spectrum is' }).waitFor({ timeout: 30_000 });
+await archived.locator('.badge.ready').waitFor({ timeout: 180_000 });
+
 // --- the API reference at /api/docs ---------------------------------------------------
 const docs = await newPage();
 await docs.goto(`${base}/api/docs`);

@@ -11,6 +11,8 @@ pub struct Layout {
     pub database: PathBuf,
     pub queue: PathBuf,
     pub objects: PathBuf,
+    /// The store's cold folder, if it has one.
+    pub cold: Option<PathBuf>,
     pub keys: PathBuf,
 }
 
@@ -63,14 +65,13 @@ impl Layout {
                 .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
                 .ok_or_else(|| BackupError::NotEmbedded(url.to_string()))
         };
-        let objects = storage_url
-            .strip_prefix("file://")
-            .map(PathBuf::from)
-            .ok_or_else(|| BackupError::NotEmbedded(storage_url.to_string()))?;
+        let store = crate::storage::FileUrl::parse(storage_url)
+            .map_err(|_| BackupError::NotEmbedded(storage_url.to_string()))?;
         Ok(Self {
             database: sqlite(database_url)?,
             queue: sqlite(queue_url)?,
-            objects,
+            objects: store.root,
+            cold: store.cold,
             keys,
         })
     }
@@ -88,10 +89,9 @@ pub async fn backup(layout: &Layout, to: &Path) -> Result<Copied, BackupError> {
     ] {
         snapshot(db, &to.join(name)).await?;
     }
-    let (objects, keys) = (layout.objects.clone(), layout.keys.clone());
-    let (to_objects, to_keys) = (to.join("objects"), to.join("keys"));
-    let mut copied = blocking(move || copy_tree(&objects, &to_objects)).await?;
-    copied += blocking(move || copy_tree(&keys, &to_keys)).await?;
+    let layout = layout.clone();
+    let into = to.to_path_buf();
+    let copied = blocking(move || copy_files(&layout, &into)).await?;
     let manifest = serde_json::json!({
         "format": 1,
         "taken_at": crate::now_unix(),
@@ -99,6 +99,18 @@ pub async fn backup(layout: &Layout, to: &Path) -> Result<Copied, BackupError> {
         "bytes": copied.bytes,
     });
     write_file(&to.join(MANIFEST), manifest.to_string().as_bytes())?;
+    Ok(copied)
+}
+
+/// The objects, then the cold ones, then objects that came back from the cold folder
+/// meanwhile (an original a new transcode needed); then the keys.
+fn copy_files(layout: &Layout, to: &Path) -> Result<Copied, BackupError> {
+    let mut copied = copy_tree(&layout.objects, &to.join("objects"), false)?;
+    if let Some(cold) = &layout.cold {
+        copied += copy_tree(cold, &to.join("cold"), false)?;
+        copied += copy_tree(&layout.objects, &to.join("objects"), true)?;
+    }
+    copied += copy_tree(&layout.keys, &to.join("keys"), false)?;
     Ok(copied)
 }
 
@@ -119,6 +131,9 @@ pub async fn restore(from: &Path, layout: &Layout) -> Result<Copied, BackupError
         }
     }
     ensure_empty(&layout.objects)?;
+    if let Some(cold) = &layout.cold {
+        ensure_empty(cold)?;
+    }
     let layout = layout.clone();
     let from = from.to_path_buf();
     blocking(move || {
@@ -134,7 +149,10 @@ pub async fn restore(from: &Path, layout: &Layout) -> Result<Copied, BackupError
             copied.files += 1;
         }
         for (dir, into) in [("objects", &layout.objects), ("keys", &layout.keys)] {
-            copied += copy_tree(&from.join(dir), into)?;
+            copied += copy_tree(&from.join(dir), into, false)?;
+        }
+        if let Some(cold) = &layout.cold {
+            copied += copy_tree(&from.join("cold"), cold, false)?;
         }
         Ok(copied)
     })
@@ -173,9 +191,10 @@ fn ensure_empty(dir: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// Copies the files under `from` into `to`. A file that goes away meanwhile (a
-/// lecture deleted) is skipped, and so are the stores' half-written `.tmp` files.
-fn copy_tree(from: &Path, to: &Path) -> Result<Copied, BackupError> {
+/// Copies the files under `from` into `to` (only those `to` lacks, if `missing_only`).
+/// A file that goes away meanwhile (a lecture deleted, an original moved to the cold
+/// folder) is skipped, and so are the stores' half-written `.tmp` files.
+fn copy_tree(from: &Path, to: &Path, missing_only: bool) -> Result<Copied, BackupError> {
     let mut copied = Copied::default();
     let entries = match std::fs::read_dir(from) {
         Ok(entries) => entries,
@@ -192,8 +211,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<Copied, BackupError> {
             Err(e) => return Err(io(&path)(e)),
         };
         if kind.is_dir() {
-            copied += copy_tree(&path, &target)?;
-        } else if kind.is_file() && path.extension().is_none_or(|e| e != "tmp") {
+            copied += copy_tree(&path, &target, missing_only)?;
+        } else if kind.is_file()
+            && path.extension().is_none_or(|e| e != "tmp")
+            && !(missing_only && target.exists())
+        {
             match std::fs::copy(&path, &target) {
                 Ok(bytes) => {
                     copied.files += 1;
@@ -238,7 +260,7 @@ mod tests {
         Layout::embedded(
             &format!("sqlite://{}/lectern.db", dir.display()),
             &format!("sqlite://{}/queue.db", dir.display()),
-            &format!("file://{}/objects", dir.display()),
+            &format!("file://{0}/objects?cold={0}/cold", dir.display()),
             dir.join("keys"),
         )
         .unwrap()
@@ -265,14 +287,17 @@ mod tests {
         std::fs::create_dir_all(from.objects.join("assets/a")).unwrap();
         std::fs::write(from.objects.join("assets/a/seg_00000.ts"), b"segment").unwrap();
         std::fs::write(from.objects.join("assets/a/.x.tmp"), b"half").unwrap();
+        let cold = from.cold.clone().unwrap();
+        std::fs::create_dir_all(cold.join("uploads")).unwrap();
+        std::fs::write(cold.join("uploads/u1"), b"original").unwrap();
         std::fs::create_dir_all(&from.keys).unwrap();
         std::fs::write(from.keys.join("playback.key"), b"secret").unwrap();
 
         let target = saved.path().join("backup");
         let copied = backup(&from, &target).await.unwrap();
         assert_eq!(
-            copied.files, 2,
-            "the segment and the key; not the .tmp file"
+            copied.files, 3,
+            "the segment, the cold original and the key; not the .tmp file"
         );
         assert!(matches!(
             backup(&from, &target).await,
@@ -294,6 +319,10 @@ mod tests {
             b"segment"
         );
         assert!(!into.objects.join("assets/a/.x.tmp").exists());
+        assert_eq!(
+            std::fs::read(into.cold.as_ref().unwrap().join("uploads/u1")).unwrap(),
+            b"original"
+        );
         assert_eq!(
             std::fs::read(into.keys.join("playback.key")).unwrap(),
             b"secret"

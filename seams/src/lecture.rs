@@ -7,6 +7,7 @@
 //!                                       │    │                               │
 //!      ready, playable or failed        │    └──────────────▶ ready ◀────────┘
 //!      ── a new upload ──▶ processing   └──▶ failed ◀─── (playable)
+//!      ready or failed ── transcode again ──▶ processing
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,28 @@ pub async fn start_processing<'e>(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// The owner asked for a ready or failed lecture's original to be transcoded again:
+/// it processes it anew (students keep playing what is ready meanwhile). Whether the
+/// lecture changed; work already under way is not started twice.
+pub async fn start_again<'e>(
+    db: impl Executor<'e, Database = Any>,
+    lecture_id: &LectureId,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE lectures SET status = $1, progress_percent = 0, failure_reason = NULL, updated_at = $2
+         WHERE id = $3 AND status IN ($4, $5)",
+    )
+    .bind(LectureStatus::Processing.as_str())
+    .bind(now_unix())
+    .bind(lecture_id.as_str())
+    .bind(LectureStatus::Ready.as_str())
+    .bind(LectureStatus::Failed.as_str())
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
 }
 
 /// The probed file was accepted: the lecture processes this asset. Whether the lecture

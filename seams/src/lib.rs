@@ -13,6 +13,7 @@ pub mod ids;
 pub mod lecture;
 pub mod messages;
 pub mod metrics;
+pub mod originals;
 pub mod parts;
 pub mod queue;
 pub mod storage;

@@ -5,11 +5,13 @@ use std::io;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use lectern_seams::storage::s3::S3Store;
 use lectern_seams::storage::{
-    ByteRange, ByteStream, SharedStore, StorageError, open_storage, read_to_vec,
+    ByteRange, ByteStream, ObjectStore, SharedStore, StorageError, Tier, open_storage, read_to_vec,
 };
 
-async fn store() -> Option<SharedStore> {
+/// The URL of a new place on the test server, with `extra` parameters.
+fn url(extra: &str) -> Option<String> {
     let Ok(endpoint) = std::env::var("LECTERN_TEST_S3_ENDPOINT") else {
         if std::env::var("LECTERN_REQUIRE_SERVICES").is_ok() {
             panic!("LECTERN_TEST_S3_ENDPOINT is not set: start scripts/services.sh");
@@ -19,7 +21,13 @@ async fn store() -> Option<SharedStore> {
     };
     // One bucket for every test run, a prefix per test: buckets are costly in SeaweedFS.
     let prefix = format!("t{}", lectern_seams::new_id().replace('-', ""));
-    Some(open_storage(&format!("s3://lectern-rust-tests?endpoint={endpoint}&region=us-east-1&path_style=true&prefix={prefix}")).await.unwrap())
+    Some(format!(
+        "s3://lectern-rust-tests?endpoint={endpoint}&region=us-east-1&path_style=true&prefix={prefix}{extra}"
+    ))
+}
+
+async fn store() -> Option<SharedStore> {
+    Some(open_storage(&url("")?).await.unwrap())
 }
 
 fn pieces(data: &[u8], piece: usize) -> ByteStream {
@@ -179,4 +187,62 @@ async fn small_uploads_objects_and_prefix_deletion() {
         5
     );
     store.check().await.unwrap();
+}
+
+/// Originals move to the cold bucket and back, server-side; objects larger than the
+/// single-copy limit go in parts (here 5 MiB parts, S3's smallest).
+#[tokio::test]
+async fn objects_move_to_the_cold_bucket_and_back() {
+    let Some(url) = url("&cold_bucket=lectern-rust-tests-cold") else {
+        return;
+    };
+    let store = S3Store::open(&url)
+        .await
+        .unwrap()
+        .with_copy_parts(6 << 20, 5 << 20);
+    let big: Vec<u8> = (0..13 * 1024 * 1024 + 777u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    store
+        .put_bytes("uploads/big", Bytes::from(big.clone()))
+        .await
+        .unwrap();
+    store
+        .put_bytes("uploads/small", Bytes::from_static(b"small original"))
+        .await
+        .unwrap();
+    for key in ["uploads/big", "uploads/small"] {
+        store.move_to(key, Tier::Cold).await.unwrap();
+        assert!(matches!(
+            store.head(key).await,
+            Err(StorageError::NotFound(_))
+        ));
+        // A move asked again (one cut short by a crash) finds it done.
+        store.move_to(key, Tier::Cold).await.unwrap();
+    }
+    let cold_url = url
+        .replace("s3://lectern-rust-tests?", "s3://lectern-rust-tests-cold?")
+        .replace("&cold_bucket=lectern-rust-tests-cold", "");
+    let cold = open_storage(&cold_url).await.unwrap();
+    assert_eq!(
+        cold.head("uploads/big").await.unwrap().size,
+        big.len() as u64
+    );
+    store.move_to("uploads/big", Tier::Hot).await.unwrap();
+    let store: SharedStore = std::sync::Arc::new(store);
+    assert!(read_all(&store, "uploads/big", None).await == big);
+    assert!(matches!(
+        cold.head("uploads/big").await,
+        Err(StorageError::NotFound(_))
+    ));
+    // Deleting removes the cold copy too.
+    store.delete("uploads/small").await.unwrap();
+    assert!(matches!(
+        cold.head("uploads/small").await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.move_to("uploads/none", Tier::Cold).await,
+        Err(StorageError::NotFound(_))
+    ));
 }

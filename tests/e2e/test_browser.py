@@ -18,7 +18,8 @@ WEB = ROOT / "player-web"
 def web_server(tmp_path, lectern_bin):
     if not (WEB / "dist" / "index.html").exists():
         pytest.fail("player-web is not built: run `npm run build` in player-web (scripts/test.sh does)")
-    s = Server(tmp_path / "data", env={"LECTERN_WEB_DIR": str(WEB / "dist")}).start()
+    # Originals go cold soon, so the studio's archive flow is seen too.
+    s = Server(tmp_path / "data", env={"LECTERN_WEB_DIR": str(WEB / "dist"), "LECTERN_COLD_AFTER_SECS": "10"}).start()
     yield s
     s.stop()
 
@@ -51,7 +52,7 @@ def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_p
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["ok"] and len(result["levels"]) >= 2
-    for name in ["catalog", "watch", "studio", "not-enrolled-phone"]:
+    for name in ["catalog", "watch", "studio", "studio-cold", "not-enrolled-phone"]:
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 

@@ -22,7 +22,7 @@ ROUTES = {
     ("post", "/api/lectures/{id}/playback"), ("get", "/api/lectures/{id}/progress"), ("put", "/api/lectures/{id}/progress"),
     ("get", "/api/events"), ("get", "/media/posters/{file}"), ("get", "/play/{token}/{path}"), ("get", "/play/{token}/"),
     ("options", "/api/uploads"), ("post", "/api/uploads"), ("head", "/api/uploads/{id}"), ("patch", "/api/uploads/{id}"),
-    ("delete", "/api/uploads/{id}"), ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"),
+    ("delete", "/api/uploads/{id}"), ("post", "/api/transcodes"), ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics"),
 }
 
 

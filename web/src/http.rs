@@ -2,9 +2,13 @@
 //! `{"error": {"code": "...", "message": "..."}}`, and the one list of its codes
 //! (`ErrorCode`). Each crate maps its own error type onto it once.
 
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Every error code the API answers with: the one list, shown in the OpenAPI
 /// description. Each code has one HTTP status.
@@ -245,4 +249,60 @@ mod tests {
         let server = error_response(ErrorCode::Internal, "x");
         assert!(server.extensions().get::<Refusal>().is_none());
     }
+}
+
+/// A JSON body whose rejections use the API's error shape. Bodies must be JSON
+/// objects: serde would otherwise read a struct from an array of its fields.
+pub struct ApiJson<T>(pub T);
+
+/// Why a request body was refused: `invalid` or `payload_too_large`, with the reason.
+#[derive(Debug)]
+pub struct BadBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl BadBody {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::Invalid,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for BadBody {
+    fn into_response(self) -> Response {
+        error_response(self.code, &self.message)
+    }
+}
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = BadBody;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(value)) => object_body(value).map(ApiJson),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(BadBody::invalid("send the body as application/json"))
+            }
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(BadBody {
+                code: ErrorCode::PayloadTooLarge,
+                message: rejection.body_text(),
+            }),
+            Err(rejection) => Err(BadBody::invalid(rejection.body_text())),
+        }
+    }
+}
+
+/// A JSON object read into `T` (an array or a scalar is refused).
+pub fn object_body<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, BadBody> {
+    if !value.is_object() {
+        return Err(BadBody::invalid("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| BadBody::invalid(format!("invalid JSON body: {e}")))
 }

@@ -1,7 +1,8 @@
 //! The object storage seam: one trait, chosen by URL. `file://DIR` keeps objects as
 //! files under DIR (the embedded default); `s3://BUCKET?…` uses an S3-compatible
 //! service. Objects are written whole and then put in place, so a reader never sees a
-//! partial object.
+//! partial object. A store may have a cold tier (a cold folder, a cold bucket or
+//! storage class) that objects read once, like originals, are moved to.
 
 pub mod s3;
 
@@ -31,6 +32,8 @@ pub enum StorageError {
     },
     #[error("unsupported storage URL {0:?}")]
     UnsupportedUrl(String),
+    #[error("this storage has no cold tier (see docs/configuration.md, STORAGE_URL)")]
+    NoColdTier,
     #[error("storage I/O: {0}")]
     Io(#[from] io::Error),
 }
@@ -43,6 +46,13 @@ pub struct ObjectMeta {
     pub modified_unix: i64,
     /// A strong validator that changes whenever the bytes do.
     pub etag: String,
+}
+
+/// Where an object's bytes are kept: hot (read often) or cold (cheaper, read rarely).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Hot,
+    Cold,
 }
 
 /// An inclusive byte range, already checked against the object's size.
@@ -95,6 +105,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
     /// Whether the backend answers (for /readyz).
     async fn check(&self) -> Result<()>;
+    /// Whether `move_to` can move objects to a cold tier.
+    fn has_cold_tier(&self) -> bool {
+        false
+    }
+    /// Moves an object into `tier`; one already there stays (so a move cut short by a
+    /// crash is finished by asking again). Reads, heads and local paths see the hot
+    /// tier only; deletes remove an object from both.
+    async fn move_to(&self, _key: &str, _tier: Tier) -> Result<()> {
+        Err(StorageError::NoColdTier)
+    }
     /// A URL from which anyone may GET the object until it expires, answered with
     /// `content_type` whatever the object was stored with, where the backend can sign
     /// one (S3); None otherwise.
@@ -124,20 +144,58 @@ pub async fn read_to_vec(store: &dyn ObjectStore, key: &str) -> Result<Vec<u8>> 
     Ok(out)
 }
 
-/// Opens the store a URL names: `file://DIR` (relative or absolute) or
-/// `s3://BUCKET?endpoint=…&region=…&path_style=true`.
+/// Opens the store a URL names: `file://DIR[?cold=COLD_DIR]` (relative or absolute)
+/// or `s3://BUCKET?endpoint=…&region=…&path_style=true[&cold_bucket=…][&cold_class=…]`.
 pub async fn open_storage(url: &str) -> Result<SharedStore> {
     if url.starts_with("s3://") {
         return Ok(Arc::new(s3::S3Store::open(url).await?));
     }
-    if let Some(dir) = url.strip_prefix("file://") {
-        let root = PathBuf::from(if dir.is_empty() { "." } else { dir });
-        std::fs::create_dir_all(&root)?;
-        // Absolute, so local paths handed to GStreamer (file URIs) work from any cwd.
-        let root = std::fs::canonicalize(&root)?;
-        return Ok(Arc::new(FileStore { root }));
+    if url.starts_with("file://") {
+        let FileUrl { root, cold } = FileUrl::parse(url)?;
+        return Ok(Arc::new(FileStore {
+            root: absolute(&root)?,
+            cold: cold.as_deref().map(absolute).transpose()?,
+        }));
     }
     Err(StorageError::UnsupportedUrl(url.to_string()))
+}
+
+/// Made and made absolute, so local paths handed to GStreamer (file URIs) work from
+/// any working directory.
+fn absolute(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    Ok(std::fs::canonicalize(dir)?)
+}
+
+/// What a `file://` URL says: the folder of objects, and the cold folder if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileUrl {
+    pub root: PathBuf,
+    pub cold: Option<PathBuf>,
+}
+
+impl FileUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("file://")
+            .ok_or_else(|| StorageError::UnsupportedUrl(url.into()))?;
+        let (dir, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut cold = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("cold", v)) if !v.is_empty() => cold = Some(PathBuf::from(v)),
+                _ => {
+                    return Err(StorageError::UnsupportedUrl(format!(
+                        "{url} (unknown parameter {pair})"
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            root: PathBuf::from(if dir.is_empty() { "." } else { dir }),
+            cold,
+        })
+    }
 }
 
 /// Keys are relative paths of safe characters with no `.` or `..` segment.
@@ -160,6 +218,8 @@ pub fn check_key(key: &str) -> Result<()> {
 
 pub struct FileStore {
     root: PathBuf,
+    /// The cold tier: a folder of the same layout, perhaps on a cheaper disk.
+    cold: Option<PathBuf>,
 }
 
 /// How many appended bytes are handed to the disk at a time, while the rest of the body
@@ -206,6 +266,46 @@ impl FileStore {
     fn path(&self, key: &str) -> Result<PathBuf> {
         check_key(key)?;
         Ok(self.root.join(key))
+    }
+
+    fn cold_path(&self, key: &str) -> Result<Option<PathBuf>> {
+        check_key(key)?;
+        Ok(self.cold.as_ref().map(|c| c.join(key)))
+    }
+
+    /// Moves a file between the tiers: renamed when both are on one file system,
+    /// otherwise copied beside the target, synced, renamed into place and removed.
+    async fn move_file(key: &str, from: &Path, to: &Path) -> Result<()> {
+        if tokio::fs::try_exists(to).await? && !tokio::fs::try_exists(from).await? {
+            return Ok(());
+        }
+        Self::ensure_parent(to).await?;
+        match tokio::fs::rename(from, to).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                let tmp = Self::temp_path(to);
+                tokio::fs::copy(from, &tmp).await?;
+                tokio::fs::File::open(&tmp).await?.sync_all().await?;
+                tokio::fs::rename(&tmp, to).await?;
+                tokio::fs::remove_file(from).await?;
+                Ok(())
+            }
+            Err(e) => Err(Self::not_found(key, e)),
+        }
+    }
+
+    async fn remove_dir(path: &Path) -> Result<()> {
+        match tokio::fs::remove_dir_all(path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn remove_file(path: &Path) -> Result<()> {
+        match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     fn not_found(key: &str, e: io::Error) -> StorageError {
@@ -303,19 +403,19 @@ impl ObjectStore for FileStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key)?;
-        match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        Self::remove_file(&self.path(key)?).await?;
+        if let Some(cold) = self.cold_path(key)? {
+            Self::remove_file(&cold).await?;
         }
+        Ok(())
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        let path = self.path(prefix)?;
-        match tokio::fs::remove_dir_all(&path).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        Self::remove_dir(&self.path(prefix)?).await?;
+        if let Some(cold) = self.cold_path(prefix)? {
+            Self::remove_dir(&cold).await?;
         }
+        Ok(())
     }
 
     async fn download_to(&self, key: &str, dest: &Path) -> Result<()> {
@@ -396,6 +496,19 @@ impl ObjectStore for FileStore {
         tokio::fs::metadata(&self.root).await?;
         Ok(())
     }
+
+    fn has_cold_tier(&self) -> bool {
+        self.cold.is_some()
+    }
+
+    async fn move_to(&self, key: &str, tier: Tier) -> Result<()> {
+        let hot = self.path(key)?;
+        let cold = self.cold_path(key)?.ok_or(StorageError::NoColdTier)?;
+        match tier {
+            Tier::Cold => Self::move_file(key, &hot, &cold).await,
+            Tier::Hot => Self::move_file(key, &cold, &hot).await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -441,6 +554,63 @@ mod tests {
             store.head("a/b/c.ts").await,
             Err(StorageError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_object_moves_to_the_cold_folder_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (hot, cold) = (dir.path().join("objects"), dir.path().join("cold"));
+        let url = format!("file://{}?cold={}", hot.display(), cold.display());
+        let store = open_storage(&url).await.unwrap();
+        assert!(store.has_cold_tier());
+        store
+            .put_bytes("uploads/u1", Bytes::from_static(b"original"))
+            .await
+            .unwrap();
+        store.move_to("uploads/u1", Tier::Cold).await.unwrap();
+        assert!(matches!(
+            store.head("uploads/u1").await,
+            Err(StorageError::NotFound(_))
+        ));
+        assert_eq!(std::fs::read(cold.join("uploads/u1")).unwrap(), b"original");
+        // Asking again (a move cut short, then retried) changes nothing.
+        store.move_to("uploads/u1", Tier::Cold).await.unwrap();
+        store.move_to("uploads/u1", Tier::Hot).await.unwrap();
+        store.move_to("uploads/u1", Tier::Hot).await.unwrap();
+        assert_eq!(read_all(&store, "uploads/u1", None).await, b"original");
+        assert!(!cold.join("uploads/u1").exists());
+        assert!(matches!(
+            store.move_to("uploads/none", Tier::Cold).await,
+            Err(StorageError::NotFound(_))
+        ));
+        // A delete removes a cold object too.
+        store.move_to("uploads/u1", Tier::Cold).await.unwrap();
+        store.delete("uploads/u1").await.unwrap();
+        assert!(!cold.join("uploads/u1").exists());
+    }
+
+    #[tokio::test]
+    async fn a_store_without_a_cold_folder_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_storage(&format!("file://{}", dir.path().display()))
+            .await
+            .unwrap();
+        assert!(!store.has_cold_tier());
+        assert!(matches!(
+            store.move_to("uploads/u1", Tier::Cold).await,
+            Err(StorageError::NoColdTier)
+        ));
+        assert!(matches!(
+            FileUrl::parse("file:///x?hot=/y"),
+            Err(StorageError::UnsupportedUrl(_))
+        ));
+        assert_eq!(
+            FileUrl::parse("file://data/objects?cold=/mnt/archive").unwrap(),
+            FileUrl {
+                root: "data/objects".into(),
+                cold: Some("/mnt/archive".into())
+            }
+        );
     }
 
     #[tokio::test]

@@ -7,6 +7,10 @@
 //! written last and keeps the state before the last append, so the last append can be
 //! taken back (a chunk that failed its checksum) and an upload resumes into the same
 //! multipart upload. Memory holds at most one part.
+//!
+//! The cold tier is a second bucket (`cold_bucket=`), a storage class (`cold_class=`,
+//! one that reads at once, such as STANDARD_IA or GLACIER_IR), or both: a move copies
+//! the object server-side, then deletes the source.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +18,9 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, StorageClass,
+};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -22,16 +28,31 @@ use tokio::io::AsyncWriteExt;
 
 use super::{
     AppendOutcome, ByteRange, ByteStream, ObjectMeta, ObjectRead, ObjectStore, Result,
-    StorageError, check_key,
+    StorageError, Tier, check_key,
 };
 
 /// S3's minimum part size is 5 MiB; 8 MiB keeps part counts low for large lectures.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// S3 copies objects up to 5 GiB in one request; larger ones in parts.
+const SINGLE_COPY_LIMIT: u64 = 5 << 30;
+const COPY_PART_SIZE: u64 = 1 << 30;
+
 pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
+    cold: Option<ColdTier>,
+    /// Objects larger than this are copied in parts of `copy_part_size`.
+    single_copy_limit: u64,
+    copy_part_size: u64,
+}
+
+/// Where cold objects go: another bucket, another storage class, or both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColdTier {
+    pub bucket: Option<String>,
+    pub class: Option<StorageClass>,
 }
 
 fn backend<E: std::fmt::Display>(e: E) -> StorageError {
@@ -71,9 +92,10 @@ pub struct S3Url {
     pub path_style: bool,
     /// Key prefix, so installations can share a bucket.
     pub prefix: String,
+    pub cold: Option<ColdTier>,
 }
 
-/// Parses `s3://bucket?endpoint=…&region=…&path_style=true&prefix=…`.
+/// Parses `s3://bucket?endpoint=…&region=…&path_style=true&prefix=…&cold_bucket=…&cold_class=…`.
 pub fn parse_url(url: &str) -> Result<S3Url> {
     let rest = url
         .strip_prefix("s3://")
@@ -85,6 +107,7 @@ pub fn parse_url(url: &str) -> Result<S3Url> {
     }
     let (mut endpoint, mut region, mut path_style, mut prefix) =
         (None, "us-east-1".to_string(), false, String::new());
+    let (mut cold_bucket, mut cold_class) = (None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
@@ -97,6 +120,13 @@ pub fn parse_url(url: &str) -> Result<S3Url> {
                     .map_err(|_| StorageError::UnsupportedUrl(format!("{url} (bad prefix)")))?;
                 prefix = v;
             }
+            "cold_bucket" if v.is_empty() || v == bucket => {
+                return Err(StorageError::UnsupportedUrl(format!(
+                    "{url} (cold_bucket must name another bucket; cold_class alone keeps one bucket)"
+                )));
+            }
+            "cold_bucket" => cold_bucket = Some(v),
+            "cold_class" => cold_class = Some(cold_class_of(url, &v)?),
             _ => {
                 return Err(StorageError::UnsupportedUrl(format!(
                     "{url} (unknown parameter {k})"
@@ -104,13 +134,31 @@ pub fn parse_url(url: &str) -> Result<S3Url> {
             }
         }
     }
+    let cold = (cold_bucket.is_some() || cold_class.is_some()).then_some(ColdTier {
+        bucket: cold_bucket,
+        class: cold_class,
+    });
     Ok(S3Url {
         bucket,
         endpoint,
         region,
         path_style,
         prefix,
+        cold,
     })
+}
+
+/// A storage class S3 names (STANDARD_IA, GLACIER_IR, …), refused if unknown.
+fn cold_class_of(url: &str, word: &str) -> Result<StorageClass> {
+    let class = StorageClass::from(word);
+    if StorageClass::values().contains(&word) && class != StorageClass::Standard {
+        Ok(class)
+    } else {
+        Err(StorageError::UnsupportedUrl(format!(
+            "{url} (cold_class {word:?} is not one of {:?} but STANDARD)",
+            StorageClass::values()
+        )))
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -173,6 +221,7 @@ impl S3Store {
             region,
             path_style,
             prefix,
+            cold,
         } = parse_url(url)?;
         let key = std::env::var("AWS_ACCESS_KEY_ID").map_err(|_| {
             StorageError::UnsupportedUrl(
@@ -208,47 +257,44 @@ impl S3Store {
             client: Client::from_conf(config.build()),
             bucket,
             prefix,
+            cold,
+            single_copy_limit: SINGLE_COPY_LIMIT,
+            copy_part_size: COPY_PART_SIZE,
         };
-        store.ensure_bucket().await?;
+        store.ensure_bucket(&store.bucket).await?;
+        if let Some(cold) = store.cold.as_ref().and_then(|c| c.bucket.as_deref()) {
+            store.ensure_bucket(cold).await?;
+        }
         Ok(store)
+    }
+
+    /// Copies objects larger than `limit` in parts of `part` bytes (S3 wants parts of
+    /// 5 MiB at least); for tests of the multipart path on small objects.
+    pub fn with_copy_parts(mut self, limit: u64, part: u64) -> Self {
+        self.single_copy_limit = limit;
+        self.copy_part_size = part;
+        self
     }
 
     /// Creates the bucket when it does not exist (development and tests; production
     /// buckets are usually made by their operators).
-    async fn ensure_bucket(&self) -> Result<()> {
-        if self
-            .client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .is_ok()
-        {
+    async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
+        let exists = || async {
+            self.client
+                .head_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .is_ok()
+        };
+        if exists().await {
             return Ok(());
         }
-        match self
-            .client
-            .create_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
+        match self.client.create_bucket().bucket(bucket).send().await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                // Another process may have created it meanwhile.
-                if self
-                    .client
-                    .head_bucket()
-                    .bucket(&self.bucket)
-                    .send()
-                    .await
-                    .is_ok()
-                {
-                    Ok(())
-                } else {
-                    Err(sdk_error(&self.bucket, e))
-                }
-            }
+            // Another process may have created it meanwhile.
+            Err(_) if exists().await => Ok(()),
+            Err(e) => Err(sdk_error(bucket, e)),
         }
     }
 
@@ -318,7 +364,7 @@ impl S3Store {
         })
     }
 
-    async fn delete_keys(&self, keys: Vec<String>) -> Result<()> {
+    async fn delete_keys(&self, bucket: &str, keys: Vec<String>) -> Result<()> {
         for batch in keys.chunks(1000) {
             let objects = batch
                 .iter()
@@ -336,7 +382,7 @@ impl S3Store {
                 .map_err(backend)?;
             self.client
                 .delete_objects()
-                .bucket(&self.bucket)
+                .bucket(bucket)
                 .delete(delete)
                 .send()
                 .await
@@ -345,14 +391,152 @@ impl S3Store {
         Ok(())
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn cold_bucket(&self) -> Option<&str> {
+        self.cold.as_ref().and_then(|c| c.bucket.as_deref())
+    }
+
+    /// An object's size and storage class (S3 names no class for STANDARD).
+    async fn head_in(&self, bucket: &str, key: &str) -> Result<(u64, StorageClass)> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(self.k(key))
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        let class = out.storage_class().cloned();
+        Ok((
+            out.content_length().unwrap_or(0).max(0) as u64,
+            class.unwrap_or(StorageClass::Standard),
+        ))
+    }
+
+    async fn delete_in(&self, bucket: &str, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(self.k(key))
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        Ok(())
+    }
+
+    /// A server-side copy of `key` between buckets (or onto itself, into `class`).
+    async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        key: &str,
+        class: Option<StorageClass>,
+    ) -> Result<()> {
+        let (size, now) = self.head_in(from, key).await?;
+        if from == to && class.as_ref().is_none_or(|c| *c == now) {
+            return Ok(()); // S3 refuses a copy onto itself that changes nothing
+        }
+        if size > self.single_copy_limit {
+            return self.copy_in_parts(from, to, key, size, class).await;
+        }
+        self.client
+            .copy_object()
+            .copy_source(format!("{from}/{}", self.k(key)))
+            .bucket(to)
+            .key(self.k(key))
+            .set_storage_class(class)
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        Ok(())
+    }
+
+    async fn copy_in_parts(
+        &self,
+        from: &str,
+        to: &str,
+        key: &str,
+        size: u64,
+        class: Option<StorageClass>,
+    ) -> Result<()> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(to)
+            .key(self.k(key))
+            .set_storage_class(class)
+            .send()
+            .await
+            .map_err(|e| sdk_error(key, e))?;
+        let id = upload.upload_id().ok_or_else(|| backend("no upload id"))?;
+        let copied = self.copy_parts(from, to, key, size, id).await;
+        let finished = match copied {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(to)
+                .key(self.k(key))
+                .upload_id(id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_error(key, e))
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        if finished.is_err() {
+            let abort = self.client.abort_multipart_upload().bucket(to);
+            let _ = abort.key(self.k(key)).upload_id(id).send().await;
+        }
+        finished
+    }
+
+    async fn copy_parts(
+        &self,
+        from: &str,
+        to: &str,
+        key: &str,
+        size: u64,
+        id: &str,
+    ) -> Result<Vec<CompletedPart>> {
+        let mut parts = Vec::new();
+        for (i, start) in (0..size).step_by(self.copy_part_size as usize).enumerate() {
+            let end = (start + self.copy_part_size).min(size) - 1;
+            let number = i as i32 + 1;
+            let out = self
+                .client
+                .upload_part_copy()
+                .copy_source(format!("{from}/{}", self.k(key)))
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .bucket(to)
+                .key(self.k(key))
+                .upload_id(id)
+                .part_number(number)
+                .send()
+                .await
+                .map_err(|e| sdk_error(key, e))?;
+            let etag = out.copy_part_result().and_then(|r| r.e_tag());
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(etag.map(str::to_string))
+                    .build(),
+            );
+        }
+        Ok(parts)
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut token = None;
         loop {
             let out = self
                 .client
                 .list_objects_v2()
-                .bucket(&self.bucket)
+                .bucket(bucket)
                 .prefix(self.k(prefix))
                 .set_continuation_token(token)
                 .send()
@@ -472,23 +656,26 @@ impl ObjectStore for S3Store {
                     .send()
                     .await;
             }
-            self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)])
-                .await?;
+            self.delete_keys(
+                &self.bucket,
+                vec![manifest_key(key), tail_key(key, m.tail_gen)],
+            )
+            .await?;
         }
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(self.k(key))
-            .send()
-            .await
-            .map_err(|e| sdk_error(key, e))?;
+        self.delete_in(&self.bucket, key).await?;
+        if let Some(cold) = self.cold_bucket() {
+            self.delete_in(cold, key).await?;
+        }
         Ok(())
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<()> {
         check_key(prefix)?;
-        let keys = self.list(&format!("{prefix}/")).await?;
-        self.delete_keys(keys).await
+        for bucket in std::iter::once(self.bucket.as_str()).chain(self.cold_bucket()) {
+            let keys = self.list(bucket, &format!("{prefix}/")).await?;
+            self.delete_keys(bucket, keys).await?;
+        }
+        Ok(())
     }
 
     async fn download_to(&self, key: &str, dest: &Path) -> Result<()> {
@@ -663,8 +850,11 @@ impl ObjectStore for S3Store {
                     .map_err(|e| sdk_error(key, e))?;
             }
         }
-        self.delete_keys(vec![manifest_key(key), tail_key(key, m.tail_gen)])
-            .await
+        self.delete_keys(
+            &self.bucket,
+            vec![manifest_key(key), tail_key(key, m.tail_gen)],
+        )
+        .await
     }
 
     async fn presign_get(
@@ -686,6 +876,33 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| sdk_error(key, e))?;
         Ok(Some(signed.uri().to_string()))
+    }
+
+    fn has_cold_tier(&self) -> bool {
+        self.cold.is_some()
+    }
+
+    async fn move_to(&self, key: &str, tier: Tier) -> Result<()> {
+        check_key(key)?;
+        let cold = self.cold.as_ref().ok_or(StorageError::NoColdTier)?;
+        let cold_bucket = cold.bucket.as_deref().unwrap_or(&self.bucket);
+        let (from, to, class) = match tier {
+            Tier::Cold => (self.bucket.as_str(), cold_bucket, cold.class.clone()),
+            Tier::Hot => (
+                cold_bucket,
+                self.bucket.as_str(),
+                cold.class.as_ref().map(|_| StorageClass::Standard),
+            ),
+        };
+        if from == to {
+            return self.copy(from, to, key, class).await;
+        }
+        match self.copy(from, to, key, class).await {
+            // Moved before: the source is gone and the target holds it.
+            Err(StorageError::NotFound(_)) => self.head_in(to, key).await.map(drop),
+            Err(e) => Err(e),
+            Ok(()) => self.delete_in(from, key).await,
+        }
     }
 
     async fn check(&self) -> Result<()> {
@@ -724,5 +941,16 @@ mod tests {
         assert!(parse_url("s3://").is_err());
         assert!(parse_url("s3://b?secret=x").is_err());
         assert!(parse_url("s3://b?prefix=../x").is_err());
+        let u = parse_url("s3://b?cold_bucket=b-cold&cold_class=GLACIER_IR").unwrap();
+        assert_eq!(
+            u.cold,
+            Some(ColdTier {
+                bucket: Some("b-cold".into()),
+                class: Some(StorageClass::GlacierIr)
+            })
+        );
+        assert_eq!(parse_url("s3://b").unwrap().cold, None);
+        assert!(parse_url("s3://b?cold_class=STANDARD").is_err());
+        assert!(parse_url("s3://b?cold_class=ICE").is_err());
     }
 }
