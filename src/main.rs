@@ -99,6 +99,9 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Uploads lecture files (or a folder) into a course, resumably, and follows them to
+    /// ready (docs/cli.md).
+    Upload(lectern_client::UploadArgs),
 }
 
 #[derive(Subcommand)]
@@ -935,14 +938,27 @@ fn fenced_child(task: Option<&str>) -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let cli = Cli::parse();
+    // `lectern upload` owns stdout (its --json lines); its log goes to stderr.
+    let (writer, terminal) = match cli.command {
+        Command::Upload(_) => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+        _ => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        ),
+    };
     tracing_subscriber::fmt()
-        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(writer)
+        .with_ansi(terminal)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
         )
         .init();
-    let cli = Cli::parse();
     let c = cli.config;
     without_transparent_huge_pages();
     // Each connection and each file served is a descriptor; the soft limit is 1024.
@@ -1104,6 +1120,7 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User { command } => user_admin(&c, command).await,
+        Command::Upload(args) => std::process::exit(lectern_client::upload(args).await.code()),
     }
 }
 
