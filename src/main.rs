@@ -500,9 +500,10 @@ impl Config {
             connect.push(' ');
             connect.push_str(&origin);
         }
+        // media-src data: for hls.js's placeholder caption track (`data:,WEBVTT`).
         let csp = format!(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-             media-src 'self' blob:; worker-src 'self' blob:; connect-src {connect}; \
+             media-src 'self' blob: data:; worker-src 'self' blob:; connect-src {connect}; \
              frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
         );
         SecurityHeaders {

@@ -181,8 +181,18 @@ pub async fn direct_media_playlist(
 /// A playlist made for this answer rather than stored: its text, or for HEAD only its
 /// length.
 pub fn made_playlist(text: String, cache_control: &'static str, method: &Method) -> Response {
+    made_file(text, crate::playback::PLAYLIST_TYPE, cache_control, method)
+}
+
+/// A playback file made on request (a playlist, a subtitle segment).
+pub fn made_file(
+    text: String,
+    content_type: &'static str,
+    cache_control: &'static str,
+    method: &Method,
+) -> Response {
     let headers = [
-        (header::CONTENT_TYPE, crate::playback::PLAYLIST_TYPE),
+        (header::CONTENT_TYPE, content_type),
         (header::CACHE_CONTROL, cache_control),
     ];
     if method == Method::HEAD {

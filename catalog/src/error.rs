@@ -88,3 +88,13 @@ impl From<lectern_web::http::BadBody> for CatalogError {
         }
     }
 }
+
+impl From<axum::extract::rejection::BytesRejection> for CatalogError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            CatalogError::TooLarge
+        } else {
+            CatalogError::Invalid(r.body_text())
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! pushes them to WebSocket clients.
 
 pub mod accounts;
+pub mod captions;
 pub mod courses;
 pub mod delivery;
 mod error;

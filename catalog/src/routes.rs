@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lectern_seams::ids::{CourseId, LectureId};
+use lectern_seams::ids::{AssetId, CourseId, LectureId};
 use lectern_seams::lecture::LectureStatus;
 use lectern_web::auth::AuthUser;
 use lectern_web::http::{ApiJson, object_body};
@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::CatalogState;
 use crate::accounts::{self, User};
+use crate::captions::{self, CaptionOptions, CaptionPatch, CaptionTrack};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::delivery::{self, Delivery, PlayFile};
 use crate::error::CatalogError;
@@ -28,7 +29,7 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
     paths(
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
-        live_events, play, play_grant, public_poster
+        live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -70,6 +71,16 @@ pub fn router(state: CatalogState) -> Router {
         .route(
             "/api/lectures/{id}/progress",
             get(get_progress).put(put_progress),
+        )
+        .route("/api/lectures/{id}/captions", get(list_captions))
+        .route(
+            "/api/lectures/{id}/captions/{language}",
+            axum::routing::put(put_captions)
+                .patch(patch_captions)
+                .delete(delete_captions)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    captions::MAX_CAPTION_BYTES,
+                )),
         )
         .route("/api/events", get(live_events))
         .route("/media/posters/{file}", get(public_poster))
@@ -320,13 +331,7 @@ async fn enroll(
     Path(id): Path<CourseId>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<courses::Enrollment>), CatalogError> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            CatalogError::TooLarge
-        } else {
-            CatalogError::Invalid(r.body_text())
-        }
-    })?;
+    let body = body?;
     // The body is optional: none subscribes to a free course. One that is there must be
     // a JSON object (a lone newline is not: the API description says so).
     let req: courses::EnrollRequest = if body.is_empty() {
@@ -572,6 +577,14 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
             "escaped characters are not allowed in playback paths".into(),
         ));
     }
+    if let Some(file) = path.strip_prefix("subs/") {
+        return subtitle_file(&s, &grant.asset_id, file, req.method()).await;
+    }
+    if path == lectern_packager::MASTER_PLAYLIST
+        && let Some(master) = master_with_captions(&s, &grant.asset_id).await?
+    {
+        return Ok(delivery::made_playlist(master, "no-cache", req.method()));
+    }
     let content_type = playable_file(path).ok_or(CatalogError::NotFound("file"))?;
     let path = path.to_string();
     let key = format!("assets/{}/{path}", grant.asset_id);
@@ -602,6 +615,68 @@ async fn play(State(s): State<CatalogState>, req: Request) -> Result<Response, C
         }
         other => other,
     }
+}
+
+/// The master playlist with the lecture's captions as a subtitle group; None when it
+/// has none (the stored master is sent as it is).
+async fn master_with_captions(
+    s: &CatalogState,
+    asset: &AssetId,
+) -> Result<Option<String>, CatalogError> {
+    let tracks = captions::subtitle_tracks(&s.db, asset).await?;
+    if tracks.is_empty() {
+        return Ok(None);
+    }
+    let key = format!("assets/{asset}/{}", lectern_packager::MASTER_PLAYLIST);
+    let master = match lectern_seams::storage::read_to_vec(s.store.as_ref(), &key).await {
+        Ok(bytes) => bytes,
+        // Still encoding in parts: the master is made from the database.
+        Err(lectern_seams::storage::StorageError::NotFound(_)) => {
+            parts::live_playlists(&s.db, asset)
+                .await?
+                .and_then(|live| {
+                    live.file(lectern_packager::MASTER_PLAYLIST)
+                        .map(|t| t.as_bytes().to_vec())
+                })
+                .ok_or(CatalogError::NotFound("file"))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    lectern_packager::captions::with_subtitles(&master, &tracks)
+        .map(Some)
+        .ok_or_else(|| CatalogError::Internal(format!("{key} is not a master playlist")))
+}
+
+/// `subs/{language}/index.m3u8` and `subs/{language}/seg_NNNNN.vtt`: a subtitle
+/// rendition, cut from the stored captions on the lecture's segment grid.
+async fn subtitle_file(
+    s: &CatalogState,
+    asset: &AssetId,
+    file: &str,
+    method: &Method,
+) -> Result<Response, CatalogError> {
+    use lectern_packager::captions as vtt;
+    let (language, name) = file.split_once('/').ok_or(CatalogError::NotFound("file"))?;
+    let segment = vtt::subtitle_segment_index(name);
+    if segment.is_none() && name != lectern_packager::MEDIA_PLAYLIST {
+        return Err(CatalogError::NotFound("file"));
+    }
+    let (cues, duration) = captions::subtitle_source(&s.db, asset, language).await?;
+    let segment_secs = lectern_seams::messages::SEGMENT_SECS;
+    let Some(index) = segment else {
+        let playlist = vtt::subtitle_playlist(duration, segment_secs);
+        return Ok(delivery::made_playlist(playlist, "no-cache", method));
+    };
+    if index as f64 * f64::from(segment_secs) >= duration.max(f64::from(segment_secs)) {
+        return Err(CatalogError::NotFound("file"));
+    }
+    let body = vtt::webvtt_segment(&cues, index, segment_secs);
+    Ok(delivery::made_file(
+        body,
+        "text/vtt; charset=utf-8",
+        "no-cache",
+        method,
+    ))
 }
 
 /// What a playback token grants, for a front that sends the files itself (nginx's
@@ -660,4 +735,71 @@ async fn public_poster(
         expires_in: 300,
     };
     delivery::deliver(&s, file, req).await
+}
+
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/captions", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 200, description = "The lecture's captions, the default first", body = Vec<CaptionTrack>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn list_captions(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<LectureId>,
+) -> Result<Json<Vec<CaptionTrack>>, CatalogError> {
+    Ok(Json(captions::list(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    put, path = "/api/lectures/{id}/captions/{language}", tag = "lectures", security(("bearer" = [])),
+    description = "Stores or replaces one language's captions from a WebVTT or SRT file (SRT is converted). A fault is named by line and cue. Students see them at once, also on a lecture that is already ready.",
+    params(("id" = String, Path, description = "lecture id"), ("language" = String, Path, description = "BCP 47 language tag, e.g. en or pt-BR"), CaptionOptions),
+    request_body(content = String, content_type = "text/vtt", description = "WebVTT or SRT, UTF-8, at most 2 MiB"),
+    responses((status = 201, description = "Added", body = CaptionTrack), (status = 200, description = "Replaced", body = CaptionTrack), (status = 413, description = "Larger than 2 MiB", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn put_captions(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path((id, language)): Path<(LectureId, String)>,
+    Query(options): Query<CaptionOptions>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<CaptionTrack>), CatalogError> {
+    let body = body?;
+    let (track, created) = captions::put(&s.db, &user, &id, &language, options, &body).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(track)))
+}
+
+#[utoipa::path(
+    patch, path = "/api/lectures/{id}/captions/{language}", tag = "lectures", security(("bearer" = [])),
+    params(("id" = String, Path, description = "lecture id"), ("language" = String, Path, description = "BCP 47 language tag")),
+    request_body = CaptionPatch,
+    responses((status = 200, description = "Changed", body = CaptionTrack), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn patch_captions(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path((id, language)): Path<(LectureId, String)>,
+    ApiJson(patch): ApiJson<CaptionPatch>,
+) -> Result<Json<CaptionTrack>, CatalogError> {
+    Ok(Json(
+        captions::patch(&s.db, &user, &id, &language, patch).await?,
+    ))
+}
+
+#[utoipa::path(
+    delete, path = "/api/lectures/{id}/captions/{language}", tag = "lectures", security(("bearer" = [])),
+    params(("id" = String, Path, description = "lecture id"), ("language" = String, Path, description = "BCP 47 language tag")),
+    responses((status = 204, description = "Removed"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn delete_captions(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path((id, language)): Path<(LectureId, String)>,
+) -> Result<StatusCode, CatalogError> {
+    captions::delete(&s.db, &user, &id, &language).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

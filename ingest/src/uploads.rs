@@ -23,7 +23,7 @@ use crate::error::IngestError;
 use crate::tus::{Checksum, Hasher};
 
 /// Segment and keyframe spacing of every ladder: 6 s segments of three 2 s GOPs.
-pub const SEGMENT_SECS: u32 = 6;
+pub const SEGMENT_SECS: u32 = lectern_seams::messages::SEGMENT_SECS;
 pub const KEYFRAME_SECS: u32 = 2;
 pub const AUDIO_KBPS: u32 = 128;
 

@@ -3,8 +3,10 @@
 //! It owns the output naming convention (segments named by their absolute index on the
 //! source's segment grid), media and master playlists with bandwidth measured from the
 //! real segments, stitching of segment lists produced in pieces (chunks), the RFC 6381
-//! codec string of an H.264 stream, and a validator for the RFC 8216 rules we rely on.
+//! codec string of an H.264 stream, a validator for the RFC 8216 rules we rely on, and
+//! captions (WebVTT and SRT read, segmented and listed in the master playlist).
 
+pub mod captions;
 mod codecs;
 mod lecture;
 mod validate;

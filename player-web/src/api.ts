@@ -16,6 +16,7 @@ export interface Lecture {
   /** Where the file the lecture was made from is kept; absent before one is accepted. */
   original_tier?: 'hot' | 'cooling' | 'cold';
 }
+export interface CaptionTrack { language: string; label: string; default: boolean; cue_count: number; updated_at: number }
 export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
 export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; progress: WatchProgress[] }
 export interface Page<T> { items: T[]; page: number; per_page: number; total: number }
@@ -50,8 +51,11 @@ export function authHeaders(): Record<string, string> {
 
 export async function api<T>(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<T> {
   const headers: Record<string, string> = { ...authHeaders() };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), ...init });
+  // A file goes as it is (captions); anything else as JSON.
+  const file = body instanceof Blob;
+  if (body !== undefined) headers['Content-Type'] = file ? 'text/vtt' : 'application/json';
+  const payload = body === undefined ? undefined : file ? body : JSON.stringify(body);
+  const res = await fetch(path, { method, headers, body: payload, ...init });
   if (res.status === 401 && session()) {
     setSession(null);
     location.hash = '#/login';
@@ -89,6 +93,12 @@ export const Api = {
   updateLecture: (id: string, l: { title?: string; position?: number }) => api<Lecture>('PATCH', `/api/lectures/${encodeURIComponent(id)}`, l),
   deleteLecture: (id: string) => api<null>('DELETE', `/api/lectures/${encodeURIComponent(id)}`),
   transcodeAgain: (id: string) => api<{ lecture_id: string; status: string }>('POST', '/api/transcodes', { lecture_id: id }),
+  captions: (id: string) => api<CaptionTrack[]>('GET', `/api/lectures/${encodeURIComponent(id)}/captions`),
+  putCaptions: (id: string, language: string, label: string, file: Blob, makeDefault: boolean) =>
+    api<CaptionTrack>('PUT', `/api/lectures/${encodeURIComponent(id)}/captions/${encodeURIComponent(language)}?${new URLSearchParams({ label, default: String(makeDefault) })}`, file),
+  patchCaptions: (id: string, language: string, patch: { label?: string; default?: boolean }) =>
+    api<CaptionTrack>('PATCH', `/api/lectures/${encodeURIComponent(id)}/captions/${encodeURIComponent(language)}`, patch),
+  deleteCaptions: (id: string, language: string) => api<null>('DELETE', `/api/lectures/${encodeURIComponent(id)}/captions/${encodeURIComponent(language)}`),
   playback: (id: string) => api<PlaybackGrant>('POST', `/api/lectures/${encodeURIComponent(id)}/playback`),
   progress: (id: string) => api<{ position_secs: number; completed: boolean }>('GET', `/api/lectures/${encodeURIComponent(id)}/progress`),
   saveProgress: (id: string, position_secs: number, keepalive = false) =>

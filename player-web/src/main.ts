@@ -4,6 +4,7 @@ import './style.css';
 import { Api, ApiError, liveEvents, session, setSession, type CourseDetail, type Lecture } from './api';
 import { errorText, h, statusBadge, toast } from './dom';
 import { formatBytes, formatDuration, formatEta, formatPrice, resumePosition } from './format';
+import { captionsEditor } from './captions';
 import { createPlayer, type Player } from './player';
 import { LectureUpload, type UploadState } from './upload';
 
@@ -440,6 +441,7 @@ async function studioCoursePage(id: string) {
         ? h('label', { class: 'file' }, l.status === 'awaiting_upload' ? 'Upload a video: ' : 'Replace the video: ', file)
         : null,
       l.playable ? previewBlock(l) : null,
+      captionsEditor(l),
     );
     rows.set(l.id, row);
     return row;

@@ -1,6 +1,6 @@
 // The watch page's player: hls.js with adaptive bit rate (native HLS only where hls.js
-// cannot run), a quality menu, playback speed, storyboard thumbnails over the seek bar,
-// keyboard shortcuts, and resume.
+// cannot run), a quality menu, captions (menu, `c`, the choice remembered), playback
+// speed, storyboard thumbnails over the seek bar, keyboard shortcuts, and resume.
 import Hls from 'hls.js';
 import { h } from './dom';
 import { cueAt, formatDuration, levelLabel, parseStoryboard, playPrefix, renewDelayMs, withPlayToken, type StoryboardCue } from './format';
@@ -34,10 +34,11 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
   const volume = h('input', { type: 'range', class: 'volume', min: 0, max: 1, step: 0.05, value: 1, 'aria-label': 'Volume' });
   const speed = h('select', { class: 'speed', 'aria-label': 'Playback speed' }, ...SPEEDS.map((s) => h('option', { value: s, selected: s === 1 }, `${s}×`)));
   const quality = h('select', { class: 'quality', 'aria-label': 'Quality' }, h('option', { value: -1 }, 'Auto'));
+  const captions = h('select', { class: 'captions', 'aria-label': 'Captions', hidden: true }, h('option', { value: 'off' }, 'Captions off'));
   const fullBtn = h('button', { class: 'ctl', type: 'button', 'aria-label': 'Full screen' }, 'Full screen');
   const thumb = h('div', { class: 'thumb', 'aria-hidden': 'true' }, h('div', { class: 'thumb-img' }), h('span', { class: 'thumb-time' }));
-  const controls = h('div', { class: 'controls' }, playBtn, h('div', { class: 'seekwrap' }, seek, thumb), time, muteBtn, volume, speed, quality, fullBtn);
-  const element = h('div', { class: 'player', tabindex: 0, role: 'region', 'aria-label': 'Video player (space: play/pause, arrows: seek and volume, f: full screen, m: mute)' }, video, controls);
+  const controls = h('div', { class: 'controls' }, playBtn, h('div', { class: 'seekwrap' }, seek, thumb), time, muteBtn, volume, speed, quality, captions, fullBtn);
+  const element = h('div', { class: 'player', tabindex: 0, role: 'region', 'aria-label': 'Video player (space: play/pause, arrows: seek and volume, c: captions, f: full screen, m: mute)' }, video, controls);
 
   // Every request hls.js makes under /play/ carries the newest token: playlists and
   // segments are resolved against the first grant's URL, so they are rewritten.
@@ -98,6 +99,7 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       updateQualityLabel();
     });
     hls.on(Hls.Events.LEVEL_SWITCHED, () => updateQualityLabel());
+    hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => subtitles.list(hls!.subtitleTracks.map((t) => ({ lang: t.lang ?? '', name: t.name }))));
     hls.on(Hls.Events.ERROR, (_e, data) => {
       // Refused: the token expired (the tab slept through its renewal, or the server's
       // key changed). hls.js retries the request, with the new token once it is here.
@@ -112,10 +114,21 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
   } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
     video.src = grant.url;
     video.addEventListener('loadedmetadata', start, { once: true });
+    video.textTracks.addEventListener('addtrack', () => subtitles.list(nativeTracks().map((t) => ({ lang: t.language, name: t.label }))));
     quality.disabled = true;
   } else {
     element.prepend(h('p', { class: 'error' }, 'This browser cannot play HLS video.'));
   }
+
+  // Captions: hls.js's subtitle tracks, or Safari's own text tracks.
+  const nativeTracks = () => [...video.textTracks].filter((t) => t.kind === 'subtitles' || t.kind === 'captions');
+  const subtitles = captionsControl(captions, (i) => {
+    if (hls) {
+      hls.subtitleDisplay = i >= 0;
+      hls.subtitleTrack = i;
+    } else nativeTracks().forEach((t, n) => (t.mode = n === i ? 'showing' : 'disabled'));
+    element.dataset.captions = i >= 0 ? captions.value : 'off';
+  });
 
   function updateQualityLabel() {
     if (!hls) return;
@@ -197,6 +210,9 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       case 'm':
         mute();
         break;
+      case 'c':
+        subtitles.toggle();
+        break;
       default:
         return;
     }
@@ -247,4 +263,40 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       video.load();
     },
   } as Player;
+}
+
+const CAPTIONS_KEY = 'lectern.captions';
+
+interface CaptionChoice {
+  lang: string;
+  name: string;
+}
+
+/** The captions menu: fills it with the lecture's languages and applies the viewer's
+ * remembered choice (a language, or off; off when none was made). `c` turns captions
+ * off, or back on in the last language chosen (else the first, the owner's default). */
+function captionsControl(select: HTMLSelectElement, apply: (index: number) => void) {
+  let tracks: CaptionChoice[] = [];
+  let last = localStorage.getItem(CAPTIONS_KEY) ?? 'off';
+  const choose = (lang: string, remember: boolean) => {
+    const i = tracks.findIndex((t) => t.lang === lang);
+    select.value = i >= 0 ? lang : 'off';
+    if (remember) localStorage.setItem(CAPTIONS_KEY, select.value);
+    if (i >= 0) last = lang;
+    apply(i);
+  };
+  select.addEventListener('change', () => choose(select.value, true));
+  return {
+    list(found: CaptionChoice[]) {
+      tracks = found.filter((t) => t.lang);
+      select.replaceChildren(h('option', { value: 'off' }, 'Captions off'), ...tracks.map((t) => h('option', { value: t.lang }, t.name)));
+      select.hidden = tracks.length === 0;
+      choose(localStorage.getItem(CAPTIONS_KEY) ?? 'off', false);
+    },
+    toggle() {
+      if (!tracks.length) return;
+      const on = tracks.some((t) => t.lang === last) ? last : tracks[0].lang;
+      choose(select.value === 'off' ? on : 'off', true);
+    },
+  };
 }

@@ -1,6 +1,6 @@
 // Browser flows against a running Lectern, in Debian's Chromium driven by
 // playwright-core: an owner publishes a course with a real video, a student finds,
-// enrolls in and watches it (quality switch, resume) and a lecture with sound, and a student who is not
+// enrolls in and watches it (quality switch, resume, captions) and a lecture with sound, and a student who is not
 // enrolled is told how to get in. Throws (exit 1) on the first broken promise.
 // Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR BIG_FILE SECOND_FILE
 import { chromium } from 'playwright-core';
@@ -50,7 +50,7 @@ await owner.getByLabel('Category').fill('mathematics');
 await owner.getByLabel('Add a lecture').fill('What a spectrum is');
 await owner.getByRole('button', { name: 'Add', exact: true }).click();
 const row = owner.locator('.lecture-row', { hasText: 'What a spectrum is' });
-await row.locator('input[type=file]').setInputFiles(videoFile);
+await row.locator('label.file input[type=file]').setInputFiles(videoFile);
 await row.locator('.upload .pct').waitFor();
 // Upload progress, then live transcode progress, then ready with a poster.
 await row.locator('.badge.ready').waitFor({ timeout: 180_000 });
@@ -59,6 +59,32 @@ await owner.getByLabel(/Published/).check();
 await owner.getByRole('button', { name: 'Save' }).click();
 await owner.locator('#toast', { hasText: 'Saved.' }).waitFor();
 await shot(owner, 'studio');
+
+// Captions on the ready lecture: English from WebVTT, a bad file refused with its line,
+// Portuguese from SRT.
+const captionFile = (name, text) => {
+  const file = path.join(artifacts, name);
+  fs.writeFileSync(file, text);
+  return file;
+};
+const english = captionFile('captions-en.vtt', 'WEBVTT\n\n00:00:01.000 --> 00:00:04.000\nWelcome to the spectrum\n\n00:00:06.000 --> 00:00:09.000\nEvery signal is a sum of sines\n\n00:00:13.000 --> 00:00:16.000\nNext, the Fourier transform\n');
+const portuguese = captionFile('captions-pt.srt', '1\n00:00:01,000 --> 00:00:04,000\nBem-vindo ao espectro\n\n2\n00:00:06,000 --> 00:00:09,000\nTodo sinal é uma soma de senos\n');
+const broken = captionFile('captions-broken.vtt', 'WEBVTT\n\n00:00:01.000 --> 00:00:04.000\nfine\n\n00:00:09.000 --> 00:00:08.000\nbackwards\n');
+const editor = row.locator('details.captions-editor');
+await editor.locator('summary').click();
+const addCaptions = async (language, label, file) => {
+  await editor.getByLabel('Caption language').fill(language);
+  await editor.getByLabel('Caption label').fill(label);
+  await editor.getByLabel('Caption file').setInputFiles(file);
+  await editor.getByRole('button', { name: 'Add captions' }).click();
+};
+await addCaptions('en', 'English', english);
+await editor.locator('li[data-language=en]', { hasText: 'Default' }).waitFor();
+await addCaptions('de', 'Deutsch', broken);
+await editor.getByRole('alert').filter({ hasText: 'line 6 (cue 2)' }).waitFor();
+await addCaptions('pt-BR', 'Português', portuguese);
+await editor.locator('li[data-language=pt-BR]').waitFor();
+await shot(owner, 'studio-captions');
 
 // Several files at once: one lecture each, uploaded side by side.
 await owner.getByLabel(/several files at once/).setInputFiles([videoFile, secondFile]);
@@ -74,7 +100,7 @@ let big = owner.locator('.lecture-row', { hasText: 'A long recording' });
 // A slow uplink (4 MB/s), so there is time to pause mid-way.
 const cdp = await owner.context().newCDPSession(owner);
 await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 5, downloadThroughput: -1, uploadThroughput: 4 * 1024 * 1024 });
-await big.locator('input[type=file]').setInputFiles(bigFile);
+await big.locator('label.file input[type=file]').setInputFiles(bigFile);
 await owner.waitForFunction(
   () => [...document.querySelectorAll('.lecture-row')].some((r) => r.textContent.includes('A long recording') && Number(r.querySelector('.pct')?.textContent.replace('%', '')) >= 30),
   null,
@@ -86,7 +112,7 @@ const pausedAt = Number((await big.locator('.pct').textContent()).replace('%', '
 await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 await owner.reload();
 big = owner.locator('.lecture-row', { hasText: 'A long recording' });
-await big.locator('input[type=file]').setInputFiles(bigFile);
+await big.locator('label.file input[type=file]').setInputFiles(bigFile);
 await big.locator('.upload', { hasText: 'resumed' }).waitFor({ timeout: 30_000 });
 await big.locator('.upload[data-status=done]').waitFor({ timeout: 120_000 });
 assert.ok(pausedAt >= 30 && pausedAt < 100, `paused at ${pausedAt}%`);
@@ -130,6 +156,34 @@ await student.locator('.player').focus();
 await student.keyboard.press('m');
 assert.equal(await student.evaluate(() => document.querySelector('video').muted), true);
 const watchUrl = student.url();
+
+// Captions: both languages in the menu, off until chosen; English cues on the video's
+// clock; `c` turns them off and on; the choice outlives a reload.
+const captionsMenu = student.getByLabel('Captions', { exact: true });
+await captionsMenu.waitFor();
+assert.deepEqual(await captionsMenu.locator('option').allTextContents(), ['Captions off', 'English', 'Português']);
+assert.equal(await captionsMenu.inputValue(), 'off');
+await captionsMenu.selectOption('en');
+await student.evaluate(() => { document.querySelector('video').currentTime = 6.5; });
+const showing = () => student.evaluate(() => {
+  const t = [...document.querySelector('video').textTracks].find((x) => x.mode === 'showing');
+  return t ? { lang: t.language, cues: [...(t.cues ?? [])].map((c) => [c.startTime, c.endTime, c.text]) } : null;
+});
+await student.waitForFunction(() => [...document.querySelector('video').textTracks].some((t) => t.mode === 'showing' && [...(t.cues ?? [])].some((c) => c.text.includes('sum of sines'))), null, { timeout: 30_000 });
+const captioned = await showing();
+const sines = captioned.cues.find((c) => c[2].includes('sum of sines'));
+assert.ok(captioned.lang === 'en' && Math.abs(sines[0] - 6) < 0.15 && Math.abs(sines[1] - 9) < 0.15, JSON.stringify(captioned));
+await student.waitForFunction(() => [...document.querySelector('video').textTracks].some((t) => t.mode === 'showing' && t.activeCues?.length));
+await shot(student, 'watch-captions');
+await student.locator('.player').focus();
+await student.keyboard.press('c');
+assert.equal(await captionsMenu.inputValue(), 'off');
+assert.equal(await showing(), null);
+await student.keyboard.press('c');
+assert.equal(await captionsMenu.inputValue(), 'en');
+await student.reload();
+await student.getByLabel('Captions', { exact: true }).waitFor();
+await student.waitForFunction(() => document.querySelector('select.captions').value === 'en', null, { timeout: 30_000 });
 
 // --- a lecture with sound: hls.js plays its separate AAC rendition --------------------
 // (the lecture above is a silent screencast). It may still be transcoding: its title
@@ -180,6 +234,7 @@ await docs.locator('.opblock', { hasText: '/api/uploads/{id}' }).first().waitFor
 await shot(docs, 'api-docs');
 
 await browser.close();
-const real = problems.filter((p) => !p.includes('status of 401') && !p.includes('status of 409'));
+// 400: the broken caption file, refused on purpose.
+const real = problems.filter((p) => !p.includes('status of 401') && !p.includes('status of 409') && !p.includes('status of 400'));
 assert.deepEqual(real, [], `console errors:\n${real.join('\n')}`);
 console.log(JSON.stringify({ ok: true, levels, saved, resumed, sound }));

@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every lecture's segment length, s: its renditions and captions are cut on this grid.
+pub const SEGMENT_SECS: u32 = 6;
+
 use crate::ids::{AssetId, LectureId};
 
 /// What probing the uploaded source found, in display terms: `width`/`height` are after

@@ -45,6 +45,18 @@ def world_env(data_dir):
     return dict(_worlds[key])
 
 
+COLD_BUCKET = "lectern-e2e-cold"
+
+
+def cold_storage_env(data_dir, after_secs):
+    """Settings that move originals to a cold tier after `after_secs`: the embedded
+    world's default cold folder, or a cold bucket beside the installation's."""
+    env = {"LECTERN_COLD_AFTER_SECS": str(after_secs)}
+    if WORLD == "distributed":
+        env["STORAGE_URL"] = world_env(data_dir)["STORAGE_URL"] + f"&cold_bucket={COLD_BUCKET}"
+    return env
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ARTIFACTS, ROOT, WORLD, Api, Server
+from conftest import ARTIFACTS, ROOT, WORLD, Api, Server, cold_storage_env
 from test_media import transcode
 
 WEB = ROOT / "player-web"
@@ -19,7 +19,8 @@ def web_server(tmp_path, lectern_bin):
     if not (WEB / "dist" / "index.html").exists():
         pytest.fail("player-web is not built: run `npm run build` in player-web (scripts/test.sh does)")
     # Originals go cold soon, so the studio's archive flow is seen too.
-    s = Server(tmp_path / "data", env={"LECTERN_WEB_DIR": str(WEB / "dist"), "LECTERN_COLD_AFTER_SECS": "10"}).start()
+    env = {"LECTERN_WEB_DIR": str(WEB / "dist"), **cold_storage_env(tmp_path / "data", 10)}
+    s = Server(tmp_path / "data", env=env).start()
     yield s
     s.stop()
 
@@ -52,7 +53,7 @@ def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_p
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["ok"] and len(result["levels"]) >= 2
-    for name in ["catalog", "watch", "studio", "studio-cold", "not-enrolled-phone"]:
+    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-cold", "not-enrolled-phone"]:
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 

@@ -7,16 +7,11 @@ import os
 import subprocess
 import time
 
-from conftest import WORLD, Api, Server, world_env
-
-COLD_BUCKET = "lectern-e2e-cold"
+from conftest import COLD_BUCKET, WORLD, Api, Server, cold_storage_env
 
 
 def cold_server(data_dir):
-    env = {"LECTERN_COLD_AFTER_SECS": "2"}
-    if WORLD == "distributed":
-        env["STORAGE_URL"] = world_env(data_dir)["STORAGE_URL"] + f"&cold_bucket={COLD_BUCKET}"
-    return Server(data_dir, env=env).start()
+    return Server(data_dir, env=cold_storage_env(data_dir, 2)).start()
 
 
 def where(server, key):
