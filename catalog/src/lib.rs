@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod captions;
+pub mod chapters;
 pub mod courses;
 pub mod delivery;
 mod error;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::CatalogState;
 use crate::accounts::{self, User};
 use crate::captions::{self, CaptionOptions, CaptionPatch, CaptionTrack};
+use crate::chapters::{self, Chapter, ChapterList};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::delivery::{self, Delivery, PlayFile};
 use crate::error::CatalogError;
@@ -29,7 +30,8 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
     paths(
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
-        live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions
+        live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
+        list_chapters, put_chapters
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -73,6 +75,10 @@ pub fn router(state: CatalogState) -> Router {
             get(get_progress).put(put_progress),
         )
         .route("/api/lectures/{id}/captions", get(list_captions))
+        .route(
+            "/api/lectures/{id}/chapters",
+            get(list_chapters).put(put_chapters),
+        )
         .route(
             "/api/lectures/{id}/captions/{language}",
             axum::routing::put(put_captions)
@@ -802,4 +808,45 @@ async fn delete_captions(
 ) -> Result<StatusCode, CatalogError> {
     captions::delete(&s.db, &user, &id, &language).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/chapters", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    responses((status = 200, description = "The lecture's chapters in time order", body = Vec<Chapter>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn list_chapters(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<LectureId>,
+) -> Result<Json<Vec<Chapter>>, CatalogError> {
+    Ok(Json(chapters::list(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    put, path = "/api/lectures/{id}/chapters", tag = "lectures", security(("bearer" = [])),
+    description = "Replaces the lecture's chapters: a JSON list, or a WebVTT chapters file (`Content-Type: text/vtt`; each cue's start and text). Start times in order, within the lecture; an empty list removes them.",
+    params(("id" = String, Path, description = "lecture id")),
+    request_body(content((ChapterList = "application/json"), (String = "text/vtt"))),
+    responses((status = 200, description = "The chapters now", body = Vec<Chapter>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn put_chapters(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<LectureId>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Vec<Chapter>>, CatalogError> {
+    let body = body?;
+    let webvtt = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/vtt"));
+    let list = if webvtt {
+        chapters::from_webvtt(&body)?
+    } else {
+        let value = serde_json::from_slice(&body)
+            .map_err(|e| CatalogError::Invalid(format!("invalid JSON body: {e}")))?;
+        object_body::<ChapterList>(value)?.chapters
+    };
+    Ok(Json(chapters::put(&s.db, &user, &id, list).await?))
 }

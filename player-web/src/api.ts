@@ -17,6 +17,7 @@ export interface Lecture {
   original_tier?: 'hot' | 'cooling' | 'cold';
 }
 export interface CaptionTrack { language: string; label: string; default: boolean; cue_count: number; updated_at: number }
+export interface Chapter { start_secs: number; title: string }
 export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
 export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; progress: WatchProgress[] }
 export interface Page<T> { items: T[]; page: number; per_page: number; total: number }
@@ -99,6 +100,9 @@ export const Api = {
   patchCaptions: (id: string, language: string, patch: { label?: string; default?: boolean }) =>
     api<CaptionTrack>('PATCH', `/api/lectures/${encodeURIComponent(id)}/captions/${encodeURIComponent(language)}`, patch),
   deleteCaptions: (id: string, language: string) => api<null>('DELETE', `/api/lectures/${encodeURIComponent(id)}/captions/${encodeURIComponent(language)}`),
+  chapters: (id: string) => api<Chapter[]>('GET', `/api/lectures/${encodeURIComponent(id)}/chapters`),
+  putChapters: (id: string, chapters: Chapter[] | Blob) =>
+    api<Chapter[]>('PUT', `/api/lectures/${encodeURIComponent(id)}/chapters`, chapters instanceof Blob ? chapters : { chapters }),
   playback: (id: string) => api<PlaybackGrant>('POST', `/api/lectures/${encodeURIComponent(id)}/playback`),
   progress: (id: string) => api<{ position_secs: number; completed: boolean }>('GET', `/api/lectures/${encodeURIComponent(id)}/progress`),
   saveProgress: (id: string, position_secs: number, keepalive = false) =>

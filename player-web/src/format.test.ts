@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RateMeter, cueAt, formatBytes, formatDuration, formatEta, formatPrice, levelLabel, parseStoryboard, playPrefix, renewDelayMs, resumePosition, withPlayToken } from './format';
+import { RateMeter, chapterAt, chapterLines, cueAt, parseChapterLines, formatBytes, formatDuration, formatEta, formatPrice, levelLabel, parseStoryboard, playPrefix, renewDelayMs, resumePosition, withPlayToken } from './format';
 
 describe('formatting', () => {
   it('formats durations', () => {
@@ -80,5 +80,28 @@ describe('playback token renewal', () => {
     expect(renewDelayMs(now / 1000 + 3600, now)).toBe(3_540_000);
     expect(renewDelayMs(now / 1000 + 10, now)).toBe(5_000);
     expect(renewDelayMs(now / 1000 - 5, now)).toBe(0);
+  });
+});
+
+describe('chapters', () => {
+  it('reads chapter lines as a video description writes them', () => {
+    const { chapters, error } = parseChapterLines('0:00 Intro\n\n1:05 - Fourier series\n1:02:03.5 Laplace\n');
+    expect(error).toBeUndefined();
+    expect(chapters).toEqual([
+      { start_secs: 0, title: 'Intro' },
+      { start_secs: 65, title: 'Fourier series' },
+      { start_secs: 3723.5, title: 'Laplace' },
+    ]);
+    expect(chapterLines(chapters.slice(0, 2))).toBe('0:00 Intro\n1:05 Fourier series');
+  });
+  it('names the line that has no time', () => {
+    expect(parseChapterLines('0:00 Intro\nFourier').error).toMatch(/^line 2:/);
+    expect(parseChapterLines('0:75 Bad seconds').error).toMatch(/^line 1:/);
+  });
+  it('finds the chapter playing', () => {
+    const list = [{ start_secs: 0, title: 'a' }, { start_secs: 60, title: 'b' }];
+    expect(chapterAt(list, 59.9)?.title).toBe('a');
+    expect(chapterAt(list, 60)?.title).toBe('b');
+    expect(chapterAt([], 5)).toBeNull();
   });
 });

@@ -142,3 +142,39 @@ export function renewDelayMs(expiresAt: number, nowMs: number): number {
   const left = expiresAt * 1000 - nowMs;
   return Math.max(0, left - Math.min(60_000, left / 2));
 }
+
+export interface ChapterLine {
+  start_secs: number;
+  title: string;
+}
+
+/** Chapters written one per line, as in a video description: "0:00 Intro",
+ * "1:02:03 Laplace". Blank lines are skipped; a line without a time is an error
+ * naming it. */
+export function parseChapterLines(text: string): { chapters: ChapterLine[]; error?: string } {
+  const chapters: ChapterLine[] = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (!line) continue;
+    const m = /^(?:(\d+):)?(\d{1,2}):(\d{2})(?:\.(\d{1,3}))?\s+(.+)$/.exec(line);
+    if (!m || Number(m[3]) >= 60 || (m[1] !== undefined && Number(m[2]) >= 60)) {
+      return { chapters, error: `line ${i + 1}: write a time then a title, e.g. "1:05 Fourier series"` };
+    }
+    const secs = Number(m[1] ?? 0) * 3600 + Number(m[2]) * 60 + Number(m[3]) + Number(`0.${m[4] ?? 0}`);
+    chapters.push({ start_secs: secs, title: m[5].replace(/^[-–:]\s*/, '') });
+  }
+  return { chapters };
+}
+
+/** The chapters back as lines for the editor. */
+export function chapterLines(chapters: ChapterLine[]): string {
+  return chapters.map((c) => `${formatDuration(c.start_secs)} ${c.title}`).join('\n');
+}
+
+/** The chapter playing at `t`: the last one started. */
+export function chapterAt<T extends ChapterLine>(chapters: T[], t: number): T | null {
+  let found: T | null = null;
+  for (const c of chapters) if (c.start_secs <= t) found = c;
+  return found;
+}

@@ -5,6 +5,7 @@ import { Api, ApiError, liveEvents, session, setSession, type CourseDetail, type
 import { errorText, h, statusBadge, toast } from './dom';
 import { formatBytes, formatDuration, formatEta, formatPrice, resumePosition } from './format';
 import { captionsEditor } from './captions';
+import { chapterList, chaptersEditor } from './chapters';
 import { createPlayer, type Player } from './player';
 import { LectureUpload, type UploadState } from './upload';
 
@@ -228,7 +229,8 @@ async function coursePage(id: string) {
 
 // --- watch page ----------------------------------------------------------------------
 
-async function watchPage(lectureId: string) {
+/** `at`: where to start (a chapter link's `?t=`); else where the viewer left off. */
+async function watchPage(lectureId: string, at: number | null = null) {
   if (!requireSession()) return;
   let lecture: Lecture;
   let course: CourseDetail;
@@ -260,8 +262,9 @@ async function watchPage(lectureId: string) {
   }
   let grant;
   let saved;
+  let chapters;
   try {
-    [grant, saved] = await Promise.all([Api.playback(lecture.id), Api.progress(lecture.id)]);
+    [grant, saved, chapters] = await Promise.all([Api.playback(lecture.id), Api.progress(lecture.id), Api.chapters(lecture.id)]);
   } catch (e) {
     page(lecture.title, header, h('p', { class: 'error' }, errorText(e)));
     return;
@@ -274,7 +277,7 @@ async function watchPage(lectureId: string) {
     Api.saveProgress(lecture.id, position, keepalive).catch(() => {});
   };
   const player: Player = createPlayer(grant, {
-    startAt: resumePosition(saved, lecture.duration_secs),
+    startAt: at ?? resumePosition(saved, lecture.duration_secs),
     renew: () => Api.playback(lecture.id),
     onTime: (t) => (position = t),
     onPause: () => save(),
@@ -293,11 +296,13 @@ async function watchPage(lectureId: string) {
     player.destroy();
   });
   (window as unknown as { lecternPlayer: Player }).lecternPlayer = player;
+  player.setChapters(chapters, lecture.duration_secs ?? 0);
   page(lecture.title, header, player.element,
     h('div', { class: 'watch-foot' },
       h('span', { class: 'meta' }, formatDuration(lecture.duration_secs)),
       next ? h('a', { class: 'button', href: `#/watch/${next.id}` }, `Next: ${next.title} →`) : null,
-    ));
+    ),
+    chapterList(lecture.id, chapters, (t) => player.seek(t)));
   player.element.focus();
 }
 
@@ -442,6 +447,7 @@ async function studioCoursePage(id: string) {
         : null,
       l.playable ? previewBlock(l) : null,
       captionsEditor(l),
+      chaptersEditor(l),
     );
     rows.set(l.id, row);
     return row;
@@ -552,7 +558,10 @@ async function route() {
     if (parts[0] === 'signup') return authPage('signup');
     if (parts[0] === 'me') return await myCoursesPage();
     if (parts[0] === 'courses' && parts[1]) return await coursePage(parts[1]);
-    if (parts[0] === 'watch' && parts[1]) return await watchPage(parts[1]);
+    if (parts[0] === 'watch' && parts[1]) {
+      const t = Number(params.get('t'));
+      return await watchPage(parts[1], params.has('t') && Number.isFinite(t) && t >= 0 ? t : null);
+    }
     if (parts[0] === 'studio' && parts[1] === 'courses' && parts[2]) return await studioCoursePage(parts[2]);
     if (parts[0] === 'studio') return await studioPage();
     return await catalogPage(params);

@@ -3,8 +3,8 @@
 // speed, storyboard thumbnails over the seek bar, keyboard shortcuts, and resume.
 import Hls from 'hls.js';
 import { h } from './dom';
-import { cueAt, formatDuration, levelLabel, parseStoryboard, playPrefix, renewDelayMs, withPlayToken, type StoryboardCue } from './format';
-import type { PlaybackGrant } from './api';
+import { chapterAt, cueAt, formatDuration, levelLabel, parseStoryboard, playPrefix, renewDelayMs, withPlayToken, type StoryboardCue } from './format';
+import type { Chapter, PlaybackGrant } from './api';
 
 export interface PlayerOptions {
   startAt: number;
@@ -20,6 +20,9 @@ export interface Player {
   element: HTMLElement;
   video: HTMLVideoElement;
   hls: Hls | null;
+  /** Marks the chapters on the seek bar and names them over it. */
+  setChapters(chapters: Chapter[], duration: number): void;
+  seek(t: number): void;
   destroy(): void;
 }
 
@@ -36,8 +39,9 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
   const quality = h('select', { class: 'quality', 'aria-label': 'Quality' }, h('option', { value: -1 }, 'Auto'));
   const captions = h('select', { class: 'captions', 'aria-label': 'Captions', hidden: true }, h('option', { value: 'off' }, 'Captions off'));
   const fullBtn = h('button', { class: 'ctl', type: 'button', 'aria-label': 'Full screen' }, 'Full screen');
-  const thumb = h('div', { class: 'thumb', 'aria-hidden': 'true' }, h('div', { class: 'thumb-img' }), h('span', { class: 'thumb-time' }));
-  const controls = h('div', { class: 'controls' }, playBtn, h('div', { class: 'seekwrap' }, seek, thumb), time, muteBtn, volume, speed, quality, captions, fullBtn);
+  const thumb = h('div', { class: 'thumb', 'aria-hidden': 'true' }, h('div', { class: 'thumb-img' }), h('span', { class: 'thumb-chapter' }), h('span', { class: 'thumb-time' }));
+  const marks = h('div', { class: 'chapter-marks', 'aria-hidden': 'true' });
+  const controls = h('div', { class: 'controls' }, playBtn, h('div', { class: 'seekwrap' }, seek, marks, thumb), time, muteBtn, volume, speed, quality, captions, fullBtn);
   const element = h('div', { class: 'player', tabindex: 0, role: 'region', 'aria-label': 'Video player (space: play/pause, arrows: seek and volume, c: captions, f: full screen, m: mute)' }, video, controls);
 
   // Every request hls.js makes under /play/ carries the newest token: playlists and
@@ -244,16 +248,33 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       img.hidden = true;
     }
     (thumb.lastElementChild as HTMLElement).textContent = formatDuration(t);
+    (thumb.children[1] as HTMLElement).textContent = chapterAt(chapters, t)?.title ?? '';
     thumb.style.left = `${frac * 100}%`;
     thumb.classList.add('show');
   });
   seek.addEventListener('mouseleave', () => thumb.classList.remove('show'));
+
+  let chapters: Chapter[] = [];
+  const setChapters = (list: Chapter[], duration: number) => {
+    chapters = list;
+    marks.replaceChildren(...(duration > 0 ? list.filter((c) => c.start_secs > 0) : []).map((c) => {
+      const mark = h('span', { class: 'chapter-mark', title: c.title });
+      // Through the CSSOM: the page's policy refuses style attributes.
+      mark.style.left = `${(100 * c.start_secs) / duration}%`;
+      return mark;
+    }));
+  };
 
   return {
     element,
     video,
     get hls() {
       return hls;
+    },
+    setChapters,
+    seek(t: number) {
+      video.currentTime = t;
+      element.focus();
     },
     destroy() {
       destroyed = true;

@@ -86,6 +86,17 @@ await addCaptions('pt-BR', 'Português', portuguese);
 await editor.locator('li[data-language=pt-BR]').waitFor();
 await shot(owner, 'studio-captions');
 
+// Chapters, written as in a video description; a line without a time is named.
+const chaptersBox = row.locator('details.chapters-editor');
+await chaptersBox.locator('summary').click();
+const chapterText = chaptersBox.getByLabel(/Chapters, one per line/);
+await chapterText.fill('0:00 Opening the settings\nTwo displays');
+await chaptersBox.getByRole('button', { name: 'Save chapters' }).click();
+await chaptersBox.getByRole('alert').filter({ hasText: 'line 2' }).waitFor();
+await chapterText.fill('0:00 Opening the settings\n0:12 Two displays\n0:25 Applying');
+await chaptersBox.getByRole('button', { name: 'Save chapters' }).click();
+await chaptersBox.locator('summary', { hasText: 'Chapters (3)' }).waitFor();
+
 // Several files at once: one lecture each, uploaded side by side.
 await owner.getByLabel(/several files at once/).setInputFiles([videoFile, secondFile]);
 const names = [videoFile, secondFile].map((f) => path.basename(f).replace(/\.[^.]+$/, '').replace(/[_-]+/g, ' '));
@@ -157,6 +168,15 @@ await student.keyboard.press('m');
 assert.equal(await student.evaluate(() => document.querySelector('video').muted), true);
 const watchUrl = student.url();
 
+// Chapters: listed under the player and marked on the seek bar; a chapter link seeks.
+const chapterNav = student.getByRole('navigation', { name: 'Chapters' });
+await chapterNav.waitFor();
+assert.deepEqual(await chapterNav.locator('li').allTextContents(), ['0:00 Opening the settings', '0:12 Two displays', '0:25 Applying']);
+assert.equal(await student.locator('.chapter-mark').count(), 2);
+await chapterNav.getByRole('link', { name: /Two displays/ }).click();
+await student.waitForFunction(() => Math.abs(document.querySelector('video').currentTime - 12) < 0.5, null, { timeout: 10_000 });
+assert.ok(student.url().endsWith('?t=12'), student.url());
+
 // Captions: both languages in the menu, off until chosen; English cues on the video's
 // clock; `c` turns them off and on; the choice outlives a reload.
 const captionsMenu = student.getByLabel('Captions', { exact: true });
@@ -181,9 +201,11 @@ assert.equal(await captionsMenu.inputValue(), 'off');
 assert.equal(await showing(), null);
 await student.keyboard.press('c');
 assert.equal(await captionsMenu.inputValue(), 'en');
-await student.reload();
+// A chapter's link opened anew starts there.
+await student.goto(watchUrl.split('?')[0] + '?t=25');
 await student.getByLabel('Captions', { exact: true }).waitFor();
 await student.waitForFunction(() => document.querySelector('select.captions').value === 'en', null, { timeout: 30_000 });
+await student.waitForFunction(() => document.querySelector('video').readyState >= 1 && Math.abs(document.querySelector('video').currentTime - 25) < 0.5, null, { timeout: 30_000 });
 
 // --- a lecture with sound: hls.js plays its separate AAC rendition --------------------
 // (the lecture above is a silent screencast). It may still be transcoding: its title
