@@ -90,6 +90,7 @@ impl From<i64> for Flag {
 
 /// How a file is stored: its label and whether it becomes the default.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CaptionOptions {
     /// What the captions menu shows; default: the language tag.
     pub label: Option<String>,
@@ -204,8 +205,46 @@ pub async fn put(
         options.default.unwrap_or(false).then_some(&language),
     )
     .await?;
+    index_transcript(&mut tx, lecture, &language, &cues).await?;
     tx.commit().await?;
     Ok((one(db, lecture, &language).await?, replaced == 0))
+}
+
+/// Cue rows inserted per statement when a transcript is indexed.
+const INDEX_BATCH: usize = 200;
+
+/// Puts one language's cues in the search index (`transcript_cues`) in place of the
+/// ones there, as plain text with their start times.
+async fn index_transcript(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    lecture: &LectureId,
+    language: &CaptionLanguage,
+    cues: &[Cue],
+) -> Result<(), CatalogError> {
+    sqlx::query("DELETE FROM transcript_cues WHERE lecture_id = $1 AND language = $2")
+        .bind(lecture)
+        .bind(language.as_str())
+        .execute(&mut **tx)
+        .await?;
+    for batch in cues.chunks(INDEX_BATCH) {
+        let rows: Vec<String> = (0..batch.len())
+            .map(|i| format!("($1, $2, ${}, ${})", 3 + 2 * i, 4 + 2 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO transcript_cues (lecture_id, language, start_ms, text) VALUES {}",
+            rows.join(", ")
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lecture)
+            .bind(language.as_str());
+        for cue in batch {
+            insert = insert
+                .bind(cue.start_ms as i64)
+                .bind(vtt::plain_text(&cue.text));
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// The cues of an uploaded file, or what is wrong with it and where.
@@ -312,6 +351,7 @@ pub async fn delete(
     if gone == 0 {
         return Err(CatalogError::NotFound("captions"));
     }
+    index_transcript(&mut tx, lecture, &language, &[]).await?;
     set_default(&mut tx, lecture, None).await?;
     tx.commit().await?;
     Ok(())

@@ -2,7 +2,7 @@
 //! as a WebVTT chapters file (each cue's start and text), replaced whole. Anyone who
 //! may see the lecture reads them (the `chapters` table).
 
-use lectern_packager::captions::parse_captions;
+use lectern_packager::captions::{parse_captions, plain_text};
 use lectern_seams::db::Db;
 use lectern_seams::ids::LectureId;
 use lectern_web::auth::AuthUser;
@@ -62,25 +62,9 @@ pub fn from_webvtt(file: &[u8]) -> Result<Vec<Chapter>, CatalogError> {
         .into_iter()
         .map(|cue| Chapter {
             start_secs: cue.start_ms as f64 / 1000.0,
-            title: strip_markup(&cue.text),
+            title: plain_text(&cue.text),
         })
         .collect())
-}
-
-fn strip_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_tag = false;
-    for c in text.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(if c == '\n' { ' ' } else { c }),
-            _ => {}
-        }
-    }
-    out.replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
 }
 
 /// Checks chapters against themselves and the lecture's length: start times in order,

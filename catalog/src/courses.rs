@@ -390,10 +390,9 @@ pub struct Page<T> {
     pub total: i64,
 }
 
-/// A PostgreSQL tsquery matching every word of `q` as a prefix (`thermo` finds
-/// "Thermodynamics"); words are reduced to letters and digits, so the query cannot be
-/// malformed.
-fn prefix_tsquery(q: &str) -> String {
+/// The words of a search: letters and digits only, lowercased, so no query built from
+/// them can be malformed.
+pub(crate) fn search_words(q: &str) -> Vec<String> {
     q.split_whitespace()
         .map(|w| {
             w.chars()
@@ -402,12 +401,21 @@ fn prefix_tsquery(q: &str) -> String {
                 .to_lowercase()
         })
         .filter(|w| !w.is_empty())
+        .take(8)
+        .collect()
+}
+
+/// A PostgreSQL tsquery matching every word of `q` as a prefix (`thermo` finds
+/// "Thermodynamics").
+pub(crate) fn prefix_tsquery(q: &str) -> String {
+    search_words(q)
+        .iter()
         .map(|w| format!("{w}:*"))
         .collect::<Vec<_>>()
         .join(" & ")
 }
 
-fn like_pattern(q: &str) -> String {
+pub(crate) fn like_pattern(q: &str) -> String {
     let escaped = q
         .replace('\\', "\\\\")
         .replace('%', "\\%")

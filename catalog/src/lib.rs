@@ -16,6 +16,7 @@ pub mod events;
 pub mod parts;
 pub mod playback;
 mod routes;
+pub mod search;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Catalog's HTTP surface: thin handlers that unpack requests and call the domain
 //! modules.
 
-use axum::extract::{Path, Query, Request, State, WebSocketUpgrade};
+use axum::extract::{Path, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use lectern_seams::ids::{AssetId, CourseId, LectureId};
 use lectern_seams::lecture::LectureStatus;
 use lectern_web::auth::AuthUser;
-use lectern_web::http::{ApiJson, object_body};
+use lectern_web::http::{ApiJson, ApiQuery, object_body};
 use lectern_web::limits::{Action, ClientIp};
 use serde::Serialize;
 
@@ -31,7 +31,7 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
-        list_chapters, put_chapters
+        list_chapters, put_chapters, search
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -53,6 +53,7 @@ pub fn router(state: CatalogState) -> Router {
         .route("/api/me", get(me))
         .route("/api/me/courses", get(my_courses))
         .route("/api/courses", get(list_courses).post(create_course))
+        .route("/api/search", get(search))
         .route(
             "/api/courses/{id}",
             get(course_detail)
@@ -210,9 +211,8 @@ async fn my_courses(
 async fn list_courses(
     State(s): State<CatalogState>,
     user: AuthUser,
-    query: Result<Query<CourseQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<CourseQuery>,
 ) -> Result<Json<courses::Page<Course>>, CatalogError> {
-    let Query(query) = query.map_err(|e| CatalogError::Invalid(e.body_text()))?;
     Ok(Json(courses::list_courses(&s.db, &user, query).await?))
 }
 
@@ -766,7 +766,7 @@ async fn put_captions(
     State(s): State<CatalogState>,
     user: AuthUser,
     Path((id, language)): Path<(LectureId, String)>,
-    Query(options): Query<CaptionOptions>,
+    ApiQuery(options): ApiQuery<CaptionOptions>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<CaptionTrack>), CatalogError> {
     let body = body?;
@@ -849,4 +849,17 @@ async fn put_chapters(
         object_body::<ChapterList>(value)?.chapters
     };
     Ok(Json(chapters::put(&s.db, &user, &id, list).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/search", tag = "courses", security(("bearer" = [])), params(crate::search::SearchQuery),
+    description = "Courses, lecture titles and what is said in lectures (their captions), ranked together. A hit in a lecture's words has `start_secs`: open the lecture there.",
+    responses((status = 200, description = "One page of hits", body = courses::Page<crate::search::Hit>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn search(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<crate::search::SearchQuery>,
+) -> Result<Json<courses::Page<crate::search::Hit>>, CatalogError> {
+    Ok(Json(crate::search::search(&s.db, &user, query).await?))
 }

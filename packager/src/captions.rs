@@ -334,6 +334,24 @@ fn srt_markup(rest: &str) -> (&'static str, usize) {
     }
 }
 
+/// A cue's words as a reader sees them: markup left out, entities read, lines joined.
+pub fn plain_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => out.push(if c == '\n' { ' ' } else { c }),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&")
+}
+
 /// `hh:mm:ss.ttt`.
 pub fn timestamp(ms: u64) -> String {
     let (s, ms) = (ms / 1000, ms % 1000);
@@ -490,6 +508,8 @@ mod tests {
         assert_eq!(cues[1].text, "a &lt; b");
         assert_eq!(cues[1].settings, "");
         assert!(to_webvtt(&cues).contains("00:00:01.000 --> 00:00:02.500\nFish"));
+        assert_eq!(plain_text(&cues[0].text), "Fish & chips");
+        assert_eq!(plain_text("<v Ada>a &lt;b&gt;</v>\nc"), "a <b> c");
     }
 
     #[test]

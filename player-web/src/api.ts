@@ -18,6 +18,10 @@ export interface Lecture {
 }
 export interface CaptionTrack { language: string; label: string; default: boolean; cue_count: number; updated_at: number }
 export interface Chapter { start_secs: number; title: string }
+export interface SearchHit {
+  kind: 'course' | 'lecture' | 'transcript'; course_id: string; course_title: string;
+  lecture_id: string | null; lecture_title: string | null; start_secs: number | null; text: string;
+}
 export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
 export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; progress: WatchProgress[] }
 export interface Page<T> { items: T[]; page: number; per_page: number; total: number }
@@ -100,6 +104,8 @@ export const Api = {
   patchCaptions: (id: string, language: string, patch: { label?: string; default?: boolean }) =>
     api<CaptionTrack>('PATCH', `/api/lectures/${encodeURIComponent(id)}/captions/${encodeURIComponent(language)}`, patch),
   deleteCaptions: (id: string, language: string) => api<null>('DELETE', `/api/lectures/${encodeURIComponent(id)}/captions/${encodeURIComponent(language)}`),
+  search: (q: string, course?: string) =>
+    api<Page<SearchHit>>('GET', `/api/search?${new URLSearchParams({ q, per_page: '20', ...(course ? { course } : {}) })}`),
   chapters: (id: string) => api<Chapter[]>('GET', `/api/lectures/${encodeURIComponent(id)}/chapters`),
   putChapters: (id: string, chapters: Chapter[] | Blob) =>
     api<Chapter[]>('PUT', `/api/lectures/${encodeURIComponent(id)}/chapters`, chapters instanceof Blob ? chapters : { chapters }),

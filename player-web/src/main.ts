@@ -6,6 +6,7 @@ import { errorText, h, statusBadge, toast } from './dom';
 import { formatBytes, formatDuration, formatEta, formatPrice, resumePosition } from './format';
 import { captionsEditor } from './captions';
 import { chapterList, chaptersEditor } from './chapters';
+import { lectureHits } from './search';
 import { createPlayer, type Player } from './player';
 import { LectureUpload, type UploadState } from './upload';
 
@@ -128,7 +129,7 @@ async function catalogPage(params: URLSearchParams) {
   });
   const grid = h('div', { class: 'grid', 'aria-live': 'polite' }, h('p', {}, 'Loading…'));
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
-  page('Catalog', h('h1', {}, 'Courses'), form, grid, pager);
+  page('Catalog', h('h1', {}, 'Courses'), form, grid, pager, q ? lectureHits(q) : null);
   try {
     const res = await Api.courses({ q, category, page: pageNo });
     grid.replaceChildren(...(res.items.length ? res.items.map((c) => courseCard(c, `#/courses/${c.id}`)) : [h('p', {}, q ? `No course matches “${q}”.` : 'No courses yet.')]));
@@ -203,6 +204,14 @@ async function coursePage(id: string) {
         ? h('a', { class: 'button primary', href: `#/watch/${firstReady.id}` }, 'Start the course')
         : null
     : enrollButton(course, () => coursePage(id));
+  const courseSearch = h('input', { type: 'search', placeholder: 'Search this course’s lectures', 'aria-label': 'Search this course' });
+  const found = h('div', {});
+  const searchForm = h('form', { class: 'search', role: 'search' }, courseSearch, h('button', { type: 'submit' }, 'Search'));
+  searchForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = courseSearch.value.trim();
+    found.replaceChildren(...(q ? [lectureHits(q, course.id)] : []));
+  });
   page(
     course.title,
     h('article', { class: 'course' },
@@ -212,6 +221,8 @@ async function coursePage(id: string) {
       cta,
       course.can_edit ? h('a', { class: 'button', href: `#/studio/courses/${course.id}` }, 'Edit in studio') : null,
       h('h2', {}, 'Lectures'),
+      searchForm,
+      found,
       h('ol', { class: 'lectures' },
         ...course.lectures.map((l) => {
           const p = progressOf.get(l.id);

@@ -201,11 +201,20 @@ assert.equal(await captionsMenu.inputValue(), 'off');
 assert.equal(await showing(), null);
 await student.keyboard.press('c');
 assert.equal(await captionsMenu.inputValue(), 'en');
+// Words said in a lecture are found from the catalog; the hit opens the player there.
+await student.goto(`${base}/#/?q=${encodeURIComponent('sum of sines')}`);
+const said = student.getByRole('region', { name: 'Found in lectures' }).getByRole('link', { name: /What a spectrum is at 0:06/ });
+await said.waitFor({ timeout: 30_000 });
+await shot(student, 'search-transcript');
+await said.click();
+await student.waitForURL(/#\/watch\/.*\?t=6$/);
+await student.waitForFunction(() => { const v = document.querySelector('video'); return v && v.readyState >= 1 && Math.abs(v.currentTime - 6) < 0.5; }, null, { timeout: 30_000 });
+
 // A chapter's link opened anew starts there.
 await student.goto(watchUrl.split('?')[0] + '?t=25');
 await student.getByLabel('Captions', { exact: true }).waitFor();
 await student.waitForFunction(() => document.querySelector('select.captions').value === 'en', null, { timeout: 30_000 });
-await student.waitForFunction(() => document.querySelector('video').readyState >= 1 && Math.abs(document.querySelector('video').currentTime - 25) < 0.5, null, { timeout: 30_000 });
+await student.waitForFunction(() => { const v = document.querySelector('video'); return v && v.readyState >= 1 && Math.abs(v.currentTime - 25) < 0.5; }, null, { timeout: 30_000 });
 
 // --- a lecture with sound: hls.js plays its separate AAC rendition --------------------
 // (the lecture above is a silent screencast). It may still be transcoding: its title

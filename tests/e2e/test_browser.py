@@ -53,7 +53,7 @@ def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_p
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["ok"] and len(result["levels"]) >= 2
-    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-cold", "not-enrolled-phone"]:
+    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-cold", "search-transcript", "not-enrolled-phone"]:
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 

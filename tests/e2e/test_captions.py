@@ -156,3 +156,37 @@ def test_only_the_owner_captions_and_inputs_are_bounded(ready_lecture):
     assert r.status_code == 400
     nobody = Api(server.url).get(f"/api/lectures/{lecture['id']}/captions")
     assert nobody.status_code == 401
+
+
+def test_words_said_in_a_lecture_are_found_at_their_time(shared_server, synth):
+    owner = Api.signup(shared_server.url, "owner")
+    word = "zq" + __import__("os").urandom(4).hex()
+    course = owner.course(title=f"Acoustics {word}", published=True)
+    lecture = owner.lecture(course["id"], "Resonance")
+    owner.upload(lecture["id"], synth.long_720p(14))
+    assert owner.wait_lecture(lecture["id"])[0]["status"] == "ready"
+    spoken = f"WEBVTT\n\n00:00:02.000 --> 00:00:04.000\nstanding waves\n\n00:00:08.500 --> 00:00:11.000\nthe {word}phone resonates\n"
+    assert put(owner, lecture["id"], "en", spoken).status_code == 201
+    student = Api.signup(shared_server.url, "student")
+
+    hits = student.ok(student.get("/api/search", params={"q": f"{word}phone resonates"}))
+    assert hits["total"] == 1, hits
+    hit = hits["items"][0]
+    assert (hit["kind"], hit["lecture_id"], hit["start_secs"]) == ("transcript", lecture["id"], 8.5), hit
+    assert hit["text"] == f"the {word}phone resonates" and hit["course_title"] == course["title"]
+    # A prefix finds it; the course's own title ranks with it, ahead of it.
+    both = student.ok(student.get("/api/search", params={"q": word}))["items"]
+    assert [h["kind"] for h in both] == ["course", "transcript"], both
+    # Only within the course asked for, only where the viewer may look, only what is said.
+    other = owner.course(title="Elsewhere", published=True)
+    assert student.ok(student.get("/api/search", params={"q": word, "course": other["id"]}))["total"] == 0
+    assert student.ok(student.get("/api/search", params={"q": word, "course": course["id"]}))["total"] == 2
+    assert student.get("/api/search", params={"q": word, "course": "nope"}).status_code == 404
+    assert student.ok(student.get("/api/search", params={"q": "standing waves resonates"}))["total"] == 0
+    assert student.ok(student.get("/api/search", params={"q": "\")(*:"}))["total"] == 0
+    owner.patch(f"/api/courses/{course['id']}", json={"published": False})
+    assert student.ok(student.get("/api/search", params={"q": word}))["total"] == 0
+    assert owner.ok(owner.get("/api/search", params={"q": word}))["total"] == 2
+    # Deleting the captions takes their words out of search.
+    assert owner.delete(f"/api/lectures/{lecture['id']}/captions/en").status_code == 204
+    assert [h["kind"] for h in owner.ok(owner.get("/api/search", params={"q": word}))["items"]] == ["course"]

@@ -306,3 +306,24 @@ pub fn object_body<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, B
     }
     serde_json::from_value(value).map_err(|e| BadBody::invalid(format!("invalid JSON body: {e}")))
 }
+
+/// A query string whose rejections use the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = BadBody;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| ApiQuery(q))
+            .map_err(|e| BadBody::invalid(e.body_text()))
+    }
+}
