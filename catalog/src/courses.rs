@@ -782,23 +782,57 @@ pub async fn delete_lecture(
 
 #[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 pub struct EnrollRequest {
-    /// Required (true) for a priced course: records the purchase.
-    #[serde(default)]
-    pub purchase: bool,
+    /// An enrollment code from the course's owner: the way into a priced course until
+    /// payments are set up (a free course needs none).
+    pub code: Option<String>,
+}
+
+/// How a student came to be enrolled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollmentKind {
+    /// A free course.
+    Subscription,
+    /// A priced course, by an owner's enrollment code.
+    Code,
+    /// A priced course, paid (recorded before payments were checked, or by a payment
+    /// provider once one is set up).
+    Purchase,
+}
+
+impl EnrollmentKind {
+    pub const ALL: [EnrollmentKind; 3] = [
+        EnrollmentKind::Subscription,
+        EnrollmentKind::Code,
+        EnrollmentKind::Purchase,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentKind::Subscription => "subscription",
+            EnrollmentKind::Code => "code",
+            EnrollmentKind::Purchase => "purchase",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Enrollment {
     pub course_id: CourseId,
     pub user_id: UserId,
-    /// subscription (free course) | purchase (recorded entitlement)
-    pub kind: String,
+    pub kind: EnrollmentKind,
+    /// What the student paid.
     pub price_cents: i64,
     pub created_at: i64,
 }
 
-/// Subscribes to a free course, or records the purchase of a priced one (no payment
-/// provider: the entitlement is what is recorded). Enrolling twice is harmless.
+/// Subscribes to a free course, or enrolls in a priced one with an owner's enrollment
+/// code. No payment provider is set up, so nothing else enrolls anyone in a priced
+/// course. Enrolling twice is harmless (and takes no second use of a code).
 pub async fn enroll(
     db: &Db,
     user: &AuthUser,
@@ -812,31 +846,43 @@ pub async fn enroll(
     if let Some(existing) = enrollment(db, &user.id, course_id).await? {
         return Ok((existing, false));
     }
-    let kind = if course.price_cents == 0 {
-        "subscription"
-    } else if req.purchase {
-        "purchase"
-    } else {
-        return Err(CatalogError::PaymentRequired(format!(
-            "this course costs {} cents; enroll with {{\"purchase\": true}} to buy it",
-            course.price_cents
-        )));
+    let mut tx = db.begin().await?;
+    let kind = match (
+        course.price_cents,
+        req.code.as_deref().filter(|c| !c.trim().is_empty()),
+    ) {
+        (0, _) => EnrollmentKind::Subscription,
+        (_, Some(code)) => {
+            crate::codes::redeem(&mut tx, course_id, code).await?;
+            EnrollmentKind::Code
+        }
+        (price, None) => {
+            return Err(CatalogError::PaymentRequired(format!(
+                "this course costs ${}.{:02}; it cannot be bought here yet (no payment provider is set up): enroll with an enrollment code from its owner",
+                price / 100,
+                price % 100
+            )));
+        }
     };
-    sqlx::query(
-        "INSERT INTO enrollments (user_id, course_id, kind, price_cents, created_at) VALUES ($1, $2, $3, $4, $5)
+    let inserted = sqlx::query(
+        "INSERT INTO enrollments (user_id, course_id, kind, price_cents, created_at) VALUES ($1, $2, $3, 0, $4)
          ON CONFLICT (user_id, course_id) DO NOTHING",
     )
     .bind(&user.id)
     .bind(course_id)
-    .bind(kind)
-    .bind(course.price_cents)
+    .bind(kind.as_str())
     .bind(now_unix())
-    .execute(db)
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    // Enrolled meanwhile by another request: that one counts, and the code keeps its use.
+    if inserted == 1 {
+        tx.commit().await?;
+    }
     let e = enrollment(db, &user.id, course_id)
         .await?
         .ok_or_else(|| CatalogError::Internal("enrollment vanished".into()))?;
-    Ok((e, true))
+    Ok((e, inserted == 1))
 }
 
 pub async fn enrollment(
@@ -850,13 +896,17 @@ pub async fn enrollment(
             .bind(course_id)
             .fetch_optional(db)
             .await?;
-    Ok(row.map(|(kind, price_cents, created_at)| Enrollment {
-        course_id: course_id.clone(),
-        user_id: user_id.clone(),
-        kind,
-        price_cents,
-        created_at,
-    }))
+    row.map(|(kind, price_cents, created_at)| {
+        Ok(Enrollment {
+            course_id: course_id.clone(),
+            user_id: user_id.clone(),
+            kind: EnrollmentKind::parse(&kind)
+                .ok_or_else(|| CatalogError::Internal(format!("an enrollment of kind {kind:?}")))?,
+            price_cents,
+            created_at,
+        })
+    })
+    .transpose()
 }
 
 pub async fn my_courses(db: &Db, user: &AuthUser) -> Result<Vec<Course>, CatalogError> {

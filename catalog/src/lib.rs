@@ -1,7 +1,7 @@
 //! lectern-catalog: the API students and owners talk to.
 //!
 //! It owns accounts (argon2 passwords, JWT access tokens with roles), courses and
-//! lectures with their status, enrollment (subscriptions and recorded purchases),
+//! lectures with their status, enrollment (free subscriptions, owners' enrollment codes),
 //! search, playback tokens and the `/play/{token}/…` streaming endpoint, and live
 //! events: it consumes the workers' job events, applies them to lecture state and
 //! pushes them to WebSocket clients.
@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod captions;
 pub mod chapters;
+pub mod codes;
 pub mod courses;
 pub mod delivery;
 mod error;

@@ -31,7 +31,7 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
-        list_chapters, put_chapters, search
+        list_chapters, put_chapters, search, list_codes, create_code, delete_code
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -62,6 +62,11 @@ pub fn router(state: CatalogState) -> Router {
         )
         .route("/api/courses/{id}/lectures", post(create_lecture))
         .route("/api/courses/{id}/enroll", post(enroll))
+        .route("/api/courses/{id}/codes", get(list_codes).post(create_code))
+        .route(
+            "/api/courses/{id}/codes/{code}",
+            axum::routing::delete(delete_code),
+        )
         .route(
             "/api/lectures/{id}",
             get(lecture_detail)
@@ -328,8 +333,8 @@ async fn create_lecture(
 
 #[utoipa::path(
     post, path = "/api/courses/{id}/enroll", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
-    request_body(content = Option<courses::EnrollRequest>, description = "Optional; `{\"purchase\": true}` for a priced course"),
-    responses((status = 201, description = "Enrolled", body = courses::Enrollment), (status = 200, description = "Already enrolled", body = courses::Enrollment), (status = 402, description = "A priced course needs purchase: true", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+    request_body(content = Option<courses::EnrollRequest>, description = "Optional; `{\"code\": \"K7QF-2MZP-9XRT\"}` for a priced course"),
+    responses((status = 201, description = "Enrolled", body = courses::Enrollment), (status = 200, description = "Already enrolled", body = courses::Enrollment), (status = 402, description = "A priced course without an enrollment code: it cannot be bought here yet", body = lectern_web::http::ErrorBody), (status = 403, description = "The code is not this course's, used up or expired", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn enroll(
     State(s): State<CatalogState>,
@@ -862,4 +867,46 @@ async fn search(
     ApiQuery(query): ApiQuery<crate::search::SearchQuery>,
 ) -> Result<Json<courses::Page<crate::search::Hit>>, CatalogError> {
     Ok(Json(crate::search::search(&s.db, &user, query).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/courses/{id}/codes", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    responses((status = 200, description = "The course's enrollment codes, newest first", body = Vec<crate::codes::EnrollmentCode>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn list_codes(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<CourseId>,
+) -> Result<Json<Vec<crate::codes::EnrollmentCode>>, CatalogError> {
+    Ok(Json(crate::codes::list(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    post, path = "/api/courses/{id}/codes", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    description = "Makes an enrollment code: free access to the course for `max_uses` students (any number if omitted) until it expires.",
+    request_body = crate::codes::NewCode,
+    responses((status = 201, description = "The new code", body = crate::codes::EnrollmentCode), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn create_code(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<CourseId>,
+    ApiJson(new): ApiJson<crate::codes::NewCode>,
+) -> Result<(StatusCode, Json<crate::codes::EnrollmentCode>), CatalogError> {
+    let code = crate::codes::create(&s.db, &user, &id, new).await?;
+    Ok((StatusCode::CREATED, Json(code)))
+}
+
+#[utoipa::path(
+    delete, path = "/api/courses/{id}/codes/{code}", tag = "courses", security(("bearer" = [])),
+    params(("id" = String, Path, description = "course id"), ("code" = String, Path, description = "the code")),
+    responses((status = 204, description = "Deleted: no one else enrolls with it"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn delete_code(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path((id, code)): Path<(CourseId, String)>,
+) -> Result<StatusCode, CatalogError> {
+    crate::codes::delete(&s.db, &user, &id, &code).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -22,6 +22,7 @@ export interface SearchHit {
   kind: 'course' | 'lecture' | 'transcript'; course_id: string; course_title: string;
   lecture_id: string | null; lecture_title: string | null; start_secs: number | null; text: string;
 }
+export interface EnrollmentCode { code: string; max_uses: number | null; uses: number; expires_at: number | null; created_at: number }
 export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
 export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; progress: WatchProgress[] }
 export interface Page<T> { items: T[]; page: number; per_page: number; total: number }
@@ -92,7 +93,10 @@ export const Api = {
   updateCourse: (id: string, c: Partial<Course>) => api<Course>('PATCH', `/api/courses/${encodeURIComponent(id)}`, c),
   deleteCourse: (id: string) => api<null>('DELETE', `/api/courses/${encodeURIComponent(id)}`),
   myCourses: () => api<{ items: Course[] }>('GET', '/api/me/courses'),
-  enroll: (id: string, purchase: boolean) => api<unknown>('POST', `/api/courses/${encodeURIComponent(id)}/enroll`, { purchase }),
+  enroll: (id: string, code?: string) => api<unknown>('POST', `/api/courses/${encodeURIComponent(id)}/enroll`, code ? { code } : {}),
+  codes: (id: string) => api<EnrollmentCode[]>('GET', `/api/courses/${encodeURIComponent(id)}/codes`),
+  createCode: (id: string, c: { max_uses?: number; expires_in_days?: number }) => api<EnrollmentCode>('POST', `/api/courses/${encodeURIComponent(id)}/codes`, c),
+  deleteCode: (id: string, code: string) => api<null>('DELETE', `/api/courses/${encodeURIComponent(id)}/codes/${encodeURIComponent(code)}`),
   lecture: (id: string) => api<Lecture>('GET', `/api/lectures/${encodeURIComponent(id)}`),
   createLecture: (courseId: string, title: string) => api<Lecture>('POST', `/api/courses/${encodeURIComponent(courseId)}/lectures`, { title }),
   updateLecture: (id: string, l: { title?: string; position?: number }) => api<Lecture>('PATCH', `/api/lectures/${encodeURIComponent(id)}`, l),

@@ -6,6 +6,7 @@ import { errorText, h, statusBadge, toast } from './dom';
 import { formatBytes, formatDuration, formatEta, formatPrice, resumePosition } from './format';
 import { captionsEditor } from './captions';
 import { chapterList, chaptersEditor } from './chapters';
+import { codesPanel, enrollBox } from './codes';
 import { lectureHits } from './search';
 import { createPlayer, type Player } from './player';
 import { LectureUpload, type UploadState } from './upload';
@@ -161,23 +162,6 @@ async function myCoursesPage() {
 
 // --- course page -------------------------------------------------------------------
 
-function enrollButton(course: CourseDetail, after: () => void) {
-  const priced = course.price_cents > 0;
-  const btn = h('button', { type: 'button', class: 'primary' }, priced ? `Buy for ${formatPrice(course.price_cents)}` : 'Enroll for free');
-  btn.addEventListener('click', async () => {
-    btn.disabled = true;
-    try {
-      await Api.enroll(course.id, priced);
-      toast(priced ? 'Purchased. Enjoy the course!' : 'Enrolled.');
-      after();
-    } catch (e) {
-      toast(errorText(e));
-      btn.disabled = false;
-    }
-  });
-  return btn;
-}
-
 /** The course, or null after showing why it cannot be loaded. */
 async function loadCourse(id: string): Promise<CourseDetail | null> {
   try {
@@ -203,7 +187,7 @@ async function coursePage(id: string) {
       : firstReady
         ? h('a', { class: 'button primary', href: `#/watch/${firstReady.id}` }, 'Start the course')
         : null
-    : enrollButton(course, () => coursePage(id));
+    : enrollBox(course, () => coursePage(id));
   const courseSearch = h('input', { type: 'search', placeholder: 'Search this course’s lectures', 'aria-label': 'Search this course' });
   const found = h('div', {});
   const searchForm = h('form', { class: 'search', role: 'search' }, courseSearch, h('button', { type: 'submit' }, 'Search'));
@@ -263,7 +247,7 @@ async function watchPage(lectureId: string, at: number | null = null) {
       h('div', { class: 'card notice', role: 'alert' },
         h('h2', {}, 'Enroll to watch'),
         h('p', {}, `This lecture is part of “${course.title}”. ${course.price_cents > 0 ? `Buy the course for ${formatPrice(course.price_cents)}` : 'Enroll for free'} to watch it.`),
-        enrollButton(course, () => watchPage(lectureId)),
+        enrollBox(course, () => watchPage(lectureId)),
       ));
     return;
   }
@@ -531,6 +515,7 @@ async function studioCoursePage(id: string) {
     h('a', { href: '#/studio' }, '← Studio'),
     h('h1', {}, course.title),
     form,
+    codesPanel(course.id),
     h('h2', {}, 'Lectures'),
     addForm,
     h('p', {}, h('label', { for: 'many' }, 'Or add lectures from several files at once: '), many),

@@ -257,6 +257,33 @@ await archived.getByRole('button', { name: 'Transcode What a spectrum is again' 
 await owner.locator('.lecture-row[data-status=processing], .lecture-row[data-status=playable]', { hasText: 'What a spectrum is' }).waitFor({ timeout: 30_000 });
 await archived.locator('.badge.ready').waitFor({ timeout: 180_000 });
 
+// --- a priced course: saying "buy" pays for nothing; an owner's code lets one in ----
+await owner.getByLabel(/^Price/).fill('19');
+await owner.getByRole('button', { name: 'Save', exact: true }).click();
+// The toast keeps its last words while hidden: wait for it to show them again.
+await owner.locator('#toast.show', { hasText: 'Saved.' }).waitFor();
+const codesPanel = owner.locator('details.codes-panel');
+await codesPanel.locator('summary').click();
+await codesPanel.getByLabel('Students per code').fill('1');
+await codesPanel.getByRole('button', { name: 'Make a code' }).click();
+const code = (await codesPanel.locator('li code').first().textContent()).trim();
+assert.match(code, /^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$/);
+// The outsider is still on this page: load it again to see the new price.
+await outsider.reload();
+await outsider.getByText('It cannot be bought here yet').waitFor();
+await outsider.getByLabel('Enrollment code').fill('WRONG-CODE-0000');
+await outsider.getByRole('button', { name: 'Enroll with code' }).click();
+await outsider.locator('#toast', { hasText: 'not valid' }).waitFor();
+assert.equal(await outsider.locator('video').count(), 0);
+await outsider.getByLabel('Enrollment code').fill(code.toLowerCase());
+await outsider.getByRole('button', { name: 'Enroll with code' }).click();
+await outsider.locator('video').waitFor({ timeout: 30_000 });
+await codesPanel.locator('li', { hasText: '1 of 1 used' }).waitFor({ timeout: 10_000 }).catch(async () => {
+  await owner.reload();
+  await owner.locator('details.codes-panel summary').click();
+  await owner.locator('details.codes-panel li', { hasText: '1 of 1 used' }).waitFor();
+});
+
 // --- the API reference at /api/docs ---------------------------------------------------
 const docs = await newPage();
 await docs.goto(`${base}/api/docs`);
@@ -265,7 +292,7 @@ await docs.locator('.opblock', { hasText: '/api/uploads/{id}' }).first().waitFor
 await shot(docs, 'api-docs');
 
 await browser.close();
-// 400: the broken caption file, refused on purpose.
-const real = problems.filter((p) => !p.includes('status of 401') && !p.includes('status of 409') && !p.includes('status of 400'));
+// Refused on purpose: 400 the broken caption file, 403 the wrong enrollment code.
+const real = problems.filter((p) => !['401', '409', '400', '403'].some((s) => p.includes(`status of ${s}`)));
 assert.deepEqual(real, [], `console errors:\n${real.join('\n')}`);
 console.log(JSON.stringify({ ok: true, levels, saved, resumed, sound }));

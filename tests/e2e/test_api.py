@@ -143,15 +143,20 @@ def test_search_filters_and_paginates_published_courses(server, owner, student):
     assert student.get("/api/courses", params={"page": "x"}).status_code == 400
 
 
-def test_enrollment_free_and_purchased(server, owner, student):
+def test_enrollment_free_and_by_code(server, owner, student):
     free = owner.course(title="Free course")
     paid = owner.course(title="Paid course", price_cents=4900)
-    assert student.post(f"/api/courses/{free['id']}/enroll").status_code == 201
+    joined = student.ok(student.post(f"/api/courses/{free['id']}/enroll"), 201)
+    assert joined["kind"] == "subscription"
     assert student.post(f"/api/courses/{free['id']}/enroll").status_code == 200
     r = student.post(f"/api/courses/{paid['id']}/enroll")
+    assert r.status_code == 402 and error_of(r) == "purchase_required" and "$49.00" in r.json()["error"]["message"]
+    # Saying "I paid" pays for nothing.
+    r = student.post(f"/api/courses/{paid['id']}/enroll", json={"purchase": True})
     assert r.status_code == 402 and error_of(r) == "purchase_required"
-    bought = student.ok(student.post(f"/api/courses/{paid['id']}/enroll", json={"purchase": True}), 201)
-    assert bought["kind"] == "purchase" and bought["price_cents"] == 4900
+    code = owner.ok(owner.post(f"/api/courses/{paid['id']}/codes", json={"max_uses": 1}), 201)["code"]
+    bought = student.ok(student.post(f"/api/courses/{paid['id']}/enroll", json={"code": code}), 201)
+    assert bought["kind"] == "code" and bought["price_cents"] == 0
     mine = student.ok(student.get("/api/me/courses"))
     assert {c["id"] for c in mine["items"]} == {free["id"], paid["id"]}
     hidden = owner.course(published=False)
