@@ -271,6 +271,31 @@ struct Config {
     #[arg(long, env = "LECTERN_OWNER_SIGNUP", default_value = "open", global = true,
           value_parser = choice(&OwnerSignup::ALL, OwnerSignup::as_str))]
     owner_signup: OwnerSignup,
+    /// Stripe's secret API key: priced courses can be bought through Stripe Checkout
+    /// (with LECTERN_STRIPE_WEBHOOK_SECRET and LECTERN_PUBLIC_URL). Unset: they cannot.
+    #[arg(
+        long,
+        env = "LECTERN_STRIPE_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    stripe_secret_key: Option<String>,
+    /// The signing secret of Lectern's Stripe webhook endpoint (/api/payments/stripe/webhook).
+    #[arg(
+        long,
+        env = "LECTERN_STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    stripe_webhook_secret: Option<String>,
+    /// Where Stripe's API is (a server speaking the same endpoints, for tests).
+    #[arg(
+        long,
+        env = "LECTERN_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com",
+        global = true
+    )]
+    stripe_api_base: String,
     /// Live-event connections (WebSockets) one account may hold open at once.
     #[arg(
         long,
@@ -442,6 +467,31 @@ impl Config {
         self.queue_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data("queue.db")))
+    }
+    /// Stripe, when both of its secrets are set (and the public URL it sends students
+    /// back to).
+    fn payments(&self) -> anyhow::Result<Option<lectern_catalog::payments::SharedPayments>> {
+        use lectern_catalog::payments::stripe::{Stripe, StripeConfig};
+        let (Some(secret_key), Some(webhook_secret)) = (
+            self.stripe_secret_key.clone(),
+            self.stripe_webhook_secret.clone(),
+        ) else {
+            anyhow::ensure!(
+                self.stripe_secret_key.is_none() && self.stripe_webhook_secret.is_none(),
+                "set both LECTERN_STRIPE_SECRET_KEY and LECTERN_STRIPE_WEBHOOK_SECRET, or neither"
+            );
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            self.public_url.is_some(),
+            "Stripe sends students back to LECTERN_PUBLIC_URL: set it"
+        );
+        let stripe = Stripe::new(StripeConfig {
+            secret_key,
+            webhook_secret,
+            api_base: self.stripe_api_base.clone(),
+        })?;
+        Ok(Some(std::sync::Arc::new(stripe)))
     }
     fn backup_layout(&self) -> anyhow::Result<lectern_seams::backup::Layout> {
         Ok(lectern_seams::backup::Layout::embedded(
@@ -849,6 +899,7 @@ fn catalog_state(
             delivery: c.playback_delivery,
             sockets_per_user: c.sockets_per_user.max(1),
             owner_signup: c.owner_signup,
+            payments: c.payments()?,
         },
         limits,
     ))

@@ -15,6 +15,7 @@ pub mod delivery;
 mod error;
 pub mod events;
 pub mod parts;
+pub mod payments;
 pub mod playback;
 mod routes;
 pub mod search;
@@ -32,7 +33,7 @@ pub use delivery::Delivery;
 pub use error::CatalogError;
 pub use routes::{CatalogApi, PLAY_PREFIX, SERVICE_PREFIXES, play_router, router};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CatalogConfig {
     /// Public origin (e.g. https://videos.example.edu) put in front of playback URLs
     /// so they work when embedded on another site; relative URLs when unset.
@@ -42,6 +43,8 @@ pub struct CatalogConfig {
     pub sockets_per_user: usize,
     /// Who may sign up as an owner.
     pub owner_signup: accounts::OwnerSignup,
+    /// The payment provider, if one is set up (it needs `public_url`).
+    pub payments: Option<payments::SharedPayments>,
 }
 
 /// What every catalog handler gets. Cloned for every request (axum clones a route's

@@ -31,7 +31,7 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
-        list_chapters, put_chapters, search, list_codes, create_code, delete_code
+        list_chapters, put_chapters, search, list_codes, create_code, delete_code, checkout, stripe_webhook
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -62,6 +62,8 @@ pub fn router(state: CatalogState) -> Router {
         )
         .route("/api/courses/{id}/lectures", post(create_lecture))
         .route("/api/courses/{id}/enroll", post(enroll))
+        .route("/api/courses/{id}/checkout", post(checkout))
+        .route("/api/payments/stripe/webhook", post(stripe_webhook))
         .route("/api/courses/{id}/codes", get(list_codes).post(create_code))
         .route(
             "/api/courses/{id}/codes/{code}",
@@ -243,6 +245,8 @@ struct CourseDetail {
     lectures: Vec<Lecture>,
     enrolled: bool,
     can_edit: bool,
+    /// Whether it can be bought here (priced, and a payment provider is set up).
+    can_buy: bool,
     /// The user's progress per lecture, most recent first ("continue where you left off").
     progress: Vec<courses::WatchProgress>,
 }
@@ -261,7 +265,9 @@ async fn course_detail(
     let enrolled = courses::enrollment(&s.db, &user.id, &id).await?.is_some();
     let can_edit = course.editable_by(&user);
     let progress = courses::course_progress(&s.db, &user.id, &id).await?;
+    let can_buy = course.price_cents > 0 && s.config.payments.is_some();
     Ok(Json(CourseDetail {
+        can_buy,
         course,
         lectures,
         enrolled,
@@ -909,4 +915,44 @@ async fn delete_code(
 ) -> Result<StatusCode, CatalogError> {
     crate::codes::delete(&s.db, &user, &id, &code).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post, path = "/api/courses/{id}/checkout", tag = "courses", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    description = "Opens a checkout with the payment provider for the course's price; send the student to `url`. Enrollment follows the provider's signed event, not this call.",
+    responses((status = 201, description = "Pay at `url`", body = crate::payments::Checkout), (status = 402, description = "No payment provider is set up", body = lectern_web::http::ErrorBody), (status = 409, description = "Free, or already enrolled", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn checkout(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<CourseId>,
+) -> Result<(StatusCode, Json<crate::payments::Checkout>), CatalogError> {
+    let public_url = s.config.public_url.as_deref().unwrap_or_default();
+    let opened =
+        crate::payments::checkout(&s.db, s.config.payments.as_ref(), public_url, &user, &id)
+            .await?;
+    Ok((StatusCode::CREATED, Json(opened)))
+}
+
+#[utoipa::path(
+    post, path = "/api/payments/stripe/webhook", tag = "courses",
+    description = "Stripe's events (`checkout.session.completed` enrolls, `charge.refunded` in full and `charge.dispute.created` take the course back), checked against `Stripe-Signature` within five minutes; each is applied once.",
+    request_body(content = String, content_type = "application/json"),
+    responses((status = 200, description = "Applied, or already applied"), (status = 400, description = "Not signed by Stripe for this endpoint, or too old", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn stripe_webhook(
+    State(s): State<CatalogState>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<serde_json::Value>, CatalogError> {
+    let body = body?;
+    let provider = s
+        .config
+        .payments
+        .as_ref()
+        .filter(|p| p.name() == "stripe")
+        .ok_or(CatalogError::NotFound("payment provider"))?;
+    let verified = provider.verify(&headers, &body, lectern_seams::now_unix())?;
+    crate::payments::apply(&s.db, verified).await?;
+    Ok(Json(serde_json::json!({ "received": true })))
 }

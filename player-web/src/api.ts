@@ -24,7 +24,7 @@ export interface SearchHit {
 }
 export interface EnrollmentCode { code: string; max_uses: number | null; uses: number; expires_at: number | null; created_at: number }
 export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
-export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; progress: WatchProgress[] }
+export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; can_buy: boolean; progress: WatchProgress[] }
 export interface Page<T> { items: T[]; page: number; per_page: number; total: number }
 export interface PlaybackGrant { url: string; expires_at: number; media_kind: string | null; poster_url: string | null; storyboard_url: string | null }
 
@@ -94,6 +94,7 @@ export const Api = {
   deleteCourse: (id: string) => api<null>('DELETE', `/api/courses/${encodeURIComponent(id)}`),
   myCourses: () => api<{ items: Course[] }>('GET', '/api/me/courses'),
   enroll: (id: string, code?: string) => api<unknown>('POST', `/api/courses/${encodeURIComponent(id)}/enroll`, code ? { code } : {}),
+  checkout: (id: string) => api<{ session_id: string; url: string }>('POST', `/api/courses/${encodeURIComponent(id)}/checkout`),
   codes: (id: string) => api<EnrollmentCode[]>('GET', `/api/courses/${encodeURIComponent(id)}/codes`),
   createCode: (id: string, c: { max_uses?: number; expires_in_days?: number }) => api<EnrollmentCode>('POST', `/api/courses/${encodeURIComponent(id)}/codes`, c),
   deleteCode: (id: string, code: string) => api<null>('DELETE', `/api/courses/${encodeURIComponent(id)}/codes/${encodeURIComponent(code)}`),

@@ -38,13 +38,26 @@ export function codesPanel(courseId: string): HTMLElement {
   return h('details', { class: 'codes-panel' }, h('summary', {}, 'Enrollment codes (free access)'), form, list);
 }
 
-/** How a student gets into a course: free, or (priced) with a code from its owner. */
+/** How a student gets into a course: free; priced, bought (when a payment provider is
+ * set up) or with a code from its owner. */
 export function enrollBox(course: CourseDetail, after: () => void): HTMLElement {
   const priced = course.price_cents > 0;
   const code = h('input', { type: 'text', placeholder: 'XXXX-XXXX-XXXX', autocomplete: 'off', 'aria-label': 'Enrollment code' });
-  const btn = h('button', { type: 'submit', class: 'primary' }, priced ? 'Enroll with code' : 'Enroll for free');
+  const btn = h('button', { type: 'submit', class: priced && course.can_buy ? '' : 'primary' }, priced ? 'Enroll with code' : 'Enroll for free');
+  const buy = course.can_buy
+    ? h('button', { type: 'button', class: 'primary', onclick: async () => {
+        try {
+          // The payment page is the provider's; the enrollment follows its signed event.
+          location.href = (await Api.checkout(course.id)).url;
+        } catch (err) {
+          toast(errorText(err));
+        }
+      } }, `Buy for ${formatPrice(course.price_cents)}`)
+    : null;
   const form = h('form', { class: 'enroll' },
-    priced ? h('p', {}, `This course costs ${formatPrice(course.price_cents)}. It cannot be bought here yet; with an enrollment code from its teacher you are in for free.`) : null,
+    priced && !course.can_buy ? h('p', {}, `This course costs ${formatPrice(course.price_cents)}. It cannot be bought here yet; with an enrollment code from its teacher you are in for free.`) : null,
+    buy,
+    priced && course.can_buy ? h('p', {}, 'Or, with an enrollment code from its teacher:') : null,
     priced ? code : null, btn);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

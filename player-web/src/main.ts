@@ -172,10 +172,18 @@ async function loadCourse(id: string): Promise<CourseDetail | null> {
   }
 }
 
-async function coursePage(id: string) {
+/** `paidChecks`: back from the payment provider, how often enrollment was looked for
+ * (it follows the provider's event, usually within seconds). */
+async function coursePage(id: string, paidChecks: number | null = null) {
   if (!requireSession()) return;
   const course = await loadCourse(id);
   if (!course) return;
+  if (paidChecks !== null && !course.enrolled && paidChecks < 40) {
+    page(course.title, h('div', { class: 'card notice', role: 'status' }, h('p', {}, 'Payment received. You are enrolled as soon as it is confirmed…')));
+    const timer = window.setTimeout(() => coursePage(id, paidChecks + 1), 1500);
+    onLeave(() => window.clearTimeout(timer));
+    return;
+  }
   const mayWatch = course.enrolled || course.can_edit;
   const last = course.progress[0];
   const lastLecture = last && course.lectures.find((l) => l.id === last.lecture_id);
@@ -553,7 +561,7 @@ async function route() {
     if (parts[0] === 'login') return authPage('login');
     if (parts[0] === 'signup') return authPage('signup');
     if (parts[0] === 'me') return await myCoursesPage();
-    if (parts[0] === 'courses' && parts[1]) return await coursePage(parts[1]);
+    if (parts[0] === 'courses' && parts[1]) return await coursePage(parts[1], params.has('paid') ? 0 : null);
     if (parts[0] === 'watch' && parts[1]) {
       const t = Number(params.get('t'));
       return await watchPage(parts[1], params.has('t') && Number.isFinite(t) && t >= 0 ? t : null);
