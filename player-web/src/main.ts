@@ -19,6 +19,14 @@ function onLeave(fn: () => void) {
   cleanup.push(fn);
 }
 
+// Bumped on every navigation: a page whose data arrives after the viewer went on must
+// not replace (or start a player behind) the page they went to.
+let generation = 0;
+function staleness(): () => boolean {
+  const mine = generation;
+  return () => mine !== generation;
+}
+
 function renderNav() {
   const s = session();
   nav.replaceChildren(
@@ -176,8 +184,9 @@ async function loadCourse(id: string): Promise<CourseDetail | null> {
  * (it follows the provider's event, usually within seconds). */
 async function coursePage(id: string, paidChecks: number | null = null) {
   if (!requireSession()) return;
+  const stale = staleness();
   const course = await loadCourse(id);
-  if (!course) return;
+  if (!course || stale()) return;
   if (paidChecks !== null && !course.enrolled && paidChecks < 40) {
     page(course.title, h('div', { class: 'card notice', role: 'status' }, h('p', {}, 'Payment received. You are enrolled as soon as it is confirmed…')));
     const timer = window.setTimeout(() => coursePage(id, paidChecks + 1), 1500);
@@ -235,15 +244,17 @@ async function coursePage(id: string, paidChecks: number | null = null) {
 /** `at`: where to start (a chapter link's `?t=`); else where the viewer left off. */
 async function watchPage(lectureId: string, at: number | null = null) {
   if (!requireSession()) return;
+  const stale = staleness();
   let lecture: Lecture;
   let course: CourseDetail;
   try {
     lecture = await Api.lecture(lectureId);
     course = await Api.course(lecture.course_id);
   } catch (e) {
-    page('Not found', h('p', { class: 'error' }, errorText(e)));
+    if (!stale()) page('Not found', h('p', { class: 'error' }, errorText(e)));
     return;
   }
+  if (stale()) return;
   const index = course.lectures.findIndex((l) => l.id === lecture.id);
   const next = course.lectures.slice(index + 1).find((l) => l.playable);
   const header = h('div', { class: 'watch-head' },
@@ -254,7 +265,7 @@ async function watchPage(lectureId: string, at: number | null = null) {
     page(lecture.title, header,
       h('div', { class: 'card notice', role: 'alert' },
         h('h2', {}, 'Enroll to watch'),
-        h('p', {}, `This lecture is part of “${course.title}”. ${course.price_cents > 0 ? `Buy the course for ${formatPrice(course.price_cents)}` : 'Enroll for free'} to watch it.`),
+        h('p', {}, `This lecture is part of “${course.title}”. Enroll in the course to watch it.`),
         enrollBox(course, () => watchPage(lectureId)),
       ));
     return;
@@ -269,9 +280,10 @@ async function watchPage(lectureId: string, at: number | null = null) {
   try {
     [grant, saved, chapters] = await Promise.all([Api.playback(lecture.id), Api.progress(lecture.id), Api.chapters(lecture.id)]);
   } catch (e) {
-    page(lecture.title, header, h('p', { class: 'error' }, errorText(e)));
+    if (!stale()) page(lecture.title, header, h('p', { class: 'error' }, errorText(e)));
     return;
   }
+  if (stale()) return;
   let lastSaved = -1;
   let position = 0;
   const save = (keepalive = false) => {
@@ -361,8 +373,9 @@ function uploadView(state: UploadState, existing?: HTMLElement | null): HTMLElem
 
 async function studioCoursePage(id: string) {
   if (!requireSession()) return;
+  const stale = staleness();
   const loaded = await loadCourse(id);
-  if (!loaded) return;
+  if (!loaded || stale()) return;
   let course: CourseDetail = loaded;
   const f = {
     title: h('input', { id: 'title', value: course.title, required: true }),
@@ -552,6 +565,7 @@ async function studioCoursePage(id: string) {
 // --- router --------------------------------------------------------------------------
 
 async function route() {
+  generation++;
   for (const fn of cleanup.splice(0)) fn();
   renderNav();
   const [path, query] = location.hash.replace(/^#/, '').split('?');
