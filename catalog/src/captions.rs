@@ -249,15 +249,21 @@ async fn index_transcript(
 
 /// The cues of an uploaded file, or what is wrong with it and where.
 fn read_file(file: &[u8]) -> Result<Vec<Cue>, CatalogError> {
+    read_cues(file, "captions")
+}
+
+/// The cues of an uploaded WebVTT (or SRT) file of `what` (captions, chapters), or
+/// what is wrong with it and where.
+pub(crate) fn read_cues(file: &[u8], what: &str) -> Result<Vec<Cue>, CatalogError> {
     let text = std::str::from_utf8(file).map_err(|e| {
         CatalogError::Invalid(format!(
-            "captions must be UTF-8 text; byte {} is not (save the file as UTF-8)",
+            "{what} must be UTF-8 text; byte {} is not (save the file as UTF-8)",
             e.valid_up_to()
         ))
     })?;
     vtt::parse_captions(text)
         .map(|(_, cues)| cues)
-        .map_err(|e| CatalogError::Invalid(format!("captions: {e}")))
+        .map_err(|e| CatalogError::Invalid(format!("{what}: {e}")))
 }
 
 /// Makes `language` the default, or, with None, keeps one default if any track is left.

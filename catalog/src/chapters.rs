@@ -2,7 +2,7 @@
 //! as a WebVTT chapters file (each cue's start and text), replaced whole. Anyone who
 //! may see the lecture reads them (the `chapters` table).
 
-use lectern_packager::captions::{parse_captions, plain_text};
+use lectern_packager::captions::plain_text;
 use lectern_seams::db::Db;
 use lectern_seams::ids::LectureId;
 use lectern_web::auth::AuthUser;
@@ -54,10 +54,7 @@ pub async fn list(
 /// Chapters from a WebVTT chapters file: each cue's start, its text as the title
 /// (markup left out, lines joined).
 pub fn from_webvtt(file: &[u8]) -> Result<Vec<Chapter>, CatalogError> {
-    let text = std::str::from_utf8(file)
-        .map_err(|_| CatalogError::Invalid("a chapters file must be UTF-8 WebVTT".into()))?;
-    let (_, cues) =
-        parse_captions(text).map_err(|e| CatalogError::Invalid(format!("chapters: {e}")))?;
+    let cues = crate::captions::read_cues(file, "chapters")?;
     Ok(cues
         .into_iter()
         .map(|cue| Chapter {

@@ -415,6 +415,14 @@ pub(crate) fn prefix_tsquery(q: &str) -> String {
         .join(" & ")
 }
 
+/// SQLite: the course's title, description or category holds the LIKE pattern bound
+/// as `param`.
+pub(crate) fn course_matches(param: &str) -> String {
+    format!(
+        "(c.title LIKE {param} ESCAPE '\\' OR c.description LIKE {param} ESCAPE '\\' OR c.category LIKE {param} ESCAPE '\\')"
+    )
+}
+
 pub(crate) fn like_pattern(q: &str) -> String {
     let escaped = q
         .replace('\\', "\\\\")
@@ -482,8 +490,7 @@ pub async fn list_courses(
         }
         (Backend::Sqlite, Some(q)) => {
             for word in q.split_whitespace().take(8) {
-                let n = arg(like_pattern(word));
-                filters.push(format!("(c.title LIKE {n} ESCAPE '\\' OR c.description LIKE {n} ESCAPE '\\' OR c.category LIKE {n} ESCAPE '\\')"));
+                filters.push(course_matches(&arg(like_pattern(word))));
             }
         }
     }

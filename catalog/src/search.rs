@@ -9,7 +9,7 @@ use lectern_seams::ids::{CourseId, LectureId};
 use lectern_web::auth::AuthUser;
 use serde::{Deserialize, Serialize};
 
-use crate::courses::{Page, like_pattern, prefix_tsquery, search_words};
+use crate::courses::{Page, course_matches, like_pattern, prefix_tsquery, search_words};
 use crate::error::CatalogError;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -183,9 +183,7 @@ fn sqlite_hits(args: &mut Vec<String>, words: &[String], visible: &str) -> Strin
     for word in words {
         args.push(like_pattern(word));
         let n = args.len();
-        course_words.push(format!(
-            "(c.title LIKE ${n} ESCAPE '\\' OR c.description LIKE ${n} ESCAPE '\\' OR c.category LIKE ${n} ESCAPE '\\')"
-        ));
+        course_words.push(course_matches(&format!("${n}")));
         lecture_words.push(format!("l.title LIKE ${n} ESCAPE '\\'"));
     }
     // FTS5: each word a quoted prefix; the words hold only letters and digits.
