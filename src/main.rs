@@ -208,6 +208,18 @@ struct Config {
     /// Largest accepted upload, in bytes.
     #[arg(long, env = "LECTERN_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024 * 1024, global = true)]
     max_upload_bytes: u64,
+    /// Largest attachment (slides, PDFs, code) an owner may upload, in bytes.
+    #[arg(long, env = "LECTERN_MAX_ATTACHMENT_BYTES", default_value_t = 1024 * 1024 * 1024, global = true)]
+    max_attachment_bytes: u64,
+    /// How long an attachment's download link works, in seconds.
+    #[arg(
+        long,
+        env = "LECTERN_ATTACHMENT_LINK_SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(i64).range(1..=86_400),
+        global = true
+    )]
+    attachment_link_secs: i64,
     /// How long an unfinished upload is kept after its last chunk, in seconds.
     #[arg(
         long,
@@ -900,6 +912,8 @@ fn catalog_state(
             sockets_per_user: c.sockets_per_user.max(1),
             owner_signup: c.owner_signup,
             payments: c.payments()?,
+            attachment_max_bytes: c.max_attachment_bytes.min(c.max_upload_bytes),
+            attachment_link_secs: c.attachment_link_secs,
         },
         limits,
     ))

@@ -328,8 +328,12 @@ pub struct Orphans {
     pub source_keys: Vec<String>,
 }
 
-fn orphans(rows: Vec<(String, String)>) -> Orphans {
-    let mut o = Orphans::default();
+/// The files of deleted assets (their folders and sources) and attachments.
+fn orphans(rows: Vec<(String, String)>, attachments: Vec<String>) -> Orphans {
+    let mut o = Orphans {
+        source_keys: attachments,
+        ..Orphans::default()
+    };
     for (asset, source) in rows {
         o.asset_prefixes.push(format!("assets/{asset}"));
         o.source_keys.push(source);
@@ -351,6 +355,7 @@ pub async fn delete_course(
     .bind(id)
     .fetch_all(db)
     .await?;
+    let attachments = crate::attachments::stored_keys(db, Some(id), None).await?;
     let mut tx = db.begin().await?;
     sqlx::query("DELETE FROM enrollments WHERE course_id = $1")
         .bind(id)
@@ -365,7 +370,7 @@ pub async fn delete_course(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(orphans(assets))
+    Ok(orphans(assets, attachments))
 }
 
 #[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
@@ -780,11 +785,12 @@ pub async fn delete_lecture(
             .bind(id)
             .fetch_all(db)
             .await?;
+    let attachments = crate::attachments::stored_keys(db, None, Some(id)).await?;
     sqlx::query("DELETE FROM lectures WHERE id = $1")
         .bind(id)
         .execute(db)
         .await?;
-    Ok(orphans(assets))
+    Ok(orphans(assets, attachments))
 }
 
 #[derive(Debug, Deserialize, Default, utoipa::ToSchema)]

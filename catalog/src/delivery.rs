@@ -72,12 +72,23 @@ pub async fn deliver(
                 String::from_utf8(bytes).map_err(|e| CatalogError::Internal(e.to_string()))?;
             return direct_media_playlist(s, file.key, &text, file.expires_in, req.method()).await;
         }
-        _ => match s.store.local_path(file.key) {
-            Some(path) => serve_local(path, file.content_type, req).await?,
-            None => {
-                stream_object(s, file.key, file.content_type, req.method(), req.headers()).await?
-            }
-        },
+        _ => return send_file(s, file, req).await,
+    };
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, file.cache_control);
+    Ok(res)
+}
+
+/// Lectern sends the bytes itself: tower-http's file service for a local store, a
+/// stream from any other.
+pub async fn send_file(
+    s: &CatalogState,
+    file: PlayFile<'_>,
+    req: Request,
+) -> Result<Response, CatalogError> {
+    let mut res = match s.store.local_path(file.key) {
+        Some(path) => serve_local(path, file.content_type, req).await?,
+        None => stream_object(s, file.key, file.content_type, req.method(), req.headers()).await?,
     };
     res.headers_mut()
         .insert(header::CACHE_CONTROL, file.cache_control);
@@ -144,7 +155,7 @@ async fn presigned(
 ) -> Result<String, CatalogError> {
     let ttl = std::time::Duration::from_secs(expires_in.max(1));
     s.store
-        .presign_get(key, ttl, content_type)
+        .presign_get(key, ttl, content_type, None)
         .await?
         .ok_or_else(|| {
             CatalogError::Internal("this delivery needs storage that can presign URLs".into())

@@ -21,6 +21,11 @@ pub enum CatalogError {
     BadPlaybackToken,
     #[error("the request body is larger than this route accepts")]
     TooLarge,
+    /// A file announced larger than its kind may be.
+    #[error("{0}")]
+    TooLargeFile(String),
+    #[error("the download link is invalid or has expired")]
+    BadDownloadLink,
     #[error("{}", .0.message)]
     RateLimited(lectern_web::limits::Refusal),
     #[error("range not satisfiable")]
@@ -60,7 +65,8 @@ impl IntoResponse for CatalogError {
             CatalogError::Conflict(_) => ErrorCode::Conflict,
             CatalogError::PaymentRequired(_) => ErrorCode::PurchaseRequired,
             CatalogError::BadPlaybackToken => ErrorCode::BadPlaybackToken,
-            CatalogError::TooLarge => ErrorCode::PayloadTooLarge,
+            CatalogError::TooLarge | CatalogError::TooLargeFile(_) => ErrorCode::PayloadTooLarge,
+            CatalogError::BadDownloadLink => ErrorCode::BadDownloadLink,
             CatalogError::RateLimited(refusal) => {
                 return lectern_web::http::rate_limited(refusal);
             }

@@ -2,11 +2,13 @@
 //!
 //! It owns accounts (argon2 passwords, JWT access tokens with roles), courses and
 //! lectures with their status, enrollment (free subscriptions, owners' enrollment codes),
-//! search, playback tokens and the `/play/{token}/…` streaming endpoint, and live
+//! search, playback tokens and the `/play/{token}/…` streaming endpoint, attachments
+//! (announced here, handed out through short-lived download links), and live
 //! events: it consumes the workers' job events, applies them to lecture state and
 //! pushes them to WebSocket clients.
 
 pub mod accounts;
+pub mod attachments;
 pub mod captions;
 pub mod chapters;
 pub mod codes;
@@ -45,6 +47,10 @@ pub struct CatalogConfig {
     pub owner_signup: accounts::OwnerSignup,
     /// The payment provider, if one is set up (it needs `public_url`).
     pub payments: Option<payments::SharedPayments>,
+    /// The largest attachment an owner may upload, in bytes.
+    pub attachment_max_bytes: u64,
+    /// How long an attachment's download link works, in seconds.
+    pub attachment_link_secs: i64,
 }
 
 /// What every catalog handler gets. Cloned for every request (axum clones a route's

@@ -9,7 +9,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::error::CatalogError;
-use lectern_seams::ids::{AssetId, LectureId};
+use lectern_seams::ids::{AssetId, AttachmentId, LectureId, UserId};
 use lectern_seams::storage::ByteRange;
 
 /// A playback token is 57 bytes, written in base64url without padding (76 characters,
@@ -24,6 +24,9 @@ use lectern_seams::storage::ByteRange;
 /// | 25..41 | the asset's id (a UUID) |
 /// | 41..57 | the first 16 bytes of HMAC-SHA256 over bytes 0..41, with the playback key |
 const FORMAT: u8 = 1;
+/// An attachment's download link: the same layout, the attachment's and the asking
+/// user's ids in place of the lecture's and asset's.
+const FILE_FORMAT: u8 = 2;
 const SIGNED_LEN: usize = 41;
 const TAG_LEN: usize = 16;
 const TOKEN_LEN: usize = SIGNED_LEN + TAG_LEN;
@@ -31,7 +34,7 @@ const TOKEN_LEN: usize = SIGNED_LEN + TAG_LEN;
 /// two spellings decode to one token.
 const TOKEN_CHARS: usize = TOKEN_LEN / 3 * 4;
 
-/// Signs and checks playback tokens with their own key (not the access-token key).
+/// Signs and checks playback tokens (and attachments' download links) with their own key (not the access-token key).
 #[derive(Clone)]
 pub struct PlaybackTokens {
     /// HMAC keyed once: each use clones the state instead of hashing the key again.
@@ -44,6 +47,14 @@ pub struct PlaybackTokens {
 pub struct PlayGrant {
     pub lecture_id: LectureId,
     pub asset_id: AssetId,
+    pub expires_at: i64,
+}
+
+/// What a valid download link grants: one attachment's file until it expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileGrant {
+    pub attachment_id: AttachmentId,
+    pub user_id: UserId,
     pub expires_at: i64,
 }
 
@@ -78,14 +89,46 @@ impl PlaybackTokens {
         let lecture = id(lecture_id.uuid(), lecture_id.as_str())?;
         let asset = id(asset_id.uuid(), asset_id.as_str())?;
         let exp = lectern_seams::now_unix() + self.ttl_secs;
+        Ok((self.seal(FORMAT, exp, lecture, asset), exp))
+    }
+
+    /// A download link's token for `attachment`, asked for by `user`, valid for
+    /// `ttl_secs`. Its format byte keeps it from ever reading as a playback token.
+    pub fn issue_file(
+        &self,
+        attachment: &AttachmentId,
+        user: &UserId,
+        ttl_secs: i64,
+    ) -> Result<(String, i64), CatalogError> {
+        let (Some(a), Some(u)) = (attachment.uuid(), user.uuid()) else {
+            return Err(CatalogError::Internal(format!(
+                "{attachment} or {user} is not an id a download link can carry"
+            )));
+        };
+        let exp = lectern_seams::now_unix() + ttl_secs;
+        Ok((self.seal(FILE_FORMAT, exp, a, u), exp))
+    }
+
+    /// What a download link's token grants, if it is genuine and unexpired.
+    pub fn verify_file(&self, token: &str) -> Option<FileGrant> {
+        let (format, expires_at, a, u) = self.open(token)?;
+        (format == FILE_FORMAT && lectern_seams::now_unix() <= expires_at).then(|| FileGrant {
+            attachment_id: AttachmentId::from_uuid(a),
+            user_id: UserId::from_uuid(u),
+            expires_at,
+        })
+    }
+
+    /// The token of `format` carrying `exp` and two ids, signed.
+    fn seal(&self, format: u8, exp: i64, first: Uuid, second: Uuid) -> String {
         let mut token = [0u8; TOKEN_LEN];
-        token[0] = FORMAT;
+        token[0] = format;
         token[1..9].copy_from_slice(&exp.to_be_bytes());
-        token[9..25].copy_from_slice(lecture.as_bytes());
-        token[25..41].copy_from_slice(asset.as_bytes());
+        token[9..25].copy_from_slice(first.as_bytes());
+        token[25..41].copy_from_slice(second.as_bytes());
         let tag = self.tag(&token[..SIGNED_LEN]);
         token[SIGNED_LEN..].copy_from_slice(&tag[..TAG_LEN]);
-        Ok((URL_SAFE_NO_PAD.encode(token), exp))
+        URL_SAFE_NO_PAD.encode(token)
     }
 
     fn tag(&self, signed: &[u8]) -> [u8; 32] {
@@ -110,6 +153,19 @@ impl PlaybackTokens {
 
     /// The signature and format of a token's text, and what it grants (expiry aside).
     fn check(&self, token: &str) -> Option<PlayGrant> {
+        let (format, expires_at, lecture, asset) = self.open(token)?;
+        (format == FORMAT).then(|| PlayGrant {
+            expires_at,
+            lecture_id: LectureId::from_uuid(lecture),
+            asset_id: AssetId::from_uuid(asset),
+        })
+    }
+
+    /// A token's format, expiry and ids, if its signature holds.
+    fn open(&self, token: &str) -> Option<(u8, i64, Uuid, Uuid)> {
+        if token.len() != TOKEN_CHARS {
+            return None;
+        }
         let mut raw = [0u8; TOKEN_LEN];
         if URL_SAFE_NO_PAD.decode_slice(token, &mut raw).ok()? != TOKEN_LEN {
             return None;
@@ -119,15 +175,13 @@ impl PlaybackTokens {
         mac.update(signed);
         // Constant time, so the tag cannot be guessed a byte at a time.
         mac.verify_truncated_left(tag).ok()?;
-        if signed[0] != FORMAT {
-            return None;
-        }
         let uuid = |bytes: &[u8]| Uuid::from_slice(bytes).expect("16 bytes");
-        Some(PlayGrant {
-            expires_at: i64::from_be_bytes(signed[1..9].try_into().expect("8 bytes")),
-            lecture_id: LectureId::from_uuid(uuid(&signed[9..25])),
-            asset_id: AssetId::from_uuid(uuid(&signed[25..41])),
-        })
+        Some((
+            signed[0],
+            i64::from_be_bytes(signed[1..9].try_into().expect("8 bytes")),
+            uuid(&signed[9..25]),
+            uuid(&signed[25..41]),
+        ))
     }
 }
 
@@ -299,6 +353,26 @@ mod tests {
                 "{lecture} {asset}"
             );
         }
+    }
+
+    #[test]
+    fn download_links_and_playback_tokens_never_stand_for_each_other() {
+        let t = PlaybackTokens::new(KEY, 60);
+        let attachment = AttachmentId::new();
+        let user = UserId::new();
+        let (file, _) = t.issue_file(&attachment, &user, 60).unwrap();
+        let grant = t.verify_file(&file).unwrap();
+        assert_eq!((grant.attachment_id, grant.user_id), (attachment, user));
+        assert_eq!(t.verify(&file), None);
+        assert_eq!(t.verify_file(&issue(&t)), None);
+        let (expired, _) = t
+            .issue_file(&AttachmentId::new(), &UserId::new(), -1)
+            .unwrap();
+        assert_eq!(t.verify_file(&expired), None);
+        assert_eq!(
+            PlaybackTokens::new(b"another key", 60).verify_file(&file),
+            None
+        );
     }
 
     #[test]

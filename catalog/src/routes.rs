@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lectern_seams::ids::{AssetId, CourseId, LectureId};
+use lectern_seams::ids::{AssetId, AttachmentId, CourseId, LectureId};
 use lectern_seams::lecture::LectureStatus;
 use lectern_web::auth::AuthUser;
 use lectern_web::http::{ApiJson, ApiQuery, object_body};
@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::CatalogState;
 use crate::accounts::{self, User};
+use crate::attachments::{self, Attachment, AttachmentList, DownloadLink, NewAttachment};
 use crate::captions::{self, CaptionOptions, CaptionPatch, CaptionTrack};
 use crate::chapters::{self, Chapter, ChapterList};
 use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
@@ -31,7 +32,8 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
-        list_chapters, put_chapters, search, list_codes, create_code, delete_code, checkout, stripe_webhook
+        list_chapters, put_chapters, search, list_codes, create_code, delete_code, checkout, stripe_webhook,
+        create_attachment, list_attachments, delete_attachment, attachment_link, attachment_file
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -39,6 +41,7 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
         (name = "lectures", description = "Lectures, their status and watch progress"),
         (name = "playback", description = "Signed playback URLs and the files behind them"),
         (name = "events", description = "Live transcode and publication events"),
+        (name = "attachments", description = "Slides, PDFs and code handed out with a course or lecture"),
     )
 )]
 pub struct CatalogApi;
@@ -96,6 +99,16 @@ pub fn router(state: CatalogState) -> Router {
                     captions::MAX_CAPTION_BYTES,
                 )),
         )
+        .route(
+            "/api/courses/{id}/attachments",
+            get(list_attachments).post(create_attachment),
+        )
+        .route(
+            "/api/attachments/{id}",
+            axum::routing::delete(delete_attachment),
+        )
+        .route("/api/attachments/{id}/link", post(attachment_link))
+        .route("/api/attachments/files/{token}", get(attachment_file))
         .route("/api/events", get(live_events))
         .route("/media/posters/{file}", get(public_poster))
         // JSON bodies here are a few hundred bytes; a description is at most 20000 characters.
@@ -955,4 +968,80 @@ async fn stripe_webhook(
     let verified = provider.verify(&headers, &body, lectern_seams::now_unix())?;
     crate::payments::apply(&s.db, verified).await?;
     Ok(Json(serde_json::json!({ "received": true })))
+}
+
+#[utoipa::path(
+    post, path = "/api/courses/{id}/attachments", tag = "attachments", security(("bearer" = [])), params(("id" = String, Path, description = "course id")), request_body = NewAttachment,
+    description = "Announces an attachment of the course or one of its lectures. Its bytes follow by tus to `/api/uploads` with Upload-Metadata `attachment_id` and `filename` and Upload-Length equal to `size`; the last chunk's answer says whether its kind (read from the bytes) is one Lectern hands out (`unsupported_file_type` otherwise).",
+    responses((status = 201, description = "Waiting for its bytes", body = Attachment), (status = 413, description = "Larger than LECTERN_MAX_ATTACHMENT_BYTES", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn create_attachment(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<CourseId>,
+    ApiJson(new): ApiJson<NewAttachment>,
+) -> Result<(StatusCode, Json<Attachment>), CatalogError> {
+    let made = attachments::create(&s, &user, &id, new).await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+#[utoipa::path(
+    get, path = "/api/courses/{id}/attachments", tag = "attachments", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    description = "The course's attachments (the course's own and its lectures'), oldest first: all of them for the owner, the ready ones for enrolled students.",
+    responses((status = 200, body = AttachmentList), (status = 403, description = "Not enrolled", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn list_attachments(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<CourseId>,
+) -> Result<Json<AttachmentList>, CatalogError> {
+    Ok(Json(AttachmentList {
+        attachments: attachments::list(&s.db, &user, &id).await?,
+    }))
+}
+
+#[utoipa::path(
+    delete, path = "/api/attachments/{id}", tag = "attachments", security(("bearer" = [])), params(("id" = String, Path, description = "attachment id")),
+    responses((status = 204, description = "Deleted with its file"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn delete_attachment(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<AttachmentId>,
+) -> Result<StatusCode, CatalogError> {
+    let key = attachments::delete(&s.db, &user, &id).await?;
+    clean_up(
+        &s,
+        Orphans {
+            source_keys: key.into_iter().collect(),
+            ..Orphans::default()
+        },
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post, path = "/api/attachments/{id}/link", tag = "attachments", security(("bearer" = [])), params(("id" = String, Path, description = "attachment id")),
+    description = "A download link for a ready attachment, valid for LECTERN_ATTACHMENT_LINK_SECS: this server's `/api/attachments/files/{token}`, or a presigned object-store URL under `PLAYBACK_DELIVERY=direct`. Either answers with `Content-Disposition: attachment`.",
+    responses((status = 200, body = DownloadLink), (status = 403, description = "Not enrolled", body = lectern_web::http::ErrorBody), (status = 409, description = "Its file is not ready", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn attachment_link(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<AttachmentId>,
+) -> Result<Json<DownloadLink>, CatalogError> {
+    Ok(Json(attachments::link(&s, &user, &id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/attachments/files/{token}", tag = "attachments", params(("token" = String, Path, description = "from a download link")),
+    description = "An attachment's file, to be saved: `Content-Disposition: attachment`, its type read from its bytes, `nosniff` and a sandbox. The link is the credential; an expired or forged one gets 403 `bad_download_link`.",
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 403, description = "The link is forged or expired", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn attachment_file(
+    State(s): State<CatalogState>,
+    Path(token): Path<String>,
+    req: Request,
+) -> Result<Response, CatalogError> {
+    attachments::download(&s, &token, req).await
 }

@@ -22,6 +22,9 @@ pub enum IngestError {
     TooLarge(String),
     #[error("PATCH bodies must be sent as application/offset+octet-stream")]
     UnsupportedMediaType,
+    /// An attachment's bytes are not a kind Lectern hands out (the reason says what).
+    #[error("{0}")]
+    UnsupportedFileType(String),
     #[error("the chunk does not match its Upload-Checksum; it was discarded")]
     ChecksumMismatch,
     #[error("this server speaks tus 1.0.0; send Tus-Resumable: 1.0.0")]
@@ -69,6 +72,7 @@ impl IntoResponse for IngestError {
                 return lectern_web::http::rate_limited(refusal);
             }
             IngestError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            IngestError::UnsupportedFileType(_) => ErrorCode::UnsupportedFileType,
             IngestError::ChecksumMismatch => ErrorCode::ChecksumMismatch,
             IngestError::TusVersion => {
                 let mut res = error_response(ErrorCode::TusVersion, &message);

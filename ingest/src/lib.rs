@@ -2,13 +2,15 @@
 //!
 //! It owns the tus 1.0 upload API at `/api/uploads` (core, creation,
 //! creation-with-upload, checksum, termination, expiration), streaming chunks into
-//! object storage; analysing complete files in a fenced child (the gate's formats,
+//! object storage, for lectures' files and attachments' (whose kind it reads from their
+//! bytes); analysing complete lecture files in a fenced child (the gate's formats,
 //! the source limits); choosing the
 //! ladder (fitted to each source's complexity); and recording each transcode job in the database before publishing it (an
 //! outbox), so a queue outage loses nothing. It also keeps originals: idle ones move
 //! to the cold tier, and `/api/transcodes` transcodes a lecture's original again.
 
 pub mod analyse;
+pub mod attachments;
 pub mod chunks;
 pub mod complexity;
 mod error;

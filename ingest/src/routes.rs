@@ -184,7 +184,7 @@ fn checksum_of(headers: &HeaderMap) -> Result<Option<tus::Checksum>, IngestError
 
 #[utoipa::path(
     post, path = "/api/uploads", tag = "uploads", security(("bearer" = [])),
-    description = "tus creation (and creation-with-upload). Upload-Metadata must carry `lecture_id` (a lecture of a course you own); `filename` and `filetype` are kept.",
+    description = "tus creation (and creation-with-upload). Upload-Metadata must carry `filename` and either `lecture_id` (a lecture of a course you own: its video or audio) or `attachment_id` (an attachment announced with `POST /api/courses/{id}/attachments`; Upload-Length must be its size). `filetype` is kept but never trusted.",
     params(("Tus-Resumable" = String, Header, description = "Must be 1.0.0", example = "1.0.0"), ("Upload-Length" = u64, Header, description = "Total size in bytes"), ("Upload-Metadata" = Option<String>, Header, description = "tus metadata: comma-separated `key base64value` pairs"), ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of the first chunk")),
     request_body(content = Option<Vec<u8>>, content_type = "application/offset+octet-stream", description = "Optional first chunk"),
     responses((status = 201, description = "Created; Location is the upload URL", headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Tus-Resumable" = String))), (status = 413, description = "Larger than Tus-Max-Size or the owner's quota", body = lectern_web::http::ErrorBody), (status = 429, description = "Too many uploads created; see Retry-After", body = lectern_web::http::ErrorBody), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))

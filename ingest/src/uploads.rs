@@ -2,7 +2,7 @@
 //! turning a complete upload into an asset and a transcode job (or a failed lecture
 //! with the reason).
 
-use lectern_seams::ids::{AssetId, LectureId, UserId};
+use lectern_seams::ids::{AssetId, AttachmentId, LectureId, UserId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +30,7 @@ pub const AUDIO_KBPS: u32 = 128;
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub id: String,
-    pub lecture_id: LectureId,
+    pub target: UploadTarget,
     pub owner_id: UserId,
     pub metadata: String,
     pub length: u64,
@@ -40,6 +40,14 @@ pub struct Upload {
     pub expires_at: i64,
     /// Where the original is kept once processed.
     pub tier: OriginalTier,
+}
+
+/// What an upload's bytes are for: a lecture's file (probed, then transcoded) or an
+/// attachment's (its kind read, then handed out as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadTarget {
+    Lecture(LectureId),
+    Attachment(AttachmentId),
 }
 
 /// Where an upload stands: bytes arriving, all arrived (probing next), or handed on
@@ -74,7 +82,8 @@ impl UploadState {
 #[derive(sqlx::FromRow)]
 struct UploadRow {
     id: String,
-    lecture_id: LectureId,
+    lecture_id: Option<LectureId>,
+    attachment_id: Option<AttachmentId>,
     owner_id: UserId,
     metadata: String,
     length: i64,
@@ -86,6 +95,14 @@ struct UploadRow {
 }
 
 impl Upload {
+    /// The lecture whose file this is, if it is one.
+    pub fn lecture_id(&self) -> Option<&LectureId> {
+        match &self.target {
+            UploadTarget::Lecture(id) => Some(id),
+            UploadTarget::Attachment(_) => None,
+        }
+    }
+
     fn from_row(r: UploadRow) -> Result<Self, IngestError> {
         let state = UploadState::parse(&r.state).ok_or_else(|| {
             IngestError::Internal(format!(
@@ -96,9 +113,19 @@ impl Upload {
         let tier = OriginalTier::parse(&r.tier).ok_or_else(|| {
             IngestError::Internal(format!("upload {} has an unknown tier {:?}", r.id, r.tier))
         })?;
+        let target = match (r.lecture_id, r.attachment_id) {
+            (Some(l), None) => UploadTarget::Lecture(l),
+            (None, Some(a)) => UploadTarget::Attachment(a),
+            _ => {
+                return Err(IngestError::Internal(format!(
+                    "upload {} is for no one thing",
+                    r.id
+                )));
+            }
+        };
         Ok(Upload {
             id: r.id,
-            lecture_id: r.lecture_id,
+            target,
             owner_id: r.owner_id,
             metadata: r.metadata,
             length: r.length as u64,
@@ -113,7 +140,7 @@ impl Upload {
 
 async fn load(state: &IngestState, id: &str) -> Result<Option<Upload>, IngestError> {
     let row: Option<UploadRow> = sqlx::query_as(
-        "SELECT id, lecture_id, owner_id, metadata, length, received, storage_key, state, expires_at, tier
+        "SELECT id, lecture_id, attachment_id, owner_id, metadata, length, received, storage_key, state, expires_at, tier
          FROM uploads WHERE id = $1",
     )
     .bind(id)
@@ -193,22 +220,13 @@ async fn uncount(
     Ok(())
 }
 
-pub async fn create(
+/// The lecture an upload is for and its course's owner, if `user` may upload its file
+/// now (not while its last one is still processing).
+async fn lecture_target(
     state: &IngestState,
     user: &AuthUser,
-    new: NewUpload,
-) -> Result<Upload, IngestError> {
-    if user.role == Role::Student {
-        return Err(IngestError::Forbidden(
-            "students cannot upload lectures".into(),
-        ));
-    }
-    if new.length > state.config.max_upload_bytes {
-        return Err(IngestError::TooLarge(format!(
-            "Upload-Length {} exceeds the maximum of {} bytes",
-            new.length, state.config.max_upload_bytes
-        )));
-    }
+    new: &NewUpload,
+) -> Result<(UploadTarget, UserId), IngestError> {
     if new.length == 0 {
         return Err(IngestError::BadRequest(
             "an empty file is not a video".into(),
@@ -218,14 +236,13 @@ pub async fn create(
         .metadata
         .get("lecture_id")
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| IngestError::BadRequest("Upload-Metadata must name a lecture_id".into()))?;
+        .ok_or_else(|| {
+            IngestError::BadRequest(
+                "Upload-Metadata must name a lecture_id or an attachment_id".into(),
+            )
+        })?;
     let lecture_id = LectureId::parse(lecture_id)
         .ok_or_else(|| IngestError::NotFound("no such lecture".into()))?;
-    let filename = new
-        .metadata
-        .get("filename")
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| IngestError::BadRequest("Upload-Metadata must name a filename".into()))?;
     let lecture: Option<(String, UserId)> = sqlx::query_as(
         "SELECT l.status, c.owner_id FROM lectures l JOIN courses c ON c.id = l.course_id WHERE l.id = $1",
     )
@@ -244,12 +261,44 @@ pub async fn create(
             "the lecture's last upload is still being processed".into(),
         ));
     }
+    Ok((UploadTarget::Lecture(lecture_id), owner_id))
+}
+
+pub async fn create(
+    state: &IngestState,
+    user: &AuthUser,
+    new: NewUpload,
+) -> Result<Upload, IngestError> {
+    if user.role == Role::Student {
+        return Err(IngestError::Forbidden(
+            "students cannot upload lectures".into(),
+        ));
+    }
+    if new.length > state.config.max_upload_bytes {
+        return Err(IngestError::TooLarge(format!(
+            "Upload-Length {} exceeds the maximum of {} bytes",
+            new.length, state.config.max_upload_bytes
+        )));
+    }
+    let filename = new
+        .metadata
+        .get("filename")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| IngestError::BadRequest("Upload-Metadata must name a filename".into()))?;
+    let (target, owner_id) = match crate::attachments::attachment_of(&new.metadata) {
+        Some(id) => {
+            let (id, owner) =
+                crate::attachments::upload_target(state, user, id, new.length).await?;
+            (UploadTarget::Attachment(id), owner)
+        }
+        None => lecture_target(state, user, &new).await?,
+    };
     let id = new_id().replace('-', "");
     let now = now_unix();
     let upload = Upload {
         storage_key: format!("uploads/{id}"),
         id,
-        lecture_id,
+        target,
         owner_id,
         metadata: new.metadata_header,
         length: new.length,
@@ -267,11 +316,15 @@ pub async fn create(
     let mut tx = state.db.begin().await?;
     count_against_quota(&mut tx, &upload.owner_id, upload.length, quota).await?;
     sqlx::query(
-        "INSERT INTO uploads (id, lecture_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at, last_used_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 'receiving', $8, $9, $9)",
+        "INSERT INTO uploads (id, lecture_id, attachment_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 'receiving', $9, $10, $10)",
     )
     .bind(&upload.id)
-    .bind(&upload.lecture_id)
+    .bind(upload.lecture_id())
+    .bind(match &upload.target {
+        UploadTarget::Attachment(a) => Some(a),
+        UploadTarget::Lecture(_) => None,
+    })
     .bind(&upload.owner_id)
     .bind(filename)
     .bind(&upload.metadata)
@@ -387,12 +440,7 @@ pub async fn append(
             "the body was cut short after {received} bytes: {e}"
         )));
     }
-    if complete {
-        // The file is in: the lecture is processing from now on (probing comes next).
-        lecture::start_processing(&state.db, &current.lecture_id).await?;
-        finish_in_background(state, current.id.clone());
-    }
-    Ok(Upload {
+    let appended = Upload {
         received,
         expires_at,
         state: if complete {
@@ -401,7 +449,25 @@ pub async fn append(
             UploadState::Receiving
         },
         ..current
-    })
+    };
+    if complete {
+        match &appended.target {
+            UploadTarget::Lecture(lecture_id) => {
+                // The file is in: the lecture is processing from now on (probing next).
+                lecture::start_processing(&state.db, lecture_id).await?;
+                finish_in_background(state, appended.id.clone());
+            }
+            UploadTarget::Attachment(id) => {
+                // Reading its kind is quick: the last chunk's answer says whether it
+                // was taken.
+                state.store.finish_append(&appended.storage_key).await?;
+                if let Some(reason) = crate::attachments::finish(state, &appended, id).await? {
+                    return Err(IngestError::UnsupportedFileType(reason));
+                }
+            }
+        }
+    }
+    Ok(appended)
 }
 
 /// tus termination: the upload and its bytes are removed.
@@ -485,8 +551,8 @@ struct Refused {
     diagnostics: String,
 }
 
-/// Turns a complete upload into an asset and a queued transcode job, or fails the
-/// lecture with the reason the file is unusable. Safe to run again after a crash.
+/// Hands a complete upload on: a lecture's file to probing and transcoding, an
+/// attachment's to the check of its kind. Safe to run again after a crash.
 pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestError> {
     let Some(upload) = load(state, upload_id).await? else {
         return Ok(());
@@ -495,7 +561,22 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
         return Ok(());
     }
     state.store.finish_append(&upload.storage_key).await?;
-    crate::originals::bring_back(state, &upload).await?;
+    match &upload.target {
+        UploadTarget::Lecture(lecture_id) => finish_lecture(state, &upload, lecture_id).await,
+        UploadTarget::Attachment(id) => crate::attachments::finish(state, &upload, id)
+            .await
+            .map(drop),
+    }
+}
+
+/// Turns a lecture's complete upload into an asset and a queued transcode job, or
+/// fails the lecture with the reason the file is unusable.
+async fn finish_lecture(
+    state: &IngestState,
+    upload: &Upload,
+    lecture_id: &LectureId,
+) -> Result<(), IngestError> {
+    crate::originals::bring_back(state, upload).await?;
     let local = match state.store.local_path(&upload.storage_key) {
         Some(p) => (p, None),
         None => {
@@ -519,7 +600,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             let mut tx = state.db.begin().await?;
             lecture::refuse_upload(
                 &mut *tx,
-                &upload.lecture_id,
+                lecture_id,
                 &format!("The uploaded file cannot be used: {unusable}."),
                 Some(&diagnostics),
             )
@@ -532,7 +613,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             state.store.delete(&upload.storage_key).await?;
             let event = JobEvent::Failed {
                 job_id: upload.id.clone(),
-                lecture_id: upload.lecture_id.clone(),
+                lecture_id: lecture_id.clone(),
                 asset_id: None,
                 reason: format!("The uploaded file cannot be used: {unusable}."),
                 diagnostics: Some(diagnostics),
@@ -548,7 +629,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             let asset_id = AssetId::new();
             let base = TranscodeJob {
                 job_id: new_id(),
-                lecture_id: upload.lecture_id.clone(),
+                lecture_id: lecture_id.clone(),
                 asset_id: asset_id.clone(),
                 source_key: upload.storage_key.clone(),
                 output_prefix: format!("assets/{asset_id}"),
@@ -584,7 +665,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
             let mut tx = state.db.begin().await?;
             let kept = lecture::process_asset(
                 &mut *tx,
-                &upload.lecture_id,
+                lecture_id,
                 &asset_id,
                 if source.has_video { "video" } else { "audio" },
             )
@@ -605,7 +686,7 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&asset_id)
-            .bind(&upload.lecture_id)
+            .bind(lecture_id)
             .bind(&upload.id)
             .bind(&upload.storage_key)
             .bind(serde_json::to_string(&source).expect("facts serialize"))

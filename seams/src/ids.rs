@@ -92,6 +92,10 @@ id_type!(
     /// An account.
     UserId
 );
+id_type!(
+    /// A file a course's owner hands out with a course or lecture (slides, code).
+    AttachmentId
+);
 
 #[cfg(test)]
 mod tests {

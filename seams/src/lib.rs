@@ -7,6 +7,7 @@
 //! the embedded world's backups, and Lectern's ids and times. Domain logic lives in the service crates; the HTTP
 //! layer in lectern-web.
 
+pub mod attachments;
 pub mod backup;
 pub mod db;
 pub mod ids;

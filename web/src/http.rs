@@ -25,6 +25,8 @@ pub enum ErrorCode {
     Forbidden,
     /// 403: the playback token is forged, tampered or expired.
     BadPlaybackToken,
+    /// 403: the download link is forged, tampered or expired.
+    BadDownloadLink,
     /// 404
     NotFound,
     /// 405
@@ -43,6 +45,8 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// 415
     UnsupportedMediaType,
+    /// 415: an attachment's bytes are not a kind of file Lectern hands out.
+    UnsupportedFileType,
     /// 460 (tus checksum extension): the chunk was discarded.
     ChecksumMismatch,
     /// 412: a tus version this server does not speak.
@@ -58,12 +62,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::Invalid,
         ErrorCode::Unauthenticated,
         ErrorCode::BadCredentials,
         ErrorCode::Forbidden,
         ErrorCode::BadPlaybackToken,
+        ErrorCode::BadDownloadLink,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
@@ -73,6 +78,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::QuotaExceeded,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::UnsupportedFileType,
         ErrorCode::ChecksumMismatch,
         ErrorCode::TusVersion,
         ErrorCode::RangeNotSatisfiable,
@@ -93,14 +99,18 @@ impl ErrorCode {
         match self {
             ErrorCode::Invalid => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated | ErrorCode::BadCredentials => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden | ErrorCode::BadPlaybackToken => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::BadPlaybackToken | ErrorCode::BadDownloadLink => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict | ErrorCode::OffsetMismatch => StatusCode::CONFLICT,
             ErrorCode::UploadExpired => StatusCode::GONE,
             ErrorCode::PurchaseRequired => StatusCode::PAYMENT_REQUIRED,
             ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType | ErrorCode::UnsupportedFileType => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ErrorCode::ChecksumMismatch => {
                 StatusCode::from_u16(460).expect("460 is a valid status")
             }
@@ -120,6 +130,7 @@ impl ErrorCode {
             ErrorCode::BadCredentials => "bad_credentials",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::BadPlaybackToken => "bad_playback_token",
+            ErrorCode::BadDownloadLink => "bad_download_link",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
@@ -129,6 +140,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::UnsupportedFileType => "unsupported_file_type",
             ErrorCode::ChecksumMismatch => "checksum_mismatch",
             ErrorCode::TusVersion => "tus_version",
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",

@@ -116,13 +116,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         Err(StorageError::NoColdTier)
     }
     /// A URL from which anyone may GET the object until it expires, answered with
-    /// `content_type` whatever the object was stored with, where the backend can sign
-    /// one (S3); None otherwise.
+    /// `content_type` (and `disposition`, if given) whatever the object was stored
+    /// with, where the backend can sign one (S3); None otherwise.
     async fn presign_get(
         &self,
         _key: &str,
         _expires_in: std::time::Duration,
         _content_type: &str,
+        _disposition: Option<&str>,
     ) -> Result<Option<String>> {
         Ok(None)
     }

@@ -862,6 +862,7 @@ impl ObjectStore for S3Store {
         key: &str,
         expires_in: std::time::Duration,
         content_type: &str,
+        disposition: Option<&str>,
     ) -> Result<Option<String>> {
         check_key(key)?;
         let config =
@@ -872,6 +873,7 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(self.k(key))
             .response_content_type(content_type)
+            .set_response_content_disposition(disposition.map(str::to_string))
             .presigned(config)
             .await
             .map_err(|e| sdk_error(key, e))?;
