@@ -26,6 +26,14 @@ export interface EnrollmentCode { code: string; max_uses: number | null; uses: n
 export interface WatchProgress { lecture_id: string; position_secs: number; completed: boolean; updated_at: number }
 export interface CourseDetail extends Course { lectures: Lecture[]; enrolled: boolean; can_edit: boolean; can_buy: boolean; progress: WatchProgress[] }
 export interface Page<T> { items: T[]; page: number; per_page: number; total: number }
+/** A file handed out with a course (lecture_id null) or one of its lectures. Its
+ * kind is read from its bytes once they have all arrived: then ready, or refused with
+ * the reason. */
+export interface Attachment {
+  id: string; course_id: string; lecture_id: string | null; title: string; filename: string;
+  size: number; state: 'uploading' | 'ready' | 'refused'; content_type: string | null;
+  reason: string | null; created_at: number;
+}
 export interface PlaybackGrant { url: string; expires_at: number; media_kind: string | null; poster_url: string | null; storyboard_url: string | null }
 
 export class ApiError extends Error {
@@ -98,6 +106,15 @@ export const Api = {
   codes: (id: string) => api<EnrollmentCode[]>('GET', `/api/courses/${encodeURIComponent(id)}/codes`),
   createCode: (id: string, c: { max_uses?: number; expires_in_days?: number }) => api<EnrollmentCode>('POST', `/api/courses/${encodeURIComponent(id)}/codes`, c),
   deleteCode: (id: string, code: string) => api<null>('DELETE', `/api/courses/${encodeURIComponent(id)}/codes/${encodeURIComponent(code)}`),
+  /** Owners see every state; enrolled students only ready ones; others are refused (403). */
+  attachments: (courseId: string) =>
+    api<{ attachments: Attachment[] }>('GET', `/api/courses/${encodeURIComponent(courseId)}/attachments`).then((r) => r.attachments),
+  /** The record, 'uploading'; its bytes follow by tus with the attachment's id. */
+  createAttachment: (courseId: string, a: { title?: string; filename: string; size: number; lecture_id?: string }) =>
+    api<Attachment>('POST', `/api/courses/${encodeURIComponent(courseId)}/attachments`, a),
+  deleteAttachment: (id: string) => api<null>('DELETE', `/api/attachments/${encodeURIComponent(id)}`),
+  /** A short-lived download URL; ask right before downloading, never keep one. */
+  attachmentLink: (id: string) => api<{ url: string; expires_at: number }>('POST', `/api/attachments/${encodeURIComponent(id)}/link`),
   lecture: (id: string) => api<Lecture>('GET', `/api/lectures/${encodeURIComponent(id)}`),
   createLecture: (courseId: string, title: string) => api<Lecture>('POST', `/api/courses/${encodeURIComponent(courseId)}/lectures`, { title }),
   updateLecture: (id: string, l: { title?: string; position?: number }) => api<Lecture>('PATCH', `/api/lectures/${encodeURIComponent(id)}`, l),

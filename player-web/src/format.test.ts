@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RateMeter, chapterAt, chapterLines, cueAt, parseChapterLines, formatBytes, formatDuration, formatEta, formatPrice, levelLabel, parseStoryboard, playPrefix, renewDelayMs, resumePosition, withPlayToken } from './format';
+import { RateMeter, chapterAt, chapterLines, cueAt, parseChapterLines, fileKind, formatBytes, formatDuration, formatEta, formatPrice, levelLabel, parseStoryboard, playPrefix, renewDelayMs, resumePosition, withPlayToken } from './format';
 
 describe('formatting', () => {
   it('formats durations', () => {
@@ -20,6 +20,14 @@ describe('formatting', () => {
     expect(formatEta(10_000_000, 1_000_000)).toBe('10 s left');
     expect(formatEta(600_000_000, 1_000_000)).toBe('10 min left');
     expect(formatEta(100, 0)).toBe('');
+  });
+  it('names the kind of a file', () => {
+    expect(fileKind('week 1 slides.pdf', 'application/pdf')).toBe('PDF');
+    expect(fileKind('code.tar.gz', 'application/gzip')).toBe('GZ');
+    expect(fileKind('README', 'text/plain; charset=utf-8')).toBe('Text');
+    expect(fileKind('notes', 'image/svg+xml')).toBe('SVG');
+    expect(fileKind('notes', null)).toBe('File');
+    expect(fileKind('archive.', null)).toBe('File');
   });
   it('labels levels by the short side', () => {
     expect(levelLabel(1280, 720)).toBe('720p');

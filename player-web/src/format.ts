@@ -29,6 +29,15 @@ export function formatBytes(bytes: number): string {
   return `${v < 10 && i > 0 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
 
+/** A file's kind for a listing: its extension ("PDF", "ZIP"), else the subtype of
+ * its media type ("application/pdf" -> "PDF", "text/plain" -> "Text"), else "File". */
+export function fileKind(filename: string, contentType: string | null): string {
+  const ext = /\.([a-z0-9]{1,8})$/i.exec(filename)?.[1];
+  if (ext) return ext.toUpperCase();
+  const sub = contentType?.split('/')[1]?.split(/[;+]/)[0].trim();
+  return sub === 'plain' ? 'Text' : sub ? sub.toUpperCase() : 'File';
+}
+
 /** Seconds left at a rate, as "3 min left" / "12 s left". */
 export function formatEta(remainingBytes: number, bytesPerSec: number): string {
   if (!(bytesPerSec > 0) || remainingBytes <= 0) return '';

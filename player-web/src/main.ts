@@ -4,12 +4,13 @@ import './style.css';
 import { Api, ApiError, liveEvents, session, setSession, type CourseDetail, type Lecture } from './api';
 import { errorText, h, statusBadge, toast } from './dom';
 import { formatBytes, formatDuration, formatEta, formatPrice, resumePosition } from './format';
+import { attachmentsPanel, materialsSection } from './attachments';
 import { captionsEditor } from './captions';
 import { chapterList, chaptersEditor } from './chapters';
 import { codesPanel, enrollBox } from './codes';
 import { lectureHits } from './search';
 import { createPlayer, type Player } from './player';
-import { LectureUpload, type UploadState } from './upload';
+import { FileUpload, type UploadState } from './upload';
 
 const main = document.getElementById('main')!;
 const nav = document.getElementById('nav')!;
@@ -235,6 +236,7 @@ async function coursePage(id: string, paidChecks: number | null = null) {
           );
         }),
       ),
+      mayWatch ? materialsSection(course.id, null) : null,
     ),
   );
 }
@@ -317,7 +319,8 @@ async function watchPage(lectureId: string, at: number | null = null) {
       h('span', { class: 'meta' }, formatDuration(lecture.duration_secs)),
       next ? h('a', { class: 'button', href: `#/watch/${next.id}` }, `Next: ${next.title} →`) : null,
     ),
-    chapterList(lecture.id, chapters, (t) => player.seek(t)));
+    chapterList(lecture.id, chapters, (t) => player.seek(t)),
+    materialsSection(course.id, lecture.id));
   player.element.focus();
 }
 
@@ -342,7 +345,7 @@ async function studioPage() {
   grid.replaceChildren(...(res.items.length ? res.items.map((c) => courseCard(c, `#/studio/courses/${c.id}`)) : [h('p', {}, 'Create your first course above.')]));
 }
 
-const uploads = new Map<string, LectureUpload>();
+const uploads = new Map<string, FileUpload>();
 
 /** An upload's progress row. It is updated in place (not rebuilt) on every progress
  * event, so the Pause/Resume button keeps keyboard focus. */
@@ -364,7 +367,7 @@ function uploadView(state: UploadState, existing?: HTMLElement | null): HTMLElem
         ? `Upload failed: ${state.error}`
         : `${formatBytes(state.sent)} of ${formatBytes(state.total)}${state.rate ? ` · ${formatBytes(state.rate)}/s · ${formatEta(state.total - state.sent, state.rate)}` : ''}${state.status === 'paused' ? ' · paused' : ''}${state.resumedFrom ? ' · resumed' : ''}`;
   const btn = el.querySelector('button.pause') as HTMLButtonElement;
-  const upload = uploads.get(state.lectureId);
+  const upload = uploads.get(state.id);
   btn.hidden = state.status === 'done' || state.status === 'error';
   btn.textContent = state.status === 'paused' ? 'Resume' : 'Pause';
   btn.onclick = () => (state.status === 'paused' ? upload?.resume() : upload?.pause());
@@ -498,7 +501,7 @@ async function studioCoursePage(id: string) {
     renderLectures();
   };
   const startUpload = (lectureId: string, fileObj: File) => {
-    const up = new LectureUpload(lectureId, fileObj, (state) => {
+    const up = new FileUpload({ lecture_id: lectureId }, fileObj, (state) => {
       const row = rows.get(lectureId);
       const old = row?.querySelector('.upload') as HTMLElement | null;
       const view = uploadView(state, old);
@@ -537,6 +540,7 @@ async function studioCoursePage(id: string) {
     h('h1', {}, course.title),
     form,
     codesPanel(course.id),
+    attachmentsPanel(course.id, () => course.lectures),
     h('h2', {}, 'Lectures'),
     addForm,
     h('p', {}, h('label', { for: 'many' }, 'Or add lectures from several files at once: '), many),

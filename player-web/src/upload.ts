@@ -1,11 +1,17 @@
-// Resumable uploads with tus-js-client: progress, speed and time left, pause and
-// resume, and resuming after a page reload (pick the same file again).
+// Resumable uploads with tus-js-client, of a lecture's media or an attachment's file:
+// progress, speed and time left, pause and resume, and resuming after a page reload
+// (pick the same file again).
 import * as tus from 'tus-js-client';
 import { authHeaders } from './api';
 import { RateMeter } from './format';
 
+/** What a file is uploaded for. It goes to the server as tus metadata, beside the
+ * file's name, and keys the resume fingerprint. */
+export type UploadTarget = { lecture_id: string } | { attachment_id: string };
+
 export interface UploadState {
-  lectureId: string;
+  /** The lecture's or the attachment's id. */
+  id: string;
   file: File;
   sent: number;
   total: number;
@@ -15,21 +21,22 @@ export interface UploadState {
   resumedFrom?: number;
 }
 
-export class LectureUpload {
+export class FileUpload {
   private upload: tus.Upload;
   private meter = new RateMeter();
   state: UploadState;
 
-  constructor(lectureId: string, file: File, private readonly onChange: (s: UploadState) => void) {
-    this.state = { lectureId, file, sent: 0, total: file.size, rate: 0, status: 'uploading' };
+  constructor(target: UploadTarget, file: File, private readonly onChange: (s: UploadState) => void) {
+    const id = 'lecture_id' in target ? target.lecture_id : target.attachment_id;
+    this.state = { id, file, sent: 0, total: file.size, rate: 0, status: 'uploading' };
     this.upload = new tus.Upload(file, {
       endpoint: '/api/uploads',
       // Chunks bound what a dropped connection costs and what one request holds.
       chunkSize: 8 * 1024 * 1024,
       retryDelays: [0, 1000, 3000, 5000, 10000],
-      metadata: { lecture_id: lectureId, filename: file.name, filetype: file.type },
-      // One fingerprint per lecture and file, so a reload resumes the right upload.
-      fingerprint: async (f: File) => ['lectern', lectureId, f.name, f.size, f.lastModified].join('|'),
+      metadata: { ...target, filename: file.name, filetype: file.type },
+      // One fingerprint per lecture (or attachment) and file, so a reload resumes the right upload.
+      fingerprint: async (f: File) => ['lectern', id, f.name, f.size, f.lastModified].join('|'),
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
       onBeforeRequest: (req) => {

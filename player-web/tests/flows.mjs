@@ -1,10 +1,12 @@
 // Browser flows against a running Lectern, in Debian's Chromium driven by
-// playwright-core: an owner publishes a course with a real video, a student finds,
-// enrolls in and watches it (quality switch, resume, captions) and a lecture with sound, and a student who is not
+// playwright-core: an owner publishes a course with a real video and PDF attachments, a
+// student finds, enrolls in and watches it (quality switch, resume, captions, the
+// course's materials downloaded) and a lecture with sound, and a student who is not
 // enrolled is told how to get in. Throws (exit 1) on the first broken promise.
 // Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR BIG_FILE SECOND_FILE
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 
@@ -13,6 +15,31 @@ fs.mkdirSync(artifacts, { recursive: true });
 const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
 const unique = Date.now().toString(36);
 const courseTitle = `Fourier analysis ${unique}`;
+// Files the flow makes up (attachments), apart from the screenshots.
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'lectern-flows-'));
+
+/** A small but well-formed one-page PDF saying `text` (the server reads the kind of an
+ * attachment from its bytes). */
+function minimalPdf(text) {
+  const content = `BT /F1 24 Tf 72 720 Td (${text}) Tj ET`;
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  let pdf = '%PDF-1.4\n';
+  const offsets = objects.map((body, i) => {
+    const at = pdf.length;
+    pdf += `${i + 1} 0 obj\n${body}\nendobj\n`;
+    return at;
+  });
+  const xref = pdf.length;
+  pdf += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`;
+  pdf += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(pdf, 'latin1');
+}
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -97,6 +124,42 @@ await chapterText.fill('0:00 Opening the settings\n0:12 Two displays\n0:25 Apply
 await chaptersBox.getByRole('button', { name: 'Save chapters' }).click();
 await chaptersBox.locator('summary', { hasText: 'Chapters (3)' }).waitFor();
 
+// Attachments: notes for the whole course and a worksheet for the first lecture, each
+// ready once the server has read from its bytes that it is a PDF; a program is refused
+// with the reason, and deleted.
+const notesTitle = 'Lecture notes';
+const worksheetTitle = 'Spectrum worksheet';
+const notesPdf = minimalPdf('Fourier series: lecture notes');
+const notesFile = path.join(scratch, 'fourier-notes.pdf');
+fs.writeFileSync(notesFile, notesPdf);
+const worksheetFile = path.join(scratch, 'spectrum-worksheet.pdf');
+fs.writeFileSync(worksheetFile, minimalPdf('Draw the spectrum of a square wave'));
+const programFile = path.join(scratch, 'solver');
+fs.writeFileSync(programFile, Buffer.concat([Buffer.from('7f454c4602010100000000000000000002003e00', 'hex'), Buffer.alloc(256)]));
+const attachmentsBox = owner.locator('details.attachments-panel');
+await attachmentsBox.locator('summary').click();
+const addAttachment = async (file, title, attachedTo) => {
+  await attachmentsBox.getByLabel('Attachment file', { exact: true }).setInputFiles(file);
+  await attachmentsBox.getByLabel('Attachment title', { exact: true }).fill(title);
+  await attachmentsBox.getByLabel('Attached to', { exact: true }).selectOption({ label: attachedTo });
+  await attachmentsBox.getByRole('button', { name: 'Add attachment', exact: true }).click();
+};
+const attachmentRow = (title) => attachmentsBox.locator('li[data-attachment]', { hasText: title });
+await addAttachment(notesFile, notesTitle, 'Whole course');
+await attachmentRow(notesTitle).locator('.badge.ready').waitFor({ timeout: 30_000 });
+const notesRow = await attachmentRow(notesTitle).textContent();
+assert.ok(notesRow.includes(`fourier-notes.pdf · ${notesPdf.length} B · Whole course`), notesRow);
+await addAttachment(worksheetFile, worksheetTitle, 'What a spectrum is');
+await attachmentRow(worksheetTitle).locator('.badge.ready').waitFor({ timeout: 30_000 });
+await addAttachment(programFile, 'Solver', 'Whole course');
+await attachmentRow('Solver').locator('.badge.refused').waitFor({ timeout: 30_000 });
+assert.ok((await attachmentRow('Solver').locator('p.error').textContent()).trim(), 'a refusal says why');
+await shot(owner, 'studio-attachments');
+owner.once('dialog', (d) => d.accept());
+await attachmentsBox.getByRole('button', { name: 'Delete attachment Solver', exact: true }).click();
+await attachmentRow('Solver').waitFor({ state: 'detached' });
+assert.equal(await attachmentsBox.locator('li[data-attachment]').count(), 2);
+
 // Several files at once: one lecture each, uploaded side by side.
 await owner.getByLabel(/several files at once/).setInputFiles([videoFile, secondFile]);
 const names = [videoFile, secondFile].map((f) => path.basename(f).replace(/\.[^.]+$/, '').replace(/[_-]+/g, ' '));
@@ -141,6 +204,17 @@ await shot(student, 'catalog');
 await card.click();
 await student.getByRole('button', { name: 'Enroll for free' }).click();
 const courseUrl = student.url();
+// Enrolled, the course's materials: its notes (not the lecture's worksheet), which
+// download as they were uploaded.
+const courseMaterials = student.getByRole('region', { name: 'Course materials', exact: true });
+const notesButton = courseMaterials.getByRole('button', { name: `Download ${notesTitle}`, exact: true });
+await notesButton.waitFor();
+assert.equal(await courseMaterials.getByRole('button', { name: `Download ${worksheetTitle}`, exact: true }).count(), 0);
+assert.equal(await courseMaterials.locator('li .meta').first().textContent(), `PDF · ${notesPdf.length} B`);
+const [notesDownload] = await Promise.all([student.waitForEvent('download'), notesButton.click()]);
+assert.equal(notesDownload.suggestedFilename(), 'fourier-notes.pdf');
+assert.ok(fs.readFileSync(await notesDownload.path()).equals(notesPdf), 'the downloaded notes are not the uploaded bytes');
+await shot(student, 'course-attachments');
 await student.getByRole('link', { name: 'Start the course' }).click();
 await student.waitForURL(/#\/watch\//);
 const video = student.locator('video');
@@ -167,6 +241,9 @@ await student.locator('.player').focus();
 await student.keyboard.press('m');
 assert.equal(await student.evaluate(() => document.querySelector('video').muted), true);
 const watchUrl = student.url();
+// The lecture's own materials are under its player.
+await student.getByRole('region', { name: 'Lecture materials', exact: true })
+  .getByRole('button', { name: `Download ${worksheetTitle}`, exact: true }).waitFor();
 
 // Chapters: listed under the player and marked on the seek bar; a chapter link seeks.
 const chapterNav = student.getByRole('navigation', { name: 'Chapters' });
@@ -292,7 +369,9 @@ await docs.locator('.opblock', { hasText: '/api/uploads/{id}' }).first().waitFor
 await shot(docs, 'api-docs');
 
 await browser.close();
-// Refused on purpose: 400 the broken caption file, 403 the wrong enrollment code.
-const real = problems.filter((p) => !['401', '409', '400', '403'].some((s) => p.includes(`status of ${s}`)));
+fs.rmSync(scratch, { recursive: true, force: true });
+// Refused on purpose: 400 the broken caption file, 403 the wrong enrollment code, 415
+// the last bytes of the program offered as an attachment.
+const real = problems.filter((p) => !['401', '409', '400', '403', '415'].some((s) => p.includes(`status of ${s}`)));
 assert.deepEqual(real, [], `console errors:\n${real.join('\n')}`);
 console.log(JSON.stringify({ ok: true, levels, saved, resumed, sound }));

@@ -1,7 +1,7 @@
-"""player-web in Debian's Chromium (playwright-core): the owner's studio flow, the
-student's find-enroll-watch flow (adaptive levels, quality switch, resume) and the
-not-enrolled student, with screenshots kept as test artifacts; and a player that
-outlives its playback token."""
+"""player-web in Debian's Chromium (playwright-core): the owner's studio flow (with
+attachments), the student's find-enroll-watch flow (adaptive levels, quality switch,
+resume, the course's materials downloaded) and the not-enrolled student, with
+screenshots kept as test artifacts; and a player that outlives its playback token."""
 import json
 import os
 import subprocess
@@ -53,7 +53,7 @@ def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_p
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["ok"] and len(result["levels"]) >= 2
-    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-cold", "search-transcript", "not-enrolled-phone"]:
+    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-attachments", "studio-cold", "search-transcript", "course-attachments", "not-enrolled-phone"]:
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
