@@ -1,6 +1,6 @@
 //! Job events from the workers: applied to lecture state (idempotently, keyed by
-//! asset, so redelivered or stale events are harmless) and pushed live to the
-//! WebSocket clients who may see them.
+//! asset, so redelivered or stale events are harmless), written to the event journal,
+//! and sent from it to the WebSocket clients who may see them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::error::CatalogError;
+use crate::journal::{Draft, Entry, Journal, MAX_BATCH};
 use crate::parts::Advance;
 use lectern_seams::ids::{CourseId, LectureId, UserId};
 
@@ -53,29 +54,13 @@ pub enum LiveEvent {
     },
 }
 
-/// A live event and who may receive it.
-#[derive(Debug, Clone)]
-pub struct Routed {
-    pub owner_id: UserId,
-    pub course_id: CourseId,
-    pub event: LiveEvent,
-    /// The student-facing form, for ready events.
-    pub for_students: Option<LiveEvent>,
-}
-
-pub type Hub = broadcast::Sender<Routed>;
-
-pub fn hub() -> Hub {
-    broadcast::channel(1024).0
-}
-
 /// Applies one job event to the database and returns what to push live, if the
 /// event still concerns the lecture's current asset.
 pub async fn apply(
     db: &Db,
     store: &SharedStore,
     event: &JobEvent,
-) -> Result<Option<Routed>, CatalogError> {
+) -> Result<Option<Draft>, CatalogError> {
     // What a stored part changed, in the terms of the other events.
     let mut advanced = None;
     let changed = match event {
@@ -206,7 +191,7 @@ pub async fn apply(
             Some(Advance::Nothing) | None => return Ok(None),
         },
     };
-    Ok(Some(Routed {
+    Ok(Some(Draft {
         owner_id,
         course_id,
         event: live,
@@ -214,8 +199,9 @@ pub async fn apply(
     }))
 }
 
-/// Consumes job events until the task is dropped. An event is acked once applied.
-pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, hub: Hub) {
+/// Consumes job events until the task is dropped. An event is acked once applied and
+/// journaled.
+pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, journal: Journal) {
     let mut consumer: Option<Box<dyn lectern_seams::queue::Consumer>> = None;
     loop {
         let c = match consumer.as_mut() {
@@ -247,9 +233,12 @@ pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, hub: Hub) {
             }
         };
         match apply(&db, &store, &event).await {
-            Ok(routed) => {
-                if let Some(r) = routed {
-                    let _ = hub.send(r);
+            Ok(draft) => {
+                if let Some(d) = draft
+                    && let Err(e) = crate::journal::record(&db, &journal, &d).await
+                {
+                    // The state is applied; a redelivery would change nothing to journal.
+                    tracing::warn!(error = %e, "an applied event could not be journaled");
                 }
                 let _ = delivery.ack().await;
             }
@@ -303,54 +292,57 @@ impl Drop for SocketSlot {
     }
 }
 
-/// Serves one WebSocket client: the events it may see, until it goes away or the
-/// access token it came with expires (then it is closed with code 4001, and the client
-/// reconnects with a fresh token).
+/// Serves one WebSocket client: first what it missed after `after` (the last number
+/// it saw), then the events it may see as they come, until it goes away or the access
+/// token it came with expires (then it is closed with code 4001, and the client
+/// reconnects with a fresh token and its last number).
 pub async fn serve_socket(
     mut socket: WebSocket,
     user: AuthUser,
     db: Db,
-    hub: Hub,
+    journal: Journal,
     _slot: SocketSlot,
+    after: Option<i64>,
 ) {
-    let mut events = hub.subscribe();
+    // Listening before looking back, so nothing falls between the two.
+    let mut events = journal.hub.subscribe();
     let left = (user.expires_at - now_unix()).max(0) as u64;
     let expiry = tokio::time::sleep(Duration::from_secs(left));
     tokio::pin!(expiry);
     let hello = serde_json::json!({"type": "hello", "user_id": user.id, "role": user.role});
-    if socket
-        .send(Message::Text(hello.to_string().into()))
-        .await
-        .is_err()
-    {
+    if send_text(&mut socket, hello.to_string()).await.is_err() {
         return;
+    }
+    let mut last_sent = 0;
+    if let Some(after) = after {
+        match catch_up(&mut socket, &db, &user, after).await {
+            Ok(last) => last_sent = last,
+            Err(()) => return,
+        }
     }
     let mut ping = tokio::time::interval(Duration::from_secs(25));
     loop {
         tokio::select! {
             received = events.recv() => {
-                let routed = match received {
-                    Ok(r) => r,
+                let entry = match received {
+                    Ok(entry) => entry,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "a live client fell behind");
+                        tracing::warn!(skipped = n, "a live client fell behind; it is told to catch up");
+                        if send_text(&mut socket, RESYNC.into()).await.is_err() {
+                            return;
+                        }
                         continue;
                     }
                     Err(_) => return,
                 };
-                let event = if user.role == Role::Admin || routed.owner_id == user.id {
-                    Some(routed.event)
-                } else if routed.for_students.is_some()
-                    && crate::courses::enrollment(&db, &user.id, &routed.course_id).await.ok().flatten().is_some()
-                {
-                    routed.for_students
-                } else {
-                    None
-                };
-                if let Some(e) = event {
-                    let text = serde_json::to_string(&e).expect("live events serialize");
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                if entry.seq <= last_sent {
+                    continue;
+                }
+                if let Some(text) = seen_by(&db, &user, &entry).await {
+                    if send_text(&mut socket, text).await.is_err() {
                         return;
                     }
+                    last_sent = entry.seq;
                 }
             }
             incoming = socket.recv() => {
@@ -371,4 +363,57 @@ pub async fn serve_socket(
             }
         }
     }
+}
+
+/// Told when events were missed that the journal cannot give back (kept no longer, or
+/// more than a reconnection catches up on): the client reloads what it shows and
+/// listens on from the newest number it then sees.
+const RESYNC: &str = r#"{"type":"resync"}"#;
+
+/// Batches of missed events a reconnection sends before it says `resync` instead.
+const CATCH_UP_BATCHES: usize = 5;
+
+/// Sends what `user` missed after `after`; the last number sent (or `after`).
+async fn catch_up(socket: &mut WebSocket, db: &Db, user: &AuthUser, after: i64) -> Result<i64, ()> {
+    let mut last = after;
+    for _ in 0..CATCH_UP_BATCHES {
+        let missed = match crate::journal::missed(db, user, last, MAX_BATCH).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read what a client missed");
+                send_text(socket, RESYNC.into()).await?;
+                return Ok(last);
+            }
+        };
+        if missed.gone {
+            send_text(socket, RESYNC.into()).await?;
+            return Ok(last);
+        }
+        for event in missed.events {
+            send_text(socket, event.to_string()).await?;
+        }
+        last = missed.last_seq;
+        if !missed.more {
+            return Ok(last);
+        }
+    }
+    send_text(socket, RESYNC.into()).await?;
+    Ok(last)
+}
+
+/// The entry as `user` sees it, if they may.
+async fn seen_by(db: &Db, user: &AuthUser, entry: &Entry) -> Option<String> {
+    let mine = user.role == Role::Admin || entry.owner_id == user.id;
+    let enrolled = !mine
+        && entry.for_students.is_some()
+        && crate::courses::enrollment(db, &user.id, &entry.course_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+    entry.as_seen_by(user, enrolled).map(str::to_string)
+}
+
+async fn send_text(socket: &mut WebSocket, text: String) -> Result<(), ()> {
+    socket.send(Message::Text(text.into())).await.map_err(drop)
 }

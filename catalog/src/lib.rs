@@ -16,6 +16,7 @@ pub mod courses;
 pub mod delivery;
 mod error;
 pub mod events;
+pub mod journal;
 pub mod parts;
 pub mod payments;
 pub mod playback;
@@ -66,7 +67,7 @@ pub struct CatalogParts {
     pub queue: SharedQueue,
     pub tokens: AccessTokens,
     pub playback: playback::PlaybackTokens,
-    pub hub: events::Hub,
+    pub journal: journal::Journal,
     pub sockets: events::Sockets,
     pub config: CatalogConfig,
     pub limits: Arc<Limits>,
@@ -101,7 +102,7 @@ impl CatalogState {
             queue,
             tokens,
             playback,
-            hub: events::hub(),
+            journal: journal::Journal::default(),
             sockets: events::Sockets::default(),
             config,
             limits,
@@ -109,12 +110,15 @@ impl CatalogState {
     }
 }
 
-/// Background duties: consuming job events.
+/// Background duties: consuming job events, and following the event journal.
 pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(events::consume(
-        state.db.clone(),
-        state.store.clone(),
-        state.queue.clone(),
-        state.hub.clone(),
-    ))]
+    vec![
+        tokio::spawn(events::consume(
+            state.db.clone(),
+            state.store.clone(),
+            state.queue.clone(),
+            state.journal.clone(),
+        )),
+        tokio::spawn(journal::follow(state.db.clone(), state.journal.clone())),
+    ]
 }

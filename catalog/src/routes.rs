@@ -22,6 +22,7 @@ use crate::courses::{self, Course, CourseQuery, Lecture, Orphans};
 use crate::delivery::{self, Delivery, PlayFile};
 use crate::error::CatalogError;
 use crate::events;
+use crate::journal;
 use crate::parts;
 use crate::playback::{PLAYLIST_TYPE, playable_file};
 
@@ -548,19 +549,43 @@ async fn playback(
     }))
 }
 
+/// Where a client that was away resumes: after the last event number it saw.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EventsQuery {
+    /// The `seq` of the last event seen; the WebSocket first sends what came after it,
+    /// the feed answers it.
+    after: Option<i64>,
+    /// Feed only: events per answer, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
 #[utoipa::path(
-    get, path = "/api/events", tag = "events", security(("bearer" = [])),
-    description = "A WebSocket (send the token as the `bearer, <token>` subprotocol or `?token=`): owners get transcode progress, ready and failed events for their lectures; students `lecture_ready` for courses they are enrolled in.",
-    responses((status = 101, description = "Switching to the WebSocket"), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+    get, path = "/api/events", tag = "events", security(("bearer" = [])), params(EventsQuery),
+    description = "Events a user may see, each with a `seq` number: owners get transcode progress, playable, ready and failed events for their lectures; students `lecture_ready` and `playable` for courses they are enrolled in. As a WebSocket (send the token as the `bearer, <token>` subprotocol or `?token=`), live, after first sending what came after `after`; a `{\"type\": \"resync\"}` says events were missed that are no longer kept (reload the state). As a plain GET, a feed of what came after `after` (kept 14 days).",
+    responses((status = 101, description = "Switching to the WebSocket"), (status = 200, description = "The feed", body = journal::Missed), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
 )]
 async fn live_events(
     State(s): State<CatalogState>,
     user: AuthUser,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, CatalogError> {
-    let ws = ws.map_err(|r| {
-        CatalogError::Invalid(format!("this is a WebSocket endpoint: {}", r.body_text()))
-    })?;
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(_) if !headers.contains_key(header::UPGRADE) => {
+            let after = query.after.unwrap_or(0);
+            let limit = query.limit.unwrap_or(100);
+            return Ok(Json(journal::missed(&s.db, &user, after, limit).await?).into_response());
+        }
+        Err(r) => {
+            return Err(CatalogError::Invalid(format!(
+                "not a WebSocket upgrade: {}",
+                r.body_text()
+            )));
+        }
+    };
     let slot = s
         .sockets
         .admit(user.id.as_str(), s.config.sockets_per_user)
@@ -578,7 +603,14 @@ async fn live_events(
         .max_message_size(4096)
         .protocols([lectern_web::auth::WS_BEARER_PROTOCOL])
         .on_upgrade(move |socket| {
-            events::serve_socket(socket, user, s.db.clone(), s.hub.clone(), slot)
+            events::serve_socket(
+                socket,
+                user,
+                s.db.clone(),
+                s.journal.clone(),
+                slot,
+                query.after,
+            )
         }))
 }
 

@@ -142,15 +142,21 @@ export function liveEvents(onEvent: (e: Record<string, unknown>) => void): () =>
   let ws: WebSocket | null = null;
   let closed = false;
   let delay = 1000;
+  // The number of the last event heard: a reconnection first gets what came after it
+  // (or a `resync` when that is no longer kept).
+  let last = 0;
   const connect = () => {
     const s = session();
     if (!s || closed) return;
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/events`;
+    const after = last > 0 ? `?after=${last}` : '';
+    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/events${after}`;
     ws = new WebSocket(url, ['bearer', s.token]);
     ws.onmessage = (m) => {
       delay = 1000;
       try {
-        onEvent(JSON.parse(m.data));
+        const ev = JSON.parse(m.data) as Record<string, unknown>;
+        if (typeof ev.seq === 'number') last = Math.max(last, ev.seq);
+        onEvent(ev);
       } catch {
         /* not ours */
       }

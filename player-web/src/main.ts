@@ -548,6 +548,8 @@ async function studioCoursePage(id: string) {
   );
   await renderLectures();
   const stop = liveEvents((ev) => {
+    // Events were missed that are no longer kept: show the state as it is now.
+    if (ev.type === 'resync') return void renderLectures();
     const lid = ev.lecture_id as string | undefined;
     if (!lid || !course.lectures.some((l) => l.id === lid)) return;
     if (ev.type === 'progress') {

@@ -56,9 +56,12 @@ def test_owner_and_enrolled_student_get_live_events(server, samples):
     assert percents and percents == sorted(percents) and max(percents) > 0, percents
     failed = [m for m in streams["owner"] if m["type"] == "failed"][0]
     assert "truncated" in failed["reason"] or "damaged" in failed["reason"]
-    assert [m for m in streams["enrolled"] if m["type"] != "hello"] == [
+    student_events = [m for m in streams["enrolled"] if m["type"] != "hello"]
+    assert [{k: v for k, v in m.items() if k != "seq"} for m in student_events] == [
         {"type": "lecture_ready", "lecture_id": good["id"], "course_id": course["id"], "title": "Good"}
     ]
+    seqs = [m["seq"] for m in streams["owner"] if m["type"] != "hello"]
+    assert seqs == sorted(set(seqs)) and student_events[0]["seq"] in seqs
     assert [m for m in streams["outsider"] if m["type"] != "hello"] == []
 
 
@@ -107,3 +110,70 @@ def test_live_connections_are_capped_per_account_and_end_with_the_token(tmp_path
         stack.close()
     finally:
         s.stop()
+
+
+def test_a_client_that_was_away_gets_exactly_what_it_missed(server, samples):
+    """One owner listens throughout; another connection of theirs drops, events happen,
+    and it comes back with the last number it saw: it gets what the first one heard
+    meanwhile, no more, no less, and the feed answers the same."""
+    owner = Api.signup(server.url, "owner")
+    student = Api.signup(server.url, "student")
+    other = Api.signup(server.url, "owner")
+    course = owner.course()
+    student.ok(student.post(f"/api/courses/{course['id']}/enroll"), 201)
+    ws = server.url.replace("http://", "ws://") + "/api/events"
+    always, stop = [], threading.Event()
+    listener = threading.Thread(target=listen, args=(ws, always, stop), kwargs={"subprotocols": ["bearer", owner.token]})
+    listener.start()
+    first = owner.lecture(course["id"], "First")
+    with connect(ws, subprotocols=["bearer", owner.token]) as away:
+        assert json.loads(away.recv(timeout=5))["type"] == "hello"
+        owner.upload(first["id"], samples / "good/screencast_webcam_h264_aac_720p.mp4")
+        owner.wait_lecture(first["id"])
+        seen = []
+        deadline = time.time() + 10
+        while not any(m["type"] == "ready" for m in seen) and time.time() < deadline:
+            try:
+                seen.append(json.loads(away.recv(timeout=0.5)))
+            except TimeoutError:
+                pass
+    last = seen[-1]["seq"]
+    # Away: a second lecture is processed, a broken one fails, another owner's too.
+    second = owner.lecture(course["id"], "Second")
+    broken = owner.lecture(course["id"], "Broken")
+    theirs = other.lecture(other.course()["id"], "Theirs")
+    owner.upload(second["id"], samples / "good/screencast_webcam_h264_aac_720p.mp4")
+    owner.upload(broken["id"], samples / "broken/truncated_header_only.mkv")
+    other.upload(theirs["id"], samples / "good/screencast_webcam_h264_aac_720p.mp4")
+    for lecture in (second, broken):
+        owner.wait_lecture(lecture["id"])
+    other.wait_lecture(theirs["id"])
+    time.sleep(1.0)
+    missed_live = [m for m in always if m.get("seq", 0) > last]
+    assert {("ready", second["id"]), ("failed", broken["id"])} <= {(m["type"], m.get("lecture_id")) for m in missed_live}
+
+    with connect(f"{ws}?after={last}", subprotocols=["bearer", owner.token]) as back:
+        assert json.loads(back.recv(timeout=5))["type"] == "hello"
+        resumed = []
+        while len(resumed) < len(missed_live):
+            resumed.append(json.loads(back.recv(timeout=5)))
+        try:
+            extra = json.loads(back.recv(timeout=1))
+            raise AssertionError(f"more than was missed: {extra}")
+        except TimeoutError:
+            pass
+    stop.set()
+    listener.join()
+    assert resumed == missed_live
+    assert all(m["lecture_id"] != theirs["id"] for m in resumed)
+
+    feed = owner.ok(owner.get("/api/events", params={"after": last, "limit": 1000}))
+    assert feed["events"] == missed_live and feed["last_seq"] == missed_live[-1]["seq"] and not feed["more"] and not feed["gone"]
+    paged = owner.ok(owner.get("/api/events", params={"after": last, "limit": 2}))
+    assert paged["events"] == missed_live[:2] and paged["more"] and paged["last_seq"] == missed_live[1]["seq"]
+    # The student's feed holds only what students hear of the course.
+    mine = student.ok(student.get("/api/events", params={"after": 0}))["events"]
+    assert {(m["type"], m["lecture_id"]) for m in mine} >= {("lecture_ready", first["id"]), ("lecture_ready", second["id"])}
+    assert {m["type"] for m in mine} <= {"lecture_ready", "playable"}
+    # A number this installation never gave out: start afresh.
+    assert owner.ok(owner.get("/api/events", params={"after": 10**9}))["gone"]
