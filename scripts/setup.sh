@@ -113,6 +113,10 @@ if [ "$what" = "test" ]; then
   npm_ci bench/upload
   # The benchmarks' peers and load generators (bench/run --quick runs in the test command).
   apt_missing nginx-light wrk nghttp2-client
+  # Debian's Prometheus and promtool: the monitoring test scrapes a running Lectern with
+  # it and checks deploy/monitoring's rules and dashboards. (On a machine with systemd
+  # the package also starts its own service on :9090; the test runs another instance.)
+  apt_missing prometheus
   # Deployment checks: checkov, hadolint and kubernetes-validate (offline schemas), in
   # a venv of their own (checkov pins an older `packaging` than pytest needs).
   venv_with "$TOOLS/deploy" deploy/requirements.txt

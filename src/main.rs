@@ -596,6 +596,8 @@ struct Backends {
     db: Option<Db>,
     store: Option<SharedStore>,
     queue: Option<SharedQueue>,
+    /// The data folder (scratch space included), whose disk `/metrics` reports.
+    data_dir: PathBuf,
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up", body = serde_json::Value)))]
@@ -651,16 +653,26 @@ async fn method_not_allowed() -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(b): State<Backends>) -> Response {
+    let m = lectern_seams::metrics::metrics();
     if let Some(queue) = &b.queue {
         for topic in Topic::ALL {
+            let label = [topic.name()];
             if let Ok(depth) = queue.depth(topic).await {
-                lectern_seams::metrics::metrics()
-                    .queue_depth
-                    .with_label_values(&[topic.name()])
-                    .set(depth as i64);
+                m.queue_depth.with_label_values(&label).set(depth as i64);
+            }
+            if let Ok(dead) = queue.dead_letters(topic).await {
+                m.queue_dead_letters
+                    .with_label_values(&label)
+                    .set(dead as i64);
+            }
+            if let Ok(Some(age)) = queue.oldest_waiting(topic).await {
+                m.queue_oldest_waiting
+                    .with_label_values(&label)
+                    .set(age.as_secs_f64());
             }
         }
     }
+    m.sample_disk(&b.data_dir);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -927,6 +939,7 @@ fn spawn_workers(
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let fence = c.fence()?;
     let mut handles = Vec::new();
+    lectern_seams::metrics::metrics().set_workers(c.workers.max(1));
     for _ in 0..c.workers.max(1) {
         let worker = Worker {
             store: store.clone(),
@@ -1053,6 +1066,7 @@ async fn run() -> anyhow::Result<()> {
                     db: Some(db),
                     store: Some(store),
                     queue: Some(queue),
+                    data_dir: c.data_dir.clone(),
                 },
             );
             serve_http(
@@ -1079,6 +1093,7 @@ async fn run() -> anyhow::Result<()> {
                     db: Some(db),
                     store: Some(store),
                     queue: Some(queue),
+                    data_dir: c.data_dir.clone(),
                 },
             );
             serve_http(
@@ -1107,6 +1122,7 @@ async fn run() -> anyhow::Result<()> {
                     db: Some(db),
                     store: Some(store),
                     queue: Some(queue),
+                    data_dir: c.data_dir.clone(),
                 },
             );
             serve_http(
@@ -1132,6 +1148,7 @@ async fn run() -> anyhow::Result<()> {
                     db: None,
                     store: Some(store),
                     queue: Some(queue),
+                    data_dir: c.data_dir.clone(),
                 },
             );
             // A health port: no documents, so no security headers.

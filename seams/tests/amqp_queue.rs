@@ -69,6 +69,16 @@ async fn retries_come_back_after_their_delay_with_the_attempt_counted() {
     again.dead_letter("always fails").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(q.depth(Topic::Jobs).await.unwrap(), 0);
+    assert_eq!(q.dead_letters(Topic::Jobs).await.unwrap(), 1);
+    assert_eq!(q.dead_letters(Topic::AudioJobs).await.unwrap(), 0);
+    // RabbitMQ tells counts over AMQP, not the age of the oldest message.
+    assert_eq!(q.oldest_waiting(Topic::Jobs).await.unwrap(), None);
+    // Both deliveries carried when they became ready, so their wait was measured.
+    let waits = lectern_seams::metrics::metrics()
+        .queue_wait
+        .with_label_values(&[Topic::Jobs.name()])
+        .get_sample_count();
+    assert!(waits >= 2, "{waits}");
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ use lectern_packager::{
 use lectern_seams::messages::{
     JobEvent, JobPart, PartReport, StoredRendition, StoredSegment, TranscodeJob, part_key,
 };
+use lectern_seams::metrics::{JobFailure, JobOutcome};
 use lectern_seams::queue::{Delivery, SharedQueue, Topic};
 use lectern_seams::storage::SharedStore;
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,17 @@ pub enum JobError {
     Storage(#[from] lectern_seams::storage::StorageError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl JobError {
+    /// The failure's kind, for the job failure counter.
+    pub fn kind(&self) -> JobFailure {
+        match self {
+            JobError::Media { .. } => JobFailure::Media,
+            JobError::Storage(_) => JobFailure::Storage,
+            JobError::Internal(_) => JobFailure::Internal,
+        }
+    }
 }
 
 /// Written beside the master playlist: what a repeated delivery of a finished job
@@ -141,7 +153,7 @@ impl Worker {
                     next = consumer.next() => next,
                 };
                 match next {
-                    Ok(delivery) => self.handle(delivery).await,
+                    Ok(delivery) => self.handle(topic, delivery).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the job consumer; reconnecting");
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -152,7 +164,7 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, delivery: Delivery) {
+    async fn handle(&self, topic: Topic, delivery: Delivery) {
         let job: TranscodeJob = match serde_json::from_slice(&delivery.payload) {
             Ok(job) => job,
             Err(e) => {
@@ -166,7 +178,8 @@ impl Worker {
         tracing::info!(job = %job.job_id, lecture = %job.lecture_id, part, attempt, "transcode job started");
         let started = Instant::now();
         let metrics = lectern_seams::metrics::metrics();
-        metrics.jobs_in_flight.inc();
+        let in_flight = metrics.jobs_in_flight.with_label_values(&[topic.name()]);
+        in_flight.inc();
         let cancel = Arc::new(AtomicBool::new(false));
         let work = self.process(&job, cancel.clone());
         tokio::pin!(work);
@@ -175,14 +188,14 @@ impl Worker {
             _ = grace_expired(self.shutdown.clone(), self.config.shutdown_grace) => {
                 cancel.store(true, Ordering::Relaxed);
                 let _ = work.await;
-                metrics.jobs_in_flight.dec();
+                in_flight.dec();
                 // Not acked: the queue delivers it again to a worker that stays.
                 tracing::warn!(job = %job.job_id, "shutdown grace over: the job is handed back to the queue");
                 drop(delivery);
                 return;
             }
         };
-        metrics.jobs_in_flight.dec();
+        in_flight.dec();
         match outcome {
             Ok(ready) => {
                 let wall = started.elapsed().as_secs_f64();
@@ -198,6 +211,7 @@ impl Worker {
             }
             Err(e) if attempt >= self.config.max_attempts => {
                 tracing::error!(job = %job.job_id, attempt, error = %e, "transcode job failed for good");
+                metrics.job_failed(e.kind(), JobOutcome::DeadLettered);
                 // A part shares the asset's prefix with the parts that succeeded.
                 if job.part == JobPart::Whole {
                     let _ = self.store.delete_prefix(&job.output_prefix).await;
@@ -236,6 +250,7 @@ impl Worker {
             Err(e) => {
                 let delay = self.config.retry_base * 2u32.saturating_pow(attempt.saturating_sub(1));
                 tracing::warn!(job = %job.job_id, attempt, error = %e, ?delay, "transcode job failed; retrying");
+                metrics.job_failed(e.kind(), JobOutcome::Retried);
                 let _ = delivery.retry_after(delay).await;
             }
         }
@@ -758,5 +773,29 @@ fn ready_event(job: &TranscodeJob, m: Manifest) -> JobEvent {
         duration_secs: m.duration_secs,
         renditions: m.renditions,
         has_poster: m.has_poster,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_counted_by_a_kind_of_three() {
+        let media = JobError::Media {
+            refusal: lectern_gate::Refusal::NotMedia,
+            diagnostics: String::new(),
+        };
+        let storage = JobError::Storage(lectern_seams::storage::StorageError::NotFound(
+            "uploads/x".into(),
+        ));
+        let internal = JobError::Internal("the fenced child crashed".into());
+        assert_eq!(media.kind(), JobFailure::Media);
+        assert_eq!(storage.kind(), JobFailure::Storage);
+        assert_eq!(internal.kind(), JobFailure::Internal);
+        assert_eq!(
+            [media, storage, internal].map(|e| e.kind().as_str()),
+            ["media", "storage", "internal"]
+        );
     }
 }

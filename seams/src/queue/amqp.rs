@@ -269,11 +269,16 @@ impl AmqpQueue {
         payload: &[u8],
         headers: FieldTable,
         expiration: Option<u64>,
+        delay_ms: Option<u64>,
     ) -> Result<()> {
         let ch = self.channel().await?;
+        // When the message is ready for a consumer (a retry: when its delay ends), in
+        // seconds, the protocol's resolution; consumers measure their wait from it.
+        let ready_at = crate::now_unix() as u64 + delay_ms.unwrap_or(0) / 1000;
         let mut props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
+            .with_timestamp(ready_at)
             .with_headers(headers);
         if let Some(ms) = expiration {
             props = props.with_expiration(ms.to_string().into());
@@ -331,7 +336,7 @@ impl AmqpQueue {
 impl Queue for AmqpQueue {
     async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()> {
         let (exchange, key) = self.names.route(topic);
-        self.publish_to(&exchange, key, &payload, FieldTable::default(), None)
+        self.publish_to(&exchange, key, &payload, FieldTable::default(), None, None)
             .await
     }
 
@@ -372,6 +377,10 @@ impl Queue for AmqpQueue {
         Ok(self.declared(topic).await?.consumer_count() as u64)
     }
 
+    async fn dead_letters(&self, topic: Topic) -> Result<u64> {
+        Ok(self.passive(&self.names.dead(topic)).await?.message_count() as u64)
+    }
+
     async fn check(&self) -> Result<()> {
         self.channel().await.map(|_| ())
     }
@@ -384,9 +393,14 @@ type Handle = std::sync::Arc<AmqpQueue>;
 impl AmqpQueue {
     /// A topic's queue as the broker reports it now (a passive declare: it must exist).
     async fn declared(&self, topic: Topic) -> Result<lapin::Queue> {
+        self.passive(&self.names.queue(topic)).await
+    }
+
+    /// A queue as the broker reports it now.
+    async fn passive(&self, name: &str) -> Result<lapin::Queue> {
         let ch = self.channel().await?;
         ch.queue_declare(
-            self.names.queue(topic).into(),
+            name.into(),
             QueueDeclareOptions {
                 passive: true,
                 ..durable()
@@ -421,6 +435,9 @@ impl Consumer for AmqpConsumer {
             Some(Err(e)) => return Err(err(e)),
             None => return Err(QueueError::Backend("the broker closed the consumer".into())),
         };
+        if let Some(ready_at) = delivery.properties.timestamp() {
+            super::observe_wait(self.topic, (*ready_at as i64).saturating_mul(1000));
+        }
         let headers = delivery.properties.headers().clone();
         let ours = header_int(&headers, ATTEMPT_HEADER).unwrap_or(1).max(1);
         let redeliveries = header_int(&headers, "x-delivery-count").unwrap_or(0).max(0);
@@ -469,7 +486,7 @@ impl Lease for AmqpLease {
             ATTEMPT_HEADER,
             AMQPValue::LongLongInt(self.attempt as i64 + 1),
         )]);
-        q.publish_to("", &name, &self.payload, headers, None)
+        q.publish_to("", &name, &self.payload, headers, None, Some(ms))
             .await?;
         self.ack().await
     }
@@ -480,8 +497,15 @@ impl Lease for AmqpLease {
             (REASON_HEADER, text(reason)),
             (ATTEMPT_HEADER, AMQPValue::LongLongInt(self.attempt as i64)),
         ]);
-        q.publish_to("", &q.names.dead(self.topic), &self.payload, headers, None)
-            .await?;
+        q.publish_to(
+            "",
+            &q.names.dead(self.topic),
+            &self.payload,
+            headers,
+            None,
+            None,
+        )
+        .await?;
         self.ack().await
     }
 }

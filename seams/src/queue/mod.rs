@@ -84,8 +84,26 @@ pub trait Queue: Send + Sync + 'static {
     /// Consumers taking a topic's messages now: the workers a lecture's chunks can be
     /// spread over. The embedded queue counts the consumers of this process only.
     async fn consumers(&self, topic: Topic) -> Result<u64>;
+    /// Messages in a topic's dead-letter queue.
+    async fn dead_letters(&self, topic: Topic) -> Result<u64>;
+    /// How long the oldest message ready for a consumer has waited (zero when none
+    /// waits), where the backend can tell without touching the messages; None where it
+    /// cannot (RabbitMQ tells counts, not ages, over AMQP).
+    async fn oldest_waiting(&self, _topic: Topic) -> Result<Option<Duration>> {
+        Ok(None)
+    }
     /// Whether the backend answers (for /readyz).
     async fn check(&self) -> Result<()>;
+}
+
+/// Records how long a delivered message waited for its consumer, from the time it
+/// became ready (published, or its retry came due) in milliseconds since the epoch.
+fn observe_wait(topic: Topic, ready_at_millis: i64) {
+    let waited = crate::now_millis().saturating_sub(ready_at_millis).max(0);
+    crate::metrics::metrics()
+        .queue_wait
+        .with_label_values(&[topic.name()])
+        .observe(waited as f64 / 1000.0);
 }
 
 #[async_trait]
@@ -198,11 +216,11 @@ impl EmbeddedQueue {
     async fn try_lease(&self, topic: Topic) -> Result<Option<Delivery>> {
         let now = crate::now_millis();
         let token = crate::new_id();
-        let row: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+        let row: Option<(i64, Vec<u8>, i64, i64)> = sqlx::query_as(
             "UPDATE messages SET attempts = attempts + 1, leased_until = $1, lease_token = $2
              WHERE id = (SELECT id FROM messages WHERE topic = $3 AND visible_at <= $4 AND leased_until <= $4
                          ORDER BY visible_at, id LIMIT 1)
-             RETURNING id, payload, attempts",
+             RETURNING id, payload, attempts, visible_at",
         )
         .bind(now + self.lease.as_millis() as i64)
         .bind(&token)
@@ -210,9 +228,10 @@ impl EmbeddedQueue {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, payload, attempts)) = row else {
+        let Some((id, payload, attempts, ready_at)) = row else {
             return Ok(None);
         };
+        observe_wait(topic, ready_at);
         let lease = EmbeddedLease {
             pool: self.pool.clone(),
             id,
@@ -262,6 +281,27 @@ impl Queue for EmbeddedQueue {
 
     async fn consumers(&self, topic: Topic) -> Result<u64> {
         Ok(self.consumers[topic.index()].load(Ordering::Relaxed))
+    }
+
+    async fn dead_letters(&self, topic: Topic) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages WHERE topic = $1")
+            .bind(format!("{}.dead", topic.name()))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn oldest_waiting(&self, topic: Topic) -> Result<Option<Duration>> {
+        let now = crate::now_millis();
+        let (oldest,): (Option<i64>,) = sqlx::query_as(
+            "SELECT MIN(visible_at) FROM messages WHERE topic = $1 AND visible_at <= $2 AND leased_until <= $2",
+        )
+        .bind(topic.name())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let waited = oldest.map_or(0, |at| now.saturating_sub(at).max(0));
+        Ok(Some(Duration::from_millis(waited as u64)))
     }
 
     async fn check(&self) -> Result<()> {
@@ -462,6 +502,43 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(reason, "decoder crashed");
+        assert_eq!(q.dead_letters(Topic::Jobs).await.unwrap(), 1);
+        assert_eq!(q.dead_letters(Topic::AudioJobs).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_ready_message_tells_its_wait_and_held_ones_do_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, EmbeddedQueue::LEASE).await;
+        let age = |d: Option<Duration>| d.expect("the embedded queue tells ages");
+        assert_eq!(
+            age(q.oldest_waiting(Topic::Jobs).await.unwrap()),
+            Duration::ZERO
+        );
+        q.publish(Topic::Jobs, b"first".to_vec()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        q.publish(Topic::Jobs, b"second".to_vec()).await.unwrap();
+        let waited = age(q.oldest_waiting(Topic::Jobs).await.unwrap());
+        assert!(waited >= Duration::from_millis(400), "{waited:?}");
+        let wait = || {
+            crate::metrics::metrics()
+                .queue_wait
+                .with_label_values(&[Topic::Jobs.name()])
+                .get_sample_count()
+        };
+        let before = wait();
+        // Held: the first no longer waits; the second is younger.
+        let held = q.receive(Topic::Jobs).await.unwrap();
+        assert!(wait() > before);
+        assert!(age(q.oldest_waiting(Topic::Jobs).await.unwrap()) < waited);
+        // A retry not yet due is not waiting for a consumer either.
+        held.retry_after(Duration::from_secs(60)).await.unwrap();
+        q.receive(Topic::Jobs).await.unwrap().ack().await.unwrap();
+        assert_eq!(
+            age(q.oldest_waiting(Topic::Jobs).await.unwrap()),
+            Duration::ZERO
+        );
+        assert_eq!(q.depth(Topic::Jobs).await.unwrap(), 1);
     }
 
     #[tokio::test]
