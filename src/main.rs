@@ -220,6 +220,19 @@ struct Config {
         global = true
     )]
     attachment_link_secs: i64,
+    /// Let webhooks go to private, loopback and link-local addresses (a closed network's
+    /// choice; off, they go to public addresses only).
+    #[arg(
+        long,
+        env = "LECTERN_WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false,
+        global = true
+    )]
+    webhook_allow_private: bool,
+    /// Seconds before each retry of a failed webhook delivery, comma-separated; after the
+    /// last the delivery fails and its endpoint is disabled.
+    #[arg(long, env = "LECTERN_WEBHOOK_RETRY_SECS", value_delimiter = ',', default_values_t = [5u64, 300, 1800, 7200, 18000, 36000, 36000], global = true)]
+    webhook_retry_secs: Vec<u64>,
     /// How long an unfinished upload is kept after its last chunk, in seconds.
     #[arg(
         long,
@@ -926,6 +939,11 @@ fn catalog_state(
             payments: c.payments()?,
             attachment_max_bytes: c.max_attachment_bytes.min(c.max_upload_bytes),
             attachment_link_secs: c.attachment_link_secs,
+            webhooks: Arc::new(lectern_catalog::webhooks::Settings {
+                allow_private: c.webhook_allow_private,
+                retry_secs: c.webhook_retry_secs.clone(),
+                ..Default::default()
+            }),
         },
         limits,
     ))

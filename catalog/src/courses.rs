@@ -890,6 +890,17 @@ pub async fn enroll(
     .rows_affected();
     // Enrolled meanwhile by another request: that one counts, and the code keeps its use.
     if inserted == 1 {
+        let news = crate::journal::Draft {
+            owner_id: course.owner_id.clone(),
+            course_id: Some(course_id.clone()),
+            event: crate::events::LiveEvent::Enrolled {
+                course_id: course_id.clone(),
+                user_id: user.id.clone(),
+                kind,
+            },
+            for_students: None,
+        };
+        crate::journal::record_in(&mut tx, &news).await?;
         tx.commit().await?;
     }
     let e = enrollment(db, &user.id, course_id)

@@ -52,6 +52,57 @@ pub enum LiveEvent {
         lecture_id: LectureId,
         course_id: CourseId,
     },
+    /// A lecture's file arrived whole (to its owner).
+    Uploaded {
+        lecture_id: LectureId,
+        course_id: CourseId,
+        bytes: u64,
+    },
+    /// A student enrolled in the course (to its owner).
+    Enrolled {
+        course_id: CourseId,
+        user_id: UserId,
+        kind: crate::courses::EnrollmentKind,
+    },
+    /// A student bought the course (to its owner).
+    Purchased {
+        course_id: CourseId,
+        user_id: UserId,
+        amount_cents: i64,
+        currency: String,
+    },
+    /// A purchase was refunded or disputed, and its enrollment taken back.
+    PurchaseRevoked {
+        course_id: CourseId,
+        user_id: UserId,
+        /// `refunded` or `disputed`.
+        reason: String,
+    },
+    /// A webhook endpoint was disabled after its deliveries kept failing.
+    WebhookDisabled {
+        endpoint_id: String,
+        url: String,
+        reason: String,
+    },
+}
+
+impl LiveEvent {
+    /// The webhook event type it is sent as, if any (progress is not).
+    pub fn webhook_type(&self) -> Option<crate::webhooks::EventType> {
+        use crate::webhooks::EventType as T;
+        match self {
+            LiveEvent::Uploaded { .. } => Some(T::UploadCompleted),
+            LiveEvent::Playable { .. } => Some(T::LecturePlayable),
+            LiveEvent::Ready { .. } => Some(T::LectureReady),
+            LiveEvent::Failed { .. } => Some(T::LectureFailed),
+            LiveEvent::Enrolled { .. } => Some(T::EnrollmentCreated),
+            LiveEvent::Purchased { .. } => Some(T::PurchaseCompleted),
+            LiveEvent::PurchaseRevoked { .. } => Some(T::PurchaseRefunded),
+            LiveEvent::Progress { .. }
+            | LiveEvent::LectureReady { .. }
+            | LiveEvent::WebhookDisabled { .. } => None,
+        }
+    }
 }
 
 /// Applies one job event to the database and returns what to push live, if the
@@ -87,6 +138,8 @@ pub async fn apply(
             duration_secs,
             ..
         } => u64::from(lecture::mark_ready(db, lecture_id, asset_id, *duration_secs).await?),
+        // Ingest recorded the arrival; there is only its news to pass on.
+        JobEvent::Uploaded { .. } => 1,
         JobEvent::Failed {
             lecture_id,
             asset_id,
@@ -149,6 +202,14 @@ pub async fn apply(
             },
             None,
         ),
+        JobEvent::Uploaded { bytes, .. } => (
+            LiveEvent::Uploaded {
+                lecture_id,
+                course_id: course_id.clone(),
+                bytes: *bytes,
+            },
+            None,
+        ),
         JobEvent::PartStored { .. } => match advanced {
             Some(Advance::Progress { percent }) => (
                 LiveEvent::Progress {
@@ -193,7 +254,7 @@ pub async fn apply(
     };
     Ok(Some(Draft {
         owner_id,
-        course_id,
+        course_id: Some(course_id),
         event: live,
         for_students,
     }))
@@ -404,13 +465,14 @@ async fn catch_up(socket: &mut WebSocket, db: &Db, user: &AuthUser, after: i64) 
 /// The entry as `user` sees it, if they may.
 async fn seen_by(db: &Db, user: &AuthUser, entry: &Entry) -> Option<String> {
     let mine = user.role == Role::Admin || entry.owner_id == user.id;
-    let enrolled = !mine
-        && entry.for_students.is_some()
-        && crate::courses::enrollment(db, &user.id, &entry.course_id)
+    let enrolled = match (&entry.course_id, &entry.for_students) {
+        (Some(course), Some(_)) if !mine => crate::courses::enrollment(db, &user.id, course)
             .await
             .ok()
             .flatten()
-            .is_some();
+            .is_some(),
+        _ => false,
+    };
     entry.as_seen_by(user, enrolled).map(str::to_string)
 }
 

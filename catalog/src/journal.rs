@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lectern_seams::db::{Backend, Db, backend};
+use lectern_seams::db::{Backend, Db};
 use lectern_seams::ids::{CourseId, UserId};
 use lectern_seams::now_unix;
 use lectern_web::auth::{AuthUser, Role};
@@ -27,7 +27,8 @@ pub const MAX_BATCH: i64 = 1000;
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub owner_id: UserId,
-    pub course_id: CourseId,
+    /// None for an event of the owner's account rather than of a course.
+    pub course_id: Option<CourseId>,
     pub event: LiveEvent,
     /// What enrolled students see of it, if anything.
     pub for_students: Option<LiveEvent>,
@@ -39,7 +40,7 @@ pub struct Draft {
 pub struct Entry {
     pub seq: i64,
     pub owner_id: UserId,
-    pub course_id: CourseId,
+    pub course_id: Option<CourseId>,
     pub event: String,
     pub for_students: Option<String>,
 }
@@ -54,6 +55,13 @@ pub struct Journal {
     written: Arc<Notify>,
 }
 
+impl Journal {
+    /// Tells this process's follower that an entry was just committed here.
+    pub fn nudge(&self) {
+        self.written.notify_one();
+    }
+}
+
 impl Default for Journal {
     fn default() -> Self {
         Self {
@@ -63,34 +71,55 @@ impl Default for Journal {
     }
 }
 
-/// Adds an event to the journal; its number. Numbers are handed out in commit order
-/// (PostgreSQL: writers take turns under a transaction lock), so a reader that saw
-/// number N has seen every entry before it.
+/// Adds an event to the journal, with a webhook delivery to each endpoint of its owner
+/// that takes its type; its number.
 pub async fn record(db: &Db, journal: &Journal, draft: &Draft) -> Result<i64, CatalogError> {
-    let json = |e: &LiveEvent| serde_json::to_string(e).expect("live events serialize");
     let mut tx = db.begin().await?;
-    if backend(db) == Backend::Postgres {
+    let seq = record_in(&mut tx, draft).await?;
+    tx.commit().await?;
+    journal.nudge();
+    Ok(seq)
+}
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// `record` inside a transaction of the change the event tells of, so both happen or
+/// neither. Numbers are handed out in commit order (PostgreSQL: writers take turns
+/// under a transaction lock), so a reader that saw number N has seen every entry
+/// before it. Other processes see it within a quarter second; this one too.
+pub async fn record_in(tx: &mut Tx, draft: &Draft) -> Result<i64, CatalogError> {
+    let json = |e: &LiveEvent| serde_json::to_string(e).expect("live events serialize");
+    if backend_of(tx) == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(7351)")
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
+    let payload = json(&draft.event);
     let (seq,): (i64,) = sqlx::query_as(
         "INSERT INTO event_journal (owner_id, course_id, payload, student_payload, created_at)
          VALUES ($1, $2, $3, $4, $5) RETURNING seq",
     )
     .bind(&draft.owner_id)
     .bind(&draft.course_id)
-    .bind(json(&draft.event))
+    .bind(&payload)
     .bind(draft.for_students.as_ref().map(json))
     .bind(now_unix())
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
-    tx.commit().await?;
-    journal.written.notify_one();
+    if let Some(kind) = draft.event.webhook_type() {
+        crate::webhooks::fan_out(tx, &draft.owner_id, kind, &numbered(seq, &payload)).await?;
+    }
     Ok(seq)
 }
 
-type Row = (i64, UserId, CourseId, String, Option<String>);
+fn backend_of(tx: &mut Tx) -> Backend {
+    match (**tx).backend_name() {
+        "PostgreSQL" => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+type Row = (i64, UserId, Option<CourseId>, String, Option<String>);
 
 impl Entry {
     fn from_row((seq, owner_id, course_id, payload, student): Row) -> Self {

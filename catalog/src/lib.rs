@@ -5,7 +5,7 @@
 //! search, playback tokens and the `/play/{token}/…` streaming endpoint, attachments
 //! (announced here, handed out through short-lived download links), and live
 //! events: it consumes the workers' job events, applies them to lecture state and
-//! pushes them to WebSocket clients.
+//! pushes them to WebSocket clients; and owners' webhooks.
 
 pub mod accounts;
 pub mod attachments;
@@ -22,6 +22,7 @@ pub mod payments;
 pub mod playback;
 mod routes;
 pub mod search;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ pub struct CatalogConfig {
     pub attachment_max_bytes: u64,
     /// How long an attachment's download link works, in seconds.
     pub attachment_link_secs: i64,
+    /// Where and how webhooks are sent.
+    pub webhooks: Arc<webhooks::Settings>,
 }
 
 /// What every catalog handler gets. Cloned for every request (axum clones a route's
@@ -110,7 +113,8 @@ impl CatalogState {
     }
 }
 
-/// Background duties: consuming job events, and following the event journal.
+/// Background duties: consuming job events, following the event journal, sending
+/// webhooks.
 pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(events::consume(
@@ -120,5 +124,10 @@ pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>>
             state.journal.clone(),
         )),
         tokio::spawn(journal::follow(state.db.clone(), state.journal.clone())),
+        tokio::spawn(webhooks::send::run(
+            state.db.clone(),
+            state.config.webhooks.clone(),
+            state.journal.clone(),
+        )),
     ]
 }

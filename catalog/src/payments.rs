@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::courses::{EnrollmentKind, enrollment, get_course};
 use crate::error::CatalogError;
+use crate::events::LiveEvent;
 
 pub mod stripe;
 
@@ -171,7 +172,7 @@ pub async fn apply(db: &Db, verified: Verified) -> Result<(), CatalogError> {
     Ok(())
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+use crate::journal::Tx;
 
 /// A checkout was paid: the payment must be one Lectern opened, for its amount.
 async fn paid(
@@ -215,6 +216,28 @@ async fn paid(
     .bind(now_unix())
     .execute(&mut **tx)
     .await?;
+    let event = LiveEvent::Purchased {
+        course_id: course.clone(),
+        user_id: user,
+        amount_cents,
+        currency: currency.to_ascii_lowercase(),
+    };
+    tell_owner(tx, &course, event).await
+}
+
+/// Journals a purchase's news for the course's owner (live, and to their webhooks).
+async fn tell_owner(tx: &mut Tx, course: &CourseId, event: LiveEvent) -> Result<(), CatalogError> {
+    let (owner,): (UserId,) = sqlx::query_as("SELECT owner_id FROM courses WHERE id = $1")
+        .bind(course)
+        .fetch_one(&mut **tx)
+        .await?;
+    let draft = crate::journal::Draft {
+        owner_id: owner,
+        course_id: Some(course.clone()),
+        event,
+        for_students: None,
+    };
+    crate::journal::record_in(tx, &draft).await?;
     Ok(())
 }
 
@@ -242,5 +265,10 @@ async fn revoke(tx: &mut Tx, payment_intent: &str, status: &str) -> Result<(), C
         .execute(&mut **tx)
         .await?;
     tracing::info!(user = %user, course = %course, status, "a purchase was taken back");
-    Ok(())
+    let event = LiveEvent::PurchaseRevoked {
+        course_id: course.clone(),
+        user_id: user,
+        reason: status.to_string(),
+    };
+    tell_owner(tx, &course, event).await
 }

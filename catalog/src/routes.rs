@@ -25,6 +25,10 @@ use crate::events;
 use crate::journal;
 use crate::parts;
 use crate::playback::{PLAYLIST_TYPE, playable_file};
+use crate::webhooks::{
+    self, DeliveryLog, Endpoint, EndpointList, EndpointPatch, EndpointWithSecret, NewEndpoint,
+    WebhookDelivery,
+};
 
 /// The catalog's part of the OpenAPI description.
 #[derive(utoipa::OpenApi)]
@@ -34,7 +38,8 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
         list_chapters, put_chapters, search, list_codes, create_code, delete_code, checkout, stripe_webhook,
-        create_attachment, list_attachments, delete_attachment, attachment_link, attachment_file
+        create_attachment, list_attachments, delete_attachment, attachment_link, attachment_file,
+        list_webhooks, create_webhook, get_webhook, update_webhook, delete_webhook, rotate_webhook, webhook_deliveries, resend_delivery
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -43,6 +48,7 @@ use crate::playback::{PLAYLIST_TYPE, playable_file};
         (name = "playback", description = "Signed playback URLs and the files behind them"),
         (name = "events", description = "Live transcode and publication events"),
         (name = "attachments", description = "Slides, PDFs and code handed out with a course or lecture"),
+        (name = "webhooks", description = "Owners' endpoints for signed event deliveries (Standard Webhooks)"),
     )
 )]
 pub struct CatalogApi;
@@ -110,6 +116,19 @@ pub fn router(state: CatalogState) -> Router {
         )
         .route("/api/attachments/{id}/link", post(attachment_link))
         .route("/api/attachments/files/{token}", get(attachment_file))
+        .route("/api/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/api/webhooks/{id}",
+            get(get_webhook)
+                .patch(update_webhook)
+                .delete(delete_webhook),
+        )
+        .route("/api/webhooks/{id}/rotate", post(rotate_webhook))
+        .route("/api/webhooks/{id}/deliveries", get(webhook_deliveries))
+        .route(
+            "/api/webhooks/{id}/deliveries/{delivery}/resend",
+            post(resend_delivery),
+        )
         .route("/api/events", get(live_events))
         .route("/media/posters/{file}", get(public_poster))
         // JSON bodies here are a few hundred bytes; a description is at most 20000 characters.
@@ -1076,4 +1095,117 @@ async fn attachment_file(
     req: Request,
 ) -> Result<Response, CatalogError> {
     attachments::download(&s, &token, req).await
+}
+
+const ERRORS: &str = "Refused or failed; `error.code` says why";
+
+#[utoipa::path(
+    get, path = "/api/webhooks", tag = "webhooks", security(("bearer" = [])),
+    responses((status = 200, body = EndpointList), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn list_webhooks(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+) -> Result<Json<EndpointList>, CatalogError> {
+    Ok(Json(EndpointList {
+        endpoints: webhooks::list(&s.db, &user).await?,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/api/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = NewEndpoint,
+    description = "Registers an endpoint for the owner's events. Deliveries are POSTed as `{type, timestamp, data}` and signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the secret in this answer, shown once. The URL must be http(s) and resolve to public addresses only (unless LECTERN_WEBHOOK_ALLOW_PRIVATE is set); redirects are not followed.",
+    responses((status = 201, body = EndpointWithSecret), (status = 400, description = "A URL that is not http(s), carries credentials, or reaches a private address", body = lectern_web::http::ErrorBody), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn create_webhook(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    ApiJson(new): ApiJson<NewEndpoint>,
+) -> Result<(StatusCode, Json<EndpointWithSecret>), CatalogError> {
+    let made = webhooks::create(&s.db, &s.config.webhooks, &user, new).await?;
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+#[utoipa::path(
+    get, path = "/api/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path, description = "endpoint id")),
+    responses((status = 200, body = Endpoint), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn get_webhook(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Endpoint>, CatalogError> {
+    Ok(Json(webhooks::get(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    patch, path = "/api/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path, description = "endpoint id")), request_body = EndpointPatch,
+    description = "Changes an endpoint's URL, event types or description, or enables it again after Lectern disabled it.",
+    responses((status = 200, body = Endpoint), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn update_webhook(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<EndpointPatch>,
+) -> Result<Json<Endpoint>, CatalogError> {
+    Ok(Json(
+        webhooks::update(&s.db, &s.config.webhooks, &user, &id, patch).await?,
+    ))
+}
+
+#[utoipa::path(
+    delete, path = "/api/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path, description = "endpoint id")),
+    responses((status = 204, description = "Deleted with its deliveries"), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn delete_webhook(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, CatalogError> {
+    webhooks::delete(&s.db, &user, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post, path = "/api/webhooks/{id}/rotate", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path, description = "endpoint id")),
+    description = "A new secret, shown once. For 24 hours deliveries are signed with both, so the receiver can switch without missing one.",
+    responses((status = 200, body = EndpointWithSecret), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn rotate_webhook(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointWithSecret>, CatalogError> {
+    Ok(Json(webhooks::rotate(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path, description = "endpoint id")),
+    description = "The endpoint's last 100 deliveries, newest first: state, attempts, the last attempt's status, latency and the start of its answer.",
+    responses((status = 200, body = DeliveryLog), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn webhook_deliveries(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryLog>, CatalogError> {
+    Ok(Json(DeliveryLog {
+        deliveries: webhooks::deliveries(&s.db, &user, &id).await?,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/api/webhooks/{id}/deliveries/{delivery}/resend", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "endpoint id"), ("delivery" = String, Path, description = "delivery id (its webhook-id)")),
+    description = "Sends a delivered or failed delivery again, now, once.",
+    responses((status = 202, body = WebhookDelivery), (status = 409, description = "The endpoint is disabled, or the delivery is already waiting", body = lectern_web::http::ErrorBody), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn resend_delivery(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<WebhookDelivery>), CatalogError> {
+    let queued = webhooks::resend(&s.db, &user, &id, &delivery).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
 }

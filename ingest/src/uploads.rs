@@ -455,6 +455,12 @@ pub async fn append(
             UploadTarget::Lecture(lecture_id) => {
                 // The file is in: the lecture is processing from now on (probing next).
                 lecture::start_processing(&state.db, lecture_id).await?;
+                let uploaded = JobEvent::Uploaded {
+                    lecture_id: lecture_id.clone(),
+                    upload_id: appended.id.clone(),
+                    bytes: appended.length,
+                };
+                publish_event(state, &uploaded).await;
                 finish_in_background(state, appended.id.clone());
             }
             UploadTarget::Attachment(id) => {

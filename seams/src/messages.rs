@@ -225,6 +225,12 @@ pub enum JobEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         diagnostics: Option<String>,
     },
+    /// A lecture's file has arrived whole (ingest analyses it next); told to its owner.
+    Uploaded {
+        lecture_id: LectureId,
+        upload_id: String,
+        bytes: u64,
+    },
     /// One part of a chunked lecture is stored (its outputs sit under the asset's
     /// prefix); the catalog stitches the playlists once the parts line up.
     PartStored {
@@ -241,7 +247,8 @@ impl JobEvent {
             JobEvent::Progress { lecture_id, .. }
             | JobEvent::Ready { lecture_id, .. }
             | JobEvent::Failed { lecture_id, .. }
-            | JobEvent::PartStored { lecture_id, .. } => lecture_id,
+            | JobEvent::PartStored { lecture_id, .. }
+            | JobEvent::Uploaded { lecture_id, .. } => lecture_id,
         }
     }
 
@@ -251,6 +258,7 @@ impl JobEvent {
             | JobEvent::Ready { asset_id, .. }
             | JobEvent::PartStored { asset_id, .. } => Some(asset_id),
             JobEvent::Failed { asset_id, .. } => asset_id.as_ref(),
+            JobEvent::Uploaded { .. } => None,
         }
     }
 }

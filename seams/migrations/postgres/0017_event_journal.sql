@@ -4,7 +4,8 @@
 CREATE TABLE event_journal (
     seq BIGSERIAL PRIMARY KEY,
     owner_id TEXT NOT NULL,
-    course_id TEXT NOT NULL,
+    -- Null for an event of the account rather than of a course.
+    course_id TEXT,
     -- The event as the course's owner sees it (JSON, without its number).
     payload TEXT NOT NULL,
     -- As students enrolled in the course see it; null when they do not.
