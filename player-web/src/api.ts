@@ -34,6 +34,25 @@ export interface Attachment {
   size: number; state: 'uploading' | 'ready' | 'refused'; content_type: string | null;
   reason: string | null; created_at: number;
 }
+/** What an owner's webhook endpoint may be sent. */
+export type WebhookEventType =
+  | 'upload.completed' | 'lecture.playable' | 'lecture.ready' | 'lecture.failed'
+  | 'enrollment.created' | 'purchase.completed' | 'purchase.refunded';
+/** An owner's webhook endpoint. Lectern disables it (with the reason) when a delivery
+ * fails for good. */
+export interface WebhookEndpoint {
+  id: string; url: string; description: string; event_types: WebhookEventType[]; enabled: boolean;
+  disabled_reason: string | null; previous_secret_until: number | null; created_at: number; updated_at: number;
+}
+/** An endpoint with its signing secret (`whsec_…`): answered when it is made or rotated, never again. */
+export interface WebhookEndpointWithSecret extends WebhookEndpoint { secret: string }
+/** One event's delivery to an endpoint; `last_response` is the start of the answer, as text. */
+export interface WebhookDelivery {
+  id: string; event_type: WebhookEventType; state: 'pending' | 'delivered' | 'failed'; attempts: number;
+  next_attempt_at: number | null; last_status: number | null; last_latency_ms: number | null;
+  last_response: string | null; last_error: string | null; created_at: number; finished_at: number | null;
+  payload: unknown;
+}
 export interface PlaybackGrant { url: string; expires_at: number; media_kind: string | null; poster_url: string | null; storyboard_url: string | null }
 
 export class ApiError extends Error {
@@ -115,6 +134,19 @@ export const Api = {
   deleteAttachment: (id: string) => api<null>('DELETE', `/api/attachments/${encodeURIComponent(id)}`),
   /** A short-lived download URL; ask right before downloading, never keep one. */
   attachmentLink: (id: string) => api<{ url: string; expires_at: number }>('POST', `/api/attachments/${encodeURIComponent(id)}/link`),
+  webhooks: () => api<{ endpoints: WebhookEndpoint[] }>('GET', '/api/webhooks').then((r) => r.endpoints),
+  createWebhook: (w: { url: string; event_types: WebhookEventType[]; description: string }) =>
+    api<WebhookEndpointWithSecret>('POST', '/api/webhooks', w),
+  updateWebhook: (id: string, w: { url?: string; event_types?: WebhookEventType[]; description?: string; enabled?: boolean }) =>
+    api<WebhookEndpoint>('PATCH', `/api/webhooks/${encodeURIComponent(id)}`, w),
+  deleteWebhook: (id: string) => api<null>('DELETE', `/api/webhooks/${encodeURIComponent(id)}`),
+  /** A new secret; the old one also signs for 24 h more. */
+  rotateWebhook: (id: string) => api<WebhookEndpointWithSecret>('POST', `/api/webhooks/${encodeURIComponent(id)}/rotate`),
+  /** The endpoint's latest deliveries, newest first. */
+  webhookDeliveries: (id: string) =>
+    api<{ deliveries: WebhookDelivery[] }>('GET', `/api/webhooks/${encodeURIComponent(id)}/deliveries`).then((r) => r.deliveries),
+  resendDelivery: (id: string, delivery: string) =>
+    api<WebhookDelivery>('POST', `/api/webhooks/${encodeURIComponent(id)}/deliveries/${encodeURIComponent(delivery)}/resend`),
   lecture: (id: string) => api<Lecture>('GET', `/api/lectures/${encodeURIComponent(id)}`),
   createLecture: (courseId: string, title: string) => api<Lecture>('POST', `/api/courses/${encodeURIComponent(courseId)}/lectures`, { title }),
   updateLecture: (id: string, l: { title?: string; position?: number }) => api<Lecture>('PATCH', `/api/lectures/${encodeURIComponent(id)}`, l),

@@ -11,6 +11,7 @@ import { codesPanel, enrollBox } from './codes';
 import { lectureHits } from './search';
 import { createPlayer, type Player } from './player';
 import { FileUpload, type UploadState } from './upload';
+import { webhooksView } from './webhooks';
 
 const main = document.getElementById('main')!;
 const nav = document.getElementById('nav')!;
@@ -340,9 +341,16 @@ async function studioPage() {
     }
   });
   const grid = h('div', { class: 'grid' });
-  page('Studio', h('h1', {}, 'Studio'), form, h('h2', {}, 'Your courses'), grid);
+  page('Studio', h('h1', {}, 'Studio'), form,
+    h('p', {}, h('a', { class: 'button', href: '#/studio/webhooks' }, 'Webhooks')),
+    h('h2', {}, 'Your courses'), grid);
   const res = await Api.courses({ mine: true });
   grid.replaceChildren(...(res.items.length ? res.items.map((c) => courseCard(c, `#/studio/courses/${c.id}`)) : [h('p', {}, 'Create your first course above.')]));
+}
+
+function studioWebhooksPage() {
+  if (!requireSession()) return;
+  page('Webhooks', h('a', { href: '#/studio' }, '← Studio'), h('h1', {}, 'Webhooks'), webhooksView());
 }
 
 const uploads = new Map<string, FileUpload>();
@@ -587,6 +595,7 @@ async function route() {
       return await watchPage(parts[1], params.has('t') && Number.isFinite(t) && t >= 0 ? t : null);
     }
     if (parts[0] === 'studio' && parts[1] === 'courses' && parts[2]) return await studioCoursePage(parts[2]);
+    if (parts[0] === 'studio' && parts[1] === 'webhooks') return studioWebhooksPage();
     if (parts[0] === 'studio') return await studioPage();
     return await catalogPage(params);
   } catch (e) {

@@ -2,13 +2,16 @@
 // playwright-core: an owner publishes a course with a real video and PDF attachments, a
 // student finds, enrolls in and watches it (quality switch, resume, captions, the
 // course's materials downloaded) and a lecture with sound, and a student who is not
-// enrolled is told how to get in. Throws (exit 1) on the first broken promise.
+// enrolled is told how to get in. The owner's webhook endpoint (a receiver here that
+// refuses its first request) hears of the enrollment, signed, on the second attempt. Throws (exit 1) on the first broken promise.
 // Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR BIG_FILE SECOND_FILE
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import http from 'node:http';
 
 const [base, videoFile, artifacts, bigFile, secondFile] = process.argv.slice(2);
 fs.mkdirSync(artifacts, { recursive: true });
@@ -41,6 +44,22 @@ function minimalPdf(text) {
   return Buffer.from(pdf, 'latin1');
 }
 
+// The owner's webhook receiver: answers 500 to its first request and 200 to the rest,
+// with a body that is markup (the delivery log must show it as text).
+const received = [];
+const receiver = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+    const first = received.length === 1;
+    res.writeHead(first ? 500 : 200, { 'Content-Type': 'text/html' });
+    res.end(first ? '<b>not yet</b>' : 'ok <script>window.hooked = 1</script>');
+  });
+});
+await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+const hookUrl = `http://127.0.0.1:${receiver.address().port}/hooks/lectern`;
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -69,9 +88,38 @@ async function signUp(page, role, email) {
 const owner = await newPage();
 await signUp(owner, 'owner', `owner-${unique}@example.org`);
 await owner.waitForURL(/#\/studio$/);
+
+// Webhooks: an endpoint for enrollments, pointed at the receiver; its secret is shown
+// once. A URL that is not http(s) is refused with the reason.
+await owner.getByRole('link', { name: 'Webhooks', exact: true }).click();
+await owner.waitForURL(/#\/studio\/webhooks$/);
+await owner.getByLabel('Endpoint URL', { exact: true }).fill('ftp://example.org/hooks');
+await owner.getByRole('checkbox', { name: 'enrollment.created', exact: true }).check();
+await owner.getByRole('button', { name: 'Add endpoint', exact: true }).click();
+await owner.getByRole('alert').filter({ hasText: 'must be http or https' }).waitFor();
+await owner.getByLabel('Endpoint URL', { exact: true }).fill(hookUrl);
+await owner.getByLabel('Description', { exact: true }).fill('Enrollments to the CRM');
+await owner.getByRole('button', { name: 'Add endpoint', exact: true }).click();
+const secretBox = owner.getByRole('status').filter({ hasText: 'Signing secret' });
+await secretBox.waitFor();
+assert.match(await secretBox.textContent(), /it will not be shown again/);
+const webhookSecret = (await secretBox.locator('code.secret').textContent()).trim();
+assert.match(webhookSecret, /^whsec_[A-Za-z0-9+/]+=*$/);
+assert.ok(await secretBox.getByRole('button', { name: 'Copy secret', exact: true }).isVisible());
+const hookRow = owner.locator('li.webhook', { hasText: hookUrl });
+await hookRow.locator('.badge.enabled').waitFor();
+assert.match(await hookRow.textContent(), /Events: enrollment\.created/);
+await hookRow.getByRole('button', { name: `Delete endpoint ${hookUrl}`, exact: true }).waitFor();
+await owner.reload();
+await hookRow.waitFor();
+assert.equal(await owner.locator('.secret-box').count(), 0);
+assert.ok(!(await owner.content()).includes(webhookSecret), 'the secret is shown once only');
+await owner.getByRole('link', { name: '← Studio', exact: true }).click();
+await owner.waitForURL(/#\/studio$/);
 await owner.getByLabel('New course').fill(courseTitle);
 await owner.getByRole('button', { name: 'Create' }).click();
 await owner.waitForURL(/#\/studio\/courses\//);
+const studioCourseUrl = owner.url();
 await owner.getByLabel('Description').fill('Series, transforms and the sampling theorem.');
 await owner.getByLabel('Category').fill('mathematics');
 await owner.getByLabel('Add a lecture').fill('What a spectrum is');
@@ -215,6 +263,49 @@ const [notesDownload] = await Promise.all([student.waitForEvent('download'), not
 assert.equal(notesDownload.suggestedFilename(), 'fourier-notes.pdf');
 assert.ok(fs.readFileSync(await notesDownload.path()).equals(notesPdf), 'the downloaded notes are not the uploaded bytes');
 await shot(student, 'course-attachments');
+
+// The owner's delivery log: the enrollment refused once (500), delivered on the retry;
+// the receiver's markup shown as text. Sent again, it is delivered a third time.
+await owner.goto(`${base}/#/studio/webhooks`);
+await hookRow.locator('details.deliveries-log summary').click();
+const hookLog = hookRow.locator('details.deliveries-log');
+const delivered = hookLog.locator('tr[data-state=delivered]', { hasText: 'enrollment.created' });
+for (let i = 0; !(await delivered.count()); i++) {
+  assert.ok(i < 30, `the enrollment was not delivered: ${await hookLog.textContent()}`);
+  await owner.waitForTimeout(500);
+  await hookLog.getByRole('button', { name: `Refresh deliveries of ${hookUrl}`, exact: true }).click();
+}
+const deliveryId = await delivered.first().getAttribute('data-delivery');
+const deliveryCells = async () => (await hookLog.locator(`tr[data-delivery="${deliveryId}"] td`).allTextContents()).map((t) => t.trim());
+let cells = await deliveryCells();
+assert.equal(cells[3], '2', `attempts: ${cells}`);
+assert.equal(cells[4], '200', `last status: ${cells}`);
+assert.match(cells[5], /^\d+$/, `latency: ${cells}`);
+assert.ok(cells[6].includes('ok <script>window.hooked = 1</script>'), `response: ${cells}`);
+assert.equal(await hookLog.locator('table script').count(), 0);
+await hookLog.getByRole('button', { name: `Resend enrollment.created delivery ${deliveryId}`, exact: true }).click();
+await owner.locator('#toast.show', { hasText: 'sent again' }).waitFor();
+await owner.waitForFunction(
+  (id) => document.querySelector(`tr[data-delivery="${id}"][data-state=delivered] td:nth-child(4)`)?.textContent === '3',
+  deliveryId, { timeout: 20_000 },
+);
+cells = await deliveryCells();
+assert.equal(cells[4], '200', `last status after resend: ${cells}`);
+assert.equal(await owner.evaluate(() => window.hooked), undefined);
+await shot(owner, 'studio-webhooks');
+// Each attempt was signed per Standard Webhooks with the secret shown, the same id on each.
+assert.equal(received.length, 3, `the receiver got ${received.length} requests`);
+const hookKey = Buffer.from(webhookSecret.slice('whsec_'.length), 'base64');
+for (const r of received) {
+  const { 'webhook-id': id, 'webhook-timestamp': ts, 'webhook-signature': sig } = r.headers;
+  assert.ok(id && ts && sig, `headers: ${JSON.stringify(r.headers)}`);
+  assert.equal(id, deliveryId);
+  assert.ok(Math.abs(Date.now() / 1000 - Number(ts)) < 300, `timestamp ${ts}`);
+  const expected = `v1,${crypto.createHmac('sha256', hookKey).update(`${id}.${ts}.${r.body}`).digest('base64')}`;
+  assert.ok(sig.split(' ').includes(expected), `signature ${sig}, expected ${expected}`);
+  assert.equal(JSON.parse(r.body).type, 'enrollment.created');
+}
+await owner.goto(studioCourseUrl);
 await student.getByRole('link', { name: 'Start the course' }).click();
 await student.waitForURL(/#\/watch\//);
 const video = student.locator('video');
@@ -369,8 +460,9 @@ await docs.locator('.opblock', { hasText: '/api/uploads/{id}' }).first().waitFor
 await shot(docs, 'api-docs');
 
 await browser.close();
+receiver.close();
 fs.rmSync(scratch, { recursive: true, force: true });
-// Refused on purpose: 400 the broken caption file, 403 the wrong enrollment code, 415
+// Refused on purpose: 400 the broken caption file and the ftp webhook URL, 403 the wrong enrollment code, 415
 // the last bytes of the program offered as an attachment.
 const real = problems.filter((p) => !['401', '409', '400', '403', '415'].some((s) => p.includes(`status of ${s}`)));
 assert.deepEqual(real, [], `console errors:\n${real.join('\n')}`);

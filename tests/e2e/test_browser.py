@@ -1,7 +1,9 @@
 """player-web in Debian's Chromium (playwright-core): the owner's studio flow (with
-attachments), the student's find-enroll-watch flow (adaptive levels, quality switch,
-resume, the course's materials downloaded) and the not-enrolled student, with
-screenshots kept as test artifacts; and a player that outlives its playback token."""
+attachments, and a webhook endpoint whose delivery log shows the student's enrollment
+signed and delivered on a retry), the student's find-enroll-watch flow (adaptive
+levels, quality switch, resume, the course's materials downloaded) and the
+not-enrolled student, with screenshots kept as test artifacts; and a player that
+outlives its playback token."""
 import json
 import os
 import subprocess
@@ -19,7 +21,9 @@ def web_server(tmp_path, lectern_bin):
     if not (WEB / "dist" / "index.html").exists():
         pytest.fail("player-web is not built: run `npm run build` in player-web (scripts/test.sh does)")
     # Originals go cold soon, so the studio's archive flow is seen too.
-    env = {"LECTERN_WEB_DIR": str(WEB / "dist"), **cold_storage_env(tmp_path / "data", 10)}
+    # Webhooks go to the flow's receiver on loopback, and are retried within a second.
+    env = {"LECTERN_WEB_DIR": str(WEB / "dist"), **cold_storage_env(tmp_path / "data", 10),
+           "LECTERN_WEBHOOK_ALLOW_PRIVATE": "true", "LECTERN_WEBHOOK_RETRY_SECS": "1,1,1"}
     s = Server(tmp_path / "data", env=env).start()
     yield s
     s.stop()
@@ -53,7 +57,7 @@ def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_p
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["ok"] and len(result["levels"]) >= 2
-    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-attachments", "studio-cold", "search-transcript", "course-attachments", "not-enrolled-phone"]:
+    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-attachments", "studio-cold", "search-transcript", "course-attachments", "not-enrolled-phone", "studio-webhooks"]:
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
