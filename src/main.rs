@@ -233,6 +233,27 @@ struct Config {
     /// last the delivery fails and its endpoint is disabled.
     #[arg(long, env = "LECTERN_WEBHOOK_RETRY_SECS", value_delimiter = ',', default_values_t = [5u64, 300, 1800, 7200, 18000, 36000, 36000], global = true)]
     webhook_retry_secs: Vec<u64>,
+    /// The mail server: `smtp://[user:pass@]host[:port]` (STARTTLS required),
+    /// `smtps://…` (TLS from the start) or `smtp://host:port?tls=none` (no TLS: a relay
+    /// on loopback only). Unset: Lectern sends no mail.
+    #[arg(long, env = "LECTERN_SMTP_URL", hide_env_values = true, global = true)]
+    smtp_url: Option<String>,
+    /// The From of Lectern's mail, `Name <address>` or `address` (needed with
+    /// LECTERN_SMTP_URL).
+    #[arg(long, env = "LECTERN_MAIL_FROM", global = true)]
+    mail_from: Option<String>,
+    /// Seconds before each retry of a mail that could not be sent, comma-separated;
+    /// after the last it is given up.
+    #[arg(long, env = "LECTERN_MAIL_RETRY_SECS", value_delimiter = ',', default_values_t = [30u64, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 86400], global = true)]
+    mail_retry_secs: Vec<u64>,
+    /// Seconds a new-lecture digest waits after the first lecture it tells of: a student
+    /// gets at most one per course in this time.
+    #[arg(long, env = "LECTERN_MAIL_DIGEST_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(1..=2_592_000), global = true)]
+    mail_digest_secs: i64,
+    /// Days viewing sessions are kept before they are rolled up into daily counts and
+    /// dropped.
+    #[arg(long, env = "LECTERN_ANALYTICS_KEEP_DAYS", default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=3650), global = true)]
+    analytics_keep_days: i64,
     /// How long an unfinished upload is kept after its last chunk, in seconds.
     #[arg(
         long,
@@ -944,9 +965,44 @@ fn catalog_state(
                 retry_secs: c.webhook_retry_secs.clone(),
                 ..Default::default()
             }),
+            analytics_keep_days: c.analytics_keep_days,
+            mail: mail_settings(c)?,
         },
         limits,
     ))
+}
+
+/// How mail goes out, when LECTERN_SMTP_URL is set (links need LECTERN_PUBLIC_URL and a
+/// From address).
+fn mail_settings(c: &Config) -> anyhow::Result<Option<Arc<lectern_catalog::mail::Settings>>> {
+    use lectern_catalog::mail;
+    let Some(url) = c.smtp_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let smtp =
+        mail::SmtpTarget::parse(url).map_err(|e| anyhow::anyhow!("LECTERN_SMTP_URL: {e}"))?;
+    let public_url = c
+        .public_url
+        .clone()
+        .context("links in mails start with LECTERN_PUBLIC_URL: set it")?;
+    let from = c
+        .mail_from
+        .as_deref()
+        .context("mail needs a From address: set LECTERN_MAIL_FROM")?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("LECTERN_MAIL_FROM: {e}"))?;
+    let access =
+        load_or_create_secret(c.jwt_secret.as_deref(), &c.data_dir.join("keys/access.key"))
+            .context("loading the access-token secret")?;
+    Ok(Some(Arc::new(mail::Settings {
+        smtp,
+        from,
+        public_url,
+        link_key: mail::links::derive_key(&access),
+        retry_secs: c.mail_retry_secs.clone(),
+        digest_secs: c.mail_digest_secs,
+        timeout: Duration::from_secs(30),
+    })))
 }
 
 fn spawn_workers(

@@ -18,6 +18,8 @@ pub struct User {
     pub email: String,
     pub name: String,
     pub role: Role,
+    /// Whether the address was confirmed from a mail sent to it.
+    pub email_verified: bool,
 }
 
 /// A normalised email address (trimmed, lowercased), checked for a plausible shape.
@@ -51,7 +53,7 @@ impl Email {
 pub const MIN_PASSWORD: usize = 8;
 pub const MAX_PASSWORD: usize = 256;
 
-fn check_password(password: &str) -> Result<(), CatalogError> {
+pub(crate) fn check_password(password: &str) -> Result<(), CatalogError> {
     let n = password.chars().count();
     if n < MIN_PASSWORD || password.len() > MAX_PASSWORD {
         return Err(CatalogError::Invalid(format!(
@@ -72,7 +74,7 @@ fn check_name(sent: &str) -> Result<String, CatalogError> {
     Ok(name.to_string())
 }
 
-async fn hash_password(password: String) -> Result<String, CatalogError> {
+pub(crate) async fn hash_password(password: String) -> Result<String, CatalogError> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
             .map_err(|e| CatalogError::Internal(e.to_string()))?;
@@ -187,6 +189,7 @@ pub async fn create_user(
         email: email.0,
         name,
         role,
+        email_verified: false,
     })
 }
 
@@ -313,18 +316,19 @@ pub async fn create_invite(db: &Db, ttl_secs: i64) -> Result<String, CatalogErro
 
 /// Accounts waiting for an admin to approve them as owners (`lectern user pending`).
 pub async fn pending_owners(db: &Db) -> Result<Vec<User>, CatalogError> {
-    let rows: Vec<(UserId, String, String)> = sqlx::query_as(
-        "SELECT id, email, name FROM users WHERE owner_requested_at IS NOT NULL AND role = 'student' ORDER BY owner_requested_at",
+    let rows: Vec<(UserId, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT id, email, name, email_verified_at FROM users WHERE owner_requested_at IS NOT NULL AND role = 'student' ORDER BY owner_requested_at",
     )
     .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, email, name)| User {
+        .map(|(id, email, name, verified)| User {
             id,
             email,
             name,
             role: Role::Student,
+            email_verified: verified.is_some(),
         })
         .collect())
 }
@@ -339,8 +343,8 @@ pub async fn approve_owner(db: &Db, email: &str) -> Result<User, CatalogError> {
     if updated.rows_affected() == 0 {
         return Err(CatalogError::NotFound("student account with this email"));
     }
-    let (id, name): (UserId, String) =
-        sqlx::query_as("SELECT id, name FROM users WHERE email = $1")
+    let (id, name, verified): (UserId, String, Option<i64>) =
+        sqlx::query_as("SELECT id, name, email_verified_at FROM users WHERE email = $1")
             .bind(email.as_str())
             .fetch_one(db)
             .await?;
@@ -349,6 +353,7 @@ pub async fn approve_owner(db: &Db, email: &str) -> Result<User, CatalogError> {
         email: email.0,
         name,
         role: Role::Owner,
+        email_verified: verified.is_some(),
     })
 }
 
@@ -390,12 +395,13 @@ pub async fn guarded_login(
 
 pub async fn login(db: &Db, req: Login) -> Result<User, CatalogError> {
     let email = Email::parse(&req.email).map_err(|_| CatalogError::BadCredentials)?;
-    let row: Option<(UserId, String, String, String)> =
-        sqlx::query_as("SELECT id, name, password_hash, role FROM users WHERE email = $1")
-            .bind(email.as_str())
-            .fetch_optional(db)
-            .await?;
-    let Some((id, name, hash, role)) = row else {
+    let row: Option<(UserId, String, String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT id, name, password_hash, role, email_verified_at FROM users WHERE email = $1",
+    )
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await?;
+    let Some((id, name, hash, role, verified)) = row else {
         let dummy = match DUMMY_HASH.get() {
             Some(h) => h.clone(),
             None => {
@@ -416,22 +422,24 @@ pub async fn login(db: &Db, req: Login) -> Result<User, CatalogError> {
         email: email.0,
         name,
         role,
+        email_verified: verified.is_some(),
     })
 }
 
 pub async fn get_user(db: &Db, id: &UserId) -> Result<User, CatalogError> {
-    let row: Option<(UserId, String, String, String)> =
-        sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
+    let row: Option<(UserId, String, String, String, Option<i64>)> =
+        sqlx::query_as("SELECT id, email, name, role, email_verified_at FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(db)
             .await?;
-    let (id, email, name, role) = row.ok_or(CatalogError::NotFound("user"))?;
+    let (id, email, name, role, verified) = row.ok_or(CatalogError::NotFound("user"))?;
     let role = Role::parse(&role).ok_or_else(|| CatalogError::Internal("unknown role".into()))?;
     Ok(User {
         id,
         email,
         name,
         role,
+        email_verified: verified.is_some(),
     })
 }
 

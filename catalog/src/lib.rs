@@ -8,6 +8,7 @@
 //! pushes them to WebSocket clients; and owners' webhooks.
 
 pub mod accounts;
+pub mod analytics;
 pub mod attachments;
 pub mod captions;
 pub mod chapters;
@@ -17,6 +18,7 @@ pub mod delivery;
 mod error;
 pub mod events;
 pub mod journal;
+pub mod mail;
 pub mod parts;
 pub mod payments;
 pub mod playback;
@@ -55,6 +57,10 @@ pub struct CatalogConfig {
     pub attachment_link_secs: i64,
     /// Where and how webhooks are sent.
     pub webhooks: Arc<webhooks::Settings>,
+    /// Days viewing sessions are kept before they are rolled up into daily counts.
+    pub analytics_keep_days: i64,
+    /// How mail is sent; none without `LECTERN_SMTP_URL` (no mail is written or sent).
+    pub mail: Option<mail::SharedSettings>,
 }
 
 /// What every catalog handler gets. Cloned for every request (axum clones a route's
@@ -71,6 +77,9 @@ pub struct CatalogParts {
     pub tokens: AccessTokens,
     pub playback: playback::PlaybackTokens,
     pub journal: journal::Journal,
+    /// Viewing beacons waiting to be recorded.
+    pub beacons: analytics::Collector,
+    flusher: std::sync::Mutex<Option<analytics::Flusher>>,
     pub sockets: events::Sockets,
     pub config: CatalogConfig,
     pub limits: Arc<Limits>,
@@ -99,6 +108,7 @@ impl CatalogState {
         config: CatalogConfig,
         limits: Arc<Limits>,
     ) -> Self {
+        let (beacons, flusher) = analytics::collector();
         Self(Arc::new(CatalogParts {
             db,
             store,
@@ -106,6 +116,8 @@ impl CatalogState {
             tokens,
             playback,
             journal: journal::Journal::default(),
+            beacons,
+            flusher: std::sync::Mutex::new(Some(flusher)),
             sockets: events::Sockets::default(),
             config,
             limits,
@@ -114,9 +126,14 @@ impl CatalogState {
 }
 
 /// Background duties: consuming job events, following the event journal, sending
-/// webhooks.
+/// webhooks, recording viewing beacons.
 pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
+    let flusher = state.flusher.lock().expect("flusher lock").take();
+    let analytics = flusher.map(|f| {
+        let keep_days = state.config.analytics_keep_days;
+        tokio::spawn(f.run(state.db.clone(), keep_days))
+    });
+    let mut tasks = vec![
         tokio::spawn(events::consume(
             state.db.clone(),
             state.store.clone(),
@@ -129,5 +146,10 @@ pub fn spawn_background(state: CatalogState) -> Vec<tokio::task::JoinHandle<()>>
             state.config.webhooks.clone(),
             state.journal.clone(),
         )),
-    ]
+    ];
+    tasks.extend(analytics);
+    if let Some(mail) = state.config.mail.clone() {
+        tasks.push(tokio::spawn(mail::run(state.db.clone(), mail)));
+    }
+    tasks
 }

@@ -27,6 +27,10 @@ const FORMAT: u8 = 1;
 /// An attachment's download link: the same layout, the attachment's and the asking
 /// user's ids in place of the lecture's and asset's.
 const FILE_FORMAT: u8 = 2;
+/// A player's beacon token: the lecture's and the viewer's ids.
+const BEACON_FORMAT: u8 = 3;
+/// How long a player may send beacons after its grant: a long lecture, paused.
+pub const BEACON_TTL_SECS: i64 = 12 * 3600;
 const SIGNED_LEN: usize = 41;
 const TAG_LEN: usize = 16;
 const TOKEN_LEN: usize = SIGNED_LEN + TAG_LEN;
@@ -117,6 +121,26 @@ impl PlaybackTokens {
             user_id: UserId::from_uuid(u),
             expires_at,
         })
+    }
+
+    /// A token a player sends with its viewing beacons: it was granted `lecture` to
+    /// `user`.
+    pub fn issue_beacon(&self, lecture: &LectureId, user: &UserId) -> Result<String, CatalogError> {
+        let (Some(l), Some(u)) = (lecture.uuid(), user.uuid()) else {
+            return Err(CatalogError::Internal(format!(
+                "{lecture} or {user} is not an id a beacon token can carry"
+            )));
+        };
+        let exp = lectern_seams::now_unix() + BEACON_TTL_SECS;
+        Ok(self.seal(BEACON_FORMAT, exp, l, u))
+    }
+
+    /// Whose viewing of which lecture a beacon token vouches for, if it is genuine and
+    /// unexpired.
+    pub fn verify_beacon(&self, token: &str) -> Option<(LectureId, UserId)> {
+        let (format, expires_at, l, u) = self.open(token)?;
+        (format == BEACON_FORMAT && lectern_seams::now_unix() <= expires_at)
+            .then(|| (LectureId::from_uuid(l), UserId::from_uuid(u)))
     }
 
     /// The token of `format` carrying `exp` and two ids, signed.

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::CatalogState;
 use crate::accounts::{self, User};
+use crate::analytics;
 use crate::attachments::{self, Attachment, AttachmentList, DownloadLink, NewAttachment};
 use crate::captions::{self, CaptionOptions, CaptionPatch, CaptionTrack};
 use crate::chapters::{self, Chapter, ChapterList};
@@ -39,7 +40,10 @@ use crate::webhooks::{
         live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
         list_chapters, put_chapters, search, list_codes, create_code, delete_code, checkout, stripe_webhook,
         create_attachment, list_attachments, delete_attachment, attachment_link, attachment_file,
-        list_webhooks, create_webhook, get_webhook, update_webhook, delete_webhook, rotate_webhook, webhook_deliveries, resend_delivery
+        post_beacon, lecture_analytics, course_analytics, course_analytics_csv,
+        list_webhooks, create_webhook, get_webhook, update_webhook, delete_webhook, rotate_webhook, webhook_deliveries, resend_delivery,
+        crate::mail::http::verify_email, crate::mail::http::resend_verification, crate::mail::http::request_password_reset,
+        crate::mail::http::confirm_password_reset, crate::mail::http::unsubscribe_page, crate::mail::http::unsubscribe
     ),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, the current user"),
@@ -48,6 +52,7 @@ use crate::webhooks::{
         (name = "playback", description = "Signed playback URLs and the files behind them"),
         (name = "events", description = "Live transcode and publication events"),
         (name = "attachments", description = "Slides, PDFs and code handed out with a course or lecture"),
+        (name = "analytics", description = "Viewing beacons from players; views, retention and quality of experience for owners"),
         (name = "webhooks", description = "Owners' endpoints for signed event deliveries (Standard Webhooks)"),
     )
 )]
@@ -116,6 +121,13 @@ pub fn router(state: CatalogState) -> Router {
         )
         .route("/api/attachments/{id}/link", post(attachment_link))
         .route("/api/attachments/files/{token}", get(attachment_file))
+        .route(
+            "/api/beacons",
+            post(post_beacon).layer(axum::extract::DefaultBodyLimit::max(BEACON_BODY_LIMIT)),
+        )
+        .route("/api/lectures/{id}/analytics", get(lecture_analytics))
+        .route("/api/courses/{id}/analytics", get(course_analytics))
+        .route("/api/courses/{id}/analytics.csv", get(course_analytics_csv))
         .route("/api/webhooks", get(list_webhooks).post(create_webhook))
         .route(
             "/api/webhooks/{id}",
@@ -129,6 +141,8 @@ pub fn router(state: CatalogState) -> Router {
             "/api/webhooks/{id}/deliveries/{delivery}/resend",
             post(resend_delivery),
         )
+        // Address verification, password resets, one-click unsubscribe.
+        .merge(crate::mail::http::routes())
         .route("/api/events", get(live_events))
         .route("/media/posters/{file}", get(public_poster))
         // JSON bodies here are a few hundred bytes; a description is at most 20000 characters.
@@ -189,6 +203,7 @@ async fn signup(
 ) -> Result<(StatusCode, Json<Session>), CatalogError> {
     s.limits.check(Action::Signup, ip, None)?;
     let made = accounts::signup(&s.db, req, s.config.owner_signup).await?;
+    crate::mail::http::after_signup(&s, &made.user).await;
     let token = s.tokens.issue(&made.user.id, made.user.role);
     Ok((
         StatusCode::CREATED,
@@ -518,6 +533,8 @@ async fn get_progress(
 struct PlaybackGrant {
     url: String,
     expires_at: i64,
+    /// Sent with the player's viewing beacons (`POST /api/beacons`); valid 12 hours.
+    beacon_token: String,
     media_kind: Option<String>,
     poster_url: Option<String>,
     storyboard_url: Option<String>,
@@ -562,6 +579,7 @@ async fn playback(
     Ok(Json(PlaybackGrant {
         url: format!("{base}/master.m3u8"),
         expires_at,
+        beacon_token: s.playback.issue_beacon(&lecture.id, &user.id)?,
         poster_url: video.then(|| format!("{base}/poster.jpg")),
         storyboard_url: video.then(|| format!("{base}/storyboard.vtt")),
         media_kind: lecture.media_kind,
@@ -1208,4 +1226,74 @@ async fn resend_delivery(
 ) -> Result<(StatusCode, Json<WebhookDelivery>), CatalogError> {
     let queued = webhooks::resend(&s.db, &user, &id, &delivery).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)))
+}
+
+/// The largest beacon body read.
+const BEACON_BODY_LIMIT: usize = 16 * 1024;
+
+#[utoipa::path(
+    post, path = "/api/beacons", tag = "analytics", request_body = analytics::Beacon,
+    description = "What a player saw, batched (at most 200 events, 16 KiB): a view starting, stalls, rendition switches, ranges watched, errors. The grant's `beacon_token` is the credential (no Authorization header, so `navigator.sendBeacon` can send it); any content type is read as JSON. Accepted beacons are recorded within a second; no address is stored.",
+    responses((status = 204, description = "Taken"), (status = 403, description = "The beacon token is forged or expired", body = lectern_web::http::ErrorBody), (status = 429, description = "Too many beacons waiting; see Retry-After", body = lectern_web::http::ErrorBody), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn post_beacon(
+    State(s): State<CatalogState>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<StatusCode, CatalogError> {
+    let beacon: analytics::Beacon = serde_json::from_slice(&body?)
+        .map_err(|e| CatalogError::Invalid(format!("invalid beacon: {e}")))?;
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    s.beacons.accept(&s.playback, beacon, agent)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/analytics", tag = "analytics", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    description = "For the course's owner: views, unique viewers, watch time, completion rate, the audience-retention curve (share of views still watching at each hundredth), views per day, and quality of experience (startup p50/p95, rebuffer ratio, errors by browser).",
+    responses((status = 200, body = analytics::LectureReport), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn lecture_analytics(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<LectureId>,
+) -> Result<Json<analytics::LectureReport>, CatalogError> {
+    Ok(Json(analytics::lecture_report(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/courses/{id}/analytics", tag = "analytics", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    description = "For the owner: the course's totals, views per day and quality of experience, with a line per lecture.",
+    responses((status = 200, body = analytics::CourseReport), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn course_analytics(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<CourseId>,
+) -> Result<Json<analytics::CourseReport>, CatalogError> {
+    Ok(Json(analytics::course_report(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/courses/{id}/analytics.csv", tag = "analytics", security(("bearer" = [])), params(("id" = String, Path, description = "course id")),
+    description = "The course report's lecture lines as CSV, for a spreadsheet.",
+    responses((status = 200, description = "CSV, a line per lecture", content_type = "text/csv", body = String), (status = "default", description = ERRORS, body = lectern_web::http::ErrorBody))
+)]
+async fn course_analytics_csv(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<CourseId>,
+) -> Result<Response, CatalogError> {
+    let report = analytics::course_report(&s.db, &user, &id).await?;
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"lectern-course-{id}.csv\""),
+        ),
+    ];
+    Ok((headers, analytics::course_csv(&report)).into_response())
 }

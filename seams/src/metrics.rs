@@ -15,6 +15,8 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     /// Bytes received by tus uploads.
     pub upload_bytes: IntCounter,
+    /// Viewing beacons turned away because the batch waiting to be recorded was full.
+    pub beacons_shed: IntCounter,
     /// Transcode jobs being worked on in this process, by the topic they came from.
     pub jobs_in_flight: IntGaugeVec,
     /// Workers of this process (`LECTERN_WORKERS`): each takes one job of each job
@@ -143,6 +145,11 @@ fn build() -> Metrics {
     .expect("valid metric");
     let upload_bytes =
         IntCounter::new("upload_bytes_total", "Bytes received by uploads").expect("valid metric");
+    let beacons_shed = IntCounter::new(
+        "beacons_shed_total",
+        "Viewing beacons turned away while the batch to record was full",
+    )
+    .expect("valid metric");
     let jobs_in_flight = IntGaugeVec::new(
         Opts::new(
             "jobs_in_flight",
@@ -246,6 +253,7 @@ fn build() -> Metrics {
     for c in [
         Box::new(http_latency.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(upload_bytes.clone()),
+        Box::new(beacons_shed.clone()),
         Box::new(jobs_in_flight.clone()),
         Box::new(workers.clone()),
         Box::new(job_duration.clone()),
@@ -265,6 +273,7 @@ fn build() -> Metrics {
         registry,
         http_latency,
         upload_bytes,
+        beacons_shed,
         jobs_in_flight,
         workers,
         job_duration,
