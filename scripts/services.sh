@@ -135,22 +135,39 @@ stop_rabbitmq() {
   rm -f "$base/pid"
 }
 
-stop_all() {
-  stop_rabbitmq
-  if alive "$DIR/seaweedfs/pid"; then kill "$(cat "$DIR/seaweedfs/pid")" || true; fi
+stop_seaweedfs() {
+  if alive "$DIR/seaweedfs/pid"; then
+    local pid; pid="$(cat "$DIR/seaweedfs/pid")"
+    kill "$pid" || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   rm -f "$DIR/seaweedfs/pid"
+}
+
+stop_postgres() {
   if [ -f "$DIR/pg/data/PG_VERSION" ]; then
     cd /
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m fast stop >/dev/null 2>&1 || true
   fi
 }
 
+stop_all() {
+  stop_rabbitmq
+  stop_seaweedfs
+  stop_postgres
+}
+
 case "${1:-start}" in
   # Only the URLs go to stdout, so `eval "$(scripts/services.sh start)"` works.
   start) { install; start_postgres; start_rabbitmq; start_seaweedfs; } >&2; print_env ;;
   stop) stop_all ;;
+  # One backend at a time, for the tests that stop a dependency under load.
   stop-rabbitmq) stop_rabbitmq ;;
   start-rabbitmq) start_rabbitmq >&2 ;;
+  stop-postgres) stop_postgres ;;
+  start-postgres) start_postgres >&2 ;;
+  stop-seaweedfs) stop_seaweedfs ;;
+  start-seaweedfs) start_seaweedfs >&2 ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env|stop-rabbitmq|start-rabbitmq" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|stop-NAME|start-NAME (rabbitmq, postgres, seaweedfs)" >&2; exit 2 ;;
 esac

@@ -632,6 +632,8 @@ struct Backends {
     queue: Option<SharedQueue>,
     /// The data folder (scratch space included), whose disk `/metrics` reports.
     data_dir: PathBuf,
+    /// A circuit breaker per backend, kept by a watcher (`with_health`).
+    breakers: lectern_seams::breaker::SharedBreakers,
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up", body = serde_json::Value)))]
@@ -673,7 +675,18 @@ async fn readyz(State(b): State<Backends>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(serde_json::json!({"status": if ready { "ready" } else { "not_ready" }, "backends": report}))).into_response()
+    let breakers: serde_json::Map<String, serde_json::Value> = b
+        .breakers
+        .states()
+        .into_iter()
+        .map(|(backend, open)| {
+            (
+                backend.as_str().into(),
+                (if open { "open" } else { "closed" }).into(),
+            )
+        })
+        .collect();
+    (status, Json(serde_json::json!({"status": if ready { "ready" } else { "not_ready" }, "backends": report, "breakers": breakers}))).into_response()
 }
 
 async fn not_found() -> Response {
@@ -824,7 +837,17 @@ fn with_openapi(app: Router, doc: utoipa::openapi::OpenApi) -> Router {
     )
 }
 
-fn with_health(app: Router, backends: Backends) -> Router {
+fn with_health(app: Router, mut backends: Backends) -> Router {
+    let breakers = lectern_seams::breaker::SharedBreakers::default();
+    tokio::spawn(lectern_seams::breaker::watch(
+        breakers.clone(),
+        lectern_seams::breaker::Watched {
+            db: backends.db.clone(),
+            store: backends.store.clone(),
+            queue: backends.queue.clone(),
+        },
+    ));
+    backends.breakers = breakers.clone();
     let health = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -833,6 +856,10 @@ fn with_health(app: Router, backends: Backends) -> Router {
     app.merge(health)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            breakers,
+            lectern_web::unavailable::refuse_when_down,
+        ))
         .route_layer(axum::middleware::from_fn(
             lectern_web::latency::record_latency,
         ))
@@ -1141,6 +1168,7 @@ async fn run() -> anyhow::Result<()> {
                     store: Some(store),
                     queue: Some(queue),
                     data_dir: c.data_dir.clone(),
+                    ..Default::default()
                 },
             );
             serve_http(
@@ -1168,6 +1196,7 @@ async fn run() -> anyhow::Result<()> {
                     store: Some(store),
                     queue: Some(queue),
                     data_dir: c.data_dir.clone(),
+                    ..Default::default()
                 },
             );
             serve_http(
@@ -1197,6 +1226,7 @@ async fn run() -> anyhow::Result<()> {
                     store: Some(store),
                     queue: Some(queue),
                     data_dir: c.data_dir.clone(),
+                    ..Default::default()
                 },
             );
             serve_http(
@@ -1223,6 +1253,7 @@ async fn run() -> anyhow::Result<()> {
                     store: Some(store),
                     queue: Some(queue),
                     data_dir: c.data_dir.clone(),
+                    ..Default::default()
                 },
             );
             // A health port: no documents, so no security headers.

@@ -35,7 +35,9 @@ pub async fn connect_only(url: &str) -> Result<Db, DbError> {
     if is_postgres(url) {
         return Ok(AnyPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            // A database that stops answering fails a request in seconds (the breaker
+            // then refuses the rest at once).
+            .acquire_timeout(Duration::from_secs(3))
             .connect(url)
             .await?);
     }

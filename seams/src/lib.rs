@@ -1,7 +1,7 @@
 //! lectern-seams: what every Lectern role shares below HTTP.
 //!
 //! It owns the three seams chosen by URL (database, object storage, queue) with their
-//! embedded backends, the messages that travel on the queue (transcode jobs and job
+//! embedded backends and a circuit breaker each, the messages that travel on the queue (transcode jobs and job
 //! events), the lecture's state machine (the only writer of a lecture's status), the
 //! parts of a chunked asset (the only writer of `asset_parts`), the process's metrics,
 //! the embedded world's backups, and Lectern's ids and times. Domain logic lives in the service crates; the HTTP
@@ -9,6 +9,7 @@
 
 pub mod attachments;
 pub mod backup;
+pub mod breaker;
 pub mod db;
 pub mod ids;
 pub mod lecture;

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub upload_bytes: IntCounter,
     /// Viewing beacons turned away because the batch waiting to be recorded was full.
     pub beacons_shed: IntCounter,
+    /// 1 while a backend's circuit breaker is open (requests needing it are refused).
+    pub breaker_open: IntGaugeVec,
     /// Transcode jobs being worked on in this process, by the topic they came from.
     pub jobs_in_flight: IntGaugeVec,
     /// Workers of this process (`LECTERN_WORKERS`): each takes one job of each job
@@ -145,6 +147,14 @@ fn build() -> Metrics {
     .expect("valid metric");
     let upload_bytes =
         IntCounter::new("upload_bytes_total", "Bytes received by uploads").expect("valid metric");
+    let breaker_open = IntGaugeVec::new(
+        Opts::new(
+            "breaker_open",
+            "1 while a backend's circuit breaker is open",
+        ),
+        &["backend"],
+    )
+    .expect("valid metric");
     let beacons_shed = IntCounter::new(
         "beacons_shed_total",
         "Viewing beacons turned away while the batch to record was full",
@@ -254,6 +264,7 @@ fn build() -> Metrics {
         Box::new(http_latency.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(upload_bytes.clone()),
         Box::new(beacons_shed.clone()),
+        Box::new(breaker_open.clone()),
         Box::new(jobs_in_flight.clone()),
         Box::new(workers.clone()),
         Box::new(job_duration.clone()),
@@ -274,6 +285,7 @@ fn build() -> Metrics {
         http_latency,
         upload_bytes,
         beacons_shed,
+        breaker_open,
         jobs_in_flight,
         workers,
         job_duration,

@@ -57,12 +57,14 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: the server took too long to answer.
     Timeout,
+    /// 503: a backend the request needs is not answering; see Retry-After.
+    Unavailable,
     /// 500: logged on the server; nothing more is said.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::Invalid,
         ErrorCode::Unauthenticated,
         ErrorCode::BadCredentials,
@@ -84,6 +86,7 @@ impl ErrorCode {
         ErrorCode::RangeNotSatisfiable,
         ErrorCode::RateLimited,
         ErrorCode::Timeout,
+        ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
 
@@ -117,7 +120,7 @@ impl ErrorCode {
             ErrorCode::TusVersion => StatusCode::PRECONDITION_FAILED,
             ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Timeout | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,6 +149,7 @@ impl ErrorCode {
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! It owns the one JSON error shape and its codes, access tokens and the request
 //! extractor that checks them, rate limits and the client's address, the edge every
-//! request passes (stock tower-http layers), request latency metrics, and the server
-//! loop that times request heads. Handlers and domain logic live in the service crates.
+//! request passes (stock tower-http layers), request latency metrics, refusing requests whose backend is down, and the
+//! server loop that times request heads. Handlers and domain logic live in the service crates.
 
 pub mod auth;
 pub mod edge;
@@ -11,3 +11,4 @@ pub mod http;
 pub mod latency;
 pub mod limits;
 pub mod serve;
+pub mod unavailable;

@@ -243,9 +243,16 @@ impl S3Store {
         let retry = aws_sdk_s3::config::retry::RetryConfig::standard()
             .with_max_attempts(8)
             .with_initial_backoff(std::time::Duration::from_millis(200));
+        // A store that stops answering fails a call in seconds, not at the OS's TCP
+        // time limits; a large part still has time to stream.
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .read_timeout(std::time::Duration::from_secs(30))
+            .build();
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .retry_config(retry)
+            .timeout_config(timeouts)
             .region(Region::new(region))
             .credentials_provider(Credentials::new(key, secret, None, None, "lectern-env"))
             .force_path_style(path_style)
