@@ -53,7 +53,11 @@ export interface WebhookDelivery {
   last_response: string | null; last_error: string | null; created_at: number; finished_at: number | null;
   payload: unknown;
 }
-export interface PlaybackGrant { url: string; expires_at: number; media_kind: string | null; poster_url: string | null; storyboard_url: string | null }
+export interface PlaybackGrant {
+  url: string; expires_at: number; media_kind: string | null; poster_url: string | null; storyboard_url: string | null;
+  /** The credential of the player's viewing beacons (`POST /api/beacons`), valid 12 h. */
+  beacon_token?: string;
+}
 
 export class ApiError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {

@@ -12,6 +12,8 @@ import { lectureHits } from './search';
 import { createPlayer, type Player } from './player';
 import { FileUpload, type UploadState } from './upload';
 import { webhooksView } from './webhooks';
+import { analyticsView } from './analytics';
+import { accountPage, forgotLink } from './account';
 
 const main = document.getElementById('main')!;
 const nav = document.getElementById('nav')!;
@@ -81,6 +83,7 @@ function authPage(mode: 'login' | 'signup') {
     error,
     h('button', { type: 'submit', class: 'primary' }, mode === 'login' ? 'Sign in' : 'Sign up'),
     h('p', {}, mode === 'login' ? h('a', { href: '#/signup' }, 'New here? Create an account') : h('a', { href: '#/login' }, 'Already have an account? Sign in')),
+    mode === 'login' ? forgotLink() : null,
   );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -348,6 +351,11 @@ async function studioPage() {
   grid.replaceChildren(...(res.items.length ? res.items.map((c) => courseCard(c, `#/studio/courses/${c.id}`)) : [h('p', {}, 'Create your first course above.')]));
 }
 
+function studioAnalyticsPage(id: string) {
+  if (!requireSession()) return;
+  page('Analytics', h('a', { href: `#/studio/courses/${id}` }, '← Course'), analyticsView(id));
+}
+
 function studioWebhooksPage() {
   if (!requireSession()) return;
   page('Webhooks', h('a', { href: '#/studio' }, '← Studio'), h('h1', {}, 'Webhooks'), webhooksView());
@@ -410,6 +418,7 @@ async function studioCoursePage(id: string) {
         location.hash = '#/studio';
       } }, 'Delete course'),
       h('a', { class: 'button', href: `#/courses/${course.id}` }, 'View as student'),
+      h('a', { class: 'button', href: `#/studio/courses/${course.id}/analytics` }, 'Analytics'),
     ),
   );
   form.addEventListener('submit', async (e) => {
@@ -588,12 +597,15 @@ async function route() {
   try {
     if (parts[0] === 'login') return authPage('login');
     if (parts[0] === 'signup') return authPage('signup');
+    const account = accountPage(parts, params);
+    if (account) { page(account.title, account.node); account.focus?.focus(); return; }
     if (parts[0] === 'me') return await myCoursesPage();
     if (parts[0] === 'courses' && parts[1]) return await coursePage(parts[1], params.has('paid') ? 0 : null);
     if (parts[0] === 'watch' && parts[1]) {
       const t = Number(params.get('t'));
       return await watchPage(parts[1], params.has('t') && Number.isFinite(t) && t >= 0 ? t : null);
     }
+    if (parts[0] === 'studio' && parts[1] === 'courses' && parts[2] && parts[3] === 'analytics') return studioAnalyticsPage(parts[2]);
     if (parts[0] === 'studio' && parts[1] === 'courses' && parts[2]) return await studioCoursePage(parts[2]);
     if (parts[0] === 'studio' && parts[1] === 'webhooks') return studioWebhooksPage();
     if (parts[0] === 'studio') return await studioPage();

@@ -2,6 +2,7 @@
 // cannot run), a quality menu, captions (menu, `c`, the choice remembered), playback
 // speed, storyboard thumbnails over the seek bar, keyboard shortcuts, and resume.
 import Hls from 'hls.js';
+import { beaconSession, type BeaconSession } from './beacons';
 import { h } from './dom';
 import { chapterAt, cueAt, formatDuration, levelLabel, parseStoryboard, playPrefix, renewDelayMs, withPlayToken, type StoryboardCue } from './format';
 import type { Chapter, PlaybackGrant } from './api';
@@ -43,6 +44,13 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
   const marks = h('div', { class: 'chapter-marks', 'aria-hidden': 'true' });
   const controls = h('div', { class: 'controls' }, playBtn, h('div', { class: 'seekwrap' }, seek, marks, thumb), time, muteBtn, volume, speed, quality, captions, fullBtn);
   const element = h('div', { class: 'player', tabindex: 0, role: 'region', 'aria-label': 'Video player (space: play/pause, arrows: seek and volume, c: captions, f: full screen, m: mute)' }, video, controls);
+  // Viewing beacons for the owner's analytics, when the grant carries their token.
+  let beacons: BeaconSession | null = null;
+  try {
+    if (grant.beacon_token) beacons = beaconSession(video, grant.beacon_token);
+  } catch {
+    /* playback does not depend on them */
+  }
 
   // Every request hls.js makes under /play/ carries the newest token: playlists and
   // segments are resolved against the first grant's URL, so they are rewritten.
@@ -63,6 +71,7 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       .then((fresh) => {
         if (destroyed) return;
         token = tokenOf(absolute(fresh.url)) || token;
+        if (fresh.beacon_token) beacons?.setToken(fresh.beacon_token);
         renewTimer = window.setTimeout(renew, renewDelayMs(fresh.expires_at, Date.now()));
       })
       .catch(() => {
@@ -102,12 +111,18 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
       for (const { i, l } of levels) quality.append(h('option', { value: i }, levelLabel(l.width, l.height)));
       updateQualityLabel();
     });
-    hls.on(Hls.Events.LEVEL_SWITCHED, () => updateQualityLabel());
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
+      updateQualityLabel();
+      beacons?.switched(hls!.levels[data.level]?.height ?? 0);
+    });
     hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => subtitles.list(hls!.subtitleTracks.map((t) => ({ lang: t.lang ?? '', name: t.name }))));
     hls.on(Hls.Events.ERROR, (_e, data) => {
       // Refused: the token expired (the tab slept through its renewal, or the server's
       // key changed). hls.js retries the request, with the new token once it is here.
       const refused = data.response?.code === 403;
+      // Stalls are counted as rebuffers, not errors.
+      const stall = data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR || data.details === Hls.ErrorDetails.BUFFER_NUDGE_ON_STALL || data.details === Hls.ErrorDetails.BUFFER_SEEK_OVER_HOLE;
+      if (!stall) beacons?.error(data.fatal);
       if (refused) void renew();
       if (!data.fatal) return;
       if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
@@ -278,6 +293,7 @@ export function createPlayer(grant: PlaybackGrant, opts: PlayerOptions): Player 
     },
     destroy() {
       destroyed = true;
+      beacons?.destroy();
       window.clearTimeout(renewTimer);
       hls?.destroy();
       video.removeAttribute('src');

@@ -3,7 +3,9 @@
 // student finds, enrolls in and watches it (quality switch, resume, captions, the
 // course's materials downloaded) and a lecture with sound, and a student who is not
 // enrolled is told how to get in. The owner's webhook endpoint (a receiver here that
-// refuses its first request) hears of the enrollment, signed, on the second attempt. Throws (exit 1) on the first broken promise.
+// refuses its first request) hears of the enrollment, signed, on the second attempt. A
+// student's ~30 s of viewing, with a seek and a pause, reaches the owner's analytics as
+// watch time and retention. Throws (exit 1) on the first broken promise.
 // Usage: node flows.mjs BASE_URL VIDEO_FILE ARTIFACTS_DIR BIG_FILE SECOND_FILE
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -403,6 +405,90 @@ const sound = await student.evaluate(() => ({
   decodedBytes: document.querySelector('video').webkitAudioDecodedByteCount,
 }));
 assert.ok(sound.tracks >= 1 && sound.decodedBytes > 0, `audio of "${names[1]}": ${JSON.stringify(sound)}`);
+
+// --- viewing analytics: the student watches ~30 s of a lecture nobody has watched yet
+// (the first of the files added at once), skipping a stretch by seeking, pauses and
+// leaves; the player's beacons give the owner that watch time and retention curve.
+const viewedLink = student.locator('a[href^="#/watch/"]', { hasText: names[0] }).first();
+for (let tries = 0; ; tries++) {
+  await student.goto(courseUrl);
+  if (await viewedLink.waitFor({ timeout: 2_000 }).then(() => true, () => false)) break;
+  assert.ok(tries < 60, `"${names[0]}" never became playable`);
+}
+await viewedLink.click();
+await student.waitForURL(/#\/watch\//);
+const viewedId = student.url().split('#/watch/')[1].split('?')[0];
+await student.locator('video').waitFor();
+await student.waitForFunction(() => { const v = document.querySelector('video'); return v && v.readyState >= 1 && v.duration > 0 && Number.isFinite(v.duration); }, null, { timeout: 30_000 });
+const length = await student.evaluate(() => document.querySelector('video').duration);
+await student.evaluate(() => document.querySelector('video').play());
+const watchedFor = (t) => student.waitForFunction((x) => document.querySelector('video').currentTime >= x, t, { timeout: 90_000 });
+let viewing;
+if (length >= 33) {
+  // 15 s, a seek over a gap of up to 5 s, 15 s more, pause before the end.
+  const gap = Math.min(5, (length - 30) * 0.6);
+  await watchedFor(15);
+  const seekFrom = await student.evaluate((to) => { const v = document.querySelector('video'); const at = v.currentTime; v.currentTime = to; return at; }, 15 + gap);
+  const seekTo = 15 + gap;
+  await watchedFor(seekTo + 15);
+  const pausedAt = await student.evaluate(() => { const v = document.querySelector('video'); v.pause(); return v.currentTime; });
+  viewing = { watched: [[0, seekFrom], [seekTo, pausedAt]], expected: seekFrom + (pausedAt - seekTo) };
+  assert.ok(Math.abs(viewing.expected - 30) < 1.5, `watched ${viewing.expected} s`);
+} else {
+  // A short lecture: to its end, then back to the start and paused.
+  await student.waitForFunction(() => document.querySelector('video').ended, null, { timeout: 90_000 });
+  await student.evaluate(() => { const v = document.querySelector('video'); v.currentTime = 0; v.pause(); });
+  viewing = { watched: [[0, length]], expected: length };
+}
+// Leaving the page sends what the last periodic beacon did not.
+await student.goto('about:blank');
+const lectureAnalytics = (id) => owner.evaluate(async (lid) => {
+  const { token } = JSON.parse(localStorage.getItem('lectern.session'));
+  const r = await fetch(`/api/lectures/${lid}/analytics`, { headers: { Authorization: `Bearer ${token}` } });
+  return r.json();
+}, id);
+let report;
+for (let i = 0; ; i++) {
+  report = await lectureAnalytics(viewedId);
+  if (report.views >= 1 && Math.abs(report.watch_secs - viewing.expected) <= 2) break;
+  assert.ok(i < 30, `analytics ${JSON.stringify({ ...report, retention: undefined })}, expected ${viewing.expected} s watched`);
+  await owner.waitForTimeout(500);
+}
+assert.equal(report.views, 1);
+assert.equal(report.unique_viewers, 1);
+assert.ok(report.qoe.startup_p50_ms != null && report.qoe.startup_p50_ms >= 0 && report.qoe.startup_p50_ms < 30_000, `startup ${report.qoe.startup_p50_ms}`);
+// Retention per hundredth: 1 where the student watched, 0 where they skipped and after
+// the pause (a margin of half a second at each edge).
+const duration = report.duration_secs;
+const bucket = (t) => Math.min(99, Math.max(0, Math.floor((t / duration) * 100)));
+const within = (a, b) => (b >= a ? Array.from({ length: b - a + 1 }, (_, i) => a + i) : []);
+const watchedBuckets = new Set(viewing.watched.flatMap(([a, b]) => within(bucket(a + 0.5), bucket(b - 0.5))));
+const nearWatched = new Set(viewing.watched.flatMap(([a, b]) => within(bucket(a - 0.5), bucket(b + 0.5))));
+for (const b of watchedBuckets) assert.equal(report.retention[b], 1, `bucket ${b} watched: ${report.retention}`);
+const skipped = within(0, 99).filter((b) => !nearWatched.has(b));
+if (length >= 33) assert.ok(skipped.length >= 8, `skipped buckets ${skipped}`);
+for (const b of skipped) assert.equal(report.retention[b], 0, `bucket ${b} skipped: ${report.retention}`);
+
+// The owner's analytics page: totals, the lecture chosen, its retention curve drawn.
+await owner.goto(studioCourseUrl);
+await owner.getByRole('link', { name: 'Analytics', exact: true }).click();
+await owner.waitForURL(/#\/studio\/courses\/[^/]+\/analytics$/);
+await owner.getByRole('button', { name: `Show analytics of ${names[0]}`, exact: true }).click();
+const detail = owner.locator(`section.lecture-analytics[data-lecture="${viewedId}"]`);
+const retentionChart = detail.locator('svg.chart.line[role=img]');
+await retentionChart.waitFor();
+const retentionLabel = await retentionChart.getAttribute('aria-label');
+assert.match(retentionLabel, length >= 33 ? /^Audience retention: 100% at the start, \d+% at the middle, 0% at the end/ : /^Audience retention: 100% at the start/);
+assert.equal((await retentionChart.locator('polyline.curve').getAttribute('points')).split(' ').length, 100);
+assert.match(await owner.locator('svg.chart.bars[role=img]').first().getAttribute('aria-label'), /^Views per day of .*: \d+ views?/);
+const shownWatch = Number(await owner.locator(`tr[data-lecture="${viewedId}"] td[data-watch-secs]`).getAttribute('data-watch-secs'));
+assert.ok(Math.abs(shownWatch - viewing.expected) <= 2, `shown ${shownWatch} s watched`);
+assert.equal(await detail.locator('[data-stat=views] dd').textContent(), '1');
+await shot(owner, 'studio-analytics');
+const [csvDownload] = await Promise.all([owner.waitForEvent('download'), owner.getByRole('button', { name: 'Download CSV', exact: true }).click()]);
+const csv = fs.readFileSync(await csvDownload.path(), 'utf8');
+assert.ok(csv.includes(names[0]), `CSV: ${csv.slice(0, 500)}`);
+await owner.goto(studioCourseUrl);
 
 // --- a student who is not enrolled --------------------------------------------------
 const outsider = await newPage({ width: 390, height: 844 });

@@ -2,7 +2,9 @@
 attachments, and a webhook endpoint whose delivery log shows the student's enrollment
 signed and delivered on a retry), the student's find-enroll-watch flow (adaptive
 levels, quality switch, resume, the course's materials downloaded) and the
-not-enrolled student, with screenshots kept as test artifacts; and a player that
+not-enrolled student, a student's ~30 s of viewing (with a seek and a pause) read back
+by the owner as watch time, retention and the studio's charts, with screenshots kept as
+test artifacts; and a player that
 outlives its playback token."""
 import json
 import os
@@ -57,7 +59,7 @@ def test_owner_student_and_outsider_flows_in_chromium(web_server, samples, tmp_p
     assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["ok"] and len(result["levels"]) >= 2
-    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-attachments", "studio-cold", "search-transcript", "course-attachments", "not-enrolled-phone", "studio-webhooks"]:
+    for name in ["catalog", "watch", "watch-captions", "studio", "studio-captions", "studio-attachments", "studio-cold", "search-transcript", "course-attachments", "not-enrolled-phone", "studio-webhooks", "studio-analytics"]:
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
