@@ -7,14 +7,17 @@ and mail caused while the mail server is down (and Lectern restarted) arrives on
 back: the outbox."""
 import email
 import email.policy
+import json
 import re
+import subprocess
 import time
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from conftest import Api, Server, free_port
+from conftest import ROOT, Api, Server, free_port
 
 FROM = "Lectern <lectern@example.org>"
 # Mail retried every second in these tests; a digest 25 s after its first lecture.
@@ -237,6 +240,35 @@ def test_lecture_mails_and_a_daily_digest_with_one_click_unsubscribe(tmp_path, l
         owner.wait_lecture(broken["id"])
         failed = box.wait(owner.email, "Failed: Notes")[0]
         assert "could not be processed" in parts(failed)[0]
+    finally:
+        server.stop()
+        box.stop()
+
+
+def in_chromium(*args):
+    """One step of player-web/tests/account.mjs: the web app's account pages."""
+    out = subprocess.run(["timeout", "120", "node", str(ROOT / "player-web" / "tests" / "account.mjs"), *args],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-1000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_links_work_in_the_browser(tmp_path, lectern_bin):
+    """The web app's pages behind the links: confirming an address, asking for a reset
+    link from the sign-in page, and choosing a new password."""
+    if not (ROOT / "player-web" / "dist" / "index.html").exists():
+        pytest.fail("player-web is not built: run `npm run build` in player-web (scripts/test.sh does)")
+    box = MailServer().start()
+    server = start_lectern(tmp_path / "data", box, LECTERN_WEB_DIR=str(ROOT / "player-web" / "dist"))
+    try:
+        ada = Api.signup(server.url, "student")
+        in_chromium("verify", link(box.wait(ada.email, "Confirm your email address")[0], "#/verify?token="))
+        assert ada.ok(ada.get("/api/me"))["email_verified"] is True
+        in_chromium("forgot", server.url, ada.email)
+        url = link(box.wait(ada.email, "Reset your password")[0], "#/reset?token=")
+        in_chromium("reset", url, "chosen in the browser")
+        new = requests.post(server.url + "/api/auth/login", json={"email": ada.email, "password": "chosen in the browser"}, timeout=30)
+        assert new.status_code == 200
     finally:
         server.stop()
         box.stop()
