@@ -25,7 +25,7 @@ pub use report::{CourseReport, LectureReport, course_csv, course_report, lecture
 
 /// Events one beacon may carry.
 pub const MAX_EVENTS: usize = 200;
-/// Beacons waiting for the flusher at most; beyond, new ones are turned away (503).
+/// Beacons waiting for the flusher at most; beyond, new ones are turned away (429).
 const QUEUE: usize = 50_000;
 /// Hundredths of a lecture: the retention curve's resolution.
 pub const BUCKETS: u32 = 100;
