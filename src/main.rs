@@ -32,6 +32,9 @@ use lectern_web::limits::{Limits, LimitsConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod error_tracking;
+mod telemetry;
+
 // Many small short-lived allocations per request and per frame: mimalloc's per-thread
 // free lists beat glibc's arenas (docs/decisions/0002-playback-delivered-by-the-edge.md).
 #[global_allocator]
@@ -231,7 +234,7 @@ struct Config {
     webhook_allow_private: bool,
     /// Seconds before each retry of a failed webhook delivery, comma-separated; after the
     /// last the delivery fails and its endpoint is disabled.
-    #[arg(long, env = "LECTERN_WEBHOOK_RETRY_SECS", value_delimiter = ',', default_values_t = [5u64, 300, 1800, 7200, 18000, 36000, 36000], global = true)]
+    #[arg(long, env = "LECTERN_WEBHOOK_RETRY_SECS", value_delimiter = ',', default_value = "5,300,1800,7200,18000,36000,36000", global = true)]
     webhook_retry_secs: Vec<u64>,
     /// The mail server: `smtp://[user:pass@]host[:port]` (STARTTLS required),
     /// `smtps://…` (TLS from the start) or `smtp://host:port?tls=none` (no TLS: a relay
@@ -244,7 +247,7 @@ struct Config {
     mail_from: Option<String>,
     /// Seconds before each retry of a mail that could not be sent, comma-separated;
     /// after the last it is given up.
-    #[arg(long, env = "LECTERN_MAIL_RETRY_SECS", value_delimiter = ',', default_values_t = [30u64, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 86400], global = true)]
+    #[arg(long, env = "LECTERN_MAIL_RETRY_SECS", value_delimiter = ',', default_value = "30,60,300,900,1800,3600,7200,14400,28800,43200,86400,86400", global = true)]
     mail_retry_secs: Vec<u64>,
     /// Seconds a new-lecture digest waits after the first lecture it tells of: a student
     /// gets at most one per course in this time.
@@ -474,6 +477,14 @@ struct Config {
         global = true
     )]
     fence_file_mb: u64,
+    /// Where panics and 5xx answers are reported: a Sentry DSN
+    /// (`https://KEY@HOST/PROJECT`; any Sentry-compatible endpoint). Unset: nothing is.
+    #[arg(long, env = "SENTRY_DSN", hide_env_values = true, global = true)]
+    sentry_dsn: Option<String>,
+    /// The environment reports are filed under (e.g. `production`, `staging`)
+    /// [default: production; development in a debug build].
+    #[arg(long, env = "SENTRY_ENVIRONMENT", global = true)]
+    sentry_environment: Option<String>,
 }
 
 impl Config {
@@ -816,6 +827,7 @@ fn openapi(ingest: bool, catalog: bool) -> utoipa::openapi::OpenApi {
     if catalog {
         doc.merge(lectern_catalog::CatalogApi::openapi());
     }
+    doc.merge(error_tracking::CheckApi::openapi());
     doc
 }
 
@@ -875,7 +887,7 @@ async fn serve_http(
     mut shutdown: watch::Receiver<bool>,
     workers: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    let app = with_edge(app, &edge);
+    let app = with_edge(error_tracking::with_reporting(app), &edge);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -1131,15 +1143,33 @@ async fn run() -> anyhow::Result<()> {
             std::io::stdout().is_terminal(),
         ),
     };
-    tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(terminal)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
-        )
-        .init();
+    // Text or JSON lines; spans exported over OTLP when configured, the last of them
+    // when the guard drops (the role stopping).
+    let _telemetry = telemetry::init(
+        &cli.command,
+        writer,
+        terminal,
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn".into()),
+    )?;
     let c = cli.config;
+    // Panics and 5xx answers of the roles that serve, when SENTRY_DSN is set; the
+    // guard flushes what is queued when the role stops.
+    let role = match cli.command {
+        Command::Serve => Some("serve"),
+        Command::Ingest => Some("ingest"),
+        Command::Catalog => Some("catalog"),
+        Command::Worker => Some("worker"),
+        _ => None,
+    };
+    let errors = error_tracking::Settings {
+        dsn: c.sentry_dsn.as_deref(),
+        environment: c.sentry_environment.as_deref(),
+    };
+    let _reporting = match role {
+        Some(role) => error_tracking::init(&errors, role)?,
+        None => None,
+    };
     without_transparent_huge_pages();
     // Each connection and each file served is a descriptor; the soft limit is 1024.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -1158,6 +1188,7 @@ async fn run() -> anyhow::Result<()> {
             let workers = spawn_workers(&c, store.clone(), queue.clone(), &shutdown)?;
             let api =
                 lectern_ingest::router(ingest).merge(lectern_catalog::router(catalog.clone()));
+            let api = error_tracking::with_check(api, c.access_tokens()?);
             let app = c
                 .with_cors(with_openapi(api, openapi(true, true)))
                 .merge(lectern_catalog::play_router(catalog));
@@ -1186,7 +1217,7 @@ async fn run() -> anyhow::Result<()> {
             let ingest = ingest_state(&c, db.clone(), store.clone(), queue.clone(), c.limits()?)?;
             lectern_ingest::spawn_background(ingest.clone());
             let app = c.with_cors(with_openapi(
-                lectern_ingest::router(ingest),
+                error_tracking::with_check(lectern_ingest::router(ingest), c.access_tokens()?),
                 openapi(true, false),
             ));
             let app = with_health(
@@ -1215,7 +1246,10 @@ async fn run() -> anyhow::Result<()> {
             lectern_catalog::spawn_background(catalog.clone());
             let app = c
                 .with_cors(with_openapi(
-                    lectern_catalog::router(catalog.clone()),
+                    error_tracking::with_check(
+                        lectern_catalog::router(catalog.clone()),
+                        c.access_tokens()?,
+                    ),
                     openapi(false, true),
                 ))
                 .merge(lectern_catalog::play_router(catalog));

@@ -16,6 +16,7 @@ use lectern_seams::storage::SharedStore;
 use lectern_web::auth::{AuthUser, Role};
 use serde::Serialize;
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use crate::error::CatalogError;
 use crate::journal::{Draft, Entry, Journal, MAX_BATCH};
@@ -293,21 +294,41 @@ pub async fn consume(db: Db, store: SharedStore, queue: SharedQueue, journal: Jo
                 continue;
             }
         };
-        match apply(&db, &store, &event).await {
-            Ok(draft) => {
-                if let Some(d) = draft
-                    && let Err(e) = crate::journal::record(&db, &journal, &d).await
-                {
-                    // The state is applied; a redelivery would change nothing to journal.
-                    tracing::warn!(error = %e, "an applied event could not be journaled");
+        // The event's span continues the trace of the job (or upload) that reported it.
+        let span = tracing::info_span!("catalog.apply", kind = event_kind(&event), lecture = %event.lecture_id(), trace_id = tracing::field::Empty);
+        let parent = lectern_seams::telemetry::traceparent_in(&delivery.payload)
+            .or_else(|| delivery.traceparent.clone());
+        lectern_seams::telemetry::continue_trace(&span, parent.as_deref());
+        async {
+            match apply(&db, &store, &event).await {
+                Ok(draft) => {
+                    if let Some(d) = draft
+                        && let Err(e) = crate::journal::record(&db, &journal, &d).await
+                    {
+                        // The state is applied; a redelivery would change nothing to journal.
+                        tracing::warn!(error = %e, "an applied event could not be journaled");
+                    }
+                    let _ = delivery.ack().await;
                 }
-                let _ = delivery.ack().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not apply a job event; it will be redelivered");
-                let _ = delivery.retry_after(Duration::from_secs(1)).await;
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not apply a job event; it will be redelivered");
+                    let _ = delivery.retry_after(Duration::from_secs(1)).await;
+                }
             }
         }
+        .instrument(span)
+        .await;
+    }
+}
+
+/// The event's kind as its JSON names it, for the span.
+fn event_kind(event: &JobEvent) -> &'static str {
+    match event {
+        JobEvent::Progress { .. } => "progress",
+        JobEvent::Ready { .. } => "ready",
+        JobEvent::Failed { .. } => "failed",
+        JobEvent::Uploaded { .. } => "uploaded",
+        JobEvent::PartStored { .. } => "part_stored",
     }
 }
 

@@ -15,8 +15,10 @@ use lectern_seams::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_k
 use lectern_seams::originals::OriginalTier;
 use lectern_seams::queue::Topic;
 use lectern_seams::storage::ByteStream;
+use lectern_seams::telemetry;
 use lectern_seams::{new_id, now_unix};
 use lectern_web::auth::{AuthUser, Role};
+use tracing::Instrument;
 
 use crate::IngestState;
 use crate::error::IngestError;
@@ -40,6 +42,9 @@ pub struct Upload {
     pub expires_at: i64,
     /// Where the original is kept once processed.
     pub tier: OriginalTier,
+    /// The trace context of the request that created the upload (tracing on): its
+    /// PATCHes and its finish continue that trace.
+    pub trace_context: Option<String>,
 }
 
 /// What an upload's bytes are for: a lecture's file (probed, then transcoded) or an
@@ -92,6 +97,7 @@ struct UploadRow {
     state: String,
     expires_at: i64,
     tier: String,
+    trace_context: Option<String>,
 }
 
 impl Upload {
@@ -134,13 +140,14 @@ impl Upload {
             state,
             expires_at: r.expires_at,
             tier,
+            trace_context: r.trace_context,
         })
     }
 }
 
 async fn load(state: &IngestState, id: &str) -> Result<Option<Upload>, IngestError> {
     let row: Option<UploadRow> = sqlx::query_as(
-        "SELECT id, lecture_id, attachment_id, owner_id, metadata, length, received, storage_key, state, expires_at, tier
+        "SELECT id, lecture_id, attachment_id, owner_id, metadata, length, received, storage_key, state, expires_at, tier, trace_context
          FROM uploads WHERE id = $1",
     )
     .bind(id)
@@ -306,6 +313,7 @@ pub async fn create(
         state: UploadState::Receiving,
         expires_at: now + state.config.upload_ttl_secs,
         tier: OriginalTier::Hot,
+        trace_context: telemetry::current_traceparent(),
     };
     // Admins' uploads are counted to the lecture's owner but never refused.
     let quota = if user.is_admin() {
@@ -316,8 +324,8 @@ pub async fn create(
     let mut tx = state.db.begin().await?;
     count_against_quota(&mut tx, &upload.owner_id, upload.length, quota).await?;
     sqlx::query(
-        "INSERT INTO uploads (id, lecture_id, attachment_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at, last_used_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 'receiving', $9, $10, $10)",
+        "INSERT INTO uploads (id, lecture_id, attachment_id, owner_id, filename, metadata, length, received, storage_key, state, expires_at, created_at, last_used_at, trace_context)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, 'receiving', $9, $10, $10, $11)",
     )
     .bind(&upload.id)
     .bind(upload.lecture_id())
@@ -332,6 +340,7 @@ pub async fn create(
     .bind(&upload.storage_key)
     .bind(upload.expires_at)
     .bind(now)
+    .bind(&upload.trace_context)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -343,9 +352,24 @@ struct Tally {
     over_limit: bool,
 }
 
-/// Appends one PATCH (or creation-with-upload) body at `offset`. The bytes stream
-/// straight to storage; memory holds one network chunk at a time.
+/// Appends one PATCH (or creation-with-upload) body at `offset`, in a `tus.append` span
+/// of the upload's trace (linked to the request's own span when that began another).
 pub async fn append(
+    state: &IngestState,
+    upload: &Upload,
+    offset: u64,
+    checksum: Option<Checksum>,
+    body: ByteStream,
+) -> Result<Upload, IngestError> {
+    let span = tracing::info_span!("tus.append", upload = %upload.id, offset, trace_id = tracing::field::Empty);
+    telemetry::continue_trace_linked(&span, upload.trace_context.as_deref());
+    append_bytes(state, upload, offset, checksum, body)
+        .instrument(span)
+        .await
+}
+
+/// The bytes stream straight to storage; memory holds one network chunk at a time.
+async fn append_bytes(
     state: &IngestState,
     upload: &Upload,
     offset: u64,
@@ -566,13 +590,21 @@ pub async fn finish(state: &IngestState, upload_id: &str) -> Result<(), IngestEr
     if upload.state != UploadState::Complete {
         return Ok(());
     }
-    state.store.finish_append(&upload.storage_key).await?;
-    match &upload.target {
-        UploadTarget::Lecture(lecture_id) => finish_lecture(state, &upload, lecture_id).await,
-        UploadTarget::Attachment(id) => crate::attachments::finish(state, &upload, id)
-            .await
-            .map(drop),
+    // The upload's trace goes on here, in the background or after a restart.
+    let span =
+        tracing::info_span!("upload.finish", upload = %upload.id, trace_id = tracing::field::Empty);
+    telemetry::continue_trace(&span, upload.trace_context.as_deref());
+    async {
+        state.store.finish_append(&upload.storage_key).await?;
+        match &upload.target {
+            UploadTarget::Lecture(lecture_id) => finish_lecture(state, &upload, lecture_id).await,
+            UploadTarget::Attachment(id) => crate::attachments::finish(state, &upload, id)
+                .await
+                .map(drop),
+        }
     }
+    .instrument(span)
+    .await
 }
 
 /// Turns a lecture's complete upload into an asset and a queued transcode job, or
@@ -594,7 +626,9 @@ async fn finish_lecture(
             (tmp.path().to_path_buf(), Some(tmp))
         }
     };
-    let probed = analyse_fenced(state, &local.0).await?;
+    let probed = analyse_fenced(state, &local.0)
+        .instrument(tracing::info_span!("upload.probe", upload = %upload.id))
+        .await?;
     drop(local);
     let now = now_unix();
     match probed {
@@ -650,6 +684,7 @@ async fn finish_lecture(
                 audio_kbps: AUDIO_KBPS,
                 segment_secs: SEGMENT_SECS,
                 keyframe_secs: KEYFRAME_SECS,
+                traceparent: telemetry::current_traceparent(),
             };
             let (workers, ranges) = if chunkable {
                 let workers = plan_workers(state).await;
@@ -785,7 +820,7 @@ async fn plan_workers(state: &IngestState) -> u32 {
 }
 
 async fn publish_event(state: &IngestState, event: &JobEvent) {
-    let payload = serde_json::to_vec(event).expect("events serialize");
+    let payload = telemetry::event_payload(event);
     if let Err(e) = state.queue.publish(Topic::Events, payload).await {
         tracing::warn!(error = %e, "could not publish a live event; the database already holds the state");
     }
@@ -813,10 +848,16 @@ pub async fn relay_outbox(state: &IngestState) -> Result<usize, IngestError> {
             .await?;
     let mut published = 0;
     for (id, payload) in pending {
-        let topic = serde_json::from_str::<TranscodeJob>(&payload)
-            .map(|job| Topic::for_job(&job))
-            .unwrap_or(Topic::Jobs);
-        state.queue.publish(topic, payload.into_bytes()).await?;
+        let job = serde_json::from_str::<TranscodeJob>(&payload).ok();
+        let topic = job.as_ref().map_or(Topic::Jobs, Topic::for_job);
+        // A span of the upload's trace: the AMQP header carries it to the worker.
+        let span = tracing::info_span!("queue.publish", job = %id, topic = topic.name());
+        telemetry::continue_trace(&span, job.as_ref().and_then(|j| j.traceparent.as_deref()));
+        state
+            .queue
+            .publish(topic, payload.into_bytes())
+            .instrument(span)
+            .await?;
         sqlx::query("UPDATE jobs SET published_at = $1 WHERE id = $2")
             .bind(now_unix())
             .bind(&id)

@@ -19,6 +19,7 @@ pub mod originals;
 pub mod parts;
 pub mod queue;
 pub mod storage;
+pub mod telemetry;
 
 /// Seconds since the Unix epoch, the one time format Lectern stores.
 pub fn now_unix() -> i64 {

@@ -191,6 +191,10 @@ pub struct TranscodeJob {
     pub audio_kbps: u32,
     pub segment_secs: u32,
     pub keyframe_secs: u32,
+    /// The W3C trace context of the span that scheduled the job (the upload's finish),
+    /// when tracing is on: the worker's job span continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// What a worker reports about a job.

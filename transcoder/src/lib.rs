@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use lectern_gate::fence::Task;
 use lectern_packager::{
@@ -173,6 +174,18 @@ impl Worker {
                 return;
             }
         };
+        // The job's span continues the upload's trace: from the publisher's header
+        // (AMQP), else from the message (the span that scheduled it).
+        let span = tracing::info_span!("transcode.job", job = %job.job_id, part = %part_key(&job), attempt = delivery.attempt, trace_id = tracing::field::Empty);
+        let parent = delivery
+            .traceparent
+            .clone()
+            .or_else(|| job.traceparent.clone());
+        lectern_seams::telemetry::continue_trace(&span, parent.as_deref());
+        self.run_job(topic, delivery, job).instrument(span).await
+    }
+
+    async fn run_job(&self, topic: Topic, delivery: Delivery, job: TranscodeJob) {
         let attempt = delivery.attempt;
         let part = part_key(&job);
         tracing::info!(job = %job.job_id, lecture = %job.lecture_id, part, attempt, "transcode job started");
@@ -257,7 +270,7 @@ impl Worker {
     }
 
     async fn publish(&self, event: &JobEvent) {
-        let payload = serde_json::to_vec(event).expect("events serialize");
+        let payload = lectern_seams::telemetry::event_payload(event);
         // Events matter (ready/failed): keep trying while the queue is down.
         for wait in [0u64, 1, 2, 4, 8, 16] {
             tokio::time::sleep(Duration::from_secs(wait)).await;
@@ -304,40 +317,46 @@ impl Worker {
                 job.asset_id.clone(),
             );
             let whole = job.part == JobPart::Whole;
-            tokio::spawn(async move {
-                let mut last = 0u8;
-                while let Some(percent) = rx.recv().await {
-                    // A part's progress is the catalog's count of stored parts.
-                    if whole && percent > last {
-                        last = percent;
-                        let event = JobEvent::Progress {
-                            job_id: job_id.clone(),
-                            lecture_id: lecture_id.clone(),
-                            asset_id: asset_id.clone(),
-                            percent,
-                        };
-                        let _ = queue
-                            .publish(
-                                Topic::Events,
-                                serde_json::to_vec(&event).expect("events serialize"),
-                            )
-                            .await;
+            tokio::spawn(
+                async move {
+                    let mut last = 0u8;
+                    while let Some(percent) = rx.recv().await {
+                        // A part's progress is the catalog's count of stored parts.
+                        if whole && percent > last {
+                            last = percent;
+                            let event = JobEvent::Progress {
+                                job_id: job_id.clone(),
+                                lecture_id: lecture_id.clone(),
+                                asset_id: asset_id.clone(),
+                                percent,
+                            };
+                            let _ = queue
+                                .publish(
+                                    Topic::Events,
+                                    lectern_seams::telemetry::event_payload(&event),
+                                )
+                                .await;
+                        }
                     }
                 }
-            })
+                .in_current_span(),
+            )
         };
         // An audio part stores its segments as they are finished and reports them, so a
         // long lecture can play before its audio is all encoded.
         let (finished_tx, finished_rx) =
             tokio::sync::mpsc::unbounded_channel::<Vec<SegmentFacts>>();
         let grower = (job.part == JobPart::Audio).then(|| {
-            tokio::spawn(store_growing_audio(
-                self.store.clone(),
-                self.queue.clone(),
-                job.clone(),
-                out_dir.join("audio"),
-                finished_rx,
-            ))
+            tokio::spawn(
+                store_growing_audio(
+                    self.store.clone(),
+                    self.queue.clone(),
+                    job.clone(),
+                    out_dir.join("audio"),
+                    finished_rx,
+                )
+                .in_current_span(),
+            )
         });
         let request = fenced::Request {
             job: job.clone(),
@@ -739,7 +758,7 @@ async fn store_growing_audio(
             has_storyboard: false,
             partial: true,
         };
-        let event = serde_json::to_vec(&part_event(&job, report)).expect("events serialize");
+        let event = lectern_seams::telemetry::event_payload(&part_event(&job, report));
         match queue.publish(Topic::Events, event).await {
             Ok(()) => {
                 if reported == 0 {

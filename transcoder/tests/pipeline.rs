@@ -76,6 +76,7 @@ fn job(facts: SourceFacts, ladder: Vec<Rung>) -> TranscodeJob {
         audio_kbps: 128,
         segment_secs: 6,
         keyframe_secs: 2,
+        traceparent: None,
     }
 }
 

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -49,9 +50,11 @@ pub struct SecurityHeaders {
 }
 
 /// `app` behind the edge. The layers run outside in: request id, client address,
-/// span and log line, security headers, compression, time limit.
+/// span and log line, security headers, compression, time limit, and a handler's panic
+/// answered as the JSON 500.
 pub fn with_edge(app: Router, config: &EdgeConfig) -> Router {
     let mut app = app
+        .layer(CatchPanicLayer::custom(panic_answer))
         .layer(from_fn_with_state(
             (config.request_timeout, config.untimed_bodies),
             time_limit,
@@ -216,7 +219,15 @@ fn request_span(req: &Request, credentials: Option<&str>) -> tracing::Span {
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path(), credentials), client = %client_of(req))
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path(), credentials), client = %client_of(req), trace_id = tracing::field::Empty);
+    // With tracing on, the span is an OpenTelemetry span: a caller's W3C traceparent
+    // makes it a child of the caller's span.
+    let traceparent = req
+        .headers()
+        .get(lectern_seams::telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    lectern_seams::telemetry::continue_trace(&span, traceparent);
+    span
 }
 
 /// The path as logged: a credential in it (the segment after `credentials`) is cut out.
@@ -246,6 +257,18 @@ fn log_answer<B>(res: &axum::http::Response<B>, latency: Duration, _span: &traci
     } else {
         tracing::debug!(status, ms, "request done");
     }
+}
+
+/// A handler that panicked (the panic hook has printed and reported it): the API's JSON
+/// 500, instead of a connection dropped without an answer.
+fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = message, "request handler panicked");
+    error_response(ErrorCode::Internal, "internal server error")
 }
 
 /// The time limit on an answer's head, as the API's JSON error.

@@ -233,11 +233,25 @@ pub fn rate_limited(refusal: &crate::limits::Refusal) -> Response {
     res
 }
 
+/// What went wrong behind a 500, kept on the response for error tracking (a response
+/// extension is never sent to the client).
+#[derive(Debug, Clone)]
+pub struct ServerFailure {
+    pub context: String,
+    pub detail: String,
+}
+
 /// The response for an unexpected failure: logged here with its detail, answered with
 /// a generic 500.
 pub fn internal_error(context: &str, detail: &dyn std::fmt::Display) -> Response {
+    let detail = detail.to_string();
     tracing::error!(%detail, "{context}");
-    error_response(ErrorCode::Internal, "internal server error")
+    let mut res = error_response(ErrorCode::Internal, "internal server error");
+    res.extensions_mut().insert(ServerFailure {
+        context: context.to_string(),
+        detail,
+    });
+    res
 }
 
 #[cfg(test)]

@@ -151,6 +151,14 @@ fn header_int(headers: &Option<FieldTable>, name: &str) -> Option<i64> {
     }
 }
 
+fn header_text(headers: &Option<FieldTable>, name: &str) -> Option<String> {
+    match headers.as_ref()?.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongString(v) => Some(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        AMQPValue::ShortString(v) => Some(v.as_str().to_string()),
+        _ => None,
+    }
+}
+
 impl AmqpQueue {
     pub async fn open(url: &str) -> Result<Self> {
         let (uri, prefix) = split_prefix(url);
@@ -336,7 +344,12 @@ impl AmqpQueue {
 impl Queue for AmqpQueue {
     async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()> {
         let (exchange, key) = self.names.route(topic);
-        self.publish_to(&exchange, key, &payload, FieldTable::default(), None, None)
+        // The publishing span's trace context, for consumers and tools that read headers.
+        let headers = match crate::telemetry::current_traceparent() {
+            Some(traceparent) => args(&[(crate::telemetry::TRACEPARENT, text(&traceparent))]),
+            None => FieldTable::default(),
+        };
+        self.publish_to(&exchange, key, &payload, headers, None, None)
             .await
     }
 
@@ -442,6 +455,7 @@ impl Consumer for AmqpConsumer {
         let ours = header_int(&headers, ATTEMPT_HEADER).unwrap_or(1).max(1);
         let redeliveries = header_int(&headers, "x-delivery-count").unwrap_or(0).max(0);
         let attempt = (ours + redeliveries) as u32;
+        let traceparent = header_text(&headers, crate::telemetry::TRACEPARENT);
         let payload = delivery.data.clone();
         let lease = AmqpLease {
             queue: self.queue.clone(),
@@ -453,6 +467,7 @@ impl Consumer for AmqpConsumer {
         Ok(Delivery {
             payload,
             attempt,
+            traceparent,
             lease: Box::new(lease),
         })
     }

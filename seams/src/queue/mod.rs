@@ -127,6 +127,9 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// 1 for the first delivery, counting every delivery (crashes included).
     pub attempt: u32,
+    /// The trace context the publisher set as a message header (AMQP), if any; the
+    /// embedded queue carries it in the payload only.
+    pub traceparent: Option<String>,
     lease: Box<dyn Lease>,
 }
 
@@ -242,6 +245,7 @@ impl EmbeddedQueue {
         Ok(Some(Delivery {
             payload,
             attempt: attempts as u32,
+            traceparent: None,
             lease: Box::new(RenewedLease {
                 inner: lease,
                 renewer,
