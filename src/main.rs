@@ -234,7 +234,13 @@ struct Config {
     webhook_allow_private: bool,
     /// Seconds before each retry of a failed webhook delivery, comma-separated; after the
     /// last the delivery fails and its endpoint is disabled.
-    #[arg(long, env = "LECTERN_WEBHOOK_RETRY_SECS", value_delimiter = ',', default_value = "5,300,1800,7200,18000,36000,36000", global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_WEBHOOK_RETRY_SECS",
+        value_delimiter = ',',
+        default_value = "5,300,1800,7200,18000,36000,36000",
+        global = true
+    )]
     webhook_retry_secs: Vec<u64>,
     /// The mail server: `smtp://[user:pass@]host[:port]` (STARTTLS required),
     /// `smtps://…` (TLS from the start) or `smtp://host:port?tls=none` (no TLS: a relay
@@ -247,7 +253,13 @@ struct Config {
     mail_from: Option<String>,
     /// Seconds before each retry of a mail that could not be sent, comma-separated;
     /// after the last it is given up.
-    #[arg(long, env = "LECTERN_MAIL_RETRY_SECS", value_delimiter = ',', default_value = "30,60,300,900,1800,3600,7200,14400,28800,43200,86400,86400", global = true)]
+    #[arg(
+        long,
+        env = "LECTERN_MAIL_RETRY_SECS",
+        value_delimiter = ',',
+        default_value = "30,60,300,900,1800,3600,7200,14400,28800,43200,86400,86400",
+        global = true
+    )]
     mail_retry_secs: Vec<u64>,
     /// Seconds a new-lecture digest waits after the first lecture it tells of: a student
     /// gets at most one per course in this time.
