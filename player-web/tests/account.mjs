@@ -31,7 +31,8 @@ try {
     await page.getByRole('alert').filter({ hasText: 'The two passwords differ.' }).waitFor();
     await page.getByLabel('The same again', { exact: true }).fill(password);
     await page.getByRole('button', { name: 'Set password', exact: true }).click();
-    await page.getByRole('link', { name: 'Sign in', exact: true }).waitFor();
+    // The answer, not the page's own sign-in link (there from the start).
+    await page.getByRole('status').filter({ hasText: 'Sign in with your new password.' }).waitFor();
   } else if (step === 'verify') {
     const [url] = args;
     await page.goto(url);
