@@ -19,6 +19,7 @@ mod error;
 pub mod events;
 pub mod journal;
 pub mod mail;
+mod outbox;
 pub mod parts;
 pub mod payments;
 pub mod playback;

@@ -190,35 +190,10 @@ pub fn message(from: &Mailbox, mail: &Outgoing) -> Result<Message, String> {
 /// Mails one look takes at most.
 const BATCH: i64 = 16;
 
-/// Claims the due mails this process will send: each one's next attempt moves past the
-/// time an attempt may take, so no other process takes it meanwhile.
+/// Claims the due mails this process will send.
 async fn due(db: &Db, settings: &Settings) -> Result<Vec<String>, sqlx::Error> {
-    let now = now_unix();
-    let candidates: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, next_attempt_at FROM mail_outbox WHERE state = 'pending' AND next_attempt_at <= $1
-         ORDER BY next_attempt_at LIMIT $2",
-    )
-    .bind(now)
-    .bind(BATCH)
-    .fetch_all(db)
-    .await?;
-    let lease = now + settings.timeout.as_secs() as i64 + 30;
-    let mut claimed = Vec::new();
-    for (id, was) in candidates {
-        let won = sqlx::query(
-            "UPDATE mail_outbox SET next_attempt_at = $1 WHERE id = $2 AND state = 'pending' AND next_attempt_at = $3",
-        )
-        .bind(lease)
-        .bind(&id)
-        .bind(was)
-        .execute(db)
-        .await?
-        .rows_affected();
-        if won == 1 {
-            claimed.push(id);
-        }
-    }
-    Ok(claimed)
+    let lease = settings.timeout.as_secs() as i64 + 30;
+    crate::outbox::claim_due(db, "mail_outbox", lease, BATCH).await
 }
 
 /// Sends the due mails one after another (one SMTP conversation each).

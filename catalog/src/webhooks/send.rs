@@ -101,37 +101,10 @@ fn client(settings: &Settings) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Claims the due deliveries this process will send: each one's next attempt moves past
-/// the time an attempt may take, so no other process takes it meanwhile.
+/// Claims the due deliveries this process will send.
 async fn due(db: &Db, settings: &Settings) -> Result<Vec<String>, sqlx::Error> {
-    let now = now_unix();
-    let candidates: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, next_attempt_at FROM webhook_deliveries WHERE state = $1 AND next_attempt_at <= $2
-         ORDER BY next_attempt_at LIMIT $3",
-    )
-    .bind(DeliveryState::Pending.as_str())
-    .bind(now)
-    .bind(BATCH)
-    .fetch_all(db)
-    .await?;
-    let lease = now + settings.timeout.as_secs() as i64 + 30;
-    let mut claimed = Vec::new();
-    for (id, was) in candidates {
-        let won = sqlx::query(
-            "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE id = $2 AND state = $3 AND next_attempt_at = $4",
-        )
-        .bind(lease)
-        .bind(&id)
-        .bind(DeliveryState::Pending.as_str())
-        .bind(was)
-        .execute(db)
-        .await?
-        .rows_affected();
-        if won == 1 {
-            claimed.push(id);
-        }
-    }
-    Ok(claimed)
+    let lease = settings.timeout.as_secs() as i64 + 30;
+    crate::outbox::claim_due(db, "webhook_deliveries", lease, BATCH).await
 }
 
 /// What one attempt came to.
