@@ -667,32 +667,24 @@ async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Every backend answers", body = serde_json::Value), (status = 503, description = "A backend does not answer; `backends` says which", body = serde_json::Value)))]
 async fn readyz(State(b): State<Backends>) -> Response {
-    let mut report = serde_json::Map::new();
-    let mut ready = true;
-    if let Some(db) = &b.db {
-        let ok = sqlx::query("SELECT 1").execute(db).await.is_ok();
-        ready &= ok;
-        report.insert(
-            "database".into(),
-            (if ok { "ok" } else { "unavailable" }).into(),
-        );
-    }
-    if let Some(store) = &b.store {
-        let ok = store.check().await.is_ok();
-        ready &= ok;
-        report.insert(
-            "storage".into(),
-            (if ok { "ok" } else { "unavailable" }).into(),
-        );
-    }
-    if let Some(queue) = &b.queue {
-        let ok = queue.check().await.is_ok();
-        ready &= ok;
-        report.insert(
-            "queue".into(),
-            (if ok { "ok" } else { "unavailable" }).into(),
-        );
-    }
+    // Each backend within the breaker probe's short limit, so a hung one is reported
+    // rather than holding the answer.
+    let watched = lectern_seams::breaker::Watched {
+        db: b.db.clone(),
+        store: b.store.clone(),
+        queue: b.queue.clone(),
+    };
+    let answers = watched.ask().await;
+    let ready = answers.iter().all(|(_, ok)| *ok);
+    let report: serde_json::Map<String, serde_json::Value> = answers
+        .into_iter()
+        .map(|(backend, ok)| {
+            (
+                backend.as_str().into(),
+                (if ok { "ok" } else { "unavailable" }).into(),
+            )
+        })
+        .collect();
     let status = if ready {
         StatusCode::OK
     } else {

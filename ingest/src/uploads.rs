@@ -819,11 +819,17 @@ async fn plan_workers(state: &IngestState) -> u32 {
     }
 }
 
+/// Sends a live event without holding the caller (an upload's last PATCH must not
+/// wait on the broker); the database already holds the state it reports.
 async fn publish_event(state: &IngestState, event: &JobEvent) {
     let payload = telemetry::event_payload(event);
-    if let Err(e) = state.queue.publish(Topic::Events, payload).await {
-        tracing::warn!(error = %e, "could not publish a live event; the database already holds the state");
-    }
+    let queue = state.queue.clone();
+    let publish = async move {
+        if !lectern_seams::queue::publish_retrying(&*queue, Topic::Events, payload, 5).await {
+            tracing::warn!("gave up publishing a live event");
+        }
+    };
+    tokio::spawn(publish.instrument(tracing::Span::current()));
 }
 
 fn tempdir_in(dir: &std::path::Path) -> Result<tempfile::TempDir, IngestError> {

@@ -112,37 +112,43 @@ pub struct Watched {
     pub queue: Option<SharedQueue>,
 }
 
-/// Asks each backend every second until the task is dropped.
-pub async fn watch(breakers: SharedBreakers, backends: Watched) {
-    loop {
+impl Watched {
+    /// Asks each backend this process uses at once, each within the probe's limit;
+    /// whether it answered.
+    pub async fn ask(&self) -> Vec<(Backend, bool)> {
         let (db, store, queue) = tokio::join!(
             probe(
-                backends
-                    .db
+                self.db
                     .as_ref()
                     .map(|db| async move { sqlx::query("SELECT 1").execute(db).await.is_ok() })
             ),
             probe(
-                backends
-                    .store
+                self.store
                     .as_ref()
                     .map(|s| async move { s.check().await.is_ok() })
             ),
             probe(
-                backends
-                    .queue
+                self.queue
                     .as_ref()
                     .map(|q| async move { q.check().await.is_ok() })
             ),
         );
-        for (backend, ok) in [
+        [
             (Backend::Database, db),
             (Backend::Storage, store),
             (Backend::Queue, queue),
-        ] {
-            if let Some(ok) = ok {
-                breakers.record(backend, ok);
-            }
+        ]
+        .into_iter()
+        .filter_map(|(backend, ok)| Some((backend, ok?)))
+        .collect()
+    }
+}
+
+/// Asks each backend every second until the task is dropped.
+pub async fn watch(breakers: SharedBreakers, backends: Watched) {
+    loop {
+        for (backend, ok) in backends.ask().await {
+            breakers.record(backend, ok);
         }
         tokio::time::sleep(PROBE_EVERY).await;
     }

@@ -38,16 +38,41 @@ pub async fn connect_only(url: &str) -> Result<Db, DbError> {
             // A database that stops answering fails a request in seconds (the breaker
             // then refuses the rest at once).
             .acquire_timeout(Duration::from_secs(3))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // The server ends a statement stuck on a lock, and the transaction
+                    // of a process that froze while holding one.
+                    for limit in STATEMENT_LIMITS {
+                        sqlx::query(limit).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?);
     }
     connect_sqlite(url).await
 }
 
+/// Time limits every PostgreSQL session runs under. A request has its own limit in
+/// the HTTP layer; these bound work nobody waits on.
+const STATEMENT_LIMITS: [&str; 2] = [
+    "SET statement_timeout = '30s'",
+    "SET idle_in_transaction_session_timeout = '60s'",
+];
+
 /// Applies pending migrations (`lectern migrate`, and every start of the embedded world).
 pub async fn migrate(db: &Db) -> Result<(), DbError> {
     match backend(db) {
-        Backend::Postgres => POSTGRES_MIGRATIONS.run(db).await?,
+        Backend::Postgres => {
+            // Rebuilding a large table may take longer than a statement's limit.
+            let mut conn = db.acquire().await?;
+            sqlx::query("SET statement_timeout = 0")
+                .execute(&mut *conn)
+                .await?;
+            POSTGRES_MIGRATIONS.run(&mut *conn).await?;
+            sqlx::query(STATEMENT_LIMITS[0]).execute(&mut *conn).await?;
+        }
         Backend::Sqlite => SQLITE_MIGRATIONS.run(db).await?,
     }
     Ok(())

@@ -271,13 +271,9 @@ impl Worker {
 
     async fn publish(&self, event: &JobEvent) {
         let payload = lectern_seams::telemetry::event_payload(event);
-        // Events matter (ready/failed): keep trying while the queue is down.
-        for wait in [0u64, 1, 2, 4, 8, 16] {
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-            match self.queue.publish(Topic::Events, payload.clone()).await {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(error = %e, "could not publish a job event"),
-            }
+        // Events matter (ready/failed): keep trying for up to half a minute.
+        if !lectern_seams::queue::publish_retrying(&*self.queue, Topic::Events, payload, 6).await {
+            tracing::error!("could not publish a job event");
         }
     }
 

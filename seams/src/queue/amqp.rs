@@ -31,9 +31,24 @@ use super::{Consumer, Delivery, Lease, Queue, QueueError, Result, Topic};
 
 const ATTEMPT_HEADER: &str = "x-lectern-attempt";
 const REASON_HEADER: &str = "x-lectern-reason";
+/// How long one call may wait for the broker. A broker that hangs (rather than
+/// refusing) would otherwise hold the caller until the heartbeat gives up.
+const CALL_LIMIT: Duration = Duration::from_secs(10);
 
 fn err(e: lapin::Error) -> QueueError {
     QueueError::Backend(e.to_string())
+}
+
+/// A broker call within [`CALL_LIMIT`].
+async fn limited<T>(what: &str, call: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(CALL_LIMIT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(QueueError::Backend(format!(
+                "RabbitMQ did not answer {what} within {} s",
+                CALL_LIMIT.as_secs()
+            )))
+        })
 }
 
 /// Names of the topology, with the prefix applied.
@@ -260,7 +275,7 @@ impl AmqpQueue {
             }
             tracing::warn!("RabbitMQ connection lost; reconnecting");
         }
-        let fresh = self.connect().await?;
+        let fresh = limited("a connection", self.connect()).await?;
         let ch = fresh.publisher.clone();
         *link = Some(fresh);
         Ok(ch)
@@ -291,7 +306,7 @@ impl AmqpQueue {
         if let Some(ms) = expiration {
             props = props.with_expiration(ms.to_string().into());
         }
-        let result = async {
+        let result = limited("a publish", async {
             let confirm = ch
                 .basic_publish(
                     exchange.into(),
@@ -310,7 +325,7 @@ impl AmqpQueue {
                 return Err(QueueError::Backend("the broker refused the message".into()));
             }
             Ok(())
-        }
+        })
         .await;
         if result.is_err() {
             self.forget_link().await;
@@ -333,27 +348,16 @@ impl AmqpQueue {
                 AMQPValue::LongLongInt((ms as i64 + 60_000) * 10),
             ),
         ]);
-        ch.queue_declare(name.clone().into(), durable(), arguments)
-            .await
-            .map_err(err)?;
+        limited("a delay queue", async {
+            ch.queue_declare(name.clone().into(), durable(), arguments)
+                .await
+                .map_err(err)
+        })
+        .await?;
         Ok(name)
     }
-}
 
-#[async_trait]
-impl Queue for AmqpQueue {
-    async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()> {
-        let (exchange, key) = self.names.route(topic);
-        // The publishing span's trace context, for consumers and tools that read headers.
-        let headers = match crate::telemetry::current_traceparent() {
-            Some(traceparent) => args(&[(crate::telemetry::TRACEPARENT, text(&traceparent))]),
-            None => FieldTable::default(),
-        };
-        self.publish_to(&exchange, key, &payload, headers, None, None)
-            .await
-    }
-
-    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>> {
+    async fn subscribe(&self, topic: Topic) -> Result<Box<dyn Consumer>> {
         self.channel().await?;
         let ch = {
             let link = self.link.lock().await;
@@ -381,6 +385,24 @@ impl Queue for AmqpQueue {
             _channel: ch,
         }))
     }
+}
+
+#[async_trait]
+impl Queue for AmqpQueue {
+    async fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<()> {
+        let (exchange, key) = self.names.route(topic);
+        // The publishing span's trace context, for consumers and tools that read headers.
+        let headers = match crate::telemetry::current_traceparent() {
+            Some(traceparent) => args(&[(crate::telemetry::TRACEPARENT, text(&traceparent))]),
+            None => FieldTable::default(),
+        };
+        self.publish_to(&exchange, key, &payload, headers, None, None)
+            .await
+    }
+
+    async fn consumer(&self, topic: Topic) -> Result<Box<dyn Consumer>> {
+        limited("a new consumer", self.subscribe(topic)).await
+    }
 
     async fn depth(&self, topic: Topic) -> Result<u64> {
         Ok(self.declared(topic).await?.message_count() as u64)
@@ -395,7 +417,8 @@ impl Queue for AmqpQueue {
     }
 
     async fn check(&self) -> Result<()> {
-        self.channel().await.map(|_| ())
+        // A round trip: a hung broker keeps its connection looking alive.
+        self.declared(Topic::Jobs).await.map(|_| ())
     }
 }
 
@@ -412,16 +435,23 @@ impl AmqpQueue {
     /// A queue as the broker reports it now.
     async fn passive(&self, name: &str) -> Result<lapin::Queue> {
         let ch = self.channel().await?;
-        ch.queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..durable()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(err)
+        let declared = limited("a queue's state", async {
+            ch.queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..durable()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(err)
+        })
+        .await;
+        if declared.is_err() {
+            self.forget_link().await;
+        }
+        declared
     }
 
     fn clone_handle(&self) -> Handle {
@@ -484,10 +514,13 @@ struct AmqpLease {
 #[async_trait]
 impl Lease for AmqpLease {
     async fn ack(&self) -> Result<()> {
-        self.acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(err)?;
+        limited("an ack", async {
+            self.acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(err)
+        })
+        .await?;
         Ok(())
     }
 

@@ -149,6 +149,34 @@ impl Delivery {
     }
 }
 
+/// The wait before retry `attempt` (1, 2, …): doubling from `first`, each scaled by a
+/// random factor in [0.5, 1] so processes that lost a backend together do not all
+/// come back at the same instant.
+pub fn backoff(first: Duration, attempt: u32) -> Duration {
+    let full = first.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    full.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// Publishes a message that may safely arrive twice (an event), retrying a failed
+/// publish up to `retries` times with [`backoff`] from half a second; whether it went out.
+pub async fn publish_retrying(
+    queue: &dyn Queue,
+    topic: Topic,
+    payload: Vec<u8>,
+    retries: u32,
+) -> bool {
+    for attempt in 0..=retries {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(Duration::from_millis(500), attempt)).await;
+        }
+        match queue.publish(topic, payload.clone()).await {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(topic = topic.name(), attempt, error = %e, "publish failed"),
+        }
+    }
+    false
+}
+
 /// Opens the queue a URL names.
 pub async fn open_queue(url: &str) -> Result<SharedQueue> {
     if url.starts_with("sqlite:") {
@@ -436,6 +464,17 @@ mod tests {
         EmbeddedQueue::open(&format!("sqlite://{}/q.db", dir.path().display()), lease)
             .await
             .unwrap()
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_bounded() {
+        let first = Duration::from_millis(500);
+        let waits: Vec<Duration> = (0..200).map(|_| backoff(first, 3)).collect();
+        assert!(waits.iter().all(|w| *w >= first * 2 && *w <= first * 4));
+        // Jittered: not every process waits the same.
+        assert!(waits.iter().any(|w| *w != waits[0]));
+        assert!(backoff(first, 1) <= first);
+        assert!(backoff(first, 100) <= first * (1 << 16));
     }
 
     #[tokio::test]
