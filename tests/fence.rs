@@ -25,6 +25,7 @@ async fn attempt(
         readable,
         writable,
         time,
+        starts_programs: false,
     };
     fence
         .run(task, |()| {}, std::future::pending())
@@ -105,6 +106,48 @@ async fn a_fenced_child_reaches_its_inputs_and_its_folder_and_nothing_else() {
     assert!(
         leaked.is_empty(),
         "the child's environment holds {leaked:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_child_that_may_start_programs_hands_them_its_fence() {
+    let inputs = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let script = inputs.path().join("engine.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho ran > {}/ran\necho planted > {}/planted\n",
+            scratch.path().display(),
+            elsewhere.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let task = Task {
+        name: CHECK_TASK,
+        input: &Attempts {
+            exec: Some(script.clone()),
+            ..Default::default()
+        },
+        readable: vec![script],
+        writable: scratch.path().into(),
+        time: Duration::from_secs(30),
+        starts_programs: true,
+    };
+    let out: Outcomes = fence(Limits::default())
+        .run(task, |()| {}, std::future::pending())
+        .await
+        .unwrap();
+    assert!(out.executed, "the program did not start");
+    assert!(
+        scratch.path().join("ran").exists(),
+        "the program did not run"
+    );
+    assert!(
+        !elsewhere.path().join("planted").exists(),
+        "the program wrote outside the child's folder"
     );
 }
 

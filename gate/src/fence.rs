@@ -62,6 +62,9 @@ pub struct Task<'a, I> {
     pub readable: Vec<PathBuf>,
     pub writable: PathBuf,
     pub time: Duration,
+    /// Whether the child may start programs (the OCR engine). They inherit its fence:
+    /// its limits, its files, no sockets; only starting programs is allowed.
+    pub starts_programs: bool,
 }
 
 /// What the parent sends: everything the child needs, nothing it could use elsewhere.
@@ -71,6 +74,8 @@ struct Envelope<I> {
     cpu_secs: u64,
     readable: Vec<PathBuf>,
     writable: PathBuf,
+    #[serde(default)]
+    starts_programs: bool,
     input: I,
 }
 
@@ -184,6 +189,7 @@ impl Fence {
             cpu_secs: task.time.as_secs().max(1),
             readable: task.readable,
             writable: task.writable.clone(),
+            starts_programs: task.starts_programs,
             input: task.input,
         };
         let mut stdin_bytes =
@@ -457,7 +463,7 @@ fn watch_parent() {
 fn enter<I>(envelope: &Envelope<I>) -> Result<(), String> {
     set_limits(envelope.limits, envelope.cpu_secs)?;
     confine_files(&envelope.readable, &envelope.writable)?;
-    refuse_syscalls()
+    refuse_syscalls(envelope.starts_programs)
 }
 
 fn set_limits(limits: Limits, cpu_secs: u64) -> Result<(), String> {
@@ -562,9 +568,14 @@ const REFUSED_SYSCALLS: &[i64] = &[
     libc::SYS_reboot,
 ];
 
-fn refuse_syscalls() -> Result<(), String> {
+fn refuse_syscalls(starts_programs: bool) -> Result<(), String> {
     use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
-    let rules = REFUSED_SYSCALLS.iter().map(|n| (*n, vec![])).collect();
+    let starting = [libc::SYS_execve, libc::SYS_execveat];
+    let rules = REFUSED_SYSCALLS
+        .iter()
+        .filter(|n| !(starts_programs && starting.contains(n)))
+        .map(|n| (*n, vec![]))
+        .collect();
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
