@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Lectern needs on Debian 12, and nothing twice: a C toolchain (crates
-# build C code), GStreamer with the plugins the pipeline uses, ffmpeg (tests check
-# output with ffprobe), Node new enough for the web build, a Python venv and npm
-# packages for the real test clients, and the sample media. Rust itself (>= 1.95, by
+# build C code), GStreamer with the plugins the pipeline uses, Tesseract with its
+# English data (slides are read with it), ffmpeg (tests check output with ffprobe and
+# draw a slide lecture with the DejaVu fonts), Node new enough for the web build, a
+# Python venv and npm packages for the real test clients, and the sample media. Rust itself (>= 1.95, by
 # rustup) is the one thing it expects.
 # Usage: scripts/setup.sh [runtime|test]   (default: test, which includes runtime)
 # Afterwards, put "$LECTERN_TOOLS_DIR/bin" (default /var/tmp/lectern-tools/bin) first
@@ -24,6 +25,7 @@ packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps python3-venv ffmpeg
+  tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
 )
 
 # Installs Debian packages as root: directly, or through sudo; without either, says

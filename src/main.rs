@@ -154,6 +154,13 @@ fn ladder_word(per_title: bool) -> &'static str {
     if per_title { "per-title" } else { "fixed" }
 }
 
+/// The slides choices: read (true) or off.
+const SLIDES: [bool; 2] = [true, false];
+
+fn slides_word(read: bool) -> &'static str {
+    if read { "read" } else { "off" }
+}
+
 #[derive(Args, Clone)]
 struct Config {
     /// Address the HTTP server listens on.
@@ -379,6 +386,11 @@ struct Config {
     #[arg(long = "ladder", env = "LECTERN_LADDER", default_value = "per-title", global = true, action = clap::ArgAction::Set,
           value_parser = choice(&LADDERS, ladder_word))]
     per_title_ladder: bool,
+    /// `read`: each video lecture gets a slides job after its transcode, which finds
+    /// slide changes and reads their words (proposed chapters, search); `off`: none.
+    #[arg(long = "slides", env = "LECTERN_SLIDES", default_value = "read", global = true, action = clap::ArgAction::Set,
+          value_parser = choice(&SLIDES, slides_word))]
+    read_slides: bool,
     /// Originals no transcode has read for this many seconds move to the storage's cold
     /// tier (the cold folder, or STORAGE_URL's cold_bucket / cold_class); a new
     /// transcode brings them back. 0 keeps every original hot.
@@ -976,6 +988,7 @@ fn ingest_state(
             chunk_secs: c.chunk_secs,
             plan_workers: c.plan_workers,
             per_title_ladder: c.per_title_ladder,
+            read_slides: c.read_slides,
             cold_after: (c.cold_after_secs > 0).then(|| Duration::from_secs(c.cold_after_secs)),
         },
         limits,
@@ -1057,6 +1070,7 @@ fn spawn_workers(
     let fence = c.fence()?;
     let mut handles = Vec::new();
     lectern_seams::metrics::metrics().set_workers(c.workers.max(1));
+    let ocr = lectern_transcoder::screen::Engine::find();
     for _ in 0..c.workers.max(1) {
         let worker = Worker {
             store: store.clone(),
@@ -1071,6 +1085,7 @@ fn spawn_workers(
                 shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
                 max_gap: Duration::from_secs(c.max_gap_secs as u64),
                 fence: fence.clone(),
+                ocr: ocr.clone(),
             },
             shutdown: shutdown.clone(),
         };
@@ -1124,6 +1139,7 @@ fn fenced_child(task: Option<&str>) -> ExitCode {
     match task {
         Some(lectern_ingest::analyse::TASK) => lectern_ingest::analyse::serve(),
         Some(lectern_transcoder::fenced::TASK) => lectern_transcoder::fenced::serve(),
+        Some(lectern_transcoder::screen::TASK) => lectern_transcoder::screen::serve(),
         Some(lectern_gate::fence::CHECK_TASK) => lectern_gate::fence::check::serve(),
         _ => {
             eprintln!("lectern fenced: unknown task {task:?}");

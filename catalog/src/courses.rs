@@ -2,6 +2,7 @@
 
 use lectern_seams::db::{Backend, Db};
 use lectern_seams::ids::{AssetId, CourseId, LectureId, UserId};
+use lectern_seams::language::CourseLanguage;
 use lectern_seams::lecture::LectureStatus;
 use lectern_seams::now_unix;
 use lectern_seams::originals::OriginalTier;
@@ -19,6 +20,8 @@ pub struct Course {
     pub category: String,
     pub price_cents: i64,
     pub published: bool,
+    /// The language it is taught in: slides are read in it.
+    pub language: CourseLanguage,
     pub lecture_count: i64,
     /// A poster for the course card: the first ready video lecture's.
     pub poster_url: Option<String>,
@@ -35,13 +38,14 @@ struct CourseRow {
     category: String,
     price_cents: i64,
     published: i64,
+    language: String,
     created_at: i64,
     updated_at: i64,
     lecture_count: i64,
     poster_lecture_id: Option<LectureId>,
 }
 
-const COURSE_COLUMNS: &str = "c.id, c.owner_id, c.title, c.description, c.category, c.price_cents, c.published, c.created_at, c.updated_at,
+const COURSE_COLUMNS: &str = "c.id, c.owner_id, c.title, c.description, c.category, c.price_cents, c.published, c.language, c.created_at, c.updated_at,
     (SELECT COUNT(*) FROM lectures l WHERE l.course_id = c.id) AS lecture_count,
     (SELECT l.id FROM lectures l WHERE l.course_id = c.id AND l.ready_asset_id IS NOT NULL AND l.media_kind = 'video'
         AND l.status <> 'playable' ORDER BY l.position, l.created_at LIMIT 1) AS poster_lecture_id";
@@ -56,6 +60,7 @@ impl Course {
             category: r.category,
             price_cents: r.price_cents,
             published: r.published != 0,
+            language: CourseLanguage::parse(&r.language).unwrap_or(CourseLanguage::ENGLISH),
             created_at: r.created_at,
             updated_at: r.updated_at,
             lecture_count: r.lecture_count,
@@ -237,6 +242,9 @@ pub struct NewCourse {
     pub price_cents: i64,
     #[serde(default)]
     pub published: bool,
+    /// ISO 639-1 (`en`, `de`, …); English when left out.
+    #[serde(default)]
+    pub language: Option<CourseLanguage>,
 }
 
 pub async fn create_course(
@@ -252,8 +260,8 @@ pub async fn create_course(
     let id = CourseId::new();
     let now = now_unix();
     sqlx::query(
-        "INSERT INTO courses (id, owner_id, title, description, category, price_cents, published, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO courses (id, owner_id, title, description, category, price_cents, published, created_at, updated_at, language)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&id)
     .bind(&user.id)
@@ -264,6 +272,7 @@ pub async fn create_course(
     .bind(new.published as i64)
     .bind(now)
     .bind(now)
+    .bind(new.language.unwrap_or(CourseLanguage::ENGLISH).as_str())
     .execute(db)
     .await?;
     get_course(db, &id).await
@@ -280,6 +289,8 @@ pub struct CoursePatch {
     #[schema(minimum = 0, maximum = 100000000)]
     pub price_cents: Option<i64>,
     pub published: Option<bool>,
+    /// ISO 639-1 (`en`, `de`, …): lectures uploaded afterwards are read in it.
+    pub language: Option<CourseLanguage>,
 }
 
 pub async fn update_course(
@@ -307,7 +318,7 @@ pub async fn update_course(
     };
     let published = patch.published.unwrap_or(c.published);
     sqlx::query(
-        "UPDATE courses SET title = $1, description = $2, category = $3, price_cents = $4, published = $5, updated_at = $6 WHERE id = $7",
+        "UPDATE courses SET title = $1, description = $2, category = $3, price_cents = $4, published = $5, updated_at = $6, language = $8 WHERE id = $7",
     )
     .bind(title)
     .bind(description)
@@ -316,6 +327,7 @@ pub async fn update_course(
     .bind(published as i64)
     .bind(now_unix())
     .bind(id)
+    .bind(patch.language.unwrap_or(c.language).as_str())
     .execute(db)
     .await?;
     get_course(db, id).await

@@ -79,6 +79,12 @@ pub enum LiveEvent {
         /// `refunded` or `disputed`.
         reason: String,
     },
+    /// A lecture's slides were found: proposed chapters to review (to its owner).
+    SlidesFound {
+        lecture_id: LectureId,
+        course_id: CourseId,
+        slides: usize,
+    },
     /// A webhook endpoint was disabled after its deliveries kept failing.
     WebhookDisabled {
         endpoint_id: String,
@@ -101,6 +107,7 @@ impl LiveEvent {
             LiveEvent::PurchaseRevoked { .. } => Some(T::PurchaseRefunded),
             LiveEvent::Progress { .. }
             | LiveEvent::LectureReady { .. }
+            | LiveEvent::SlidesFound { .. }
             | LiveEvent::WebhookDisabled { .. } => None,
         }
     }
@@ -141,6 +148,12 @@ pub async fn apply(
         } => u64::from(lecture::mark_ready(db, lecture_id, asset_id, *duration_secs).await?),
         // Ingest recorded the arrival; there is only its news to pass on.
         JobEvent::Uploaded { .. } => 1,
+        JobEvent::SlidesFound {
+            lecture_id,
+            asset_id,
+            slides,
+            ..
+        } => u64::from(crate::slides::record(db, lecture_id, asset_id, slides).await?),
         JobEvent::Failed {
             lecture_id,
             asset_id,
@@ -208,6 +221,14 @@ pub async fn apply(
                 lecture_id,
                 course_id: course_id.clone(),
                 bytes: *bytes,
+            },
+            None,
+        ),
+        JobEvent::SlidesFound { slides, .. } => (
+            LiveEvent::SlidesFound {
+                lecture_id,
+                course_id: course_id.clone(),
+                slides: slides.len(),
             },
             None,
         ),
@@ -329,6 +350,7 @@ fn event_kind(event: &JobEvent) -> &'static str {
         JobEvent::Failed { .. } => "failed",
         JobEvent::Uploaded { .. } => "uploaded",
         JobEvent::PartStored { .. } => "part_stored",
+        JobEvent::SlidesFound { .. } => "slides_found",
     }
 }
 

@@ -25,6 +25,7 @@ pub mod payments;
 pub mod playback;
 mod routes;
 pub mod search;
+pub mod slides;
 pub mod webhooks;
 
 use std::sync::Arc;

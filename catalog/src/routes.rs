@@ -38,7 +38,7 @@ use crate::webhooks::{
         lecture_diagnostics, signup, login, me, my_courses, list_courses, create_course, course_detail, update_course, delete_course,
         create_lecture, enroll, lecture_detail, lecture_ladder, update_lecture, delete_lecture, put_progress, get_progress, playback,
         live_events, play, play_grant, public_poster, list_captions, put_captions, patch_captions, delete_captions,
-        list_chapters, put_chapters, search, list_codes, create_code, delete_code, checkout, stripe_webhook,
+        list_chapters, put_chapters, list_slides, slide_thumbnail, search, list_codes, create_code, delete_code, checkout, stripe_webhook,
         create_attachment, list_attachments, delete_attachment, attachment_link, attachment_file,
         post_beacon, lecture_analytics, course_analytics, course_analytics_csv,
         list_webhooks, create_webhook, get_webhook, update_webhook, delete_webhook, rotate_webhook, webhook_deliveries, resend_delivery,
@@ -101,6 +101,11 @@ pub fn router(state: CatalogState) -> Router {
         .route(
             "/api/lectures/{id}/chapters",
             get(list_chapters).put(put_chapters),
+        )
+        .route("/api/lectures/{id}/slides", get(list_slides))
+        .route(
+            "/api/lectures/{id}/slides/{position}/thumbnail",
+            get(slide_thumbnail),
         )
         .route(
             "/api/lectures/{id}/captions/{language}",
@@ -913,6 +918,47 @@ async fn list_chapters(
     Path(id): Path<LectureId>,
 ) -> Result<Json<Vec<Chapter>>, CatalogError> {
     Ok(Json(chapters::list(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/slides", tag = "lectures", security(("bearer" = [])), params(("id" = String, Path, description = "lecture id")),
+    description = "The slides found in the lecture's picture, with the title read from each: proposed chapters for the course's owner to review and publish with `PUT /api/lectures/{id}/chapters`. Empty until the lecture's slides job has run.",
+    responses((status = 200, description = "The slides in time order", body = Vec<crate::slides::Slide>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn list_slides(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path(id): Path<LectureId>,
+) -> Result<Json<Vec<crate::slides::Slide>>, CatalogError> {
+    Ok(Json(crate::slides::list(&s.db, &user, &id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/lectures/{id}/slides/{position}/thumbnail", tag = "lectures", security(("bearer" = [])),
+    params(("id" = String, Path, description = "lecture id"), ("position" = i64, Path, description = "the slide's position, 0 first")),
+    responses((status = 200, description = "JPEG", content_type = "image/jpeg", body = Vec<u8>), (status = "default", description = "Refused or failed; `error.code` says why", body = lectern_web::http::ErrorBody))
+)]
+async fn slide_thumbnail(
+    State(s): State<CatalogState>,
+    user: AuthUser,
+    Path((id, position)): Path<(LectureId, i64)>,
+) -> Result<Response, CatalogError> {
+    let jpeg = crate::slides::thumbnail(&s.db, &s.store, &user, &id, position).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=300"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        jpeg,
+    )
+        .into_response())
 }
 
 #[utoipa::path(

@@ -1,5 +1,6 @@
 //! Search across what a viewer may see: course titles and descriptions, lecture
-//! titles, and what is said in lectures (their captions, cue by cue). A hit in a
+//! titles, what is said in lectures (their captions, cue by cue) and what their
+//! slides show. A hit in a
 //! lecture's words carries the time it is said, so it opens the player there. Ranked
 //! together: PostgreSQL full-text search ranks every kind (titles weigh more); SQLite
 //! lists title hits first, then spoken ones by FTS5's bm25.
@@ -34,13 +35,20 @@ pub enum HitKind {
     Lecture,
     /// Words said in a lecture (a caption).
     Transcript,
+    /// Words shown in a lecture (read from a slide or screen).
+    Screen,
 }
 
 impl HitKind {
     fn parse(text: &str) -> Option<Self> {
-        [HitKind::Course, HitKind::Lecture, HitKind::Transcript]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            HitKind::Course,
+            HitKind::Lecture,
+            HitKind::Transcript,
+            HitKind::Screen,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 
     fn as_str(self) -> &'static str {
@@ -48,6 +56,7 @@ impl HitKind {
             HitKind::Course => "course",
             HitKind::Lecture => "lecture",
             HitKind::Transcript => "transcript",
+            HitKind::Screen => "screen",
         }
     }
 }
@@ -59,9 +68,11 @@ pub struct Hit {
     pub course_title: String,
     pub lecture_id: Option<LectureId>,
     pub lecture_title: Option<String>,
-    /// Where the words are said, s from the lecture's start (transcript hits).
+    /// Where the words are said or shown, s from the lecture's start (transcript and
+    /// screen hits).
     pub start_secs: Option<f64>,
-    /// What matched: the course's description, the lecture's title, the caption.
+    /// What matched: the course's description, the lecture's title, the caption, the
+    /// slide's words.
     pub text: String,
 }
 
@@ -172,7 +183,12 @@ fn postgres_hits(args: &mut Vec<String>, q: &str, visible: &str) -> String {
          SELECT 'transcript', c.id, c.title, l.id, l.title, t.start_ms, t.text,
                 ts_rank(t.search, to_tsquery('simple', ${n}))::float8
            FROM transcript_cues t JOIN lectures l ON l.id = t.lecture_id JOIN courses c ON c.id = l.course_id
-          WHERE t.search @@ to_tsquery('simple', ${n}) AND {visible}"
+          WHERE t.search @@ to_tsquery('simple', ${n}) AND {visible}
+         UNION ALL
+         SELECT 'screen', c.id, c.title, l.id, l.title, s.start_ms, s.text,
+                ts_rank(s.search, to_tsquery('simple', ${n}))::float8
+           FROM lecture_slides s JOIN lectures l ON l.id = s.lecture_id JOIN courses c ON c.id = l.course_id
+          WHERE s.search @@ to_tsquery('simple', ${n}) AND {visible}"
     )
 }
 
@@ -201,7 +217,12 @@ fn sqlite_hits(args: &mut Vec<String>, words: &[String], visible: &str) -> Strin
          SELECT 'transcript', c.id, c.title, l.id, l.title, t.start_ms, t.text, -bm25(transcript_fts)
            FROM transcript_fts JOIN transcript_cues t ON t.id = transcript_fts.rowid
            JOIN lectures l ON l.id = t.lecture_id JOIN courses c ON c.id = l.course_id
-          WHERE transcript_fts MATCH ${n} AND {visible}",
+          WHERE transcript_fts MATCH ${n} AND {visible}
+         UNION ALL
+         SELECT 'screen', c.id, c.title, l.id, l.title, s.start_ms, s.text, -bm25(slide_fts)
+           FROM slide_fts JOIN lecture_slides s ON s.id = slide_fts.rowid
+           JOIN lectures l ON l.id = s.lecture_id JOIN courses c ON c.id = l.course_id
+          WHERE slide_fts MATCH ${n} AND {visible}",
         course_words.join(" AND "),
         lecture_words.join(" AND ")
     )

@@ -306,6 +306,7 @@ mod tests {
             audio_kbps: 128,
             segment_secs: 6,
             keyframe_secs: 2,
+            screen_languages: None,
             traceparent: None,
         }
     }

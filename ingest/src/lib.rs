@@ -64,6 +64,8 @@ pub struct IngestConfig {
     /// Probe each source's complexity and fit the ladder's bit rates to it (true), or
     /// encode every source with the fixed ladder.
     pub per_title_ladder: bool,
+    /// Queue a slides job after each video lecture's transcode jobs.
+    pub read_slides: bool,
     /// Originals no transcode read for this long move to the store's cold tier; None
     /// keeps them hot.
     pub cold_after: Option<Duration>,

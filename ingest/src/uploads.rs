@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lectern_gate::Refusal;
 use lectern_gate::fence::Task;
+use lectern_seams::language::CourseLanguage;
 use lectern_seams::lecture::{self, LectureStatus};
 use lectern_seams::messages::{JobEvent, JobPart, TimeRange, TranscodeJob, part_key};
 use lectern_seams::originals::OriginalTier;
@@ -544,6 +545,7 @@ async fn analyse_fenced(
         readable: vec![source.to_path_buf()],
         writable: scratch.path().to_path_buf(),
         time: request.time_budget(),
+        starts_programs: false,
     };
     match config
         .fence
@@ -684,6 +686,7 @@ async fn finish_lecture(
                 audio_kbps: AUDIO_KBPS,
                 segment_secs: SEGMENT_SECS,
                 keyframe_secs: KEYFRAME_SECS,
+                screen_languages: None,
                 traceparent: telemetry::current_traceparent(),
             };
             let (workers, ranges) = if chunkable {
@@ -701,8 +704,20 @@ async fn finish_lecture(
             } else {
                 (1, Vec::new())
             };
-            let jobs = crate::chunks::schedule(&base, &ranges, workers, new_id);
+            let mut jobs = crate::chunks::schedule(&base, &ranges, workers, new_id);
             let chunked = jobs.len() > 1;
+            // Last in the queue: playback never waits for it.
+            if source.has_video && state.config.read_slides {
+                jobs.push(TranscodeJob {
+                    job_id: new_id(),
+                    part: JobPart::Slides,
+                    ladder: Vec::new(),
+                    screen_languages: Some(
+                        course_language(state, lecture_id).await?.tesseract().into(),
+                    ),
+                    ..base.clone()
+                });
+            }
             let mut tx = state.db.begin().await?;
             let kept = lecture::process_asset(
                 &mut *tx,
@@ -750,7 +765,7 @@ async fn finish_lecture(
                 .bind(position as i64)
                 .execute(&mut *tx)
                 .await?;
-                if chunked {
+                if chunked && job.part != JobPart::Slides {
                     lectern_seams::parts::plan(
                         &mut *tx,
                         &asset_id,
@@ -817,6 +832,23 @@ async fn plan_workers(state: &IngestState) -> u32 {
             1
         }
     }
+}
+
+/// The language the lecture's course is taught in (English for a course that predates
+/// the setting or is gone).
+async fn course_language(
+    state: &IngestState,
+    lecture_id: &LectureId,
+) -> Result<CourseLanguage, IngestError> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT c.language FROM lectures l JOIN courses c ON c.id = l.course_id WHERE l.id = $1",
+    )
+    .bind(lecture_id)
+    .fetch_optional(&state.db)
+    .await?;
+    Ok(row
+        .and_then(|(code,)| CourseLanguage::parse(&code))
+        .unwrap_or(CourseLanguage::ENGLISH))
 }
 
 /// Sends a live event without holding the caller (an upload's last PATCH must not

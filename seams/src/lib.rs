@@ -12,6 +12,7 @@ pub mod backup;
 pub mod breaker;
 pub mod db;
 pub mod ids;
+pub mod language;
 pub mod lecture;
 pub mod messages;
 pub mod metrics;

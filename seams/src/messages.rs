@@ -78,6 +78,9 @@ pub enum JobPart {
     Audio,
     /// The poster and storyboard of the whole lecture, for a lecture split into chunks.
     Stills,
+    /// The lecture's slides: where the picture changes to a new slide or screen, and the
+    /// words on each. Not a part of playback: nothing waits for it.
+    Slides,
 }
 
 impl JobPart {
@@ -100,11 +103,25 @@ pub fn part_key(job: &TranscodeJob) -> String {
         JobPart::Whole => "whole".into(),
         JobPart::Audio => "audio".into(),
         JobPart::Stills => "stills".into(),
+        JobPart::Slides => "slides".into(),
         JobPart::VideoChunk => {
             let rungs: Vec<&str> = job.ladder.iter().map(|r| r.name.as_str()).collect();
             format!("video-{:05}-{}", job.range.first_segment, rungs.join("-"))
         }
     }
+}
+
+/// One slide of a lecture: when it comes on screen and what it says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoundSlide {
+    /// When the change to it began (a fade's start), s from the lecture's start.
+    pub start_secs: f64,
+    /// The largest text near the top, when one stands out.
+    pub title: Option<String>,
+    /// Every line read on it, in reading order.
+    pub text: String,
+    /// Its thumbnail's file name under the asset's `slides/` folder.
+    pub thumbnail: String,
 }
 
 /// One stored segment of a part, as the catalog needs it to write playlists.
@@ -191,6 +208,9 @@ pub struct TranscodeJob {
     pub audio_kbps: u32,
     pub segment_secs: u32,
     pub keyframe_secs: u32,
+    /// Tesseract's codes of the languages on screen (`eng+deu`), for a slides job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen_languages: Option<String>,
     /// The W3C trace context of the span that scheduled the job (the upload's finish),
     /// when tracing is on: the worker's job span continues it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +255,14 @@ pub enum JobEvent {
         upload_id: String,
         bytes: u64,
     },
+    /// The slides a lecture shows, found by its slides job (thumbnails stored under the
+    /// asset's `slides/` folder).
+    SlidesFound {
+        job_id: String,
+        lecture_id: LectureId,
+        asset_id: AssetId,
+        slides: Vec<FoundSlide>,
+    },
     /// One part of a chunked lecture is stored (its outputs sit under the asset's
     /// prefix); the catalog stitches the playlists once the parts line up.
     PartStored {
@@ -252,6 +280,7 @@ impl JobEvent {
             | JobEvent::Ready { lecture_id, .. }
             | JobEvent::Failed { lecture_id, .. }
             | JobEvent::PartStored { lecture_id, .. }
+            | JobEvent::SlidesFound { lecture_id, .. }
             | JobEvent::Uploaded { lecture_id, .. } => lecture_id,
         }
     }
@@ -260,7 +289,8 @@ impl JobEvent {
         match self {
             JobEvent::Progress { asset_id, .. }
             | JobEvent::Ready { asset_id, .. }
-            | JobEvent::PartStored { asset_id, .. } => Some(asset_id),
+            | JobEvent::PartStored { asset_id, .. }
+            | JobEvent::SlidesFound { asset_id, .. } => Some(asset_id),
             JobEvent::Failed { asset_id, .. } => asset_id.as_ref(),
             JobEvent::Uploaded { .. } => None,
         }

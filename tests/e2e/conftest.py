@@ -192,6 +192,9 @@ class Api:
     def post(self, path, **kw):
         return requests.post(self.base + path, headers=self.headers(kw.pop("headers", None)), timeout=30, **kw)
 
+    def put(self, path, **kw):
+        return requests.put(self.base + path, headers=self.headers(kw.pop("headers", None)), timeout=30, **kw)
+
     def patch(self, path, **kw):
         return requests.patch(self.base + path, headers=self.headers(kw.pop("headers", None)), timeout=30, **kw)
 

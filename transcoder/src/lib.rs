@@ -12,8 +12,11 @@
 
 pub mod audio_pack;
 pub mod fenced;
+pub mod ocr;
 pub mod pipeline;
 pub mod scale;
+pub mod screen;
+pub mod slides;
 pub mod storyboard;
 
 use std::collections::HashSet;
@@ -56,6 +59,8 @@ pub struct WorkerConfig {
     pub max_gap: Duration,
     /// The fenced child process each pipeline runs in.
     pub fence: lectern_gate::fence::Fence,
+    /// The OCR engine slides jobs start (inside their fence).
+    pub ocr: screen::Engine,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +227,14 @@ impl Worker {
                 self.publish(&ready).await;
                 let _ = delivery.ack().await;
             }
+            Err(e) if attempt >= self.config.max_attempts && job.part == JobPart::Slides => {
+                // The lecture plays without its slides: nothing to tell anyone but an operator.
+                tracing::error!(job = %job.job_id, attempt, error = %e, "slides job failed for good");
+                metrics.job_failed(e.kind(), JobOutcome::DeadLettered);
+                if let Err(e) = delivery.dead_letter(&e.to_string()).await {
+                    tracing::error!(error = %e, "could not dead-letter a failed job");
+                }
+            }
             Err(e) if attempt >= self.config.max_attempts => {
                 tracing::error!(job = %job.job_id, attempt, error = %e, "transcode job failed for good");
                 metrics.job_failed(e.kind(), JobOutcome::DeadLettered);
@@ -282,26 +295,16 @@ impl Worker {
         job: &TranscodeJob,
         cancel: Arc<AtomicBool>,
     ) -> Result<JobEvent, JobError> {
+        if job.part == JobPart::Slides {
+            return self.read_slides(job, cancel).await;
+        }
         let prefix = &job.output_prefix;
         if let Some(done) = self.already_done(job).await {
             tracing::info!(job = %job.job_id, "outputs already stored; reporting ready again");
             return Ok(done);
         }
-        tokio::fs::create_dir_all(&self.config.scratch_dir)
-            .await
-            .map_err(|e| JobError::Internal(e.to_string()))?;
-        let scratch = tempfile::Builder::new()
-            .prefix("job-")
-            .tempdir_in(&self.config.scratch_dir)
-            .map_err(|e| JobError::Internal(format!("scratch space: {e}")))?;
-        let source = match self
-            .store
-            .local_path(&job.source_key)
-            .filter(|p| p.exists())
-        {
-            Some(p) => p,
-            None => self.cached_source(&job.source_key, scratch.path()).await?,
-        };
+        let scratch = self.scratch_for(job).await?;
+        let source = self.source_of(job, scratch.path()).await?;
         let out_dir = scratch.path().join("out");
 
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
@@ -359,11 +362,7 @@ impl Worker {
             source: source.clone(),
             out_dir: out_dir.clone(),
             stall_secs: self.config.stall_timeout.as_secs(),
-            total_secs: (self.config.job_time_base
-                + Duration::from_secs_f64(
-                    job.source.duration_secs.max(0.0) * self.config.job_time_per_source_sec,
-                ))
-            .as_secs(),
+            total_secs: self.job_time(job).as_secs(),
             max_gap_secs: self.config.max_gap.as_secs(),
         };
         let task = Task {
@@ -372,6 +371,7 @@ impl Worker {
             readable: vec![source],
             writable: scratch.path().to_path_buf(),
             time: request.time_budget(),
+            starts_programs: false,
         };
         let on_event = |event: fenced::Event| match event {
             fenced::Event::Progress(percent) => {
@@ -423,6 +423,37 @@ impl Worker {
         let _ = reporter.await;
         tracing::debug!(prefix, "outputs stored");
         Ok(event)
+    }
+
+    /// A scratch folder of the job's own, removed when dropped.
+    async fn scratch_for(&self, job: &TranscodeJob) -> Result<tempfile::TempDir, JobError> {
+        tokio::fs::create_dir_all(&self.config.scratch_dir)
+            .await
+            .map_err(|e| JobError::Internal(e.to_string()))?;
+        tempfile::Builder::new()
+            .prefix(&format!("job-{}-", part_key(job)))
+            .tempdir_in(&self.config.scratch_dir)
+            .map_err(|e| JobError::Internal(format!("scratch space: {e}")))
+    }
+
+    /// The source as a local file: the store's own, or a cached download.
+    async fn source_of(&self, job: &TranscodeJob, job_dir: &Path) -> Result<PathBuf, JobError> {
+        match self
+            .store
+            .local_path(&job.source_key)
+            .filter(|p| p.exists())
+        {
+            Some(p) => Ok(p),
+            None => self.cached_source(&job.source_key, job_dir).await,
+        }
+    }
+
+    /// How long a job's pipeline may run.
+    fn job_time(&self, job: &TranscodeJob) -> Duration {
+        self.config.job_time_base
+            + Duration::from_secs_f64(
+                job.source.duration_secs.max(0.0) * self.config.job_time_per_source_sec,
+            )
     }
 
     async fn already_done(&self, job: &TranscodeJob) -> Option<JobEvent> {

@@ -276,25 +276,21 @@ enum Keep {
     NearestTo(f64),
 }
 
-/// An appsink branch that takes one frame every `interval_secs` (videorate drops the
-/// rest before they are scaled) and hands them over as `width`x`height` RGB.
+/// An appsink branch that takes `rate` frames a second (videorate drops the rest
+/// before they are scaled) and hands each to `deliver` as `width`x`height` RGB.
 fn frame_grabber(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
     width: u32,
     height: u32,
-    interval_secs: u32,
-    keep: Keep,
-    frames: Arc<Mutex<Vec<Frame>>>,
+    rate: gst::Fraction,
+    mut deliver: impl FnMut(Frame) + Send + 'static,
 ) -> Result<(), PipelineError> {
-    let rate = make("videorate")?;
-    rate.set_property("drop-only", true);
+    let videorate = make("videorate")?;
+    videorate.set_property("drop-only", true);
     let slow = capsfilter(
         gst::Caps::builder("video/x-raw")
-            .field(
-                "framerate",
-                gst::Fraction::new(1, interval_secs.max(1) as i32),
-            )
+            .field("framerate", rate)
             .build(),
     )?;
     let scale = make("videoscale")?;
@@ -313,8 +309,10 @@ fn frame_grabber(
     let sink = gst_app::AppSink::builder().caps(&caps).sync(false).build();
     sink.set_property("async", false);
     let sink_el: &gst::Element = sink.upcast_ref();
-    pipeline.add_many([&rate, &slow, &scale, &convert, &filter, &q, sink_el])?;
-    gst::Element::link_many([tee, &rate, &slow, &scale, &convert, &filter, &q, sink_el])?;
+    pipeline.add_many([&videorate, &slow, &scale, &convert, &filter, &q, sink_el])?;
+    gst::Element::link_many([
+        tee, &videorate, &slow, &scale, &convert, &filter, &q, sink_el,
+    ])?;
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -336,31 +334,99 @@ fn frame_grabber(
                         .pts()
                         .map(|p| p.nseconds() as f64 / 1e9)
                         .unwrap_or(0.0);
-                    let frame = Frame {
+                    deliver(Frame {
                         pts_secs,
                         width,
                         height,
                         rgb,
-                    };
-                    let mut frames = frames.lock().expect("frames lock");
-                    match keep {
-                        Keep::All => frames.push(frame),
-                        Keep::NearestTo(t) => {
-                            let closer = frames
-                                .last()
-                                .is_none_or(|f| (f.pts_secs - t).abs() > (pts_secs - t).abs());
-                            if closer {
-                                frames.clear();
-                                frames.push(frame);
-                            }
-                        }
-                    }
+                    });
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
     Ok(())
+}
+
+/// Keeps grabbed frames in `frames` as `keep` says.
+fn keeper(keep: Keep, frames: Arc<Mutex<Vec<Frame>>>) -> impl FnMut(Frame) + Send + 'static {
+    move |frame| {
+        let mut frames = frames.lock().expect("frames lock");
+        match keep {
+            Keep::All => frames.push(frame),
+            Keep::NearestTo(t) => {
+                let closer = frames
+                    .last()
+                    .is_none_or(|f| (f.pts_secs - t).abs() > (frame.pts_secs - t).abs());
+                if closer {
+                    frames.clear();
+                    frames.push(frame);
+                }
+            }
+        }
+    }
+}
+
+/// Decodes the source's video alone and hands `on_picture` `per_sec` pictures a second,
+/// RGB at `width` px wide (square pixels, at most the source's width), timed from the
+/// lecture's start: the slides job's input.
+pub fn sample_pictures(
+    source: &Path,
+    facts: &lectern_seams::messages::SourceFacts,
+    width: u32,
+    per_sec: u32,
+    watchdog: Watchdog,
+    cancel: &std::sync::atomic::AtomicBool,
+    mut on_picture: impl FnMut(Frame) + Send + 'static,
+) -> Result<(), PipelineError> {
+    gst::init().map_err(|e| PipelineError::Setup(e.to_string()))?;
+    if !facts.has_video {
+        return Err(PipelineError::Media("the lecture has no pictures".into()));
+    }
+    let pipeline = gst::Pipeline::new();
+    pipeline.use_clock(None::<&gst::Clock>);
+    let (src, decode) = decoding_front(&pipeline, source)?;
+    let head = queue(3)?;
+    let to_yuv = make("videoconvert")?;
+    let flip = make("videoflip")?;
+    flip.set_property_from_str("video-direction", "auto");
+    let tee = make("tee")?;
+    refuse_gaps(&head, watchdog.max_gap);
+    pipeline.add_many([&head, &to_yuv, &flip, &tee])?;
+    gst::Element::link_many([&head, &to_yuv, &flip, &tee])?;
+    let w = even(width.min(facts.width.max(2)) as f64);
+    let h = even(w as f64 * facts.height as f64 / facts.width.max(1) as f64).max(2);
+    // Video pads are shifted by the audio priming delay (see `route_decoded_streams`).
+    let delay = VIDEO_DELAY_NS as f64 / 1e9;
+    frame_grabber(
+        &pipeline,
+        &tee,
+        w,
+        h,
+        gst::Fraction::new(per_sec.max(1) as i32, 1),
+        move |mut frame| {
+            frame.pts_secs = (frame.pts_secs - delay).max(0.0);
+            on_picture(frame)
+        },
+    )?;
+    let video_head = Some(head);
+    let origin: Origin = Default::default();
+    let linked = route_decoded_streams(&pipeline, &decode, &video_head, &None, None, &origin);
+    end_unfound_branches(&decode, &video_head, &None, linked);
+    let tallies: Tallies = Default::default();
+    let result = run_to_eos(
+        &pipeline,
+        &src,
+        None,
+        facts.duration_secs,
+        watchdog,
+        &tallies,
+        None,
+        cancel,
+        &mut |_| {},
+    );
+    let _ = pipeline.set_state(gst::State::Null);
+    result
 }
 
 pub struct Progress {
@@ -807,14 +873,14 @@ fn stills_branches(
         )
     };
     let poster_at = (duration * 0.1).min(10.0);
+    let every = gst::Fraction::new(1, thumb_interval.max(1) as i32);
     frame_grabber(
         pipeline,
         tee,
         pw,
         ph,
-        thumb_interval,
-        Keep::NearestTo(poster_at),
-        stills.poster.clone(),
+        every,
+        keeper(Keep::NearestTo(poster_at), stills.poster.clone()),
     )?;
     let th = even(THUMB_WIDTH as f64 * facts.height as f64 / facts.width.max(1) as f64);
     frame_grabber(
@@ -822,9 +888,8 @@ fn stills_branches(
         tee,
         THUMB_WIDTH,
         th,
-        thumb_interval,
-        Keep::All,
-        stills.thumbs.clone(),
+        every,
+        keeper(Keep::All, stills.thumbs.clone()),
     )?;
     Ok(())
 }

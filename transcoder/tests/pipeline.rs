@@ -76,6 +76,7 @@ fn job(facts: SourceFacts, ladder: Vec<Rung>) -> TranscodeJob {
         audio_kbps: 128,
         segment_secs: 6,
         keyframe_secs: 2,
+        screen_languages: None,
         traceparent: None,
     }
 }
@@ -959,6 +960,7 @@ fn start_worker(
         shutdown_grace: Duration::from_secs(1),
         max_gap: Duration::from_secs(600),
         fence: lectern_gate::fence::Fence::new(lectern_binary(), Default::default()),
+        ocr: lectern_transcoder::screen::Engine::find(),
     };
     (
         stop,
