@@ -6,6 +6,8 @@ export interface Session { token: string; user: User; owner_request_pending?: bo
 export interface Course {
   id: string; owner_id: string; title: string; description: string; category: string;
   price_cents: number; published: boolean; lecture_count: number; poster_url: string | null;
+  /** ISO 639-1: the language slides are read in. */
+  language: string;
   created_at: number; updated_at: number;
 }
 export interface Lecture {
@@ -18,8 +20,11 @@ export interface Lecture {
 }
 export interface CaptionTrack { language: string; label: string; default: boolean; cue_count: number; updated_at: number }
 export interface Chapter { start_secs: number; title: string }
+/** A slide the lecture's slides job found: a proposed chapter, for the course's owner.
+ * `thumbnail_url` answers only with the owner's Authorization header (`slideThumbnail`). */
+export interface Slide { position: number; start_secs: number; title: string | null; text: string; thumbnail_url: string }
 export interface SearchHit {
-  kind: 'course' | 'lecture' | 'transcript'; course_id: string; course_title: string;
+  kind: 'course' | 'lecture' | 'transcript' | 'screen'; course_id: string; course_title: string;
   lecture_id: string | null; lecture_title: string | null; start_secs: number | null; text: string;
 }
 export interface EnrollmentCode { code: string; max_uses: number | null; uses: number; expires_at: number | null; created_at: number }
@@ -167,13 +172,25 @@ export const Api = {
   chapters: (id: string) => api<Chapter[]>('GET', `/api/lectures/${encodeURIComponent(id)}/chapters`),
   putChapters: (id: string, chapters: Chapter[] | Blob) =>
     api<Chapter[]>('PUT', `/api/lectures/${encodeURIComponent(id)}/chapters`, chapters instanceof Blob ? chapters : { chapters }),
+  /** The owner's proposed chapters; empty until the slides job has run (403 for others). */
+  slides: (id: string) => api<Slide[]>('GET', `/api/lectures/${encodeURIComponent(id)}/slides`),
   playback: (id: string) => api<PlaybackGrant>('POST', `/api/lectures/${encodeURIComponent(id)}/playback`),
   progress: (id: string) => api<{ position_secs: number; completed: boolean }>('GET', `/api/lectures/${encodeURIComponent(id)}/progress`),
   saveProgress: (id: string, position_secs: number, keepalive = false) =>
     api<WatchProgress>('PUT', `/api/lectures/${encodeURIComponent(id)}/progress`, { position_secs }, { keepalive }),
 };
 
-/** Live events (progress, ready, failed; lecture_ready for students). Reconnects. */
+/** A slide's thumbnail (JPEG), fetched with the Authorization header an <img src>
+ * cannot send; show it with `URL.createObjectURL`. Only an API path of this origin is
+ * asked, so the token never goes elsewhere. */
+export async function slideThumbnail(url: string, signal?: AbortSignal): Promise<Blob> {
+  if (!url.startsWith('/api/')) throw new Error(`not a thumbnail of this server: ${url}`);
+  const res = await fetch(url, { headers: authHeaders(), signal });
+  if (!res.ok) throw new ApiError(res.status, 'http', res.statusText);
+  return res.blob();
+}
+
+/** Live events (progress, ready, failed, slides_found; lecture_ready for students). Reconnects. */
 export function liveEvents(onEvent: (e: Record<string, unknown>) => void): () => void {
   let ws: WebSocket | null = null;
   let closed = false;

@@ -4,7 +4,11 @@ import { Api, type Chapter, type Lecture } from './api';
 import { errorText, h, toast } from './dom';
 import { chapterLines, formatDuration, parseChapterLines } from './format';
 
-export function chaptersEditor(lecture: Lecture): HTMLElement {
+/** The studio's editor; `show` puts chapters published elsewhere (proposed chapters)
+ * in it, as the server answered them. */
+export interface ChaptersEditor { element: HTMLElement; show(chapters: Chapter[]): void }
+
+export function chaptersEditor(lecture: Lecture): ChaptersEditor {
   const summary = h('summary', {}, 'Chapters');
   const lines = h('textarea', { rows: 5, placeholder: '0:00 Introduction\n4:30 Fourier series', 'aria-label': 'Chapters, one per line: a time, then a title' });
   const file = h('input', { type: 'file', accept: '.vtt,text/vtt', 'aria-label': 'Chapters file (WebVTT)' });
@@ -33,7 +37,7 @@ export function chaptersEditor(lecture: Lecture): HTMLElement {
   });
   file.addEventListener('change', () => file.files?.[0] && void save(file.files[0]));
   Api.chapters(lecture.id).then(show).catch(() => {});
-  return h('details', { class: 'chapters-editor' }, summary, form);
+  return { element: h('details', { class: 'chapters-editor' }, summary, form), show };
 }
 
 /** The watch page's chapter list: each entry links to its time, and seeks in place. */

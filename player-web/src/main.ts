@@ -7,6 +7,7 @@ import { formatBytes, formatDuration, formatEta, formatPrice, resumePosition } f
 import { attachmentsPanel, materialsSection } from './attachments';
 import { captionsEditor } from './captions';
 import { chapterList, chaptersEditor } from './chapters';
+import { slidesPanel, type SlidesPanel } from './slides';
 import { codesPanel, enrollBox } from './codes';
 import { lectureHits } from './search';
 import { createPlayer, type Player } from './player';
@@ -19,6 +20,14 @@ const main = document.getElementById('main')!;
 const nav = document.getElementById('nav')!;
 let cleanup: (() => void)[] = [];
 
+/** The languages a course may be taught in (the server's list), by name. */
+const COURSE_LANGUAGES: [string, string][] = [
+  ['ar', 'Arabic'], ['cs', 'Czech'], ['da', 'Danish'], ['de', 'German'], ['el', 'Greek'], ['en', 'English'],
+  ['es', 'Spanish'], ['fi', 'Finnish'], ['fr', 'French'], ['he', 'Hebrew'], ['hi', 'Hindi'], ['hu', 'Hungarian'],
+  ['id', 'Indonesian'], ['it', 'Italian'], ['ja', 'Japanese'], ['ko', 'Korean'], ['nl', 'Dutch'], ['no', 'Norwegian'],
+  ['pl', 'Polish'], ['pt', 'Portuguese'], ['ro', 'Romanian'], ['ru', 'Russian'], ['sv', 'Swedish'], ['tr', 'Turkish'],
+  ['uk', 'Ukrainian'], ['vi', 'Vietnamese'], ['zh', 'Chinese'],
+];
 function onLeave(fn: () => void) {
   cleanup.push(fn);
 }
@@ -400,6 +409,8 @@ async function studioCoursePage(id: string) {
     title: h('input', { id: 'title', value: course.title, required: true }),
     description: h('textarea', { id: 'description', rows: 4 }, course.description),
     category: h('input', { id: 'category-edit', value: course.category }),
+    language: h('select', { id: 'language' }, ...COURSE_LANGUAGES.map(([code, name]) =>
+      h('option', { value: code, selected: code === course.language }, name))),
     price: h('input', { id: 'price', type: 'number', min: 0, step: 0.01, value: (course.price_cents / 100).toFixed(2) }),
     published: h('input', { id: 'published', type: 'checkbox', checked: course.published }),
   };
@@ -407,6 +418,7 @@ async function studioCoursePage(id: string) {
     h('label', { for: 'title' }, 'Title'), f.title,
     h('label', { for: 'description' }, 'Description'), f.description,
     h('label', { for: 'category-edit' }, 'Category'), f.category,
+    h('label', { for: 'language' }, 'Language (slides are read in it)'), f.language,
     h('label', { for: 'price' }, 'Price (USD, 0 for free)'), f.price,
     h('label', { class: 'check' }, f.published, ' Published (visible in the catalog)'),
     h('div', { class: 'row' },
@@ -428,6 +440,7 @@ async function studioCoursePage(id: string) {
         title: f.title.value,
         description: f.description.value,
         category: f.category.value,
+        language: f.language.value,
         price_cents: Math.round(Number(f.price.value || 0) * 100),
         published: f.published.checked,
       })) };
@@ -439,6 +452,7 @@ async function studioCoursePage(id: string) {
 
   const list = h('ol', { class: 'studio-lectures' });
   const rows = new Map<string, HTMLElement>();
+  const slidePanels = new Map<string, SlidesPanel>();
   const renderLectures = async () => {
     course = await Api.course(id);
     list.replaceChildren(...course.lectures.map((l, i) => lectureRow(l, i)));
@@ -447,6 +461,11 @@ async function studioCoursePage(id: string) {
     const upload = uploads.get(l.id);
     const file = h('input', { type: 'file', accept: 'video/*,audio/*', 'aria-label': `Upload a file for ${l.title}` });
     file.addEventListener('change', () => file.files?.[0] && startUpload(l.id, file.files[0]));
+    const chapters = chaptersEditor(l);
+    // Proposed chapters are the owner's alone (the server refuses anyone else too).
+    const slides = course.can_edit ? slidesPanel(l, chapters.show) : null;
+    if (slides) slidePanels.set(l.id, slides);
+    else slidePanels.delete(l.id);
     const row = h('li', { class: 'lecture-row', 'data-lecture': l.id, 'data-status': l.status },
       h('div', { class: 'row' },
         h('strong', {}, l.title),
@@ -483,7 +502,8 @@ async function studioCoursePage(id: string) {
         : null,
       l.playable ? previewBlock(l) : null,
       captionsEditor(l),
-      chaptersEditor(l),
+      chapters.element,
+      slides?.element,
     );
     rows.set(l.id, row);
     return row;
@@ -569,6 +589,12 @@ async function studioCoursePage(id: string) {
     if (ev.type === 'resync') return void renderLectures();
     const lid = ev.lecture_id as string | undefined;
     if (!lid || !course.lectures.some((l) => l.id === lid)) return;
+    // Slides found after the lecture became ready: only its proposed chapters change
+    // (the whole row is drawn again if it has no panel yet).
+    if (ev.type === 'slides_found') {
+      const panel = slidePanels.get(lid);
+      return void (panel ? panel.refresh() : renderLectures());
+    }
     if (ev.type === 'progress') {
       const row = rows.get(lid);
       const bar = row?.querySelector('progress[aria-label="Transcoding progress"]') as HTMLProgressElement | null;

@@ -1,10 +1,17 @@
-// Search hits inside lectures: a lecture's title, or words said in it (its captions)
-// with the time they are said. Each hit links to the player at that moment.
+// Search hits inside lectures: a lecture's title, words said in it (its captions) or
+// shown on its slides, with the time. Each hit links to the player at that moment.
 import { Api, type SearchHit } from './api';
 import { errorText, h } from './dom';
 import { formatDuration } from './format';
 
-export function hitLink(hit: SearchHit): HTMLElement | null {
+/** The slide's line that holds one of the words looked for, else its first line. */
+export function matchingLine(text: string, q = ''): string {
+  const words = q.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  const lines = text.split('\n').filter((l) => l.trim());
+  return lines.find((l) => words.some((w) => l.toLowerCase().includes(w))) ?? lines[0] ?? '';
+}
+
+export function hitLink(hit: SearchHit, q = ''): HTMLElement | null {
   if (!hit.lecture_id) return null;
   const at = hit.start_secs ?? 0;
   const href = `#/watch/${hit.lecture_id}${hit.start_secs != null ? `?t=${Math.floor(at)}` : ''}`;
@@ -14,6 +21,7 @@ export function hitLink(hit: SearchHit): HTMLElement | null {
       hit.start_secs != null ? h('span', { class: 'time' }, ` at ${formatDuration(at)}`) : null),
     h('span', { class: 'meta' }, ` · ${hit.course_title}`),
     hit.kind === 'transcript' ? h('q', {}, hit.text) : null,
+    hit.kind === 'screen' ? h('span', { class: 'on-screen' }, ' on screen: ', h('q', {}, matchingLine(hit.text, q))) : null,
   );
 }
 
@@ -24,7 +32,7 @@ export function lectureHits(q: string, course?: string): HTMLElement {
     h('h2', {}, 'Found in lectures'), list);
   Api.search(q, course)
     .then((res) => {
-      const items = res.items.map(hitLink).filter((n): n is HTMLElement => !!n);
+      const items = res.items.map((hit) => hitLink(hit, q)).filter((n): n is HTMLElement => !!n);
       list.replaceChildren(...items);
       box.hidden = items.length === 0;
     })
