@@ -69,8 +69,12 @@ await early.waitForFunction(
 );
 atVod = await currentTime(early);
 console.error(`VOD at ${atVod}`);
-// Still playing after the switch: time moves on.
-await early.waitForFunction((t) => document.querySelector('video').currentTime > t + 1, atVod, { timeout: 20_000 });
+// Still playing after the switch: time moves on. On a slow machine the lecture may turn
+// VOD only once playback reached its end; then play it again from the start.
+const ended = await early.evaluate(() => { const v = document.querySelector('video'); return v.ended || v.currentTime > v.duration - 1; });
+if (ended) await early.evaluate(() => { const v = document.querySelector('video'); v.currentTime = 0; v.play().catch(() => {}); });
+const playingFrom = await currentTime(early);
+await early.waitForFunction((t) => document.querySelector('video').currentTime > t + 1, playingFrom, { timeout: 20_000 });
 earlyErrors = await early.evaluate(() => window.hlsErrors);
 await early.context().close();
 }
