@@ -941,8 +941,12 @@ async fn list_slides(
 async fn slide_thumbnail(
     State(s): State<CatalogState>,
     user: AuthUser,
-    Path((id, position)): Path<(LectureId, i64)>,
+    Path((id, position)): Path<(LectureId, String)>,
 ) -> Result<Response, CatalogError> {
+    // Parsed here, so a position that is not a number is the API's JSON 404.
+    let position = position
+        .parse::<i64>()
+        .map_err(|_| CatalogError::NotFound("slide"))?;
     let jpeg = crate::slides::thumbnail(&s.db, &s.store, &user, &id, position).await?;
     Ok((
         [
