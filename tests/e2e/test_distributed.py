@@ -18,6 +18,9 @@ pytestmark = pytest.mark.skipif(WORLD != "distributed", reason="needs the distri
 
 
 def cluster(tmp_path, workers=1, env=None):
+    # These tests count transcode jobs: the slides job queued after them is
+    # test_slides.py's.
+    env = {"LECTERN_SLIDES": "off", **(env or {})}
     data = tmp_path / "data"
     catalog = Server(data, role="catalog", env=env).start()
     ingest = Server(data, role="ingest", env=env).start()
